@@ -1,0 +1,174 @@
+/* torchless — public C API.
+ *
+ * Everything a program needs to load a model, tokenize, run the decoder and
+ * sample. Handles are opaque; every fallible call returns a tl_status and, on
+ * failure, leaves a human-readable message in tl_last_error() (per thread).
+ * The library never prints and never exits: diagnostics go to the log
+ * callback installed with tl_set_log().
+ */
+#ifndef TORCHLESS_H
+#define TORCHLESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TL_VERSION "0.1.0"
+
+typedef enum tl_status {
+  TL_OK = 0,
+  TL_ERR_INVALID_ARG = 1,  /* a bad argument from the caller */
+  TL_ERR_IO = 2,           /* cannot open / map / read a file */
+  TL_ERR_FORMAT = 3,       /* a malformed or truncated file */
+  TL_ERR_UNSUPPORTED = 4,  /* valid, but something we do not implement */
+  TL_ERR_NOMEM = 5,        /* allocation failed */
+  TL_ERR_CONTEXT_FULL = 6, /* the tokens do not fit in the context */
+  TL_ERR_TOKENIZER = 7,    /* the text cannot be tokenized */
+} tl_status;
+
+/* Message describing the last failure on this thread ("" if none). */
+const char *tl_last_error(void);
+/* Short name of a status code. */
+const char *tl_status_name(tl_status s);
+
+typedef enum tl_log_level {
+  TL_LOG_DEBUG = 0,
+  TL_LOG_INFO = 1,
+  TL_LOG_WARN = 2,
+  TL_LOG_ERROR = 3,
+} tl_log_level;
+
+typedef void (*tl_log_fn)(tl_log_level level, const char *msg, void *user);
+/* Install a log callback (NULL: discard all messages, the default). */
+void tl_set_log(tl_log_fn fn, void *user);
+
+typedef int32_t tl_token;
+
+typedef struct tl_model tl_model;
+typedef struct tl_context tl_context;
+typedef struct tl_sampler tl_sampler;
+typedef struct tl_detok tl_detok;
+
+/* ---- models ---------------------------------------------------------- */
+
+typedef struct tl_model_params {
+  bool vocab_only; /* load the tokenizer only (vocabulary-only GGUF files) */
+} tl_model_params;
+
+tl_model_params tl_model_default_params(void);
+/* Load a model file (GGUF). The weights are memory-mapped, not copied. */
+tl_status tl_model_load(const char *path, const tl_model_params *params, tl_model **out);
+void tl_model_free(tl_model *model);
+
+const char *tl_model_arch(const tl_model *model);
+const char *tl_model_desc(const tl_model *model); /* e.g. "llama 11M Q8_0" */
+int32_t tl_model_n_vocab(const tl_model *model);
+int32_t tl_model_n_ctx_train(const tl_model *model);
+int32_t tl_model_n_layer(const tl_model *model);
+uint64_t tl_model_n_params(const tl_model *model);
+uint64_t tl_model_size_bytes(const tl_model *model); /* bytes of weight data */
+bool tl_model_has_weights(const tl_model *model);
+
+/* ---- tokenizer --------------------------------------------------------- */
+
+tl_token tl_token_bos(const tl_model *model); /* -1 if none */
+tl_token tl_token_eos(const tl_model *model);
+bool tl_token_is_eog(const tl_model *model, tl_token t); /* end of generation */
+bool tl_model_add_bos(const tl_model *model);
+
+/* Tokenize len bytes of text. add_bos: prepend BOS when the model uses one.
+ * parse_special: text such as "</s>" becomes the special token.
+ * On success *n_out holds the token count; if it exceeds cap the call returns
+ * TL_ERR_INVALID_ARG with *n_out set to the count needed. Invalid UTF-8 is
+ * rejected with TL_ERR_TOKENIZER. */
+tl_status tl_tokenize(const tl_model *model, const char *text, size_t len, bool add_bos,
+                      bool parse_special, tl_token *out, size_t cap, size_t *n_out);
+
+/* The bytes a token stands for, as it appears inside a text (byte tokens
+ * give their raw byte, the SentencePiece space marker becomes ' ').
+ * Returns the number of bytes (which may exceed cap: then nothing beyond cap is
+ * written), or -1 for an invalid token. */
+int32_t tl_token_to_piece(const tl_model *model, tl_token t, char *buf, size_t cap);
+
+/* Streaming detokenizer: feed tokens, get only complete UTF-8 characters. */
+tl_status tl_detok_new(const tl_model *model, tl_detok **out);
+/* Appends the text completed by token t to buf (NUL-terminated); returns the
+ * number of bytes written. cap must be at least 64. */
+size_t tl_detok_push(tl_detok *d, tl_token t, char *buf, size_t cap);
+/* Remaining bytes (an incomplete character is emitted as U+FFFD). */
+size_t tl_detok_flush(tl_detok *d, char *buf, size_t cap);
+void tl_detok_free(tl_detok *d);
+
+/* ---- contexts (KV cache + scratch) --------------------------------------- */
+
+typedef enum tl_kv_type { TL_KV_F16 = 0, TL_KV_F32 = 1 } tl_kv_type;
+
+typedef struct tl_context_params {
+  int32_t n_ctx;     /* tokens per sequence (0: the model's training context) */
+  int32_t n_seq;     /* independent sequences (KV slots) */
+  int32_t n_batch;   /* most tokens per tl_decode call (0: n_ctx) */
+  int32_t n_threads; /* 0: number of physical cores */
+  tl_kv_type kv_type;
+} tl_context_params;
+
+tl_context_params tl_context_default_params(void);
+tl_status tl_context_new(tl_model *model, const tl_context_params *params, tl_context **out);
+void tl_context_free(tl_context *ctx);
+int32_t tl_context_n_ctx(const tl_context *ctx);
+int32_t tl_context_n_threads(const tl_context *ctx);
+
+/* A batch of tokens, each with its sequence and position (as llama_batch).
+ * logits[i] != 0 requests the logits of token i. logits may be NULL: then
+ * only the last token's logits are computed. seq may be NULL (all 0). */
+typedef struct tl_batch {
+  int32_t n_tokens;
+  const tl_token *tokens;
+  const int32_t *pos;
+  const int32_t *seq;
+  const int8_t *logits;
+} tl_batch;
+
+/* Run the decoder over a batch. Each token attends to the cached tokens of
+ * its sequence at positions < its own, plus itself. */
+tl_status tl_decode(tl_context *ctx, const tl_batch *batch);
+/* Logits of the i-th batch token whose logits were requested (in order). */
+const float *tl_get_logits(const tl_context *ctx, int32_t i);
+/* Forget the cached tokens of a sequence (-1: all). */
+void tl_kv_clear(tl_context *ctx, int32_t seq);
+
+/* ---- sampling ----------------------------------------------------------- */
+
+typedef struct tl_sampler_params {
+  float temperature;    /* <= 0: greedy */
+  int32_t top_k;        /* <= 0: off */
+  float top_p;          /* >= 1: off */
+  float min_p;          /* <= 0: off */
+  float repeat_penalty; /* 1: off */
+  int32_t repeat_last_n;
+  uint64_t seed;
+} tl_sampler_params;
+
+tl_sampler_params tl_sampler_default_params(void);
+tl_status tl_sampler_new(const tl_sampler_params *params, tl_sampler **out);
+void tl_sampler_free(tl_sampler *s);
+/* Pick a token from n logits (the logits are not modified). */
+tl_token tl_sampler_sample(tl_sampler *s, const float *logits, int32_t n);
+/* Record a token in the history used by the repetition penalty. */
+void tl_sampler_accept(tl_sampler *s, tl_token t);
+void tl_sampler_reset(tl_sampler *s);
+
+/* ---- misc --------------------------------------------------------------- */
+
+/* Number of physical cores (fallback: logical CPUs). */
+int32_t tl_physical_cores(void);
+/* Microseconds from a monotonic clock. */
+int64_t tl_time_us(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs the Debian/Ubuntu packages torchless needs to build and test.
+# As root it runs apt-get; otherwise it names the missing packages and stops.
+set -e
+PKGS="build-essential cmake pkg-config libcjson-dev libcmocka-dev"
+missing=""
+for p in $PKGS; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "torchless: missing packages:$missing (no apt-get found; install them with your package manager)" >&2
+  exit 1
+fi
+if [ "$(id -u)" != "0" ]; then
+  echo "torchless: missing packages:$missing" >&2
+  echo "install them with: sudo apt-get install -y$missing" >&2
+  exit 1
+fi
+echo "torchless: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq $missing >/dev/null

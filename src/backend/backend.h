@@ -1,0 +1,43 @@
+/* Backend operations used by the forward pass. Only the CPU backend exists
+ * today; its kernels sit behind a dispatch table (scalar reference first,
+ * SIMD variants chosen at run time are added next to it). */
+#ifndef TL_BACKEND_H
+#define TL_BACKEND_H
+
+#include "core/core.h"
+#include "core/threadpool.h"
+#include "quant/quant.h"
+
+/* A weight matrix for y = W x: rows output features, cols input features,
+ * stored row-major in its file type (a view into the mapped file). */
+typedef struct tl_weight {
+  uint32_t type;
+  int64_t rows, cols;
+  size_t row_bytes;
+  const void *data;
+} tl_weight;
+
+/* dot(row of W in its type, x[n]) for n a multiple of the type's block. */
+typedef float (*tl_vec_dot_fn)(const void *row, const float *x, int64_t n);
+
+typedef struct tl_cpu_kernels {
+  const char *name;
+  tl_vec_dot_fn vec_dot[TL_TYPE_COUNT];
+} tl_cpu_kernels;
+
+/* The scalar reference kernels. */
+const tl_cpu_kernels *tl_cpu_kernels_scalar(void);
+/* The kernels selected for this CPU (TL_CPU_KERNELS=scalar forces the reference). */
+const tl_cpu_kernels *tl_cpu_kernels_best(void);
+/* Whether the CPU backend can multiply a weight of this type. */
+bool tl_cpu_supports_type(uint32_t type);
+
+/* y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tok; x is [n_tok][cols],
+ * y is [n_tok][rows] (row stride ldy). */
+void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, const float *x,
+                   int64_t n_tok, float *y, int64_t ldy);
+
+/* Row i of W as float32 into out[cols]. */
+void tl_weight_row_f32(const tl_weight *w, int64_t i, float *out);
+
+#endif

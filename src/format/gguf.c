@@ -1,0 +1,450 @@
+/* GGUF reader: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
+ * Layout: magic "GGUF", u32 version, u64 n_tensors, u64 n_kv, the key/value
+ * pairs, the tensor infos, padding to general.alignment, the tensor data. */
+#include "format/gguf.h"
+
+#include <stdlib.h>
+
+#include "quant/quant.h"
+
+typedef struct reader {
+  const uint8_t *p;
+  size_t size;
+  size_t off;
+} reader;
+
+/* Deepest array nesting accepted (real files use one level). */
+#define MAX_NEST 4
+
+static tl_status need(reader *r, uint64_t n, const char *what) {
+  if (n > r->size - r->off)
+    return tl_fail(TL_ERR_FORMAT, "truncated file: %s at offset %zu needs %llu bytes, %zu left",
+                   what, r->off, (unsigned long long)n, r->size - r->off);
+  return TL_OK;
+}
+
+static tl_status rd_u32(reader *r, uint32_t *v, const char *what) {
+  tl_status s = need(r, 4, what);
+  if (s) return s;
+  *v = tl_rd_u32(r->p + r->off);
+  r->off += 4;
+  return TL_OK;
+}
+
+static tl_status rd_u64(reader *r, uint64_t *v, const char *what) {
+  tl_status s = need(r, 8, what);
+  if (s) return s;
+  *v = tl_rd_u64(r->p + r->off);
+  r->off += 8;
+  return TL_OK;
+}
+
+static tl_status rd_str(reader *r, tl_str *out, const char *what) {
+  uint64_t n;
+  tl_status s = rd_u64(r, &n, what);
+  if (s) return s;
+  s = need(r, n, what);
+  if (s) return s;
+  out->ptr = (const char *)r->p + r->off;
+  out->len = n;
+  r->off += (size_t)n;
+  return TL_OK;
+}
+
+static size_t scalar_size(uint32_t t) {
+  switch (t) {
+    case TL_GGUF_U8:
+    case TL_GGUF_I8:
+    case TL_GGUF_BOOL:
+      return 1;
+    case TL_GGUF_U16:
+    case TL_GGUF_I16:
+      return 2;
+    case TL_GGUF_U32:
+    case TL_GGUF_I32:
+    case TL_GGUF_F32:
+      return 4;
+    case TL_GGUF_U64:
+    case TL_GGUF_I64:
+    case TL_GGUF_F64:
+      return 8;
+    default:
+      return 0;
+  }
+}
+
+/* Decode a scalar of type t at p into the value. */
+static void decode_scalar(uint32_t t, const uint8_t *p, tl_gguf_value *v) {
+  v->type = t;
+  switch (t) {
+    case TL_GGUF_U8:
+    case TL_GGUF_BOOL:
+      v->v.u64 = p[0];
+      break;
+    case TL_GGUF_I8:
+      v->v.i64 = (int8_t)p[0];
+      break;
+    case TL_GGUF_U16:
+      v->v.u64 = tl_rd_u16(p);
+      break;
+    case TL_GGUF_I16:
+      v->v.i64 = (int16_t)tl_rd_u16(p);
+      break;
+    case TL_GGUF_U32:
+      v->v.u64 = tl_rd_u32(p);
+      break;
+    case TL_GGUF_I32:
+      v->v.i64 = (int32_t)tl_rd_u32(p);
+      break;
+    case TL_GGUF_F32: {
+      float f;
+      memcpy(&f, p, 4);
+      v->v.f64 = f;
+      break;
+    }
+    case TL_GGUF_U64:
+      v->v.u64 = tl_rd_u64(p);
+      break;
+    case TL_GGUF_I64:
+      v->v.i64 = (int64_t)tl_rd_u64(p);
+      break;
+    case TL_GGUF_F64:
+      memcpy(&v->v.f64, p, 8);
+      break;
+    default:
+      break;
+  }
+}
+
+static void free_value(tl_gguf_value *v) {
+  if (v->type != TL_GGUF_ARRAY) return;
+  free(v->v.arr.strs);
+  if (v->v.arr.elems) {
+    for (uint64_t i = 0; i < v->v.arr.n; i++) free_value(&v->v.arr.elems[i]);
+    free(v->v.arr.elems);
+  }
+}
+
+static tl_status read_value(reader *r, uint32_t type, tl_gguf_value *v, int depth);
+
+static tl_status read_array(reader *r, tl_gguf_value *v, int depth) {
+  uint32_t et;
+  uint64_t n;
+  tl_status s = rd_u32(r, &et, "array element type");
+  if (s) return s;
+  s = rd_u64(r, &n, "array length");
+  if (s) return s;
+  v->type = TL_GGUF_ARRAY;
+  v->v.arr.elem_type = et;
+  v->v.arr.n = n;
+  v->v.arr.data = NULL;
+  v->v.arr.strs = NULL;
+  v->v.arr.elems = NULL;
+  size_t left = r->size - r->off;
+  size_t es = scalar_size(et);
+  if (es) {
+    uint64_t bytes;
+    if (!tl_mul_u64(n, es, &bytes) || bytes > left)
+      return tl_fail(TL_ERR_FORMAT, "array of %llu elements of %zu bytes runs past the end of file",
+                     (unsigned long long)n, es);
+    v->v.arr.data = r->p + r->off;
+    r->off += (size_t)bytes;
+    return TL_OK;
+  }
+  if (et == TL_GGUF_STRING) {
+    if (n > left / 8)
+      return tl_fail(TL_ERR_FORMAT, "string array of %llu elements cannot fit in the file",
+                     (unsigned long long)n);
+    v->v.arr.strs = tl_malloc_array((size_t)n ? (size_t)n : 1, sizeof(tl_str));
+    if (!v->v.arr.strs) return tl_fail(TL_ERR_NOMEM, "out of memory for a string array");
+    for (uint64_t i = 0; i < n; i++) {
+      s = rd_str(r, &v->v.arr.strs[i], "array string");
+      if (s) return s;
+    }
+    return TL_OK;
+  }
+  if (et == TL_GGUF_ARRAY) {
+    if (depth >= MAX_NEST) return tl_fail(TL_ERR_FORMAT, "arrays nested deeper than %d", MAX_NEST);
+    if (n > left / 12)
+      return tl_fail(TL_ERR_FORMAT, "nested array of %llu elements cannot fit in the file",
+                     (unsigned long long)n);
+    v->v.arr.elems = tl_calloc_array((size_t)n ? (size_t)n : 1, sizeof(tl_gguf_value));
+    if (!v->v.arr.elems) return tl_fail(TL_ERR_NOMEM, "out of memory for a nested array");
+    for (uint64_t i = 0; i < n; i++) {
+      s = read_array(r, &v->v.arr.elems[i], depth + 1);
+      if (s) {
+        v->v.arr.n = i + 1; /* free only what was read */
+        return s;
+      }
+    }
+    return TL_OK;
+  }
+  return tl_fail(TL_ERR_FORMAT, "unknown array element type %u", et);
+}
+
+static tl_status read_value(reader *r, uint32_t type, tl_gguf_value *v, int depth) {
+  size_t es = scalar_size(type);
+  if (es) {
+    tl_status s = need(r, es, "metadata value");
+    if (s) return s;
+    decode_scalar(type, r->p + r->off, v);
+    r->off += es;
+    return TL_OK;
+  }
+  if (type == TL_GGUF_STRING) {
+    v->type = type;
+    return rd_str(r, &v->v.str, "metadata string");
+  }
+  if (type == TL_GGUF_ARRAY) return read_array(r, v, depth);
+  return tl_fail(TL_ERR_FORMAT, "unknown metadata value type %u", type);
+}
+
+void tl_gguf_free(tl_gguf *g) {
+  if (!g) return;
+  if (g->kv) {
+    for (uint64_t i = 0; i < g->n_kv; i++) free_value(&g->kv[i].val);
+    free(g->kv);
+  }
+  free(g->tensors);
+  tl_mmap_close(&g->map);
+  free(g);
+}
+
+static tl_status parse(tl_gguf *g) {
+  reader r = {g->map.data, g->map.size, 0};
+  tl_status s = need(&r, 4, "magic");
+  if (s) return s;
+  if (memcmp(r.p, "GGUF", 4) != 0) return tl_fail(TL_ERR_FORMAT, "not a GGUF file (bad magic)");
+  r.off = 4;
+  if ((s = rd_u32(&r, &g->version, "version"))) return s;
+  if (g->version != 2 && g->version != 3)
+    return tl_fail(TL_ERR_UNSUPPORTED, "GGUF version %u is not supported (2 and 3 are)",
+                   g->version);
+  uint64_t n_tensors, n_kv;
+  if ((s = rd_u64(&r, &n_tensors, "tensor count"))) return s;
+  if ((s = rd_u64(&r, &n_kv, "metadata count"))) return s;
+  /* every kv takes at least 8+4+1 bytes, every tensor info at least 8+4+4+8 */
+  size_t left = r.size - r.off;
+  if (n_kv > left / 13 || n_kv > (1u << 20))
+    return tl_fail(TL_ERR_FORMAT, "metadata count %llu cannot fit in a file of %zu bytes",
+                   (unsigned long long)n_kv, r.size);
+  if (n_tensors > left / 24 || n_tensors > (1u << 20))
+    return tl_fail(TL_ERR_FORMAT, "tensor count %llu cannot fit in a file of %zu bytes",
+                   (unsigned long long)n_tensors, r.size);
+  g->kv = tl_calloc_array((size_t)n_kv ? (size_t)n_kv : 1, sizeof(tl_gguf_kv));
+  if (!g->kv) return tl_fail(TL_ERR_NOMEM, "out of memory for metadata");
+  for (uint64_t i = 0; i < n_kv; i++) {
+    tl_gguf_kv *kv = &g->kv[i];
+    g->n_kv = i + 1;
+    if ((s = rd_str(&r, &kv->key, "metadata key"))) return s;
+    uint32_t type;
+    if ((s = rd_u32(&r, &type, "metadata type"))) return s;
+    if ((s = read_value(&r, type, &kv->val, 0)))
+      return tl_fail_prefix(s, "metadata '%.*s'", (int)(kv->key.len > 200 ? 200 : kv->key.len),
+                            kv->key.ptr);
+    for (uint64_t j = 0; j < i; j++)
+      if (g->kv[j].key.len == kv->key.len && !memcmp(g->kv[j].key.ptr, kv->key.ptr, kv->key.len))
+        return tl_fail(TL_ERR_FORMAT, "duplicate metadata key '%.*s'",
+                       (int)(kv->key.len > 200 ? 200 : kv->key.len), kv->key.ptr);
+  }
+  g->alignment = 32;
+  const tl_gguf_value *al = tl_gguf_get(g, "general.alignment");
+  if (al) {
+    uint32_t a;
+    if (!tl_gguf_get_u32(g, "general.alignment", &a) || a == 0 || (a & (a - 1)) != 0 || a > 65536)
+      return tl_fail(TL_ERR_FORMAT, "general.alignment must be a power of two up to 65536");
+    g->alignment = a;
+  }
+
+  g->tensors = tl_calloc_array((size_t)n_tensors ? (size_t)n_tensors : 1, sizeof(tl_gguf_tensor));
+  if (!g->tensors) return tl_fail(TL_ERR_NOMEM, "out of memory for tensor infos");
+  g->n_tensors = n_tensors;
+  for (uint64_t i = 0; i < n_tensors; i++) {
+    tl_gguf_tensor *t = &g->tensors[i];
+    if ((s = rd_str(&r, &t->name, "tensor name"))) return s;
+    if (t->name.len == 0 || t->name.len > 256)
+      return tl_fail(TL_ERR_FORMAT, "tensor %llu has a name of length %llu",
+                     (unsigned long long)i, (unsigned long long)t->name.len);
+    int nl = (int)t->name.len;
+    if ((s = rd_u32(&r, &t->n_dims, "tensor dims"))) return s;
+    if (t->n_dims == 0 || t->n_dims > TL_GGUF_MAX_DIMS)
+      return tl_fail(TL_ERR_FORMAT, "tensor '%.*s' has %u dimensions", nl, t->name.ptr,
+                     t->n_dims);
+    uint64_t numel = 1;
+    for (int d = 0; d < TL_GGUF_MAX_DIMS; d++) t->ne[d] = 1;
+    for (uint32_t d = 0; d < t->n_dims; d++) {
+      uint64_t ne;
+      if ((s = rd_u64(&r, &ne, "tensor shape"))) return s;
+      if (ne == 0 || ne > (uint64_t)INT64_MAX || !tl_mul_u64(numel, ne, &numel) ||
+          numel > (uint64_t)INT64_MAX)
+        return tl_fail(TL_ERR_FORMAT, "tensor '%.*s' has an invalid shape (dim %u = %llu)", nl,
+                       t->name.ptr, d, (unsigned long long)ne);
+      t->ne[d] = (int64_t)ne;
+    }
+    if ((s = rd_u32(&r, &t->type, "tensor type"))) return s;
+    if ((s = rd_u64(&r, &t->offset, "tensor offset"))) return s;
+    if (!tl_type_get(t->type))
+      return tl_fail(TL_ERR_FORMAT, "tensor '%.*s' has unknown type id %u", nl, t->name.ptr,
+                     t->type);
+    uint64_t row, nb;
+    if (!tl_type_row_size(t->type, t->ne[0], &row))
+      return tl_fail(TL_ERR_FORMAT, "tensor '%.*s': row length %lld is not a multiple of the %s block",
+                     nl, t->name.ptr, (long long)t->ne[0], tl_type_name(t->type));
+    if (!tl_mul_u64(row, numel / (uint64_t)t->ne[0], &nb))
+      return tl_fail(TL_ERR_FORMAT, "tensor '%.*s' is too large", nl, t->name.ptr);
+    t->nbytes = nb;
+    if (t->offset % g->alignment != 0)
+      return tl_fail(TL_ERR_FORMAT, "tensor '%.*s' offset %llu is not aligned to %llu", nl,
+                     t->name.ptr, (unsigned long long)t->offset,
+                     (unsigned long long)g->alignment);
+    for (uint64_t j = 0; j < i; j++)
+      if (g->tensors[j].name.len == t->name.len &&
+          !memcmp(g->tensors[j].name.ptr, t->name.ptr, t->name.len))
+        return tl_fail(TL_ERR_FORMAT, "duplicate tensor name '%.*s'", nl, t->name.ptr);
+  }
+  uint64_t data_off = ((uint64_t)r.off + g->alignment - 1) / g->alignment * g->alignment;
+  if (n_tensors > 0 && data_off > r.size)
+    return tl_fail(TL_ERR_FORMAT, "truncated file: the tensor data section is missing");
+  g->data_offset = data_off;
+  uint64_t data_size = n_tensors > 0 ? r.size - data_off : 0;
+  for (uint64_t i = 0; i < n_tensors; i++) {
+    tl_gguf_tensor *t = &g->tensors[i];
+    uint64_t end;
+    if (!tl_add_u64(t->offset, t->nbytes, &end) || end > data_size)
+      return tl_fail(TL_ERR_FORMAT,
+                     "tensor '%.*s' (offset %llu, %llu bytes) runs past the end of the file "
+                     "(data section is %llu bytes): the file is truncated or corrupt",
+                     (int)t->name.len, t->name.ptr, (unsigned long long)t->offset,
+                     (unsigned long long)t->nbytes, (unsigned long long)data_size);
+    t->data = g->map.data + data_off + t->offset;
+  }
+  return TL_OK;
+}
+
+static tl_status finish(tl_gguf *g, tl_gguf **out) {
+  tl_status s = parse(g);
+  if (s) {
+    tl_gguf_free(g);
+    return s;
+  }
+  *out = g;
+  return TL_OK;
+}
+
+tl_status tl_gguf_parse(const void *data, size_t size, tl_gguf **out) {
+  *out = NULL;
+  tl_gguf *g = calloc(1, sizeof *g);
+  if (!g) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  g->map.data = data;
+  g->map.size = size;
+  return finish(g, out);
+}
+
+tl_status tl_gguf_open(const char *path, tl_gguf **out) {
+  *out = NULL;
+  tl_gguf *g = calloc(1, sizeof *g);
+  if (!g) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  tl_status s = tl_mmap_open(path, &g->map);
+  if (s) {
+    free(g);
+    return s;
+  }
+  return finish(g, out);
+}
+
+const tl_gguf_value *tl_gguf_get(const tl_gguf *g, const char *key) {
+  size_t n = strlen(key);
+  for (uint64_t i = 0; i < g->n_kv; i++)
+    if (g->kv[i].key.len == n && memcmp(g->kv[i].key.ptr, key, n) == 0) return &g->kv[i].val;
+  return NULL;
+}
+
+static bool is_uint(uint32_t t) {
+  return t == TL_GGUF_U8 || t == TL_GGUF_U16 || t == TL_GGUF_U32 || t == TL_GGUF_U64 ||
+         t == TL_GGUF_BOOL;
+}
+static bool is_int(uint32_t t) {
+  return t == TL_GGUF_I8 || t == TL_GGUF_I16 || t == TL_GGUF_I32 || t == TL_GGUF_I64;
+}
+
+bool tl_gguf_get_u32(const tl_gguf *g, const char *key, uint32_t *out) {
+  const tl_gguf_value *v = tl_gguf_get(g, key);
+  if (!v) return false;
+  if (is_uint(v->type) && v->type != TL_GGUF_BOOL && v->v.u64 <= UINT32_MAX) {
+    *out = (uint32_t)v->v.u64;
+    return true;
+  }
+  if (is_int(v->type) && v->v.i64 >= 0 && v->v.i64 <= (int64_t)UINT32_MAX) {
+    *out = (uint32_t)v->v.i64;
+    return true;
+  }
+  return false;
+}
+
+bool tl_gguf_get_f32(const tl_gguf *g, const char *key, float *out) {
+  const tl_gguf_value *v = tl_gguf_get(g, key);
+  if (!v) return false;
+  if (v->type == TL_GGUF_F32 || v->type == TL_GGUF_F64) {
+    *out = (float)v->v.f64;
+    return true;
+  }
+  if (is_uint(v->type) && v->type != TL_GGUF_BOOL) {
+    *out = (float)v->v.u64;
+    return true;
+  }
+  if (is_int(v->type)) {
+    *out = (float)v->v.i64;
+    return true;
+  }
+  return false;
+}
+
+bool tl_gguf_get_bool(const tl_gguf *g, const char *key, bool *out) {
+  const tl_gguf_value *v = tl_gguf_get(g, key);
+  if (!v || v->type != TL_GGUF_BOOL) return false;
+  *out = v->v.u64 != 0;
+  return true;
+}
+
+bool tl_gguf_get_str(const tl_gguf *g, const char *key, tl_str *out) {
+  const tl_gguf_value *v = tl_gguf_get(g, key);
+  if (!v || v->type != TL_GGUF_STRING) return false;
+  *out = v->v.str;
+  return true;
+}
+
+const tl_gguf_value *tl_gguf_get_arr(const tl_gguf *g, const char *key, uint32_t elem_type) {
+  const tl_gguf_value *v = tl_gguf_get(g, key);
+  if (!v || v->type != TL_GGUF_ARRAY || v->v.arr.elem_type != elem_type) return NULL;
+  return v;
+}
+
+double tl_gguf_arr_f64(const tl_gguf_value *arr, uint64_t i) {
+  tl_gguf_value v;
+  uint32_t et = arr->v.arr.elem_type;
+  size_t es = scalar_size(et);
+  if (!es || i >= arr->v.arr.n) return 0;
+  decode_scalar(et, arr->v.arr.data + i * es, &v);
+  if (et == TL_GGUF_F32 || et == TL_GGUF_F64) return v.v.f64;
+  if (is_int(et)) return (double)v.v.i64;
+  return (double)v.v.u64;
+}
+
+int64_t tl_gguf_arr_i64(const tl_gguf_value *arr, uint64_t i) {
+  tl_gguf_value v;
+  uint32_t et = arr->v.arr.elem_type;
+  size_t es = scalar_size(et);
+  if (!es || i >= arr->v.arr.n) return 0;
+  decode_scalar(et, arr->v.arr.data + i * es, &v);
+  if (et == TL_GGUF_F32 || et == TL_GGUF_F64) return (int64_t)v.v.f64;
+  if (is_int(et)) return v.v.i64;
+  return (int64_t)v.v.u64;
+}
+
+const tl_gguf_tensor *tl_gguf_find_tensor(const tl_gguf *g, const char *name) {
+  size_t n = strlen(name);
+  for (uint64_t i = 0; i < g->n_tensors; i++)
+    if (g->tensors[i].name.len == n && memcmp(g->tensors[i].name.ptr, name, n) == 0)
+      return &g->tensors[i];
+  return NULL;
+}

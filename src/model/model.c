@@ -1,0 +1,319 @@
+/* Loading a model from a GGUF file: hyper-parameters, weights mapped to
+ * their slots with every shape and type checked, and the tokenizer. */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+tl_model_params tl_model_default_params(void) {
+  tl_model_params p = {.vocab_only = false};
+  return p;
+}
+
+const tl_vocab *tl_model_vocab(const tl_model *m) { return m->vocab; }
+
+/* "<arch>.<suffix>" */
+static const char *akey(const tl_model *m, const char *suffix, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s.%s", m->arch_name, suffix);
+  return buf;
+}
+
+static tl_status get_u32(const tl_model *m, const char *suffix, bool required, int32_t def,
+                         int32_t *out) {
+  char key[256];
+  akey(m, suffix, key, sizeof key);
+  uint32_t v;
+  if (!tl_gguf_get(m->gguf, key)) {
+    if (required) return tl_fail(TL_ERR_FORMAT, "missing metadata '%s'", key);
+    *out = def;
+    return TL_OK;
+  }
+  if (!tl_gguf_get_u32(m->gguf, key, &v) || v > (1u << 30))
+    return tl_fail(TL_ERR_FORMAT, "metadata '%s' is not a valid count", key);
+  *out = (int32_t)v;
+  return TL_OK;
+}
+
+static tl_status get_f32(const tl_model *m, const char *suffix, float def, float *out) {
+  char key[256];
+  akey(m, suffix, key, sizeof key);
+  if (!tl_gguf_get(m->gguf, key)) {
+    *out = def;
+    return TL_OK;
+  }
+  if (!tl_gguf_get_f32(m->gguf, key, out) || !isfinite(*out))
+    return tl_fail(TL_ERR_FORMAT, "metadata '%s' is not a finite number", key);
+  return TL_OK;
+}
+
+static tl_status load_hparams(tl_model *m) {
+  tl_hparams *hp = &m->hp;
+  tl_status s;
+  if ((s = get_u32(m, "block_count", true, 0, &hp->n_layer)) ||
+      (s = get_u32(m, "embedding_length", true, 0, &hp->n_embd)) ||
+      (s = get_u32(m, "feed_forward_length", true, 0, &hp->n_ff)) ||
+      (s = get_u32(m, "attention.head_count", true, 0, &hp->n_head)) ||
+      (s = get_u32(m, "context_length", false, 4096, &hp->n_ctx_train)))
+    return s;
+  if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_ff < 1 || hp->n_head < 1 || hp->n_ctx_train < 1)
+    return tl_fail(TL_ERR_FORMAT, "hyper-parameters must be positive (layers %d, embd %d, ff %d, "
+                                  "heads %d, ctx %d)",
+                   hp->n_layer, hp->n_embd, hp->n_ff, hp->n_head, hp->n_ctx_train);
+  if ((s = get_u32(m, "attention.head_count_kv", false, hp->n_head, &hp->n_head_kv))) return s;
+  if (hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv != 0)
+    return tl_fail(TL_ERR_FORMAT, "%d query heads cannot share %d kv heads", hp->n_head,
+                   hp->n_head_kv);
+  int32_t def_hd = hp->n_embd / hp->n_head, vlen;
+  if ((s = get_u32(m, "attention.key_length", false, def_hd, &hp->head_dim)) ||
+      (s = get_u32(m, "attention.value_length", false, hp->head_dim, &vlen)))
+    return s;
+  if (hp->head_dim < 2 || hp->head_dim % 2 || vlen != hp->head_dim)
+    return tl_fail(TL_ERR_UNSUPPORTED, "head size %d (value size %d) is not supported",
+                   hp->head_dim, vlen);
+  if ((s = get_u32(m, "rope.dimension_count", false, hp->head_dim, &hp->n_rot))) return s;
+  if (hp->n_rot < 2 || hp->n_rot % 2 || hp->n_rot > hp->head_dim)
+    return tl_fail(TL_ERR_FORMAT, "rope dimension %d is invalid for head size %d", hp->n_rot,
+                   hp->head_dim);
+  if ((s = get_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps)) ||
+      (s = get_f32(m, "rope.freq_base", 10000.0f, &hp->rope_theta)))
+    return s;
+  if (hp->norm_eps <= 0 || hp->rope_theta <= 0)
+    return tl_fail(TL_ERR_FORMAT, "norm epsilon and rope base must be positive");
+  hp->rope_freq_scale = 1.0f;
+  char key[256];
+  tl_str stype;
+  if (tl_gguf_get_str(m->gguf, akey(m, "rope.scaling.type", key, sizeof key), &stype) &&
+      !tl_str_eq(stype, "none")) {
+    if (!tl_str_eq(stype, "linear"))
+      return tl_fail(TL_ERR_UNSUPPORTED, "rope scaling '%.*s' is not supported",
+                     (int)(stype.len > 64 ? 64 : stype.len), stype.ptr);
+    float factor;
+    if ((s = get_f32(m, "rope.scaling.factor", 1.0f, &factor))) return s;
+    if (factor <= 0) return tl_fail(TL_ERR_FORMAT, "rope scaling factor must be positive");
+    hp->rope_freq_scale = 1.0f / factor;
+  }
+  hp->rope_kind = TL_ROPE_NORM;
+  return TL_OK;
+}
+
+/* Bind a tensor by name, checking its shape (ne0 = row length). */
+static tl_status bind(tl_model *m, const char *name, int64_t ne0, int64_t ne1, bool required,
+                      const tl_gguf_tensor **out) {
+  const tl_gguf_tensor *t = tl_gguf_find_tensor(m->gguf, name);
+  *out = t;
+  if (!t) return required ? tl_fail(TL_ERR_FORMAT, "missing tensor '%s'", name) : TL_OK;
+  int64_t want[4] = {ne0, ne1, 1, 1};
+  for (int d = 0; d < 4; d++)
+    if (t->ne[d] != want[d])
+      return tl_fail(TL_ERR_FORMAT,
+                     "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
+                     (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                     (long long)t->ne[3], (long long)ne0, (long long)ne1);
+  return TL_OK;
+}
+
+static tl_status bind_matrix(tl_model *m, const char *name, int64_t cols, int64_t rows,
+                             bool required, tl_weight *w) {
+  const tl_gguf_tensor *t;
+  tl_status s = bind(m, name, cols, rows, required, &t);
+  if (s || !t) return s;
+  if (!tl_cpu_supports_type(t->type))
+    return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type %s, which is not supported yet",
+                   name, tl_type_name(t->type));
+  w->type = t->type;
+  w->rows = rows;
+  w->cols = cols;
+  w->data = t->data;
+  uint64_t rb;
+  tl_type_row_size(t->type, cols, &rb); /* validated by the parser */
+  w->row_bytes = (size_t)rb;
+  m->n_params += (uint64_t)rows * (uint64_t)cols;
+  m->weight_bytes += t->nbytes;
+  return TL_OK;
+}
+
+/* A vector (norm weight etc.) converted to an owned float array. */
+static tl_status bind_vector(tl_model *m, const char *name, int64_t n, bool required,
+                             float **out) {
+  const tl_gguf_tensor *t;
+  *out = NULL;
+  tl_status s = bind(m, name, n, 1, required, &t);
+  if (s || !t) return s;
+  const tl_type_info *ti = tl_type_get(t->type);
+  if (!ti->to_float)
+    return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type %s, which is not supported yet",
+                   name, ti->name);
+  *out = tl_malloc_array((size_t)n, sizeof(float));
+  if (!*out) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  ti->to_float(t->data, *out, n);
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite((*out)[i]))
+      return tl_fail(TL_ERR_FORMAT, "tensor '%s' holds a non-finite value", name);
+  m->n_params += (uint64_t)n;
+  m->weight_bytes += t->nbytes;
+  return TL_OK;
+}
+
+static tl_status load_weights(tl_model *m) {
+  tl_hparams *hp = &m->hp;
+  tl_status s;
+  const tl_gguf_tensor *emb = tl_gguf_find_tensor(m->gguf, "token_embd.weight");
+  if (!emb) return tl_fail(TL_ERR_FORMAT, "missing tensor 'token_embd.weight'");
+  if (emb->ne[1] < 1 || emb->ne[1] > (1 << 24))
+    return tl_fail(TL_ERR_FORMAT, "token_embd.weight has an invalid vocabulary size");
+  hp->n_vocab = (int32_t)emb->ne[1];
+  int32_t d = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+  if ((s = bind_matrix(m, "token_embd.weight", d, hp->n_vocab, true, &m->tok_embd))) return s;
+  if (!tl_type_get(m->tok_embd.type)->to_float)
+    return tl_fail(TL_ERR_UNSUPPORTED, "embedding type %s is not supported",
+                   tl_type_name(m->tok_embd.type));
+  if ((s = bind_vector(m, "output_norm.weight", d, true, &m->output_norm))) return s;
+  if ((s = bind_matrix(m, "output.weight", d, hp->n_vocab, false, &m->output))) return s;
+  if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+  if ((s = bind_vector(m, "rope_freqs.weight", hp->n_rot / 2, false, &hp->rope_freq_factors)))
+    return s;
+  if (hp->rope_freq_factors)
+    for (int i = 0; i < hp->n_rot / 2; i++)
+      if (!(hp->rope_freq_factors[i] > 0))
+        return tl_fail(TL_ERR_FORMAT, "rope_freqs.weight must be positive");
+  m->layers = tl_calloc_array((size_t)hp->n_layer, sizeof(tl_layer));
+  if (!m->layers) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  for (int il = 0; il < hp->n_layer; il++) {
+    tl_layer *L = &m->layers[il];
+    char n[128];
+#define NAME(x) (snprintf(n, sizeof n, "blk.%d." x, il), n)
+    if ((s = bind_vector(m, NAME("attn_norm.weight"), d, true, &L->attn_norm)) ||
+        (s = bind_matrix(m, NAME("attn_q.weight"), d, qd, true, &L->wq)) ||
+        (s = bind_matrix(m, NAME("attn_k.weight"), d, kvd, true, &L->wk)) ||
+        (s = bind_matrix(m, NAME("attn_v.weight"), d, kvd, true, &L->wv)) ||
+        (s = bind_matrix(m, NAME("attn_output.weight"), qd, d, true, &L->wo)) ||
+        (s = bind_vector(m, NAME("ffn_norm.weight"), d, true, &L->ffn_norm)) ||
+        (s = bind_matrix(m, NAME("ffn_up.weight"), d, hp->n_ff, true, &L->w_up)) ||
+        (s = bind_matrix(m, NAME("ffn_down.weight"), hp->n_ff, d, true, &L->w_down)))
+      return s;
+    if (m->arch->gated_ffn &&
+        (s = bind_matrix(m, NAME("ffn_gate.weight"), d, hp->n_ff, true, &L->w_gate)))
+      return s;
+#undef NAME
+  }
+  return TL_OK;
+}
+
+static const char *size_label(uint64_t n, char *buf, size_t cap) {
+  if (n >= 1000000000ull)
+    snprintf(buf, cap, "%.1fB", (double)n / 1e9);
+  else if (n >= 1000000ull)
+    snprintf(buf, cap, "%.0fM", (double)n / 1e6);
+  else
+    snprintf(buf, cap, "%.0fK", (double)n / 1e3);
+  return buf;
+}
+
+static tl_status load(tl_model *m, const char *path, const tl_model_params *p) {
+  tl_status s = tl_gguf_open(path, &m->gguf);
+  if (s) return s;
+  tl_str arch;
+  if (!tl_gguf_get_str(m->gguf, "general.architecture", &arch))
+    return tl_fail(TL_ERR_FORMAT, "missing metadata 'general.architecture'");
+  if (arch.len == 0 || arch.len >= sizeof m->arch_name)
+    return tl_fail(TL_ERR_FORMAT, "invalid general.architecture");
+  memcpy(m->arch_name, arch.ptr, arch.len);
+  m->arch_name[arch.len] = 0;
+  for (size_t i = 0; i < arch.len; i++)
+    if ((unsigned char)m->arch_name[i] < 0x20 || (unsigned char)m->arch_name[i] > 0x7e)
+      m->arch_name[i] = '?';
+  s = tl_vocab_from_gguf(m->gguf, &m->vocab);
+  if (s == TL_ERR_UNSUPPORTED && !p->vocab_only) {
+    tl_log(TL_LOG_WARN, "%s (the model loads; tokenize text elsewhere and pass token ids)",
+           tl_last_error());
+    m->vocab = NULL;
+  } else if (s) {
+    return s;
+  }
+  if (p->vocab_only) {
+    snprintf(m->desc, sizeof m->desc, "%s vocabulary", m->arch_name);
+    return TL_OK;
+  }
+  m->arch = tl_arch_find(arch.ptr, arch.len);
+  if (!m->arch)
+    return tl_fail(TL_ERR_UNSUPPORTED, "unknown model architecture '%s'", m->arch_name);
+  if ((s = load_hparams(m)) || (s = load_weights(m))) return s;
+  if (m->vocab && tl_vocab_n_tokens(m->vocab) != m->hp.n_vocab)
+    return tl_fail(TL_ERR_FORMAT, "the tokenizer has %d tokens but the embedding has %d rows",
+                   tl_vocab_n_tokens(m->vocab), m->hp.n_vocab);
+  m->has_weights = true;
+  char sz[32];
+  snprintf(m->desc, sizeof m->desc, "%s %s %s", m->arch_name,
+           size_label(m->n_params, sz, sizeof sz), tl_type_name(m->layers[0].wq.type));
+  return TL_OK;
+}
+
+tl_status tl_model_load(const char *path, const tl_model_params *params, tl_model **out) {
+  if (!out) return tl_fail(TL_ERR_INVALID_ARG, "tl_model_load: out is NULL");
+  *out = NULL;
+  if (!path) return tl_fail(TL_ERR_INVALID_ARG, "tl_model_load: path is NULL");
+  tl_model_params def = tl_model_default_params();
+  if (!params) params = &def;
+  tl_model *m = calloc(1, sizeof *m);
+  if (!m) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  m->path = tl_strndup(path, strlen(path));
+  tl_status s = load(m, path, params);
+  if (s) {
+    tl_fail_prefix(s, "loading '%s'", path);
+    tl_model_free(m);
+    return s;
+  }
+  *out = m;
+  return TL_OK;
+}
+
+void tl_model_free(tl_model *m) {
+  if (!m) return;
+  if (m->layers) {
+    for (int i = 0; i < m->hp.n_layer; i++) {
+      free(m->layers[i].attn_norm);
+      free(m->layers[i].ffn_norm);
+    }
+    free(m->layers);
+  }
+  free(m->output_norm);
+  free(m->hp.rope_freq_factors);
+  tl_vocab_free(m->vocab);
+  tl_gguf_free(m->gguf);
+  free(m->path);
+  free(m);
+}
+
+const char *tl_model_arch(const tl_model *m) { return m->arch_name; }
+const char *tl_model_desc(const tl_model *m) { return m->desc; }
+int32_t tl_model_n_vocab(const tl_model *m) {
+  return m->has_weights ? m->hp.n_vocab : (m->vocab ? tl_vocab_n_tokens(m->vocab) : 0);
+}
+int32_t tl_model_n_ctx_train(const tl_model *m) { return m->hp.n_ctx_train; }
+int32_t tl_model_n_layer(const tl_model *m) { return m->hp.n_layer; }
+uint64_t tl_model_n_params(const tl_model *m) { return m->n_params; }
+uint64_t tl_model_size_bytes(const tl_model *m) { return m->weight_bytes; }
+bool tl_model_has_weights(const tl_model *m) { return m->has_weights; }
+
+tl_token tl_token_bos(const tl_model *m) { return m->vocab ? tl_vocab_bos(m->vocab) : -1; }
+tl_token tl_token_eos(const tl_model *m) { return m->vocab ? tl_vocab_eos(m->vocab) : -1; }
+bool tl_token_is_eog(const tl_model *m, tl_token t) {
+  return m->vocab && tl_vocab_is_eog(m->vocab, t);
+}
+bool tl_model_add_bos(const tl_model *m) { return m->vocab && tl_vocab_add_bos(m->vocab); }
+
+tl_status tl_tokenize(const tl_model *m, const char *text, size_t len, bool add_bos,
+                      bool parse_special, tl_token *out, size_t cap, size_t *n_out) {
+  if (!m || (!text && len) || !n_out || (!out && cap))
+    return tl_fail(TL_ERR_INVALID_ARG, "tl_tokenize: invalid arguments");
+  if (!m->vocab)
+    return tl_fail(TL_ERR_UNSUPPORTED, "model '%s' has no tokenizer that torchless supports yet",
+                   m->path);
+  return tl_vocab_tokenize(m->vocab, text, len, add_bos, parse_special, out, cap, n_out);
+}
+
+int32_t tl_token_to_piece(const tl_model *m, tl_token t, char *buf, size_t cap) {
+  if (!m || !m->vocab) return -1;
+  return tl_vocab_piece(m->vocab, t, buf, cap);
+}

@@ -1,0 +1,85 @@
+/* The in-memory model: hyper-parameters, architecture traits, weights
+ * (views into the mapped file), tokenizer. */
+#ifndef TL_MODEL_H
+#define TL_MODEL_H
+
+#include "backend/backend.h"
+#include "format/gguf.h"
+#include "tokenizer/tokenizer.h"
+
+typedef enum tl_norm_kind { TL_NORM_RMS = 0, TL_NORM_LAYER = 1 } tl_norm_kind;
+/* RoPE pairing: NORM rotates adjacent pairs (x[2i], x[2i+1]) as in GGUF
+ * LLaMA files (whose Q/K rows llama.cpp permuted); NEOX rotates the halves
+ * (x[i], x[i + n_rot/2]) as Hugging Face's rotate_half. */
+typedef enum tl_rope_kind { TL_ROPE_NORM = 0, TL_ROPE_NEOX = 1 } tl_rope_kind;
+typedef enum tl_act_kind { TL_ACT_SILU = 0, TL_ACT_GELU_TANH = 1, TL_ACT_GELU = 2 } tl_act_kind;
+
+/* One row of traits per architecture; forward.c applies them. */
+typedef struct tl_arch {
+  const char *name;
+  tl_norm_kind norm;
+  tl_act_kind act;
+  bool gated_ffn; /* act(gate(x)) * up(x), else act(up(x)) */
+} tl_arch;
+
+const tl_arch *tl_arch_find(const char *name, size_t len);
+
+typedef struct tl_hparams {
+  int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train, n_rot;
+  float norm_eps;
+  float rope_theta;
+  float rope_freq_scale;     /* linear RoPE scaling: positions multiplied by this */
+  tl_rope_kind rope_kind;
+  float *rope_freq_factors;  /* [n_rot/2] divisors of the frequencies (LLaMA 3), or NULL */
+} tl_hparams;
+
+typedef struct tl_layer {
+  float *attn_norm;
+  float *ffn_norm;
+  tl_weight wq, wk, wv, wo;
+  tl_weight w_gate, w_up, w_down;
+} tl_layer;
+
+struct tl_model {
+  char *path;
+  char desc[128];
+  char arch_name[64];
+  const tl_arch *arch;
+  tl_hparams hp;
+  tl_gguf *gguf;
+  tl_vocab *vocab;
+  bool has_weights;
+  tl_weight tok_embd;
+  tl_weight output;
+  float *output_norm;
+  tl_layer *layers;
+  uint64_t n_params;
+  uint64_t weight_bytes;
+};
+
+const tl_vocab *tl_model_vocab(const tl_model *m);
+
+/* The KV cache and scratch for running the decoder. */
+struct tl_context {
+  tl_model *model;
+  int32_t n_ctx, n_seq, n_batch, n_threads;
+  tl_kv_type kv_type;
+  size_t kv_elt; /* bytes per cached element */
+  void *k_cache, *v_cache; /* [n_layer][n_seq][n_ctx][n_head_kv*head_dim] */
+  int32_t *seq_len;        /* cached positions per sequence */
+  tl_pool *pool;
+  const tl_cpu_kernels *kernels;
+  /* scratch for n_batch tokens */
+  float *x, *xn, *q, *k, *v, *att, *ffn_a, *ffn_b, *att_scores;
+  /* logits of the requested tokens */
+  float *logits;
+  int32_t n_logits;
+  int32_t logits_cap;
+};
+
+/* Run the decoder on up to n_batch tokens; fills ctx->logits for the tokens
+ * with want_logits[i] != 0 (in order). */
+tl_status tl_forward(tl_context *ctx, int32_t n, const tl_token *tokens, const int32_t *pos,
+                     const int32_t *seq, const int8_t *want_logits, float *logits_out);
+
+#endif

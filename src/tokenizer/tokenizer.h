@@ -1,0 +1,98 @@
+/* Tokenizers. A tl_vocab holds the vocabulary of a model and the algorithm
+ * that splits text into its tokens. */
+#ifndef TL_TOKENIZER_H
+#define TL_TOKENIZER_H
+
+#include "core/core.h"
+#include "format/gguf.h"
+
+/* Token types as GGUF stores them (tokenizer.ggml.token_type). */
+enum {
+  TL_TOKTYPE_NORMAL = 1,
+  TL_TOKTYPE_UNKNOWN = 2,
+  TL_TOKTYPE_CONTROL = 3,
+  TL_TOKTYPE_USER_DEFINED = 4,
+  TL_TOKTYPE_UNUSED = 5,
+  TL_TOKTYPE_BYTE = 6,
+};
+
+typedef enum tl_vocab_kind {
+  TL_VOCAB_NONE = 0, /* the model file has no tokenizer we understand */
+  TL_VOCAB_SPM = 1,  /* SentencePiece BPE with byte fallback (GGUF "llama") */
+} tl_vocab_kind;
+
+typedef struct tl_vocab tl_vocab;
+
+/* Internal layout, shared by vocab.c (loading, pieces) and spm.c. */
+enum { TL_TOKFLAG_LSTRIP = 1, TL_TOKFLAG_RSTRIP = 2 };
+#define TL_VOCAB_MAX_EOG 8
+
+struct tl_vocab {
+  tl_vocab_kind kind;
+  int32_t n;
+  char *text;          /* all token texts, each NUL-terminated */
+  uint32_t *text_off;  /* [n] */
+  uint32_t *text_len;  /* [n] */
+  char *piece;         /* all pieces (tl_vocab_piece output) */
+  uint32_t *piece_off; /* [n] */
+  uint32_t *piece_len; /* [n] */
+  float *score;        /* [n] */
+  uint8_t *type;       /* [n] TL_TOKTYPE_* (0: undefined) */
+  uint8_t *flags;      /* [n] TL_TOKFLAG_* */
+  int32_t *hash;       /* open addressing, token ids, -1 empty */
+  uint32_t hash_mask;
+  tl_token *special; /* control / user-defined / unknown tokens, longest first */
+  int32_t n_special;
+  tl_token byte_tok[256]; /* <0xXX> tokens, -1 if absent */
+  tl_token bos, eos, unk, eot, eom;
+  tl_token eog[TL_VOCAB_MAX_EOG];
+  int32_t n_eog;
+  bool add_bos, add_eos, add_space_prefix;
+};
+
+/* Build the vocabulary from GGUF metadata (tokenizer.ggml.*). A file whose
+ * tokenizer model is unknown yields TL_ERR_UNSUPPORTED. */
+tl_status tl_vocab_from_gguf(const tl_gguf *g, tl_vocab **out);
+void tl_vocab_free(tl_vocab *v);
+
+tl_vocab_kind tl_vocab_get_kind(const tl_vocab *v);
+int32_t tl_vocab_n_tokens(const tl_vocab *v);
+tl_token tl_vocab_bos(const tl_vocab *v); /* -1: none */
+tl_token tl_vocab_eos(const tl_vocab *v);
+bool tl_vocab_add_bos(const tl_vocab *v);
+bool tl_vocab_is_eog(const tl_vocab *v, tl_token t);
+
+/* Same contract as tl_tokenize() in torchless.h. */
+tl_status tl_vocab_tokenize(const tl_vocab *v, const char *text, size_t len, bool add_bos,
+                            bool parse_special, tl_token *out, size_t cap, size_t *n_out);
+/* Same contract as tl_token_to_piece() in torchless.h. */
+int32_t tl_vocab_piece(const tl_vocab *v, tl_token t, char *buf, size_t cap);
+
+/* Id of the token whose text is exactly s[0..n) (-1: none). */
+tl_token tl_vocab_find(const tl_vocab *v, const char *s, size_t n);
+/* Text of token t as stored in the vocabulary (SentencePiece form, with the
+ * U+2581 space marker); NULL for an invalid token. */
+const char *tl_vocab_text(const tl_vocab *v, tl_token t, size_t *len);
+int32_t tl_vocab_type(const tl_vocab *v, tl_token t); /* TL_TOKTYPE_*, -1: invalid */
+
+/* Streaming detokenizer over a vocabulary: the core of tl_detok_* (which only
+ * look the vocabulary up in the model). push appends the text completed by
+ * token t to buf and NUL-terminates it; it never emits a partial UTF-8
+ * character, and bytes that cannot form a valid character become U+FFFD.
+ * Output that does not fit in cap-1 bytes stays buffered and comes out on the
+ * next push or flush (call flush until it returns 0 to drain everything). */
+tl_status tl_vocab_detok_new(const tl_vocab *v, tl_detok **out);
+size_t tl_vocab_detok_push(tl_detok *d, tl_token t, char *buf, size_t cap);
+size_t tl_vocab_detok_flush(tl_detok *d, char *buf, size_t cap);
+void tl_vocab_detok_free(tl_detok *d);
+
+/* UTF-8 helpers. */
+/* Length of the UTF-8 sequence starting at s (at most n bytes), 0 if invalid. */
+size_t tl_utf8_len(const unsigned char *s, size_t n);
+bool tl_utf8_valid(const char *s, size_t n);
+/* Checks the character starting at s (n bytes available): its length when it
+ * is complete and valid, 0 when n is too short but the bytes so far are a
+ * valid start (or n == 0), -1 when invalid. */
+int tl_utf8_check(const unsigned char *s, size_t n);
+
+#endif

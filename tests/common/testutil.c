@@ -1,0 +1,212 @@
+#include "testutil.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int file_exists(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+static char *join(const char *a, const char *b) {
+  size_t n = strlen(a) + strlen(b) + 2;
+  char *s = malloc(n);
+  snprintf(s, n, "%s/%s", a, b);
+  return s;
+}
+
+char *tl_test_fixture(const char *rel) {
+  char *p = join(TL_TEST_DATA, rel);
+  if (file_exists(p)) return p;
+  free(p);
+  char *models = join(TL_SHARED_FIXTURES, "models");
+  p = join(models, rel);
+  free(models);
+  if (file_exists(p)) return p;
+  free(p);
+  p = join(TL_SHARED_FIXTURES, rel);
+  if (file_exists(p)) return p;
+  free(p);
+  return NULL;
+}
+
+char *tl_test_fixture_or_skip(const char *rel) {
+  char *p = tl_test_fixture(rel);
+  if (!p) printf("SKIPPED: %s (fixture not found in tests/data or ../shared/fixtures)\n", rel);
+  return p;
+}
+
+char *tl_test_read_file(const char *path, size_t *size) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  if (fseek(f, 0, SEEK_END) != 0) {
+    fclose(f);
+    return NULL;
+  }
+  long n = ftell(f);
+  if (n < 0) {
+    fclose(f);
+    return NULL;
+  }
+  rewind(f);
+  char *buf = malloc((size_t)n + 1);
+  if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    free(buf);
+    buf = NULL;
+  }
+  fclose(f);
+  if (buf) {
+    buf[n] = 0;
+    if (size) *size = (size_t)n;
+  }
+  return buf;
+}
+
+int tl_test_write_file(const char *path, const void *data, size_t size) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  size_t w = fwrite(data, 1, size, f);
+  int rc = fclose(f);
+  return (w == size && rc == 0) ? 0 : -1;
+}
+
+char *tl_test_tmpfile(const char *suffix) {
+  const char *dir = getenv("TMPDIR");
+  if (!dir || !*dir) dir = "/tmp";
+  static unsigned counter;
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s/tl_test_%d_%u%s", dir, (int)getpid(), counter++,
+           suffix ? suffix : "");
+  return strdup(buf);
+}
+
+struct tl_test_st {
+  char *data;
+  size_t size;
+  size_t base;
+  cJSON *header;
+};
+
+tl_test_st *tl_test_st_open(const char *path) {
+  size_t size = 0;
+  char *data = tl_test_read_file(path, &size);
+  if (!data || size < 8) {
+    free(data);
+    return NULL;
+  }
+  uint64_t hlen;
+  memcpy(&hlen, data, 8);
+  if (hlen > size - 8) {
+    free(data);
+    return NULL;
+  }
+  cJSON *h = cJSON_ParseWithLength(data + 8, (size_t)hlen);
+  if (!h) {
+    free(data);
+    return NULL;
+  }
+  tl_test_st *st = calloc(1, sizeof *st);
+  st->data = data;
+  st->size = size;
+  st->base = 8 + (size_t)hlen;
+  st->header = h;
+  return st;
+}
+
+const float *tl_test_st_get(const tl_test_st *st, const char *name, int64_t shape[4], int *ndim) {
+  cJSON *t = cJSON_GetObjectItemCaseSensitive(st->header, name);
+  if (!t) return NULL;
+  cJSON *dt = cJSON_GetObjectItemCaseSensitive(t, "dtype");
+  cJSON *sh = cJSON_GetObjectItemCaseSensitive(t, "shape");
+  cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+  if (!cJSON_IsString(dt) || strcmp(dt->valuestring, "F32") != 0 || !cJSON_IsArray(sh) ||
+      !cJSON_IsArray(off))
+    return NULL;
+  int nd = cJSON_GetArraySize(sh);
+  if (nd > 4) return NULL;
+  size_t numel = 1;
+  for (int i = 0; i < nd; i++) {
+    shape[i] = (int64_t)cJSON_GetArrayItem(sh, i)->valuedouble;
+    numel *= (size_t)shape[i];
+  }
+  *ndim = nd;
+  size_t b = (size_t)cJSON_GetArrayItem(off, 0)->valuedouble;
+  size_t e = (size_t)cJSON_GetArrayItem(off, 1)->valuedouble;
+  if (e < b || e - b != numel * 4 || st->base + e > st->size) return NULL;
+  return (const float *)(st->data + st->base + b);
+}
+
+void tl_test_st_free(tl_test_st *st) {
+  if (!st) return;
+  cJSON_Delete(st->header);
+  free(st->data);
+  free(st);
+}
+
+double tl_test_rel_err(const float *a, const float *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - (double)b[i];
+    num += d * d;
+    den += (double)b[i] * (double)b[i];
+  }
+  if (den == 0) return num == 0 ? 0 : INFINITY;
+  return sqrt(num / den);
+}
+
+int32_t tl_test_argmax(const float *x, size_t n) {
+  size_t best = 0;
+  for (size_t i = 1; i < n; i++)
+    if (x[i] > x[best]) best = i;
+  return (int32_t)best;
+}
+
+double tl_test_argmax_agree(const float *a, const float *b, size_t rows, size_t cols) {
+  size_t agree = 0;
+  for (size_t r = 0; r < rows; r++)
+    agree += tl_test_argmax(a + r * cols, cols) == tl_test_argmax(b + r * cols, cols);
+  return rows ? (double)agree / (double)rows : 1.0;
+}
+
+static char *slurp_fd(int fd) {
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  for (;;) {
+    if (n + 1 >= cap) {
+      cap *= 2;
+      buf = realloc(buf, cap);
+    }
+    ssize_t r = read(fd, buf + n, cap - n - 1);
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  buf[n] = 0;
+  return buf;
+}
+
+int tl_test_run_cli(const char *args, char **out_stdout, char **out_stderr) {
+  char *errpath = tl_test_tmpfile(".err");
+  size_t n = strlen(TL_CLI_PATH) + strlen(args) + strlen(errpath) + 16;
+  char *cmd = malloc(n);
+  snprintf(cmd, n, "'%s' %s 2>'%s'", TL_CLI_PATH, args, errpath);
+  FILE *p = popen(cmd, "r");
+  free(cmd);
+  if (!p) {
+    free(errpath);
+    return -1;
+  }
+  char *out = slurp_fd(fileno(p));
+  int st = pclose(p);
+  if (out_stdout)
+    *out_stdout = out;
+  else
+    free(out);
+  if (out_stderr) *out_stderr = tl_test_read_file(errpath, NULL);
+  unlink(errpath);
+  free(errpath);
+  if (st == -1 || !WIFEXITED(st)) return -1;
+  return WEXITSTATUS(st);
+}
