@@ -1,0 +1,140 @@
+/* The command-line tool end to end: generation from the demo model against
+ * the reference continuation, tokenize, and clear errors (exit code 1, one
+ * message) for bad input. */
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define DEMO TL_TEST_DATA "/../../models/kjv-llama-11m-q8_0.gguf"
+
+static cJSON *demo_ref(void) {
+  char *txt = tl_test_read_file(TL_TEST_DATA "/demo/reference.json", NULL);
+  assert_non_null(txt);
+  cJSON *j = cJSON_Parse(txt);
+  free(txt);
+  assert_non_null(j);
+  return j;
+}
+
+/* Greedy generation streams exactly the reference's continuation text. */
+static void test_run_greedy_text(void **state) {
+  (void)state;
+  cJSON *j = demo_ref(), *p;
+  cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "prompts")) {
+    const char *prompt = cJSON_GetObjectItem(p, "text")->valuestring;
+    const char *cont = cJSON_GetObjectItem(p, "greedy_text")->valuestring;
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(p, "greedy"));
+    char args[1024];
+    snprintf(args, sizeof args, "run -m '%s' -p '%s' -n %d --temp 0 -t 2", DEMO, prompt, n);
+    char *out = NULL, *err = NULL;
+    assert_int_equal(tl_test_run_cli(args, &out, &err), 0);
+    char expect[4096];
+    snprintf(expect, sizeof expect, "%s %s\n", prompt, cont);
+    assert_string_equal(out, expect);
+    assert_non_null(strstr(err, "tok/s"));
+    free(out);
+    free(err);
+  }
+  cJSON_Delete(j);
+}
+
+/* The seed's usage: torchless MODEL PROMPT, and no model at all (the demo). */
+static void test_positional_usage(void **state) {
+  (void)state;
+  char *out = NULL;
+  char args[1024];
+  snprintf(args, sizeof args, "'%s' 'And God said' -n 8 --seed 7", DEMO);
+  assert_int_equal(tl_test_run_cli(args, &out, NULL), 0);
+  assert_true(strncmp(out, "And God said", 12) == 0);
+  assert_true(strlen(out) > 14);
+  free(out);
+  /* same seed, same text */
+  char *out2 = NULL;
+  assert_int_equal(tl_test_run_cli(args, &out2, NULL), 0);
+  char *out3 = NULL;
+  assert_int_equal(tl_test_run_cli("'And God said' -n 8 --seed 7", &out3, NULL), 0);
+  assert_string_equal(out3, out2);
+  free(out2);
+  free(out3);
+}
+
+static void test_tokenize(void **state) {
+  (void)state;
+  cJSON *j = demo_ref(), *p;
+  cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "prompts")) {
+    char args[1024], expect[1024] = "";
+    snprintf(args, sizeof args, "tokenize -m '%s' -p '%s'", DEMO,
+             cJSON_GetObjectItem(p, "text")->valuestring);
+    cJSON *id;
+    cJSON_ArrayForEach(id, cJSON_GetObjectItem(p, "input_ids")) {
+      snprintf(expect + strlen(expect), sizeof expect - strlen(expect), "%s%d",
+               expect[0] ? " " : "", id->valueint);
+    }
+    strcat(expect, "\n");
+    char *out = NULL;
+    assert_int_equal(tl_test_run_cli(args, &out, NULL), 0);
+    assert_string_equal(out, expect);
+    free(out);
+  }
+  cJSON_Delete(j);
+}
+
+/* Each bad input: exit code 1, a message on stderr naming the problem. */
+static void expect_error(const char *args, const char *needle) {
+  char *out = NULL, *err = NULL;
+  int rc = tl_test_run_cli(args, &out, &err);
+  if (rc != 1 || !err || !strstr(err, needle))
+    fail_msg("torchless %s: exit %d, stderr '%s' (wanted exit 1 and '%s')", args, rc,
+             err ? err : "", needle);
+  free(out);
+  free(err);
+}
+
+static void test_errors(void **state) {
+  (void)state;
+  char args[2048];
+  expect_error("run -m /nonexistent/model.gguf -p hi", "cannot open");
+  expect_error("run -m /tmp -p hi", "directory");
+  expect_error("eval -m " DEMO " --ids 1,2,99999", "outside the vocabulary");
+  expect_error("eval -m " DEMO " --ids 1,x", "--ids");
+  expect_error("eval -m " DEMO, "--ids");
+  expect_error("run -m " DEMO " -p hi --bogus", "unknown option");
+  expect_error("run -m " DEMO " -p hi -t 0", "-t");
+  expect_error("run -m " DEMO " -p hi -n -3", "-n");
+  expect_error("run -m " DEMO " -p hi --kv f8", "--kv");
+  expect_error("run -m " DEMO " -p hi --temp nan", "--temp");
+  expect_error("run -m " DEMO " -p hi --backend cuda", "not available");
+  expect_error("run -m " DEMO " -p", "needs a value");
+  /* a prompt longer than the context */
+  expect_error("run -m " DEMO " -c 4 -p 'And the LORD said unto Moses, go'", "context");
+  expect_error("eval -m " DEMO " -c 2 --ids 1,2,3", "context");
+  /* invalid UTF-8 is rejected, not mangled */
+  snprintf(args, sizeof args, "run -m %s -p \"$(printf 'abc\\377\\376')\"", DEMO);
+  expect_error(args, "UTF-8");
+  /* a file that is not a model */
+  char *tmp = tl_test_tmpfile(".gguf");
+  assert_int_equal(tl_test_write_file(tmp, "hello world, not a model", 24), 0);
+  snprintf(args, sizeof args, "run -m %s -p hi", tmp);
+  expect_error(args, "not a GGUF");
+  unlink(tmp);
+  free(tmp);
+}
+
+static void test_help(void **state) {
+  (void)state;
+  char *out = NULL;
+  assert_int_equal(tl_test_run_cli("--help", &out, NULL), 0);
+  assert_non_null(strstr(out, "usage"));
+  free(out);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_run_greedy_text), cmocka_unit_test(test_positional_usage),
+      cmocka_unit_test(test_tokenize),        cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_help),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
