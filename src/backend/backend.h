@@ -20,15 +20,27 @@ typedef struct tl_weight {
 /* dot(row of W in its type, x[n]) for n a multiple of the type's block. */
 typedef float (*tl_vec_dot_fn)(const void *row, const float *x, int64_t n);
 
+/* y[i] += a * x[i] for x in its type (F32 or F16: KV cache rows). */
+typedef void (*tl_axpy_fn)(float a, const void *x, float *y, int64_t n);
+
 typedef struct tl_cpu_kernels {
   const char *name;
   tl_vec_dot_fn vec_dot[TL_TYPE_COUNT];
+  tl_axpy_fn axpy[TL_TYPE_COUNT];
 } tl_cpu_kernels;
+
+/* Fill a kernel table with the SIMD variants (x86 only). */
+void tl_cpu_fill_avx2(tl_cpu_kernels *k);
+void tl_cpu_fill_avx512(tl_cpu_kernels *k);
+bool tl_cpu_has_avx2(void);
+bool tl_cpu_has_avx512(void);
 
 /* The scalar reference kernels. */
 const tl_cpu_kernels *tl_cpu_kernels_scalar(void);
 /* The kernels selected for this CPU (TL_CPU_KERNELS=scalar forces the reference). */
 const tl_cpu_kernels *tl_cpu_kernels_best(void);
+/* Every kernel set this CPU can run, the scalar reference first. */
+int tl_cpu_kernel_sets(const tl_cpu_kernels **out, int max);
 /* Whether the CPU backend can multiply a weight of this type. */
 bool tl_cpu_supports_type(uint32_t type);
 

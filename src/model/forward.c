@@ -64,11 +64,6 @@ static void kv_store(tl_context *c, void *cache, size_t idx, const float *src, s
   }
 }
 
-static inline float kv_load(const tl_context *c, const void *cache, size_t idx) {
-  return c->kv_type == TL_KV_F32 ? ((const float *)cache)[idx]
-                                 : tl_f16_to_f32(((const uint16_t *)cache)[idx]);
-}
-
 typedef struct attn_task {
   tl_context *c;
   int layer, n_tok;
@@ -90,17 +85,14 @@ static void attn_run(void *arg, int ith, int nth) {
     int32_t p = a->pos[t], s = a->seq[t];
     const float *q = c->q + ((size_t)t * nh + h) * hd;
     float *out = c->att + ((size_t)t * nh + h) * hd;
+    uint32_t kt = c->kv_type == TL_KV_F32 ? TL_TYPE_F32 : TL_TYPE_F16;
+    tl_vec_dot_fn dot = c->kernels->vec_dot[kt];
+    tl_axpy_fn axpy = c->kernels->axpy[kt];
+    const uint8_t *kc = c->k_cache, *vc = c->v_cache;
     float mx = -INFINITY;
     for (int j = 0; j <= p; j++) {
       size_t base = kv_index(c, a->layer, s, j) + (size_t)kvh * hd;
-      float dot = 0;
-      if (c->kv_type == TL_KV_F32) {
-        const float *k = (const float *)c->k_cache + base;
-        for (int i = 0; i < hd; i++) dot += q[i] * k[i];
-      } else {
-        for (int i = 0; i < hd; i++) dot += q[i] * kv_load(c, c->k_cache, base + i);
-      }
-      scores[j] = dot * scale;
+      scores[j] = dot(kc + base * c->kv_elt, q, hd) * scale;
       if (scores[j] > mx) mx = scores[j];
     }
     double sum = 0;
@@ -112,8 +104,7 @@ static void attn_run(void *arg, int ith, int nth) {
     for (int i = 0; i < hd; i++) out[i] = 0;
     for (int j = 0; j <= p; j++) {
       size_t base = kv_index(c, a->layer, s, j) + (size_t)kvh * hd;
-      float w = scores[j] * inv;
-      for (int i = 0; i < hd; i++) out[i] += w * kv_load(c, c->v_cache, base + i);
+      axpy(scores[j] * inv, vc + base * c->kv_elt, out, hd);
     }
   }
 }

@@ -17,9 +17,25 @@ static float frand(void) { /* uniform in [-1, 1) */
   return (float)((g_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
-static const uint32_t g_types[] = {TL_TYPE_F32, TL_TYPE_F16, TL_TYPE_BF16, TL_TYPE_Q8_0};
+/* Every weight type the scalar reference multiplies. */
+static int all_types(uint32_t *out) {
+  int n = 0;
+  for (uint32_t t = 0; t < TL_TYPE_COUNT; t++)
+    if (tl_cpu_supports_type(t)) out[n++] = t;
+  return n;
+}
 
-/* A random weight matrix of the given type, made by quantizing floats. */
+static bool block_ok(const tl_type_info *ti, const uint8_t *b) {
+  float v[256];
+  ti->to_float(b, v, ti->blck);
+  for (int i = 0; i < ti->blck; i++)
+    if (!isfinite(v[i]) || fabsf(v[i]) > 1e4f) return false;
+  return true;
+}
+
+/* A random weight matrix of the given type: quantized random floats where a
+ * quantizer exists, else random blocks (bytes with bit 6 cleared when
+ * needed, which keeps every f16 scale finite). */
 static void *make_weight(uint32_t type, int64_t rows, int64_t cols, tl_weight *w) {
   const tl_type_info *ti = tl_type_get(type);
   uint64_t rb;
@@ -27,8 +43,19 @@ static void *make_weight(uint32_t type, int64_t rows, int64_t cols, tl_weight *w
   uint8_t *data = malloc((size_t)(rb * (uint64_t)rows));
   float *tmp = malloc(sizeof(float) * (size_t)cols);
   for (int64_t r = 0; r < rows; r++) {
-    for (int64_t c = 0; c < cols; c++) tmp[c] = frand() * (1.0f + (float)(r % 7));
-    ti->from_float(tmp, data + r * rb, cols);
+    uint8_t *row = data + r * rb;
+    if (ti->from_float) {
+      for (int64_t c = 0; c < cols; c++) tmp[c] = frand() * (1.0f + (float)(r % 7));
+      ti->from_float(tmp, row, cols);
+      continue;
+    }
+    for (int64_t b = 0; b < cols / ti->blck; b++) {
+      uint8_t *blk = row + b * ti->type_size;
+      for (size_t i = 0; i < ti->type_size; i++) blk[i] = (uint8_t)(frand() * 128.0f + 128.0f);
+      if (!block_ok(ti, blk))
+        for (size_t i = 0; i < ti->type_size; i++) blk[i] &= 0xbf;
+      assert_true(block_ok(ti, blk));
+    }
   }
   free(tmp);
   *w = (tl_weight){type, rows, cols, (size_t)rb, data};
@@ -37,11 +64,21 @@ static void *make_weight(uint32_t type, int64_t rows, int64_t cols, tl_weight *w
 
 static void test_vec_dot_vs_float64(void **state) {
   (void)state;
-  const tl_cpu_kernels *sets[] = {tl_cpu_kernels_scalar(), tl_cpu_kernels_best()};
-  const int64_t col_sizes[] = {32, 64, 96, 160, 256, 288, 1024 + 32};
-  for (size_t ti = 0; ti < sizeof g_types / sizeof g_types[0]; ti++) {
-    for (size_t ci = 0; ci < sizeof col_sizes / sizeof col_sizes[0]; ci++) {
-      int64_t cols = col_sizes[ci], rows = 7;
+  const tl_cpu_kernels *sets[8];
+  int n_sets = tl_cpu_kernel_sets(sets, 8);
+  uint32_t g_types[TL_TYPE_COUNT];
+  int n_types = all_types(g_types);
+  const int64_t col_sizes[] = {256, 512, 768, 1280, 2816};
+  for (int ti = 0; ti < n_types; ti++) {
+    int64_t blck = tl_type_get(g_types[ti])->blck;
+    printf("type %s:", tl_type_name(g_types[ti]));
+    for (int k = 0; k < n_sets; k++) printf(" %s", sets[k]->name);
+    printf("\n");
+    for (size_t ci = 0; ci < sizeof col_sizes / sizeof col_sizes[0] + 3; ci++) {
+      /* odd multiples of the block, then the usual sizes */
+      int64_t cols = ci < 3 ? blck * (int64_t)(2 * ci + 1) : col_sizes[ci - 3];
+      if (cols % blck) continue;
+      int64_t rows = 7;
       tl_weight w;
       void *data = make_weight(g_types[ti], rows, cols, &w);
       float *x = malloc(sizeof(float) * (size_t)cols), *row = malloc(sizeof(float) * (size_t)cols);
@@ -53,7 +90,7 @@ static void test_vec_dot_vs_float64(void **state) {
           ref += (double)row[c] * x[c];
           mag += fabs((double)row[c] * x[c]);
         }
-        for (size_t k = 0; k < 2; k++) {
+        for (int k = 0; k < n_sets; k++) {
           float got = sets[k]->vec_dot[g_types[ti]]((const uint8_t *)data + r * w.row_bytes, x, cols);
           /* float32 accumulation: error bounded relative to the sum of magnitudes */
           if (fabs(got - ref) > 1e-5 * mag + 1e-6)
@@ -70,8 +107,10 @@ static void test_vec_dot_vs_float64(void **state) {
 
 static void test_matmul_threads(void **state) {
   (void)state;
-  const int64_t shapes[][3] = {{1, 1, 32}, {37, 3, 96}, {129, 5, 64}, {3, 17, 256}, {64, 1, 288}};
-  for (size_t ti = 0; ti < sizeof g_types / sizeof g_types[0]; ti++) {
+  const int64_t shapes[][3] = {{1, 1, 256}, {37, 3, 768}, {129, 5, 256}, {3, 17, 512}, {64, 1, 1280}};
+  uint32_t g_types[TL_TYPE_COUNT];
+  int n_types = all_types(g_types);
+  for (int ti = 0; ti < n_types; ti++) {
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
       int64_t rows = shapes[si][0], ntok = shapes[si][1], cols = shapes[si][2];
       tl_weight w;
@@ -103,6 +142,38 @@ static void test_matmul_threads(void **state) {
       free(ref);
       free(x);
       free(data);
+    }
+  }
+}
+
+/* y += a * x for the KV cache types, every set against the scalar reference. */
+static void test_axpy(void **state) {
+  (void)state;
+  const tl_cpu_kernels *sets[8];
+  int n_sets = tl_cpu_kernel_sets(sets, 8);
+  const uint32_t types[] = {TL_TYPE_F32, TL_TYPE_F16};
+  for (int n = 1; n < 80; n += 3) {
+    float x[80], ref[80], y[80];
+    uint16_t xh[80];
+    for (int i = 0; i < n; i++) {
+      x[i] = frand();
+      xh[i] = tl_f32_to_f16(x[i]);
+      ref[i] = frand();
+    }
+    float a = frand();
+    for (size_t t = 0; t < 2; t++) {
+      const void *src = types[t] == TL_TYPE_F32 ? (const void *)x : (const void *)xh;
+      float want[80];
+      memcpy(want, ref, sizeof want);
+      tl_cpu_kernels_scalar()->axpy[types[t]](a, src, want, n);
+      for (int k = 0; k < n_sets; k++) {
+        memcpy(y, ref, sizeof y);
+        sets[k]->axpy[types[t]](a, src, y, n);
+        for (int i = 0; i < n; i++)
+          if (fabsf(y[i] - want[i]) > 1e-6f * (1.0f + fabsf(want[i])))
+            fail_msg("%s axpy %s n=%d i=%d: %g vs %g", sets[k]->name, tl_type_name(types[t]), n,
+                     i, y[i], want[i]);
+      }
     }
   }
 }
@@ -189,7 +260,7 @@ static void test_q8_0_rule(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vec_dot_vs_float64), cmocka_unit_test(test_matmul_threads),
-      cmocka_unit_test(test_f16_exhaustive),     cmocka_unit_test(test_bf16),
+      cmocka_unit_test(test_axpy),              cmocka_unit_test(test_f16_exhaustive),     cmocka_unit_test(test_bf16),
       cmocka_unit_test(test_q8_0_rule),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
