@@ -1,5 +1,5 @@
 /* Reference tests: the LLaMA-family fixtures (llama, mistral, llama3, demo)
- * in every GGUF type up to Q8_0, against the outputs of the reference
+ * in every GGUF type they come in (float and quantized), against the outputs of the reference
  * implementation (Hugging Face transformers, float32), through the library
  * (prefill logits, teacher-forced decoding with the KV cache, greedy
  * generation) and through `torchless eval`. Tolerances from DESIGN.md. */
@@ -321,7 +321,8 @@ static void check_prefill_vs_decode(void **state) {
 
 static ref_case g_cases[] = {
     {"llama", "f32", true},    {"llama", "f16", false},  {"llama", "bf16", false},
-    {"llama", "q8_0", false},  {"mistral", "q8_0", false}, {"llama3", "q8_0", false},
+    {"llama", "q8_0", false},  {"llama", "q6_k", false},   {"llama", "q4_k_m", false},
+    {"llama", "q4_0", false},  {"mistral", "q8_0", false}, {"llama3", "q8_0", false},
     {"demo", "q8_0", false},
 };
 
