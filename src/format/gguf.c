@@ -3,6 +3,7 @@
  * pairs, the tensor infos, padding to general.alignment, the tensor data. */
 #include "format/gguf.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "quant/quant.h"
@@ -199,6 +200,12 @@ static tl_status read_value(reader *r, uint32_t type, tl_gguf_value *v, int dept
   return tl_fail(TL_ERR_FORMAT, "unknown metadata value type %u", type);
 }
 
+struct tl_gguf_blob {
+  void *p;
+  void (*free_fn)(void *);
+  tl_gguf_blob *next;
+};
+
 void tl_gguf_free(tl_gguf *g) {
   if (!g) return;
   if (g->kv) {
@@ -207,7 +214,41 @@ void tl_gguf_free(tl_gguf *g) {
   }
   free(g->tensors);
   tl_mmap_close(&g->map);
+  while (g->blobs) {
+    tl_gguf_blob *b = g->blobs;
+    g->blobs = b->next;
+    b->free_fn(b->p);
+    free(b);
+  }
   free(g);
+}
+
+static int cmp_str(const void *pa, const void *pb) {
+  const tl_str *a = pa, *b = pb;
+  if (a->len != b->len) return a->len < b->len ? -1 : 1;
+  return a->len ? memcmp(a->ptr, b->ptr, (size_t)a->len) : 0;
+}
+
+/* Finds a string that occurs twice among the tl_str fields (at byte offset
+ * field) of n items of the given size; dup->ptr is NULL when all differ.
+ * Sorting keeps this O(n log n): a file may hold a million keys or tensors,
+ * and comparing every pair took minutes. */
+static tl_status find_dup(const void *items, uint64_t n, size_t size, size_t field, tl_str *dup) {
+  dup->ptr = NULL;
+  dup->len = 0;
+  if (n < 2) return TL_OK;
+  tl_str *v = tl_malloc_array((size_t)n, sizeof *v);
+  if (!v) return tl_fail(TL_ERR_NOMEM, "out of memory checking for duplicate names");
+  for (uint64_t i = 0; i < n; i++)
+    memcpy(&v[i], (const uint8_t *)items + i * size + field, sizeof *v);
+  qsort(v, (size_t)n, sizeof *v, cmp_str);
+  for (uint64_t i = 1; i < n; i++)
+    if (!cmp_str(&v[i - 1], &v[i])) {
+      *dup = v[i];
+      break;
+    }
+  free(v);
+  return TL_OK;
 }
 
 static tl_status parse(tl_gguf *g) {
@@ -233,6 +274,7 @@ static tl_status parse(tl_gguf *g) {
                    (unsigned long long)n_tensors, r.size);
   g->kv = tl_calloc_array((size_t)n_kv ? (size_t)n_kv : 1, sizeof(tl_gguf_kv));
   if (!g->kv) return tl_fail(TL_ERR_NOMEM, "out of memory for metadata");
+  g->kv_cap = n_kv ? n_kv : 1;
   for (uint64_t i = 0; i < n_kv; i++) {
     tl_gguf_kv *kv = &g->kv[i];
     g->n_kv = i + 1;
@@ -242,11 +284,12 @@ static tl_status parse(tl_gguf *g) {
     if ((s = read_value(&r, type, &kv->val, 0)))
       return tl_fail_prefix(s, "metadata '%.*s'", (int)(kv->key.len > 200 ? 200 : kv->key.len),
                             kv->key.ptr);
-    for (uint64_t j = 0; j < i; j++)
-      if (g->kv[j].key.len == kv->key.len && !memcmp(g->kv[j].key.ptr, kv->key.ptr, kv->key.len))
-        return tl_fail(TL_ERR_FORMAT, "duplicate metadata key '%.*s'",
-                       (int)(kv->key.len > 200 ? 200 : kv->key.len), kv->key.ptr);
   }
+  tl_str dup;
+  if ((s = find_dup(g->kv, n_kv, sizeof *g->kv, offsetof(tl_gguf_kv, key), &dup))) return s;
+  if (dup.ptr)
+    return tl_fail(TL_ERR_FORMAT, "duplicate metadata key '%.*s'",
+                   (int)(dup.len > 200 ? 200 : dup.len), dup.ptr);
   g->alignment = 32;
   const tl_gguf_value *al = tl_gguf_get(g, "general.alignment");
   if (al) {
@@ -258,6 +301,7 @@ static tl_status parse(tl_gguf *g) {
 
   g->tensors = tl_calloc_array((size_t)n_tensors ? (size_t)n_tensors : 1, sizeof(tl_gguf_tensor));
   if (!g->tensors) return tl_fail(TL_ERR_NOMEM, "out of memory for tensor infos");
+  g->tensors_cap = n_tensors ? n_tensors : 1;
   g->n_tensors = n_tensors;
   for (uint64_t i = 0; i < n_tensors; i++) {
     tl_gguf_tensor *t = &g->tensors[i];
@@ -297,11 +341,12 @@ static tl_status parse(tl_gguf *g) {
       return tl_fail(TL_ERR_FORMAT, "tensor '%.*s' offset %llu is not aligned to %llu", nl,
                      t->name.ptr, (unsigned long long)t->offset,
                      (unsigned long long)g->alignment);
-    for (uint64_t j = 0; j < i; j++)
-      if (g->tensors[j].name.len == t->name.len &&
-          !memcmp(g->tensors[j].name.ptr, t->name.ptr, t->name.len))
-        return tl_fail(TL_ERR_FORMAT, "duplicate tensor name '%.*s'", nl, t->name.ptr);
   }
+  if ((s = find_dup(g->tensors, n_tensors, sizeof *g->tensors, offsetof(tl_gguf_tensor, name),
+                    &dup)))
+    return s;
+  if (dup.ptr)
+    return tl_fail(TL_ERR_FORMAT, "duplicate tensor name '%.*s'", (int)dup.len, dup.ptr);
   uint64_t data_off = ((uint64_t)r.off + g->alignment - 1) / g->alignment * g->alignment;
   if (n_tensors > 0 && data_off > r.size)
     return tl_fail(TL_ERR_FORMAT, "truncated file: the tensor data section is missing");
@@ -447,4 +492,182 @@ const tl_gguf_tensor *tl_gguf_find_tensor(const tl_gguf *g, const char *name) {
     if (g->tensors[i].name.len == n && memcmp(g->tensors[i].name.ptr, name, n) == 0)
       return &g->tensors[i];
   return NULL;
+}
+
+/* ---- virtual files ------------------------------------------------------- */
+
+tl_status tl_gguf_new_virtual(tl_gguf **out) {
+  *out = calloc(1, sizeof **out);
+  if (!*out) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  (*out)->version = 3;
+  (*out)->alignment = 32;
+  return TL_OK;
+}
+
+tl_status tl_gguf_own(tl_gguf *g, void *p, void (*free_fn)(void *)) {
+  tl_gguf_blob *b = malloc(sizeof *b);
+  if (!b) {
+    free_fn(p);
+    return tl_fail(TL_ERR_NOMEM, "out of memory");
+  }
+  b->p = p;
+  b->free_fn = free_fn;
+  b->next = g->blobs;
+  g->blobs = b;
+  return TL_OK;
+}
+
+void *tl_gguf_dup(tl_gguf *g, const void *p, size_t n) {
+  void *d = malloc(n ? n : 1);
+  if (!d) return NULL;
+  if (n) memcpy(d, p, n);
+  if (tl_gguf_own(g, d, free)) return NULL;
+  return d;
+}
+
+/* The slot for a key: an existing one (its old value freed) or a new one. */
+static tl_gguf_kv *kv_slot(tl_gguf *g, const char *key) {
+  size_t n = strlen(key);
+  for (uint64_t i = 0; i < g->n_kv; i++)
+    if (g->kv[i].key.len == n && memcmp(g->kv[i].key.ptr, key, n) == 0) {
+      free_value(&g->kv[i].val);
+      memset(&g->kv[i].val, 0, sizeof g->kv[i].val);
+      return &g->kv[i];
+    }
+  if (g->n_kv == g->kv_cap) {
+    uint64_t cap = g->kv_cap ? g->kv_cap * 2 : 32;
+    tl_gguf_kv *nk = realloc(g->kv, (size_t)cap * sizeof *nk);
+    if (!nk) return NULL;
+    g->kv = nk;
+    g->kv_cap = cap;
+  }
+  const char *k = tl_gguf_dup(g, key, n);
+  if (!k) return NULL;
+  tl_gguf_kv *kv = &g->kv[g->n_kv++];
+  memset(kv, 0, sizeof *kv);
+  kv->key.ptr = k;
+  kv->key.len = n;
+  return kv;
+}
+
+static tl_status set_scalar(tl_gguf *g, const char *key, uint32_t type, const void *p) {
+  tl_gguf_kv *kv = kv_slot(g, key);
+  if (!kv) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  decode_scalar(type, p, &kv->val);
+  return TL_OK;
+}
+
+tl_status tl_gguf_set_u32(tl_gguf *g, const char *key, uint32_t v) {
+  return set_scalar(g, key, TL_GGUF_U32, &v);
+}
+tl_status tl_gguf_set_i32(tl_gguf *g, const char *key, int32_t v) {
+  return set_scalar(g, key, TL_GGUF_I32, &v);
+}
+tl_status tl_gguf_set_f32(tl_gguf *g, const char *key, float v) {
+  return set_scalar(g, key, TL_GGUF_F32, &v);
+}
+tl_status tl_gguf_set_bool(tl_gguf *g, const char *key, bool v) {
+  uint8_t b = v;
+  return set_scalar(g, key, TL_GGUF_BOOL, &b);
+}
+
+tl_status tl_gguf_set_str(tl_gguf *g, const char *key, const char *s, size_t len) {
+  const char *d = tl_gguf_dup(g, s, len);
+  tl_gguf_kv *kv = d ? kv_slot(g, key) : NULL;
+  if (!kv) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  kv->val.type = TL_GGUF_STRING;
+  kv->val.v.str.ptr = d;
+  kv->val.v.str.len = len;
+  return TL_OK;
+}
+
+tl_status tl_gguf_set_arr(tl_gguf *g, const char *key, uint32_t elem_type, const void *data,
+                          uint64_t n) {
+  size_t es = scalar_size(elem_type);
+  size_t bytes;
+  if (!es || !tl_mul_size((size_t)n, es, &bytes))
+    return tl_fail(TL_ERR_INVALID_ARG, "invalid array for '%s'", key);
+  const uint8_t *d = tl_gguf_dup(g, data, bytes);
+  tl_gguf_kv *kv = d ? kv_slot(g, key) : NULL;
+  if (!kv) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  kv->val.type = TL_GGUF_ARRAY;
+  kv->val.v.arr.elem_type = elem_type;
+  kv->val.v.arr.n = n;
+  kv->val.v.arr.data = d;
+  return TL_OK;
+}
+
+tl_status tl_gguf_set_str_arr(tl_gguf *g, const char *key, const tl_str *strs, uint64_t n) {
+  size_t total = 0;
+  for (uint64_t i = 0; i < n; i++) total += (size_t)strs[i].len;
+  char *pool = malloc(total ? total : 1);
+  tl_str *arr = tl_malloc_array((size_t)n ? (size_t)n : 1, sizeof(tl_str));
+  if (!pool || !arr) {
+    free(pool);
+    free(arr);
+    return tl_fail(TL_ERR_NOMEM, "out of memory");
+  }
+  tl_status s = tl_gguf_own(g, pool, free);
+  if (s) {
+    free(arr);
+    return s;
+  }
+  size_t off = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    if (strs[i].len) memcpy(pool + off, strs[i].ptr, (size_t)strs[i].len);
+    arr[i].ptr = pool + off;
+    arr[i].len = strs[i].len;
+    off += (size_t)strs[i].len;
+  }
+  tl_gguf_kv *kv = kv_slot(g, key);
+  if (!kv) {
+    free(arr);
+    return tl_fail(TL_ERR_NOMEM, "out of memory");
+  }
+  kv->val.type = TL_GGUF_ARRAY;
+  kv->val.v.arr.elem_type = TL_GGUF_STRING;
+  kv->val.v.arr.n = n;
+  kv->val.v.arr.strs = arr; /* freed by free_value */
+  return TL_OK;
+}
+
+tl_status tl_gguf_add_tensor(tl_gguf *g, const char *name, uint32_t type, uint32_t n_dims,
+                             const int64_t *ne, const void *data, uint64_t nbytes) {
+  if (tl_gguf_find_tensor(g, name))
+    return tl_fail(TL_ERR_FORMAT, "duplicate tensor '%s'", name);
+  if (n_dims == 0 || n_dims > TL_GGUF_MAX_DIMS || !tl_type_get(type))
+    return tl_fail(TL_ERR_FORMAT, "tensor '%s' has an invalid shape or type", name);
+  tl_gguf_tensor t = {0};
+  uint64_t numel = 1;
+  for (int d = 0; d < TL_GGUF_MAX_DIMS; d++) t.ne[d] = 1;
+  for (uint32_t d = 0; d < n_dims; d++) {
+    if (ne[d] <= 0 || !tl_mul_u64(numel, (uint64_t)ne[d], &numel) || numel > (uint64_t)INT64_MAX)
+      return tl_fail(TL_ERR_FORMAT, "tensor '%s' has an invalid shape", name);
+    t.ne[d] = ne[d];
+  }
+  uint64_t row, want;
+  if (!tl_type_row_size(type, ne[0], &row) || !tl_mul_u64(row, numel / (uint64_t)ne[0], &want))
+    return tl_fail(TL_ERR_FORMAT, "tensor '%s': row length %lld does not fit type %s", name,
+                   (long long)ne[0], tl_type_name(type));
+  if (want != nbytes)
+    return tl_fail(TL_ERR_FORMAT, "tensor '%s' holds %llu bytes, its shape and type need %llu",
+                   name, (unsigned long long)nbytes, (unsigned long long)want);
+  if (g->n_tensors == g->tensors_cap) {
+    uint64_t cap = g->tensors_cap ? g->tensors_cap * 2 : 64;
+    tl_gguf_tensor *nt = realloc(g->tensors, (size_t)cap * sizeof *nt);
+    if (!nt) return tl_fail(TL_ERR_NOMEM, "out of memory");
+    g->tensors = nt;
+    g->tensors_cap = cap;
+  }
+  size_t nl = strlen(name);
+  const char *nm = tl_gguf_dup(g, name, nl);
+  if (!nm) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  t.name.ptr = nm;
+  t.name.len = nl;
+  t.type = type;
+  t.n_dims = n_dims;
+  t.nbytes = nbytes;
+  t.data = data;
+  g->tensors[g->n_tensors++] = t;
+  return TL_OK;
 }

@@ -57,8 +57,12 @@ typedef struct tl_gguf_tensor {
   const void *data;
 } tl_gguf_tensor;
 
+typedef struct tl_gguf_blob tl_gguf_blob;
+
 typedef struct tl_gguf {
   tl_mmap map;
+  tl_gguf_blob *blobs; /* memory owned by a virtual (built) file */
+  uint64_t kv_cap, tensors_cap;
   uint32_t version;
   uint64_t n_kv;
   tl_gguf_kv *kv;
@@ -87,5 +91,30 @@ double tl_gguf_arr_f64(const tl_gguf_value *arr, uint64_t i);
 int64_t tl_gguf_arr_i64(const tl_gguf_value *arr, uint64_t i);
 
 const tl_gguf_tensor *tl_gguf_find_tensor(const tl_gguf *g, const char *name);
+
+/* ---- virtual files -------------------------------------------------------
+ * Other formats (Hugging Face folders, Torchless .bin) are loaded by building
+ * a GGUF view with llama.cpp's metadata keys and tensor names whose tensor
+ * data points into their own mappings. Keys, strings and arrays are copied
+ * into memory owned by the view; tensor data is not copied. */
+tl_status tl_gguf_new_virtual(tl_gguf **out);
+/* Keep p alive until the view is freed, then release it with free_fn(p). */
+tl_status tl_gguf_own(tl_gguf *g, void *p, void (*free_fn)(void *));
+/* Copy n bytes into memory owned by the view. */
+void *tl_gguf_dup(tl_gguf *g, const void *p, size_t n);
+/* Set a key (replacing an existing one). */
+tl_status tl_gguf_set_u32(tl_gguf *g, const char *key, uint32_t v);
+tl_status tl_gguf_set_i32(tl_gguf *g, const char *key, int32_t v);
+tl_status tl_gguf_set_f32(tl_gguf *g, const char *key, float v);
+tl_status tl_gguf_set_bool(tl_gguf *g, const char *key, bool v);
+tl_status tl_gguf_set_str(tl_gguf *g, const char *key, const char *s, size_t len);
+/* Arrays: n elements of a numeric type (data packed little-endian) or strings. */
+tl_status tl_gguf_set_arr(tl_gguf *g, const char *key, uint32_t elem_type, const void *data,
+                          uint64_t n);
+tl_status tl_gguf_set_str_arr(tl_gguf *g, const char *key, const tl_str *strs, uint64_t n);
+/* Add a tensor (ne[0] innermost); data must stay valid while the view lives
+ * (use tl_gguf_own). The byte size is checked against the type and shape. */
+tl_status tl_gguf_add_tensor(tl_gguf *g, const char *name, uint32_t type, uint32_t n_dims,
+                             const int64_t *ne, const void *data, uint64_t nbytes);
 
 #endif
