@@ -2,13 +2,17 @@
 # Installs the Debian/Ubuntu packages torchless needs to build and test.
 # As root it runs apt-get; otherwise it names the missing packages and stops.
 set -e
-PKGS="build-essential cmake pkg-config libcjson-dev libcmocka-dev"
+PKGS="build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing="$missing $p"
   fi
 done
+# Node.js and npm run the tokenizer peer at test time (any Node.js >= 18 will do).
+if ! command -v npm >/dev/null 2>&1; then
+  missing="$missing nodejs npm"
+fi
 [ -z "$missing" ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "torchless: missing packages:$missing (no apt-get found; install them with your package manager)" >&2

@@ -244,6 +244,9 @@ tl_status tl_vocab_tokenize(const tl_vocab *v, const char *text, size_t len, boo
   if (!v || !n_out || (!text && len > 0) || (!out && cap > 0)) {
     return tl_fail(TL_ERR_INVALID_ARG, "tokenize: NULL argument");
   }
+  if (v->kind == TL_VOCAB_BPE) {
+    return tl_bpe_tokenize(v, text, len, add_bos, parse_special, out, cap, n_out);
+  }
   if (v->kind != TL_VOCAB_SPM) return tl_fail(TL_ERR_UNSUPPORTED, "tokenize: no tokenizer");
   if (!tl_utf8_valid(text, len)) {
     size_t at = invalid_utf8_at(text, len);

@@ -19,7 +19,36 @@ enum {
 typedef enum tl_vocab_kind {
   TL_VOCAB_NONE = 0, /* the model file has no tokenizer we understand */
   TL_VOCAB_SPM = 1,  /* SentencePiece BPE with byte fallback (GGUF "llama") */
+  TL_VOCAB_BPE = 2,  /* byte-level BPE with merge ranks (GGUF "gpt2") */
 } tl_vocab_kind;
+
+/* ---- byte-level BPE pre-tokenizers (pretokenize.c) ----------------------- */
+
+typedef struct tl_pretok tl_pretok;
+
+/* The pre-tokenizer named by tokenizer.ggml.pre ("gpt2", "llama-bpe",
+ * "qwen2", ...). Unknown names and "default" get the GPT-2 regex (with a
+ * warning through tl_log for unknown ones). */
+tl_status tl_pretok_new(const char *name, size_t len, tl_pretok **out);
+void tl_pretok_free(tl_pretok *p);
+/* Canonical name of the regex set in use: "gpt2", "llama3" or "qwen2". */
+const char *tl_pretok_kind(const tl_pretok *p);
+/* Calls fn for every piece of text[0, n) in order (off, len relative to
+ * text); stops at the first non-OK status fn returns. */
+typedef tl_status (*tl_pretok_fn)(void *user, size_t off, size_t len);
+tl_status tl_pretok_split(const tl_pretok *p, const char *text, size_t n, tl_pretok_fn fn,
+                          void *user);
+/* The tokenizer.ggml.pre name of a Hugging Face Split regex (tokenizer.json),
+ * NULL when it is none of the known ones. */
+const char *tl_pretok_name_for_regex(const char *re, size_t len);
+/* GPT-2's bytes_to_unicode: the code point standing for byte b. */
+uint32_t tl_byte_to_cp(uint8_t b);
+/* Inverse: the byte of code point cp, -1 when cp stands for no byte. */
+int tl_cp_to_byte(uint32_t cp);
+
+/* Unicode NFC (canonical composition) of valid UTF-8 text; *out is malloc'd
+ * (free it), *out_len its length. */
+tl_status tl_utf8_nfc(const char *s, size_t n, char **out, size_t *out_len);
 
 typedef struct tl_vocab tl_vocab;
 
@@ -48,7 +77,51 @@ struct tl_vocab {
   tl_token eog[TL_VOCAB_MAX_EOG];
   int32_t n_eog;
   bool add_bos, add_eos, add_space_prefix;
+  /* byte-level BPE (bpe.c) */
+  tl_pretok *pretok;
+  struct tl_bpe_merge *merges; /* open addressing on (left, right) token ids */
+  uint32_t merge_mask;
+  int32_t n_merges;
+  bool ignore_merges; /* a pre-token that is a whole token skips the merges */
+  bool nfc;           /* NFC-normalize the text first (Qwen's normalizer) */
 };
+
+/* A merge rule: the pair (left, right) becomes token result at rank. */
+typedef struct tl_bpe_merge {
+  int32_t left, right; /* -1: empty slot */
+  int32_t rank, result;
+} tl_bpe_merge;
+
+/* Slot hash of a (left, right) pair in tl_vocab.merges. */
+static inline uint32_t tl_bpe_pair_hash(int32_t left, int32_t right) {
+  uint64_t k = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
+  return (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
+/* Byte-level BPE tokenization (tl_vocab_tokenize dispatches here). */
+tl_status tl_bpe_tokenize(const tl_vocab *v, const char *text, size_t len, bool add_bos,
+                          bool parse_special, tl_token *out, size_t cap, size_t *n_out);
+/* The merge rule of a token pair, NULL when none. */
+const tl_bpe_merge *tl_bpe_find_merge(const tl_vocab *v, tl_token left, tl_token right);
+
+/* ---- Hugging Face tokenizer files (hf_tokenizer.c) ----------------------- */
+
+/* Reads the tokenizer of a Hugging Face model folder (tokenizer.json or
+ * tokenizer.model, tokenizer_config.json, generation_config.json,
+ * chat_template.jinja) into tokenizer.ggml.* keys of the view, as llama.cpp's
+ * convert_hf_to_gguf.py writes them. Extra end-of-generation ids go to
+ * tokenizer.ggml.eog_token_ids (array of i32); a NFC normalizer is recorded
+ * as tokenizer.ggml.normalizer = "nfc" and ignore_merges as
+ * tokenizer.ggml.ignore_merges (torchless extensions). */
+tl_status tl_hf_tokenizer_load(tl_gguf *view, const char *dir);
+/* The same conversion for a tokenizer.json document already parsed (root:
+ * the object with "model", "pre_tokenizer", "normalizer", "added_tokens",
+ * "post_processor"), without the folder's other files. what names the source
+ * in error messages ("WHAT/tokenizer: ..."). Used by the Torchless .bin
+ * reader (format/native.c), which builds such a document around its vocab and
+ * merges. */
+struct cJSON;
+tl_status tl_hf_tokenizer_from_json(tl_gguf *view, const char *what, const struct cJSON *root);
 
 /* Build the vocabulary from GGUF metadata (tokenizer.ggml.*). A file whose
  * tokenizer model is unknown yields TL_ERR_UNSUPPORTED. */

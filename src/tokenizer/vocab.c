@@ -58,6 +58,8 @@ void tl_vocab_free(tl_vocab *v) {
   free(v->flags);
   free(v->hash);
   free(v->special);
+  free(v->merges);
+  tl_pretok_free(v->pretok);
   free(v);
 }
 
@@ -140,6 +142,117 @@ static bool name_contains(tl_str name, const char *needle) {
   return false;
 }
 
+/* tokenizer.ggml.eog_token_ids (a torchless extension written for Hugging
+ * Face folders whose generation_config.json lists several eos ids). */
+static tl_status read_eog_ids(const tl_gguf *g, tl_vocab *v) {
+  const tl_gguf_value *a = tl_gguf_get(g, "tokenizer.ggml.eog_token_ids");
+  if (!a) return TL_OK;
+  if (a->type != TL_GGUF_ARRAY || !is_int_type(a->v.arr.elem_type)) {
+    return tl_fail(TL_ERR_FORMAT, "tokenizer.ggml.eog_token_ids is not an array of integers");
+  }
+  for (uint64_t i = 0; i < a->v.arr.n; i++) {
+    int64_t t = tl_gguf_arr_i64(a, i);
+    if (t < 0 || t >= v->n) {
+      return tl_fail(TL_ERR_FORMAT, "tokenizer.ggml.eog_token_ids[%llu] = %lld is out of range",
+                     (unsigned long long)i, (long long)t);
+    }
+    add_eog(v, (tl_token)t);
+  }
+  return TL_OK;
+}
+
+/* Byte-level BPE: the pre-tokenizer and the merge rules. */
+static tl_status load_bpe(const tl_gguf *g, tl_vocab *v) {
+  tl_str pre = {"default", 7};
+  const tl_gguf_value *pv = tl_gguf_get(g, "tokenizer.ggml.pre");
+  if (pv) {
+    if (pv->type != TL_GGUF_STRING)
+      return tl_fail(TL_ERR_FORMAT, "tokenizer.ggml.pre is not a string");
+    pre = pv->v.str;
+  }
+  tl_status st = tl_pretok_new(pre.ptr, (size_t)pre.len, &v->pretok);
+  if (st != TL_OK) return st;
+  /* as llama.cpp: LLaMA 3 vocabularies skip the merges for whole tokens */
+  v->ignore_merges = strcmp(tl_pretok_kind(v->pretok), "llama3") == 0;
+  if ((st = read_bool(g, "tokenizer.ggml.ignore_merges", &v->ignore_merges)) != TL_OK) return st;
+  const tl_gguf_value *nv = tl_gguf_get(g, "tokenizer.ggml.normalizer");
+  if (nv) {
+    if (nv->type != TL_GGUF_STRING) {
+      return tl_fail(TL_ERR_FORMAT, "tokenizer.ggml.normalizer is not a string");
+    }
+    if (tl_str_eq(nv->v.str, "nfc")) {
+      v->nfc = true;
+    } else if (nv->v.str.len > 0 && !tl_str_eq(nv->v.str, "none")) {
+      int shown = nv->v.str.len > 64 ? 64 : (int)nv->v.str.len;
+      return tl_fail(TL_ERR_UNSUPPORTED, "tokenizer.ggml.normalizer '%.*s' is not supported", shown,
+                     nv->v.str.ptr);
+    }
+  }
+
+  const tl_gguf_value *mv = tl_gguf_get(g, "tokenizer.ggml.merges");
+  if (!mv) return tl_fail(TL_ERR_FORMAT, "tokenizer.ggml.merges is missing (BPE vocabulary)");
+  if (mv->type != TL_GGUF_ARRAY || mv->v.arr.elem_type != TL_GGUF_STRING) {
+    return tl_fail(TL_ERR_FORMAT, "tokenizer.ggml.merges is not an array of strings");
+  }
+  uint64_t nm = mv->v.arr.n;
+  if (nm >= (uint64_t)INT32_MAX / 4) {
+    return tl_fail(TL_ERR_FORMAT, "tokenizer.ggml.merges has %llu entries", (unsigned long long)nm);
+  }
+  uint32_t cap = 16;
+  while ((uint64_t)cap < nm + nm / 2 + 1) cap <<= 1;
+  v->merges = tl_malloc_array(cap, sizeof(tl_bpe_merge));
+  if (!v->merges)
+    return tl_fail(TL_ERR_NOMEM, "out of memory loading %llu merges", (unsigned long long)nm);
+  for (uint32_t i = 0; i < cap; i++) v->merges[i].left = -1;
+  v->merge_mask = cap - 1;
+  int32_t n_skipped = 0;
+  char *buf = NULL;
+  size_t buf_cap = 0;
+  for (uint64_t i = 0; i < nm; i++) {
+    tl_str m = mv->v.arr.strs[i];
+    /* "left right": the first space after the first character */
+    const char *sp = m.len > 1 ? memchr(m.ptr + 1, ' ', (size_t)m.len - 1) : NULL;
+    if (!sp) {
+      free(buf);
+      return tl_fail(TL_ERR_FORMAT, "tokenizer.ggml.merges[%llu] is not 'left right'",
+                     (unsigned long long)i);
+    }
+    size_t ll = (size_t)(sp - m.ptr), rl = (size_t)m.len - ll - 1;
+    tl_token l = tl_vocab_find(v, m.ptr, ll), r = tl_vocab_find(v, sp + 1, rl);
+    if (ll + rl > buf_cap) {
+      buf_cap = (ll + rl) * 2;
+      char *nb = realloc(buf, buf_cap);
+      if (!nb) {
+        free(buf);
+        return tl_fail(TL_ERR_NOMEM, "out of memory");
+      }
+      buf = nb;
+    }
+    memcpy(buf, m.ptr, ll);
+    memcpy(buf + ll, sp + 1, rl);
+    tl_token res = tl_vocab_find(v, buf, ll + rl);
+    if (l < 0 || r < 0 || res < 0) {
+      n_skipped++; /* a rule over strings that are not tokens can never apply */
+      continue;
+    }
+    for (uint32_t k = tl_bpe_pair_hash(l, r) & v->merge_mask;; k = (k + 1) & v->merge_mask) {
+      tl_bpe_merge *e = &v->merges[k];
+      if (e->left < 0) {
+        *e = (tl_bpe_merge){l, r, (int32_t)i, res};
+        v->n_merges++;
+        break;
+      }
+      if (e->left == l && e->right == r) break; /* a duplicate: the first rank wins */
+    }
+  }
+  free(buf);
+  if (n_skipped > 0) {
+    tl_log(TL_LOG_WARN, "%d BPE merge rules name strings that are not tokens: ignored",
+           (int)n_skipped);
+  }
+  return TL_OK;
+}
+
 static tl_status build_pieces(tl_vocab *v) {
   /* A piece is never longer than its text, except byte tokens (1 byte). */
   uint64_t total = 0;
@@ -158,6 +271,28 @@ static tl_status build_pieces(tl_vocab *v) {
     uint32_t m = 0;
     switch (v->type[i]) {
       case TL_TOKTYPE_NORMAL:
+        if (v->kind == TL_VOCAB_BPE) {
+          /* bytes_to_unicode characters back to their bytes */
+          for (uint32_t j = 0; j < n;) {
+            size_t l = tl_utf8_len((const unsigned char *)s + j, n - j);
+            int b = -1;
+            if (l == 2) {
+              uint32_t cp = ((uint32_t)(s[j] & 0x1F) << 6) | (uint32_t)(s[j + 1] & 0x3F);
+              b = tl_cp_to_byte(cp);
+            } else if (l == 1) {
+              b = tl_cp_to_byte((unsigned char)s[j]);
+            }
+            if (b >= 0) {
+              dst[m++] = (char)b;
+            } else { /* not a byte character: the text as it is */
+              if (l == 0) l = 1;
+              memcpy(dst + m, s + j, l);
+              m += (uint32_t)l;
+            }
+            j += (uint32_t)(l ? l : 1);
+          }
+          break;
+        }
         for (uint32_t j = 0; j < n;) {
           if (j + 3 <= n && memcmp(s + j, "\xe2\x96\x81", 3) == 0) {
             dst[m++] = ' ';
@@ -168,6 +303,18 @@ static tl_status build_pieces(tl_vocab *v) {
         }
         break;
       case TL_TOKTYPE_USER_DEFINED:
+        if (v->kind == TL_VOCAB_SPM) {
+          /* as Hugging Face decodes added tokens: '▁' is a space */
+          for (uint32_t j = 0; j < n;) {
+            if (j + 3 <= n && memcmp(s + j, "\xe2\x96\x81", 3) == 0) {
+              dst[m++] = ' ';
+              j += 3;
+            } else {
+              dst[m++] = s[j++];
+            }
+          }
+          break;
+        }
         memcpy(dst, s, n);
         m = n;
         break;
@@ -191,12 +338,17 @@ static tl_status load(const tl_gguf *g, tl_vocab *v) {
   if (model->type != TL_GGUF_STRING) {
     return tl_fail(TL_ERR_FORMAT, "tokenizer.ggml.model is not a string");
   }
-  if (!tl_str_eq(model->v.str, "llama")) {
+  if (tl_str_eq(model->v.str, "llama")) {
+    v->kind = TL_VOCAB_SPM;
+  } else if (tl_str_eq(model->v.str, "gpt2")) {
+    v->kind = TL_VOCAB_BPE;
+  } else {
     int shown = model->v.str.len > 64 ? 64 : (int)model->v.str.len;
-    return tl_fail(TL_ERR_UNSUPPORTED, "tokenizer model '%.*s' is not supported (only 'llama')",
-                   shown, model->v.str.ptr);
+    return tl_fail(TL_ERR_UNSUPPORTED,
+                   "tokenizer model '%.*s' is not supported (only 'llama' and 'gpt2')", shown,
+                   model->v.str.ptr);
   }
-  v->kind = TL_VOCAB_SPM;
+  bool bpe = v->kind == TL_VOCAB_BPE;
 
   const tl_gguf_value *toks = tl_gguf_get(g, "tokenizer.ggml.tokens");
   if (!toks) return tl_fail(TL_ERR_FORMAT, "tokenizer.ggml.tokens is missing");
@@ -286,7 +438,21 @@ static tl_status load(const tl_gguf *g, tl_vocab *v) {
     }
     hash_insert(v, i);
   }
-  for (int b = 0; b < 256; b++) {
+  for (int b = 0; b < 256 && bpe; b++) {
+    /* the token of the byte's bytes_to_unicode character */
+    uint32_t cp = tl_byte_to_cp((uint8_t)b);
+    char buf[2];
+    size_t l = 1;
+    if (cp < 0x80) {
+      buf[0] = (char)cp;
+    } else {
+      buf[0] = (char)(0xC0 | (cp >> 6));
+      buf[1] = (char)(0x80 | (cp & 0x3F));
+      l = 2;
+    }
+    v->byte_tok[b] = tl_vocab_find(v, buf, l);
+  }
+  for (int b = 0; b < 256 && !bpe; b++) {
     char buf[8];
     snprintf(buf, sizeof buf, "<0x%02X>", b);
     tl_token t = tl_vocab_find(v, buf, 6);
@@ -299,9 +465,9 @@ static tl_status load(const tl_gguf *g, tl_vocab *v) {
   }
 
   /* special tokens: defaults of llama.cpp for SentencePiece vocabularies */
-  v->bos = n > 1 ? 1 : -1;
-  v->eos = n > 2 ? 2 : -1;
-  v->unk = 0;
+  v->bos = n > 1 && !bpe ? 1 : -1;
+  v->eos = n > 2 && !bpe ? 2 : -1;
+  v->unk = bpe ? -1 : 0;
   v->eot = -1;
   v->eom = -1;
   tl_status st;
@@ -310,9 +476,9 @@ static tl_status load(const tl_gguf *g, tl_vocab *v) {
   if ((st = read_id(g, "tokenizer.ggml.unknown_token_id", n, &v->unk)) != TL_OK) return st;
   if ((st = read_id(g, "tokenizer.ggml.eot_token_id", n, &v->eot)) != TL_OK) return st;
   if ((st = read_id(g, "tokenizer.ggml.eom_token_id", n, &v->eom)) != TL_OK) return st;
-  v->add_bos = true;
+  v->add_bos = !bpe; /* byte-level BPE: BOS only when the file asks for it */
   v->add_eos = false;
-  v->add_space_prefix = true;
+  v->add_space_prefix = !bpe;
   if ((st = read_bool(g, "tokenizer.ggml.add_bos_token", &v->add_bos)) != TL_OK) return st;
   if ((st = read_bool(g, "tokenizer.ggml.add_eos_token", &v->add_eos)) != TL_OK) return st;
   if ((st = read_bool(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix)) != TL_OK) {
@@ -324,6 +490,7 @@ static tl_status load(const tl_gguf *g, tl_vocab *v) {
   add_eog(v, v->eos);
   add_eog(v, v->eot);
   add_eog(v, v->eom);
+  if ((st = read_eog_ids(g, v)) != TL_OK) return st;
   static const char *const eog_texts[] = {"<|eot_id|>",    "<|im_end|>", "<|end|>", "<end_of_turn>",
                                           "<|endoftext|>", "<|eom_id|>", "<EOT>"};
   for (size_t k = 0; k < sizeof eog_texts / sizeof eog_texts[0]; k++) {
@@ -380,6 +547,7 @@ static tl_status load(const tl_gguf *g, tl_vocab *v) {
     }
   }
 
+  if (bpe && (st = load_bpe(g, v)) != TL_OK) return st;
   return build_pieces(v);
 }
 

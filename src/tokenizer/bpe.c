@@ -1,0 +1,362 @@
+/* Byte-level BPE tokenization (GGUF tokenizer.ggml.model = "gpt2"), as
+ * Hugging Face tokenizers and llama.cpp do it:
+ *  1. special tokens split the text into fragments, longest first
+ *     (user-defined ones always, control and unknown ones with
+ *     parse_special);
+ *  2. each text fragment is NFC-normalized when the vocabulary asks for it,
+ *     then cut into pieces by the pre-tokenizer regex;
+ *  3. inside a piece every byte starts as the token of its GPT-2
+ *     bytes_to_unicode character; the adjacent pair with the lowest merge
+ *     rank (ties: leftmost) merges until no merge rule applies;
+ *  4. with ignore_merges, a piece that is a whole token is that token. */
+#include <ctype.h>
+#include <stdlib.h>
+
+#include "tokenizer/tokenizer.h"
+
+const tl_bpe_merge *tl_bpe_find_merge(const tl_vocab *v, tl_token left, tl_token right) {
+  if (!v || !v->merges) return NULL;
+  uint32_t i = tl_bpe_pair_hash(left, right) & v->merge_mask;
+  for (;;) {
+    const tl_bpe_merge *m = &v->merges[i];
+    if (m->left < 0) return NULL;
+    if (m->left == left && m->right == right) return m;
+    i = (i + 1) & v->merge_mask;
+  }
+}
+
+/* ---- output and fragments ------------------------------------------------- */
+
+typedef struct {
+  tl_token *out;
+  size_t cap, n;
+} emitter;
+
+static void emit(emitter *e, tl_token t) {
+  if (e->n < e->cap) e->out[e->n] = t;
+  e->n++;
+}
+
+typedef struct {
+  tl_token token; /* -1: text */
+  size_t off, len;
+} frag;
+
+typedef struct {
+  frag *v;
+  size_t n, cap;
+} frag_list;
+
+static bool frag_push(frag_list *l, tl_token token, size_t off, size_t len) {
+  if (l->n == l->cap) {
+    size_t nc = l->cap ? l->cap * 2 : 16;
+    frag *p = realloc(l->v, nc * sizeof *p);
+    if (!p) return false;
+    l->v = p;
+    l->cap = nc;
+  }
+  l->v[l->n++] = (frag){token, off, len};
+  return true;
+}
+
+/* Cut the text fragments of *in at every occurrence of special token id. */
+static tl_status split_special(const tl_vocab *v, tl_token id, const char *text, frag_list *in,
+                               frag_list *tmp) {
+  const char *tok = v->text + v->text_off[id];
+  size_t tl = v->text_len[id];
+  bool any = false;
+  for (size_t i = 0; i < in->n && !any; i++) {
+    const frag *f = &in->v[i];
+    any = f->token < 0 && f->len >= tl && memmem(text + f->off, f->len, tok, tl) != NULL;
+  }
+  if (!any) return TL_OK;
+  tmp->n = 0;
+  for (size_t i = 0; i < in->n; i++) {
+    frag f = in->v[i];
+    if (f.token >= 0) {
+      if (!frag_push(tmp, f.token, 0, 0)) return tl_fail(TL_ERR_NOMEM, "out of memory");
+      continue;
+    }
+    size_t off = f.off, end = f.off + f.len;
+    while (off < end) {
+      const char *m = end - off >= tl ? memmem(text + off, end - off, tok, tl) : NULL;
+      if (!m) {
+        if (!frag_push(tmp, -1, off, end - off)) return tl_fail(TL_ERR_NOMEM, "out of memory");
+        break;
+      }
+      size_t mo = (size_t)(m - text), left = mo - off;
+      if (v->flags[id] & TL_TOKFLAG_LSTRIP) {
+        while (left > 0 && isspace((unsigned char)text[off + left - 1])) left--;
+      }
+      if (left > 0 && !frag_push(tmp, -1, off, left)) {
+        return tl_fail(TL_ERR_NOMEM, "out of memory");
+      }
+      if (!frag_push(tmp, id, 0, 0)) return tl_fail(TL_ERR_NOMEM, "out of memory");
+      off = mo + tl;
+      if (v->flags[id] & TL_TOKFLAG_RSTRIP) {
+        while (off < end && isspace((unsigned char)text[off])) off++;
+      }
+    }
+  }
+  frag_list swap = *in;
+  *in = *tmp;
+  *tmp = swap;
+  return TL_OK;
+}
+
+/* ---- the merges ------------------------------------------------------------ */
+
+typedef struct {
+  int32_t prev, next;
+  tl_token id; /* -1: dead (merged into its left neighbour) */
+  uint32_t off, n;
+} sym;
+
+typedef struct {
+  int32_t left, right;
+  int32_t rank;
+  tl_token lid, rid;
+} cand;
+
+typedef struct {
+  cand *v;
+  size_t n, cap;
+} heap;
+
+static bool cand_before(const cand *a, const cand *b) {
+  return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static bool heap_push(heap *h, cand c) {
+  if (h->n == h->cap) {
+    size_t nc = h->cap ? h->cap * 2 : 64;
+    cand *p = realloc(h->v, nc * sizeof *p);
+    if (!p) return false;
+    h->v = p;
+    h->cap = nc;
+  }
+  size_t i = h->n++;
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!cand_before(&c, &h->v[parent])) break;
+    h->v[i] = h->v[parent];
+    i = parent;
+  }
+  h->v[i] = c;
+  return true;
+}
+
+static cand heap_pop(heap *h) {
+  cand top = h->v[0], last = h->v[--h->n];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= h->n) break;
+    if (c + 1 < h->n && cand_before(&h->v[c + 1], &h->v[c])) c++;
+    if (!cand_before(&h->v[c], &last)) break;
+    h->v[i] = h->v[c];
+    i = c;
+  }
+  if (h->n > 0) h->v[i] = last;
+  return top;
+}
+
+typedef struct {
+  const tl_vocab *v;
+  const char *text; /* the (normalized) fragment */
+  emitter *e;
+  sym *syms;
+  size_t syms_cap;
+  char *word; /* a piece as bytes_to_unicode characters */
+  size_t word_cap;
+  heap q;
+} session;
+
+static bool add_cand(session *s, int32_t left, int32_t right) {
+  if (left < 0 || right < 0) return true;
+  tl_token l = s->syms[left].id, r = s->syms[right].id;
+  if (l < 0 || r < 0) return true;
+  const tl_bpe_merge *m = tl_bpe_find_merge(s->v, l, r);
+  if (!m) return true;
+  return heap_push(&s->q, (cand){left, right, m->rank, l, r});
+}
+
+static tl_status nomem(void) {
+  return tl_fail(TL_ERR_NOMEM, "out of memory tokenizing");
+}
+
+/* Appends the UTF-8 form of code point cp (< 0x800 here) to buf. */
+static size_t put_cp(char *buf, uint32_t cp) {
+  if (cp < 0x80) {
+    buf[0] = (char)cp;
+    return 1;
+  }
+  buf[0] = (char)(0xC0 | (cp >> 6));
+  buf[1] = (char)(0x80 | (cp & 0x3F));
+  return 2;
+}
+
+/* One pre-tokenizer piece text[off, off+len). */
+static tl_status bpe_piece(void *user, size_t off, size_t len) {
+  session *s = user;
+  const tl_vocab *v = s->v;
+  const unsigned char *p = (const unsigned char *)s->text + off;
+  if (len == 0) return TL_OK;
+
+  if (v->ignore_merges) {
+    size_t m = 0;
+    for (size_t i = 0; i < len; i++) m += put_cp(s->word + m, tl_byte_to_cp(p[i]));
+    tl_token t = tl_vocab_find(v, s->word, m);
+    if (t >= 0) {
+      emit(s->e, t);
+      return TL_OK;
+    }
+  }
+
+  /* one symbol per byte */
+  s->q.n = 0;
+  int32_t n = (int32_t)len;
+  for (int32_t i = 0; i < n; i++) {
+    sym *y = &s->syms[i];
+    y->prev = i - 1;
+    y->next = i + 1 < n ? i + 1 : -1;
+    y->id = v->byte_tok[p[i]];
+    y->off = (uint32_t)i;
+    y->n = 1;
+  }
+  for (int32_t i = 1; i < n; i++) {
+    if (!add_cand(s, i - 1, i)) return nomem();
+  }
+  while (s->q.n > 0) {
+    cand c = heap_pop(&s->q);
+    sym *l = &s->syms[c.left], *r = &s->syms[c.right];
+    /* stale: a side has merged since the pair was queued */
+    if (l->id != c.lid || r->id != c.rid || l->next != c.right || l->n == 0 || r->n == 0) {
+      continue;
+    }
+    const tl_bpe_merge *m = tl_bpe_find_merge(v, c.lid, c.rid);
+    l->id = m->result;
+    l->n += r->n;
+    r->n = 0;
+    r->id = -1;
+    l->next = r->next;
+    if (r->next >= 0) s->syms[r->next].prev = c.left;
+    if (!add_cand(s, l->prev, c.left) || !add_cand(s, c.left, l->next)) return nomem();
+  }
+  for (int32_t i = 0; i >= 0; i = s->syms[i].next) {
+    const sym *y = &s->syms[i];
+    if (y->id >= 0) {
+      emit(s->e, y->id);
+      continue;
+    }
+    /* a byte with no token: the unknown token, if any */
+    if (v->unk < 0) {
+      return tl_fail(TL_ERR_TOKENIZER,
+                     "byte 0x%02x has no token in this vocabulary (and there is no unknown token)",
+                     (unsigned)p[y->off]);
+    }
+    emit(s->e, v->unk);
+  }
+  return TL_OK;
+}
+
+static size_t invalid_utf8_at(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < n) {
+    size_t l = tl_utf8_len(p + i, n - i);
+    if (l == 0) return i;
+    i += l;
+  }
+  return n;
+}
+
+tl_status tl_bpe_tokenize(const tl_vocab *v, const char *text, size_t len, bool add_bos,
+                          bool parse_special, tl_token *out, size_t cap, size_t *n_out) {
+  if (n_out) *n_out = 0;
+  if (!v || !n_out || (!text && len > 0) || (!out && cap > 0)) {
+    return tl_fail(TL_ERR_INVALID_ARG, "tokenize: NULL argument");
+  }
+  if (v->kind != TL_VOCAB_BPE || !v->pretok) {
+    return tl_fail(TL_ERR_UNSUPPORTED, "tokenize: not a byte-level BPE vocabulary");
+  }
+  if (!tl_utf8_valid(text, len)) {
+    size_t at = invalid_utf8_at(text, len);
+    return tl_fail(TL_ERR_TOKENIZER, "the text is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
+                   (unsigned)(unsigned char)text[at], at);
+  }
+
+  emitter e = {out, cap, 0};
+  frag_list frags = {0}, tmp = {0};
+  session s = {.v = v, .e = &e};
+  char *norm = NULL;
+  tl_status st = TL_OK;
+
+  if (add_bos && v->bos >= 0) emit(&e, v->bos);
+
+  if (len > 0) {
+    if (!frag_push(&frags, -1, 0, len)) {
+      st = nomem();
+      goto done;
+    }
+    for (int32_t k = 0; k < v->n_special; k++) {
+      tl_token id = v->special[k];
+      uint8_t ty = v->type[id];
+      if (!parse_special && (ty == TL_TOKTYPE_CONTROL || ty == TL_TOKTYPE_UNKNOWN)) continue;
+      st = split_special(v, id, text, &frags, &tmp);
+      if (st != TL_OK) goto done;
+    }
+  }
+
+  for (size_t i = 0; i < frags.n; i++) {
+    const frag *f = &frags.v[i];
+    if (f->token >= 0) {
+      emit(&e, f->token);
+      continue;
+    }
+    const char *ftext = text + f->off;
+    size_t flen = f->len;
+    if (v->nfc) {
+      free(norm);
+      norm = NULL;
+      st = tl_utf8_nfc(ftext, flen, &norm, &flen);
+      if (st != TL_OK) goto done;
+      ftext = norm;
+    }
+    /* the longest piece is at most the fragment */
+    if (flen + 1 > s.syms_cap) {
+      if (flen >= INT32_MAX / 2) {
+        st = tl_fail(TL_ERR_INVALID_ARG, "tokenize: the text is too long (%zu bytes)", len);
+        goto done;
+      }
+      free(s.syms);
+      free(s.word);
+      s.syms_cap = flen + 1;
+      s.syms = tl_malloc_array(s.syms_cap, sizeof(sym));
+      s.word = malloc(s.syms_cap * 2);
+      if (!s.syms || !s.word) {
+        s.syms_cap = 0;
+        st = nomem();
+        goto done;
+      }
+    }
+    s.text = ftext;
+    st = tl_pretok_split(v->pretok, ftext, flen, bpe_piece, &s);
+    if (st != TL_OK) goto done;
+  }
+
+  *n_out = e.n;
+  if (e.n > cap) {
+    st =
+        tl_fail(TL_ERR_INVALID_ARG, "tokenize: %zu tokens do not fit in a buffer of %zu", e.n, cap);
+  }
+
+done:
+  free(frags.v);
+  free(tmp.v);
+  free(s.syms);
+  free(s.word);
+  free(s.q.v);
+  free(norm);
+  return st;
+}
