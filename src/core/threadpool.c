@@ -4,6 +4,7 @@
 #include "core/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -40,6 +41,10 @@ static void *worker(void *a) {
     while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
            !atomic_load(&p->quit)) {
       if (++spins < 20000) continue;
+      if (spins < 20100) { /* give the core away before sleeping (oversubscribed machines) */
+        sched_yield();
+        continue;
+      }
       pthread_mutex_lock(&p->mu);
       while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
         pthread_cond_wait(&p->cv, &p->mu);
@@ -110,8 +115,8 @@ void tl_pool_run(tl_pool *p, tl_task_fn fn, void *arg) {
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
   fn(arg, 0, p->n);
-  while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
-  }
+  for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++)
+    if (spins > 2000) sched_yield();
 }
 
 int32_t tl_physical_cores(void) {

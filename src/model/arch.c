@@ -1,11 +1,29 @@
 /* Architecture traits. Adding an architecture means adding a row here (and
- * the tensor names / hyper-parameters it needs in model.c), not a copy of the
- * forward pass. */
+ * the hyper-parameters it needs in model.c), not a copy of the forward pass. */
 #include "model/model.h"
 
 static const tl_arch g_archs[] = {
-    /* LLaMA 1/2/3, Mistral (llama.cpp converts Mistral to "llama") */
-    {.name = "llama", .norm = TL_NORM_RMS, .act = TL_ACT_SILU, .gated_ffn = true},
+    /* LLaMA 1/2/3 and Mistral (llama.cpp converts Mistral to "llama") */
+    {.name = "llama", .norm = TL_NORM_RMS, .act = TL_ACT_SILU, .gated_ffn = true,
+     .rope = TL_ROPE_NORM, .ffn_norm = true},
+    /* Qwen 2 (q/k/v biases) and Qwen 3 (q/k norms) */
+    {.name = "qwen2", .norm = TL_NORM_RMS, .act = TL_ACT_SILU, .gated_ffn = true,
+     .rope = TL_ROPE_NEOX, .ffn_norm = true},
+    {.name = "qwen3", .norm = TL_NORM_RMS, .act = TL_ACT_SILU, .gated_ffn = true,
+     .rope = TL_ROPE_NEOX, .ffn_norm = true},
+    /* Phi-2: LayerNorm, partial rotary, attention and MLP in parallel */
+    {.name = "phi2", .norm = TL_NORM_LAYER, .act = TL_ACT_GELU_TANH, .gated_ffn = false,
+     .rope = TL_ROPE_NEOX, .parallel = true, .ffn_norm = false},
+    /* Phi-3: fused qkv and gate_up */
+    {.name = "phi3", .norm = TL_NORM_RMS, .act = TL_ACT_SILU, .gated_ffn = true,
+     .rope = TL_ROPE_NEOX, .ffn_norm = true},
+    /* Gemma 1/2/3: scaled embeddings, GeGLU; norms stored as (1 + w) */
+    {.name = "gemma", .norm = TL_NORM_RMS, .act = TL_ACT_GELU_TANH, .gated_ffn = true,
+     .rope = TL_ROPE_NEOX, .embd_scale = true, .ffn_norm = true},
+    {.name = "gemma2", .norm = TL_NORM_RMS, .act = TL_ACT_GELU_TANH, .gated_ffn = true,
+     .rope = TL_ROPE_NEOX, .embd_scale = true, .ffn_norm = true, .swa_default = 2},
+    {.name = "gemma3", .norm = TL_NORM_RMS, .act = TL_ACT_GELU_TANH, .gated_ffn = true,
+     .rope = TL_ROPE_NEOX, .embd_scale = true, .ffn_norm = true, .swa_default = 6},
 };
 
 const tl_arch *tl_arch_find(const char *name, size_t len) {

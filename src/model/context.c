@@ -20,6 +20,7 @@ void tl_context_free(tl_context *c) {
   free(c->seq_len);
   free(c->x);
   free(c->xn);
+  free(c->xb);
   free(c->q);
   free(c->k);
   free(c->v);
@@ -76,6 +77,7 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   if (wide < (size_t)hp->n_embd) wide = (size_t)hp->n_embd;
   c->x = alloc_floats(nb * hp->n_embd);
   c->xn = alloc_floats(nb * wide);
+  c->xb = alloc_floats(nb * wide);
   c->q = alloc_floats(nb * hp->n_head * hp->head_dim);
   c->k = alloc_floats(nb * hp->n_head_kv * hp->head_dim);
   c->v = alloc_floats(nb * hp->n_head_kv * hp->head_dim);
@@ -83,7 +85,7 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   c->ffn_a = alloc_floats(nb * hp->n_ff);
   c->ffn_b = alloc_floats(nb * hp->n_ff);
   c->att_scores = alloc_floats((size_t)p.n_threads * p.n_ctx);
-  if (!c->k_cache || !c->v_cache || !c->seq_len || !c->x || !c->xn || !c->q || !c->k || !c->v ||
+  if (!c->k_cache || !c->v_cache || !c->seq_len || !c->x || !c->xn || !c->xb || !c->q || !c->k || !c->v ||
       !c->att || !c->ffn_a || !c->ffn_b || !c->att_scores) {
     tl_context_free(c);
     return tl_fail(TL_ERR_NOMEM,

@@ -1,7 +1,7 @@
 /* The decoder: one forward pass for every architecture, driven by the traits
- * in tl_arch and the hyper-parameters. It processes a batch of tokens, each
- * tagged with its sequence and position: a prompt prefill and a decode step
- * are the same code path. */
+ * in tl_arch, the hyper-parameters and the optional tensors a file has. It
+ * processes a batch of tokens, each tagged with its sequence and position: a
+ * prompt prefill and a decode step are the same code path. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -14,23 +14,45 @@ static void rms_norm(const float *x, const float *w, float *y, int n, float eps)
   for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
 
-static void norm_rows(const tl_model *m, const float *x, const float *w, float *y, int n_tok) {
-  int d = m->hp.n_embd;
-  for (int t = 0; t < n_tok; t++) rms_norm(x + (size_t)t * d, w, y + (size_t)t * d, d, m->hp.norm_eps);
+static void layer_norm(const float *x, const float *w, const float *b, float *y, int n,
+                       float eps) {
+  double mean = 0, var = 0;
+  for (int i = 0; i < n; i++) mean += x[i];
+  mean /= n;
+  for (int i = 0; i < n; i++) var += ((double)x[i] - mean) * ((double)x[i] - mean);
+  float scale = (float)(1.0 / sqrt(var / n + eps));
+  for (int i = 0; i < n; i++) y[i] = (float)((x[i] - mean) * scale) * w[i] + (b ? b[i] : 0.0f);
+}
+
+/* y[t] = norm(x[t]) for n_tok rows of n values (row stride n). */
+static void norm_rows(const tl_model *m, const float *x, const float *w, const float *b, float *y,
+                      int n_tok, int n) {
+  for (int t = 0; t < n_tok; t++) {
+    if (m->arch->norm == TL_NORM_LAYER)
+      layer_norm(x + (size_t)t * n, w, b, y + (size_t)t * n, n, m->hp.norm_eps);
+    else
+      rms_norm(x + (size_t)t * n, w, y + (size_t)t * n, n, m->hp.norm_eps);
+  }
+}
+
+static void add_bias(float *y, const float *b, int n_tok, int n) {
+  if (!b) return;
+  for (int t = 0; t < n_tok; t++)
+    for (int i = 0; i < n; i++) y[(size_t)t * n + i] += b[i];
 }
 
 /* Rotate the first n_rot dims of each head in place. */
-static void rope(const tl_hparams *hp, float *v, int n_heads, int32_t pos) {
+static void rope(const tl_hparams *hp, float theta, float *v, int n_heads, int32_t pos) {
   int half = hp->n_rot / 2;
   for (int i = 0; i < half; i++) {
-    double inv = pow((double)hp->rope_theta, -2.0 * i / hp->n_rot);
+    double inv = pow((double)theta, -2.0 * i / hp->n_rot);
     if (hp->rope_freq_factors) inv /= hp->rope_freq_factors[i];
     double ang = (double)pos * hp->rope_freq_scale * inv;
     float c = (float)cos(ang), s = (float)sin(ang);
+    int i0 = hp->rope_kind == TL_ROPE_NORM ? 2 * i : i;
+    int i1 = hp->rope_kind == TL_ROPE_NORM ? 2 * i + 1 : i + half;
     for (int h = 0; h < n_heads; h++) {
       float *p = v + (size_t)h * hp->head_dim;
-      int i0 = hp->rope_kind == TL_ROPE_NORM ? 2 * i : i;
-      int i1 = hp->rope_kind == TL_ROPE_NORM ? 2 * i + 1 : i + half;
       float x0 = p[i0], x1 = p[i1];
       p[i0] = x0 * c - x1 * s;
       p[i1] = x0 * s + x1 * c;
@@ -70,95 +92,151 @@ typedef struct attn_task {
   const int32_t *pos, *seq;
 } attn_task;
 
-/* out[t][h] = softmax(q[t][h] . K[0..pos] * scale) V  for every (token, head). */
+/* out[t][h] = softmax(q[t][h] . K[j] * scale) V[j] over the cached positions j
+ * the token sees: j <= pos, and j > pos - window for sliding layers. */
 static void attn_run(void *arg, int ith, int nth) {
   const attn_task *a = arg;
   tl_context *c = a->c;
   const tl_hparams *hp = &c->model->hp;
+  const tl_layer *L = &c->model->layers[a->layer];
   int hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
-  float scale = 1.0f / sqrtf((float)hd);
+  float scale = hp->attn_scale, cap = hp->attn_softcap;
   float *scores = c->att_scores + (size_t)ith * c->n_ctx;
+  uint32_t kt = c->kv_type == TL_KV_F32 ? TL_TYPE_F32 : TL_TYPE_F16;
+  tl_vec_dot_fn dot = c->kernels->vec_dot[kt];
+  tl_axpy_fn axpy = c->kernels->axpy[kt];
+  const uint8_t *kc = c->k_cache, *vc = c->v_cache;
   int64_t b, e;
   tl_split((int64_t)a->n_tok * nh, ith, nth, &b, &e);
   for (int64_t job = b; job < e; job++) {
     int t = (int)(job / nh), h = (int)(job % nh), kvh = h / group;
     int32_t p = a->pos[t], s = a->seq[t];
+    int32_t j0 = L->window > 0 && p - L->window + 1 > 0 ? p - L->window + 1 : 0;
     const float *q = c->q + ((size_t)t * nh + h) * hd;
     float *out = c->att + ((size_t)t * nh + h) * hd;
-    uint32_t kt = c->kv_type == TL_KV_F32 ? TL_TYPE_F32 : TL_TYPE_F16;
-    tl_vec_dot_fn dot = c->kernels->vec_dot[kt];
-    tl_axpy_fn axpy = c->kernels->axpy[kt];
-    const uint8_t *kc = c->k_cache, *vc = c->v_cache;
     float mx = -INFINITY;
-    for (int j = 0; j <= p; j++) {
+    for (int j = j0; j <= p; j++) {
       size_t base = kv_index(c, a->layer, s, j) + (size_t)kvh * hd;
-      scores[j] = dot(kc + base * c->kv_elt, q, hd) * scale;
-      if (scores[j] > mx) mx = scores[j];
+      float sc = dot(kc + base * c->kv_elt, q, hd) * scale;
+      if (cap > 0) sc = cap * tanhf(sc / cap);
+      scores[j] = sc;
+      if (sc > mx) mx = sc;
     }
     double sum = 0;
-    for (int j = 0; j <= p; j++) {
+    for (int j = j0; j <= p; j++) {
       scores[j] = expf(scores[j] - mx);
       sum += scores[j];
     }
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < hd; i++) out[i] = 0;
-    for (int j = 0; j <= p; j++) {
+    for (int j = j0; j <= p; j++) {
       size_t base = kv_index(c, a->layer, s, j) + (size_t)kvh * hd;
       axpy(scores[j] * inv, vc + base * c->kv_elt, out, hd);
     }
   }
 }
 
+/* Per-head RMS norm of q or k (Qwen 3, Gemma 3). */
+static void head_norm(const tl_model *m, float *v, const float *w, int n_tok, int n_heads) {
+  int hd = m->hp.head_dim;
+  for (size_t r = 0; r < (size_t)n_tok * n_heads; r++)
+    rms_norm(v + r * hd, w, v + r * hd, hd, m->hp.norm_eps);
+}
+
+/* Self-attention of layer il on the normed input xn; result in out [n][d]. */
+static void attention(tl_context *c, int il, int n, const int32_t *pos, const int32_t *seq,
+                      const float *xn, float *out) {
+  const tl_model *m = c->model;
+  const tl_hparams *hp = &m->hp;
+  const tl_layer *L = &m->layers[il];
+  int hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd;
+  tl_cpu_matmul(c->pool, c->kernels, &L->wq, xn, n, c->q, qd);
+  tl_cpu_matmul(c->pool, c->kernels, &L->wk, xn, n, c->k, kvd);
+  tl_cpu_matmul(c->pool, c->kernels, &L->wv, xn, n, c->v, kvd);
+  add_bias(c->q, L->bq, n, qd);
+  add_bias(c->k, L->bk, n, kvd);
+  add_bias(c->v, L->bv, n, kvd);
+  if (L->q_norm) {
+    head_norm(m, c->q, L->q_norm, n, hp->n_head);
+    head_norm(m, c->k, L->k_norm, n, hp->n_head_kv);
+  }
+  for (int t = 0; t < n; t++) {
+    rope(hp, L->rope_theta, c->q + (size_t)t * qd, hp->n_head, pos[t]);
+    rope(hp, L->rope_theta, c->k + (size_t)t * kvd, hp->n_head_kv, pos[t]);
+    size_t idx = kv_index(c, il, seq[t], pos[t]);
+    kv_store(c, c->k_cache, idx, c->k + (size_t)t * kvd, (size_t)kvd);
+    kv_store(c, c->v_cache, idx, c->v + (size_t)t * kvd, (size_t)kvd);
+  }
+  attn_task at = {c, il, n, pos, seq};
+  tl_pool_run(c->pool, attn_run, &at);
+  tl_cpu_matmul(c->pool, c->kernels, &L->wo, c->att, n, out, hp->n_embd);
+  add_bias(out, L->bo, n, hp->n_embd);
+}
+
+/* The MLP of layer il on the normed input xn; result in out [n][d]. */
+static void mlp(tl_context *c, int il, int n, const float *xn, float *out) {
+  const tl_model *m = c->model;
+  const tl_layer *L = &m->layers[il];
+  int ff = m->hp.n_ff;
+  size_t nff = (size_t)n * ff;
+  tl_cpu_matmul(c->pool, c->kernels, &L->w_up, xn, n, c->ffn_b, ff);
+  add_bias(c->ffn_b, L->b_up, n, ff);
+  if (m->arch->gated_ffn) {
+    tl_cpu_matmul(c->pool, c->kernels, &L->w_gate, xn, n, c->ffn_a, ff);
+    for (size_t i = 0; i < nff; i++) c->ffn_a[i] = act(m->arch->act, c->ffn_a[i]) * c->ffn_b[i];
+  } else {
+    for (size_t i = 0; i < nff; i++) c->ffn_a[i] = act(m->arch->act, c->ffn_b[i]);
+  }
+  tl_cpu_matmul(c->pool, c->kernels, &L->w_down, c->ffn_a, n, out, m->hp.n_embd);
+  add_bias(out, L->b_down, n, m->hp.n_embd);
+}
+
 tl_status tl_forward(tl_context *c, int32_t n, const tl_token *tokens, const int32_t *pos,
                      const int32_t *seq, const int8_t *want_logits, float *logits_out) {
   const tl_model *m = c->model;
   const tl_hparams *hp = &m->hp;
-  const tl_arch *arch = m->arch;
-  int d = hp->n_embd, hd = hp->head_dim;
-  int qd = hp->n_head * hd, kvd = hp->n_head_kv * hd;
-  tl_pool *pool = c->pool;
-  const tl_cpu_kernels *K = c->kernels;
+  int d = hp->n_embd;
+  size_t nd = (size_t)n * d;
 
   for (int t = 0; t < n; t++) tl_weight_row_f32(&m->tok_embd, tokens[t], c->x + (size_t)t * d);
+  if (m->arch->embd_scale) {
+    float sc = sqrtf((float)d);
+    for (size_t i = 0; i < nd; i++) c->x[i] *= sc;
+  }
 
   for (int il = 0; il < hp->n_layer; il++) {
     const tl_layer *L = &m->layers[il];
-    norm_rows(m, c->x, L->attn_norm, c->xn, n);
-    tl_cpu_matmul(pool, K, &L->wq, c->xn, n, c->q, qd);
-    tl_cpu_matmul(pool, K, &L->wk, c->xn, n, c->k, kvd);
-    tl_cpu_matmul(pool, K, &L->wv, c->xn, n, c->v, kvd);
-    for (int t = 0; t < n; t++) {
-      rope(hp, c->q + (size_t)t * qd, hp->n_head, pos[t]);
-      rope(hp, c->k + (size_t)t * kvd, hp->n_head_kv, pos[t]);
-      size_t idx = kv_index(c, il, seq[t], pos[t]);
-      kv_store(c, c->k_cache, idx, c->k + (size_t)t * kvd, (size_t)kvd);
-      kv_store(c, c->v_cache, idx, c->v + (size_t)t * kvd, (size_t)kvd);
+    norm_rows(m, c->x, L->attn_norm, L->attn_norm_b, c->xn, n, d);
+    attention(c, il, n, pos, seq, c->xn, c->xb);
+    if (m->arch->parallel) {
+      /* x + attn(norm(x)) + mlp(norm(x)) */
+      mlp(c, il, n, c->xn, c->xn);
+      for (size_t i = 0; i < nd; i++) c->x[i] += c->xb[i] + c->xn[i];
+      continue;
     }
-    attn_task at = {c, il, n, pos, seq};
-    tl_pool_run(pool, attn_run, &at);
-    tl_cpu_matmul(pool, K, &L->wo, c->att, n, c->xn, d);
-    for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xn[i];
-
-    norm_rows(m, c->x, L->ffn_norm, c->xn, n);
-    size_t nff = (size_t)n * hp->n_ff;
-    tl_cpu_matmul(pool, K, &L->w_up, c->xn, n, c->ffn_b, hp->n_ff);
-    if (arch->gated_ffn) {
-      tl_cpu_matmul(pool, K, &L->w_gate, c->xn, n, c->ffn_a, hp->n_ff);
-      for (size_t i = 0; i < nff; i++) c->ffn_a[i] = act(arch->act, c->ffn_a[i]) * c->ffn_b[i];
-    } else {
-      for (size_t i = 0; i < nff; i++) c->ffn_a[i] = act(arch->act, c->ffn_b[i]);
-    }
-    tl_cpu_matmul(pool, K, &L->w_down, c->ffn_a, n, c->xn, d);
-    for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xn[i];
+    if (L->post_attn_norm) norm_rows(m, c->xb, L->post_attn_norm, NULL, c->xb, n, d);
+    for (size_t i = 0; i < nd; i++) c->x[i] += c->xb[i];
+    norm_rows(m, c->x, L->ffn_norm, L->ffn_norm_b, c->xn, n, d);
+    mlp(c, il, n, c->xn, c->xb);
+    if (L->post_ffn_norm) norm_rows(m, c->xb, L->post_ffn_norm, NULL, c->xb, n, d);
+    for (size_t i = 0; i < nd; i++) c->x[i] += c->xb[i];
   }
 
   /* final norm and the output head, only for the tokens whose logits are wanted */
   int n_out = 0;
   for (int t = 0; t < n; t++) {
     if (!want_logits[t]) continue;
-    rms_norm(c->x + (size_t)t * d, m->output_norm, c->xn + (size_t)n_out * d, d, hp->norm_eps);
+    norm_rows(m, c->x + (size_t)t * d, m->output_norm, m->output_norm_b,
+              c->xn + (size_t)n_out * d, 1, d);
     n_out++;
   }
-  if (n_out > 0) tl_cpu_matmul(pool, K, &m->output, c->xn, n_out, logits_out, hp->n_vocab);
+  if (n_out == 0) return TL_OK;
+  tl_cpu_matmul(c->pool, c->kernels, &m->output, c->xn, n_out, logits_out, hp->n_vocab);
+  add_bias(logits_out, m->output_b, n_out, hp->n_vocab);
+  if (hp->final_softcap > 0) {
+    float cap = hp->final_softcap;
+    for (size_t i = 0; i < (size_t)n_out * hp->n_vocab; i++)
+      logits_out[i] = cap * tanhf(logits_out[i] / cap);
+  }
   return TL_OK;
 }

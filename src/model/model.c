@@ -2,13 +2,47 @@
  * their slots with every shape and type checked, and the tokenizer. */
 #include "model/model.h"
 
+#include "format/hf.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 tl_model_params tl_model_default_params(void) {
-  tl_model_params p = {.vocab_only = false};
+  tl_model_params p = {.vocab_only = false, .kv_overrides = NULL};
   return p;
+}
+
+/* "KEY=TYPE:VALUE" onto the metadata. */
+static tl_status apply_override(tl_gguf *g, const char *spec) {
+  const char *eq = strchr(spec, '='), *colon = eq ? strchr(eq, ':') : NULL;
+  if (!eq || !colon || eq == spec || eq - spec > 200)
+    return tl_fail(TL_ERR_INVALID_ARG, "override '%s' is not KEY=TYPE:VALUE", spec);
+  char key[256];
+  memcpy(key, spec, (size_t)(eq - spec));
+  key[eq - spec] = 0;
+  size_t tl = (size_t)(colon - eq - 1);
+  const char *val = colon + 1;
+  char *end;
+  if (tl == 3 && !strncmp(eq + 1, "int", 3)) {
+    long long v = strtoll(val, &end, 10);
+    if (end == val || *end || v < INT32_MIN || v > UINT32_MAX)
+      return tl_fail(TL_ERR_INVALID_ARG, "override '%s': bad integer", spec);
+    return v < 0 ? tl_gguf_set_i32(g, key, (int32_t)v) : tl_gguf_set_u32(g, key, (uint32_t)v);
+  }
+  if (tl == 5 && !strncmp(eq + 1, "float", 5)) {
+    float v = strtof(val, &end);
+    if (end == val || *end || !isfinite(v))
+      return tl_fail(TL_ERR_INVALID_ARG, "override '%s': bad number", spec);
+    return tl_gguf_set_f32(g, key, v);
+  }
+  if (tl == 4 && !strncmp(eq + 1, "bool", 4)) {
+    if (strcmp(val, "true") && strcmp(val, "false"))
+      return tl_fail(TL_ERR_INVALID_ARG, "override '%s': bool must be true or false", spec);
+    return tl_gguf_set_bool(g, key, !strcmp(val, "true"));
+  }
+  if (tl == 3 && !strncmp(eq + 1, "str", 3)) return tl_gguf_set_str(g, key, val, strlen(val));
+  return tl_fail(TL_ERR_INVALID_ARG, "override '%s': type must be int, float, bool or str", spec);
 }
 
 const tl_vocab *tl_model_vocab(const tl_model *m) { return m->vocab; }
@@ -52,14 +86,15 @@ static tl_status load_hparams(tl_model *m) {
   tl_status s;
   if ((s = get_u32(m, "block_count", true, 0, &hp->n_layer)) ||
       (s = get_u32(m, "embedding_length", true, 0, &hp->n_embd)) ||
-      (s = get_u32(m, "feed_forward_length", true, 0, &hp->n_ff)) ||
+      (s = get_u32(m, "feed_forward_length", false, 0, &hp->n_ff)) ||
       (s = get_u32(m, "attention.head_count", true, 0, &hp->n_head)) ||
       (s = get_u32(m, "context_length", false, 4096, &hp->n_ctx_train)))
     return s;
-  if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_ff < 1 || hp->n_head < 1 || hp->n_ctx_train < 1)
-    return tl_fail(TL_ERR_FORMAT, "hyper-parameters must be positive (layers %d, embd %d, ff %d, "
-                                  "heads %d, ctx %d)",
-                   hp->n_layer, hp->n_embd, hp->n_ff, hp->n_head, hp->n_ctx_train);
+  if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_head < 1 || hp->n_ctx_train < 1 ||
+      hp->n_layer > 4096 || hp->n_head > 4096)
+    return tl_fail(TL_ERR_FORMAT, "hyper-parameters out of range (layers %d, embd %d, heads %d, "
+                                  "ctx %d)",
+                   hp->n_layer, hp->n_embd, hp->n_head, hp->n_ctx_train);
   if ((s = get_u32(m, "attention.head_count_kv", false, hp->n_head, &hp->n_head_kv))) return s;
   if (hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv != 0)
     return tl_fail(TL_ERR_FORMAT, "%d query heads cannot share %d kv heads", hp->n_head,
@@ -68,18 +103,33 @@ static tl_status load_hparams(tl_model *m) {
   if ((s = get_u32(m, "attention.key_length", false, def_hd, &hp->head_dim)) ||
       (s = get_u32(m, "attention.value_length", false, hp->head_dim, &vlen)))
     return s;
-  if (hp->head_dim < 2 || hp->head_dim % 2 || vlen != hp->head_dim)
+  if (hp->head_dim < 2 || hp->head_dim % 2 || hp->head_dim > 4096 || vlen != hp->head_dim)
     return tl_fail(TL_ERR_UNSUPPORTED, "head size %d (value size %d) is not supported",
                    hp->head_dim, vlen);
   if ((s = get_u32(m, "rope.dimension_count", false, hp->head_dim, &hp->n_rot))) return s;
   if (hp->n_rot < 2 || hp->n_rot % 2 || hp->n_rot > hp->head_dim)
     return tl_fail(TL_ERR_FORMAT, "rope dimension %d is invalid for head size %d", hp->n_rot,
                    hp->head_dim);
-  if ((s = get_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps)) ||
-      (s = get_f32(m, "rope.freq_base", 10000.0f, &hp->rope_theta)))
+  float eps_rms, eps_ln;
+  if ((s = get_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, &eps_rms)) ||
+      (s = get_f32(m, "attention.layer_norm_epsilon", 1e-5f, &eps_ln)) ||
+      (s = get_f32(m, "rope.freq_base", 10000.0f, &hp->rope_theta)) ||
+      (s = get_f32(m, "rope.freq_base_swa", 10000.0f, &hp->rope_theta_swa)) ||
+      (s = get_f32(m, "attn_logit_softcapping", 0.0f, &hp->attn_softcap)) ||
+      (s = get_f32(m, "final_logit_softcapping", 0.0f, &hp->final_softcap)))
     return s;
-  if (hp->norm_eps <= 0 || hp->rope_theta <= 0)
-    return tl_fail(TL_ERR_FORMAT, "norm epsilon and rope base must be positive");
+  hp->norm_eps = m->arch->norm == TL_NORM_LAYER ? eps_ln : eps_rms;
+  if (!(hp->norm_eps > 0) || !(hp->rope_theta > 0) || !(hp->rope_theta_swa > 0) ||
+      hp->attn_softcap < 0 || hp->final_softcap < 0)
+    return tl_fail(TL_ERR_FORMAT, "norm epsilon, rope bases and soft-caps must be positive");
+  /* Query scale: the file's, else 1/sqrt(head_dim); llama.cpp's GGUF files of
+   * Gemma 2/3 27B carry none and use 1/sqrt(hidden/heads), as we do. */
+  float def_scale = 1.0f / sqrtf((float)hp->head_dim);
+  if ((!strcmp(m->arch_name, "gemma2") && hp->n_layer == 46) ||
+      (!strcmp(m->arch_name, "gemma3") && hp->n_layer == 62))
+    def_scale = 1.0f / sqrtf((float)hp->n_embd / (float)hp->n_head);
+  if ((s = get_f32(m, "attention.scale", def_scale, &hp->attn_scale))) return s;
+  if (!(hp->attn_scale > 0)) return tl_fail(TL_ERR_FORMAT, "attention scale must be positive");
   hp->rope_freq_scale = 1.0f;
   char key[256];
   tl_str stype;
@@ -90,10 +140,38 @@ static tl_status load_hparams(tl_model *m) {
                      (int)(stype.len > 64 ? 64 : stype.len), stype.ptr);
     float factor;
     if ((s = get_f32(m, "rope.scaling.factor", 1.0f, &factor))) return s;
-    if (factor <= 0) return tl_fail(TL_ERR_FORMAT, "rope scaling factor must be positive");
+    if (!(factor > 0)) return tl_fail(TL_ERR_FORMAT, "rope scaling factor must be positive");
     hp->rope_freq_scale = 1.0f / factor;
   }
-  hp->rope_kind = TL_ROPE_NORM;
+  hp->rope_kind = m->arch->rope;
+  tl_str rt;
+  if (tl_gguf_get_str(m->gguf, "torchless.rope.type", &rt)) {
+    if (tl_str_eq(rt, "neox"))
+      hp->rope_kind = TL_ROPE_NEOX;
+    else if (tl_str_eq(rt, "norm"))
+      hp->rope_kind = TL_ROPE_NORM;
+    else
+      return tl_fail(TL_ERR_FORMAT, "unknown torchless.rope.type");
+  }
+  int32_t window;
+  if ((s = get_u32(m, "attention.sliding_window", false, 0, &window))) return s;
+  hp->swa_window = window;
+  return TL_OK;
+}
+
+/* Remember an owned vector so tl_model_free releases it. */
+static tl_status own(tl_model *m, float *p) {
+  if (m->n_owned == m->cap_owned) {
+    int cap = m->cap_owned ? m->cap_owned * 2 : 64;
+    float **n = realloc(m->owned, (size_t)cap * sizeof *n);
+    if (!n) {
+      free(p);
+      return tl_fail(TL_ERR_NOMEM, "out of memory");
+    }
+    m->owned = n;
+    m->cap_owned = cap;
+  }
+  m->owned[m->n_owned++] = p;
   return TL_OK;
 }
 
@@ -133,7 +211,15 @@ static tl_status bind_matrix(tl_model *m, const char *name, int64_t cols, int64_
   return TL_OK;
 }
 
-/* A vector (norm weight etc.) converted to an owned float array. */
+/* Rows [r0, r0 + n) of a weight, as a weight of its own (fused tensors). */
+static tl_weight row_range(const tl_weight *w, int64_t r0, int64_t n) {
+  tl_weight v = *w;
+  v.rows = n;
+  v.data = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
+  return v;
+}
+
+/* A vector (norm weight, bias) converted to an owned float array. */
 static tl_status bind_vector(tl_model *m, const char *name, int64_t n, bool required,
                              float **out) {
   const tl_gguf_tensor *t;
@@ -141,35 +227,85 @@ static tl_status bind_vector(tl_model *m, const char *name, int64_t n, bool requ
   tl_status s = bind(m, name, n, 1, required, &t);
   if (s || !t) return s;
   const tl_type_info *ti = tl_type_get(t->type);
-  if (!ti->to_float)
+  if (!ti->to_float || n % ti->blck)
     return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type %s, which is not supported yet",
                    name, ti->name);
-  *out = tl_malloc_array((size_t)n, sizeof(float));
-  if (!*out) return tl_fail(TL_ERR_NOMEM, "out of memory");
-  ti->to_float(t->data, *out, n);
+  float *v = tl_malloc_array((size_t)n, sizeof(float));
+  if (!v || (s = own(m, v))) return v ? s : tl_fail(TL_ERR_NOMEM, "out of memory");
+  ti->to_float(t->data, v, n);
   for (int64_t i = 0; i < n; i++)
-    if (!isfinite((*out)[i]))
-      return tl_fail(TL_ERR_FORMAT, "tensor '%s' holds a non-finite value", name);
+    if (!isfinite(v[i])) return tl_fail(TL_ERR_FORMAT, "tensor '%s' holds a non-finite value", name);
+  *out = v;
   m->n_params += (uint64_t)n;
   m->weight_bytes += t->nbytes;
   return TL_OK;
 }
 
+/* Which layers use sliding-window attention. */
+static tl_status sliding_layers(tl_model *m) {
+  tl_hparams *hp = &m->hp;
+  char key[256];
+  const tl_gguf_value *pat = tl_gguf_get(m->gguf, akey(m, "attention.sliding_window_pattern",
+                                                       key, sizeof key));
+  for (int il = 0; il < hp->n_layer; il++) {
+    bool swa = false;
+    if (pat && pat->type == TL_GGUF_ARRAY && pat->v.arr.elem_type == TL_GGUF_BOOL) {
+      if (pat->v.arr.n != (uint64_t)hp->n_layer)
+        return tl_fail(TL_ERR_FORMAT, "%s has %llu entries for %d layers", key,
+                       (unsigned long long)pat->v.arr.n, hp->n_layer);
+      swa = pat->v.arr.data[il] != 0;
+    } else if (pat) {
+      uint32_t period;
+      if (!tl_gguf_get_u32(m->gguf, key, &period) || period == 0)
+        return tl_fail(TL_ERR_FORMAT, "%s must be a positive period or an array", key);
+      swa = (uint32_t)(il + 1) % period != 0;
+    } else if (m->arch->swa_default == 2) {
+      swa = il % 2 == 0;
+    } else if (m->arch->swa_default == 6) {
+      swa = (il + 1) % 6 != 0;
+    } else {
+      swa = hp->swa_window > 0; /* Mistral-style: every layer */
+    }
+    if (swa && hp->swa_window <= 0)
+      return tl_fail(TL_ERR_FORMAT, "layer %d uses sliding attention but no window is given", il);
+    m->layers[il].window = swa ? hp->swa_window : 0;
+    m->layers[il].rope_theta =
+        swa && !strcmp(m->arch_name, "gemma3") ? hp->rope_theta_swa : hp->rope_theta;
+  }
+  return TL_OK;
+}
+
 static tl_status load_weights(tl_model *m) {
   tl_hparams *hp = &m->hp;
+  const tl_arch *A = m->arch;
   tl_status s;
   const tl_gguf_tensor *emb = tl_gguf_find_tensor(m->gguf, "token_embd.weight");
   if (!emb) return tl_fail(TL_ERR_FORMAT, "missing tensor 'token_embd.weight'");
   if (emb->ne[1] < 1 || emb->ne[1] > (1 << 24))
     return tl_fail(TL_ERR_FORMAT, "token_embd.weight has an invalid vocabulary size");
   hp->n_vocab = (int32_t)emb->ne[1];
+  /* The MLP width comes from the tensors (some converters write a wrong
+   * feed_forward_length, e.g. llama.cpp's for Phi-2). */
+  const tl_gguf_tensor *down = tl_gguf_find_tensor(m->gguf, "blk.0.ffn_down.weight");
+  if (!down) return tl_fail(TL_ERR_FORMAT, "missing tensor 'blk.0.ffn_down.weight'");
+  if (down->ne[0] < 1 || down->ne[0] > (1 << 24))
+    return tl_fail(TL_ERR_FORMAT, "blk.0.ffn_down.weight has an invalid shape");
+  if (hp->n_ff != 0 && hp->n_ff != down->ne[0])
+    tl_log(TL_LOG_WARN, "feed_forward_length says %d but the tensors are %lld wide; using %lld",
+           hp->n_ff, (long long)down->ne[0], (long long)down->ne[0]);
+  hp->n_ff = (int32_t)down->ne[0];
   int32_t d = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+  int32_t ff = hp->n_ff;
   if ((s = bind_matrix(m, "token_embd.weight", d, hp->n_vocab, true, &m->tok_embd))) return s;
   if (!tl_type_get(m->tok_embd.type)->to_float)
     return tl_fail(TL_ERR_UNSUPPORTED, "embedding type %s is not supported",
                    tl_type_name(m->tok_embd.type));
-  if ((s = bind_vector(m, "output_norm.weight", d, true, &m->output_norm))) return s;
-  if ((s = bind_matrix(m, "output.weight", d, hp->n_vocab, false, &m->output))) return s;
+  bool ln = A->norm == TL_NORM_LAYER;
+  if ((s = bind_vector(m, "output_norm.weight", d, true, &m->output_norm)) ||
+      (s = bind_vector(m, "output_norm.bias", d, ln, &m->output_norm_b)) ||
+      (s = bind_matrix(m, "output.weight", d, hp->n_vocab, false, &m->output)) ||
+      (s = bind_vector(m, "output.bias", hp->n_vocab, false, &m->output_b)))
+    return s;
   if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
   if ((s = bind_vector(m, "rope_freqs.weight", hp->n_rot / 2, false, &hp->rope_freq_factors)))
     return s;
@@ -184,20 +320,61 @@ static tl_status load_weights(tl_model *m) {
     char n[128];
 #define NAME(x) (snprintf(n, sizeof n, "blk.%d." x, il), n)
     if ((s = bind_vector(m, NAME("attn_norm.weight"), d, true, &L->attn_norm)) ||
-        (s = bind_matrix(m, NAME("attn_q.weight"), d, qd, true, &L->wq)) ||
-        (s = bind_matrix(m, NAME("attn_k.weight"), d, kvd, true, &L->wk)) ||
-        (s = bind_matrix(m, NAME("attn_v.weight"), d, kvd, true, &L->wv)) ||
+        (s = bind_vector(m, NAME("attn_norm.bias"), d, ln, &L->attn_norm_b)))
+      return s;
+    if (tl_gguf_find_tensor(m->gguf, NAME("attn_qkv.weight"))) {
+      tl_weight qkv = {0};
+      float *b = NULL;
+      if ((s = bind_matrix(m, n, d, qd + 2 * kvd, true, &qkv)) ||
+          (s = bind_vector(m, NAME("attn_qkv.bias"), qd + 2 * kvd, false, &b)))
+        return s;
+      L->wq = row_range(&qkv, 0, qd);
+      L->wk = row_range(&qkv, qd, kvd);
+      L->wv = row_range(&qkv, qd + kvd, kvd);
+      if (b) {
+        L->bq = b;
+        L->bk = b + qd;
+        L->bv = b + qd + kvd;
+      }
+    } else if ((s = bind_matrix(m, NAME("attn_q.weight"), d, qd, true, &L->wq)) ||
+               (s = bind_matrix(m, NAME("attn_k.weight"), d, kvd, true, &L->wk)) ||
+               (s = bind_matrix(m, NAME("attn_v.weight"), d, kvd, true, &L->wv)) ||
+               (s = bind_vector(m, NAME("attn_q.bias"), qd, false, &L->bq)) ||
+               (s = bind_vector(m, NAME("attn_k.bias"), kvd, false, &L->bk)) ||
+               (s = bind_vector(m, NAME("attn_v.bias"), kvd, false, &L->bv))) {
+      return s;
+    }
+    if ((s = bind_vector(m, NAME("attn_q_norm.weight"), hp->head_dim, false, &L->q_norm)) ||
+        (s = bind_vector(m, NAME("attn_k_norm.weight"), hp->head_dim, false, &L->k_norm)) ||
         (s = bind_matrix(m, NAME("attn_output.weight"), qd, d, true, &L->wo)) ||
-        (s = bind_vector(m, NAME("ffn_norm.weight"), d, true, &L->ffn_norm)) ||
-        (s = bind_matrix(m, NAME("ffn_up.weight"), d, hp->n_ff, true, &L->w_up)) ||
-        (s = bind_matrix(m, NAME("ffn_down.weight"), hp->n_ff, d, true, &L->w_down)))
+        (s = bind_vector(m, NAME("attn_output.bias"), d, false, &L->bo)) ||
+        (s = bind_vector(m, NAME("post_attention_norm.weight"), d, false, &L->post_attn_norm)) ||
+        (s = bind_vector(m, NAME("post_ffw_norm.weight"), d, false, &L->post_ffn_norm)) ||
+        (s = bind_vector(m, NAME("ffn_norm.weight"), d, A->ffn_norm, &L->ffn_norm)) ||
+        (s = bind_vector(m, NAME("ffn_norm.bias"), d, false, &L->ffn_norm_b)) ||
+        (s = bind_matrix(m, NAME("ffn_down.weight"), ff, d, true, &L->w_down)) ||
+        (s = bind_vector(m, NAME("ffn_down.bias"), d, false, &L->b_down)))
       return s;
-    if (m->arch->gated_ffn &&
-        (s = bind_matrix(m, NAME("ffn_gate.weight"), d, hp->n_ff, true, &L->w_gate)))
-      return s;
+    if ((L->q_norm == NULL) != (L->k_norm == NULL))
+      return tl_fail(TL_ERR_FORMAT, "layer %d has only one of attn_q_norm and attn_k_norm", il);
+    const tl_gguf_tensor *up = tl_gguf_find_tensor(m->gguf, NAME("ffn_up.weight"));
+    if (A->gated_ffn && !tl_gguf_find_tensor(m->gguf, NAME("ffn_gate.weight")) && up &&
+        up->ne[1] == 2 * (int64_t)ff) {
+      /* gate and up fused in ffn_up (Phi-3): gate rows first */
+      tl_weight gu = {0};
+      if ((s = bind_matrix(m, NAME("ffn_up.weight"), d, 2 * ff, true, &gu))) return s;
+      L->w_gate = row_range(&gu, 0, ff);
+      L->w_up = row_range(&gu, ff, ff);
+    } else {
+      if ((s = bind_matrix(m, NAME("ffn_up.weight"), d, ff, true, &L->w_up)) ||
+          (s = bind_vector(m, NAME("ffn_up.bias"), ff, false, &L->b_up)))
+        return s;
+      if (A->gated_ffn && (s = bind_matrix(m, NAME("ffn_gate.weight"), d, ff, true, &L->w_gate)))
+        return s;
+    }
 #undef NAME
   }
-  return TL_OK;
+  return sliding_layers(m);
 }
 
 static const char *size_label(uint64_t n, char *buf, size_t cap) {
@@ -211,11 +388,25 @@ static const char *size_label(uint64_t n, char *buf, size_t cap) {
 }
 
 static tl_status load(tl_model *m, const char *path, const tl_model_params *p) {
-  tl_status s = tl_gguf_open(path, &m->gguf);
-  if (s) return s;
+  tl_status s;
+  if (tl_hf_is_folder(path)) {
+    /* a Hugging Face folder; for tokenizing, the tokenizer files suffice */
+    if (p->vocab_only) {
+      if ((s = tl_gguf_new_virtual(&m->gguf)) || (s = tl_hf_tokenizer_load(m->gguf, path)))
+        return s;
+    } else if ((s = tl_hf_open(path, &m->gguf))) {
+      return s;
+    }
+  } else if ((s = tl_gguf_open(path, &m->gguf))) {
+    return s;
+  }
+  for (const char *const *o = p->kv_overrides; o && *o; o++)
+    if ((s = apply_override(m->gguf, *o))) return s;
   tl_str arch;
-  if (!tl_gguf_get_str(m->gguf, "general.architecture", &arch))
-    return tl_fail(TL_ERR_FORMAT, "missing metadata 'general.architecture'");
+  if (!tl_gguf_get_str(m->gguf, "general.architecture", &arch)) {
+    if (p->vocab_only) arch = (tl_str){"tokenizer", 9};
+    else return tl_fail(TL_ERR_FORMAT, "missing metadata 'general.architecture'");
+  }
   if (arch.len == 0 || arch.len >= sizeof m->arch_name)
     return tl_fail(TL_ERR_FORMAT, "invalid general.architecture");
   memcpy(m->arch_name, arch.ptr, arch.len);
@@ -270,15 +461,9 @@ tl_status tl_model_load(const char *path, const tl_model_params *params, tl_mode
 
 void tl_model_free(tl_model *m) {
   if (!m) return;
-  if (m->layers) {
-    for (int i = 0; i < m->hp.n_layer; i++) {
-      free(m->layers[i].attn_norm);
-      free(m->layers[i].ffn_norm);
-    }
-    free(m->layers);
-  }
-  free(m->output_norm);
-  free(m->hp.rope_freq_factors);
+  for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+  free(m->owned);
+  free(m->layers);
   tl_vocab_free(m->vocab);
   tl_gguf_free(m->gguf);
   free(m->path);

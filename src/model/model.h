@@ -14,12 +14,20 @@ typedef enum tl_norm_kind { TL_NORM_RMS = 0, TL_NORM_LAYER = 1 } tl_norm_kind;
 typedef enum tl_rope_kind { TL_ROPE_NORM = 0, TL_ROPE_NEOX = 1 } tl_rope_kind;
 typedef enum tl_act_kind { TL_ACT_SILU = 0, TL_ACT_GELU_TANH = 1, TL_ACT_GELU = 2 } tl_act_kind;
 
-/* One row of traits per architecture; forward.c applies them. */
+/* One row of traits per architecture; forward.c applies them. Optional
+ * tensors (biases, q/k norms, post norms, fused QKV) are used whenever the
+ * file has them, so only what changes the computation is a trait. */
 typedef struct tl_arch {
   const char *name;
   tl_norm_kind norm;
   tl_act_kind act;
-  bool gated_ffn; /* act(gate(x)) * up(x), else act(up(x)) */
+  bool gated_ffn;      /* act(gate(x)) * up(x), else act(up(x)) */
+  tl_rope_kind rope;   /* pairing used by llama.cpp's GGUF files of this arch */
+  bool parallel;       /* attention and MLP both read one norm of x (Phi-2) */
+  bool embd_scale;     /* embeddings times sqrt(n_embd) (Gemma) */
+  bool ffn_norm;       /* has a separate pre-MLP norm (all but Phi-2) */
+  int swa_default;     /* layers with sliding attention when the file gives no pattern:
+                          0 none, 2 even layers (Gemma 2), 6 all but every 6th (Gemma 3) */
 } tl_arch;
 
 const tl_arch *tl_arch_find(const char *name, size_t len);
@@ -28,16 +36,27 @@ typedef struct tl_hparams {
   int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train, n_rot;
   float norm_eps;
   float rope_theta;
+  float rope_theta_swa;      /* RoPE base of sliding-window layers (Gemma 3) */
   float rope_freq_scale;     /* linear RoPE scaling: positions multiplied by this */
   tl_rope_kind rope_kind;
   float *rope_freq_factors;  /* [n_rot/2] divisors of the frequencies (LLaMA 3), or NULL */
+  float attn_scale;          /* query scale (1/sqrt(head_dim) unless the model says) */
+  float attn_softcap;        /* 0: off */
+  float final_softcap;       /* 0: off */
+  int32_t swa_window;        /* sliding window length for sliding layers */
 } tl_hparams;
 
 typedef struct tl_layer {
-  float *attn_norm;
-  float *ffn_norm;
-  tl_weight wq, wk, wv, wo;
+  float *attn_norm, *attn_norm_b;
+  float *ffn_norm, *ffn_norm_b;
+  float *post_attn_norm, *post_ffn_norm; /* Gemma 2/3 */
+  float *q_norm, *k_norm;                /* per-head RMS norms (Qwen 3, Gemma 3) */
+  tl_weight wq, wk, wv, wo;              /* views; with a fused QKV tensor, row ranges of it */
+  float *bq, *bk, *bv, *bo;
   tl_weight w_gate, w_up, w_down;
+  float *b_up, *b_down;
+  int32_t window; /* 0: full attention, else sliding window length */
+  float rope_theta;
 } tl_layer;
 
 struct tl_model {
@@ -51,10 +70,14 @@ struct tl_model {
   bool has_weights;
   tl_weight tok_embd;
   tl_weight output;
-  float *output_norm;
+  float *output_b;
+  float *output_norm, *output_norm_b;
   tl_layer *layers;
   uint64_t n_params;
   uint64_t weight_bytes;
+  /* owned f32 vectors (norms, biases) to free */
+  float **owned;
+  int n_owned, cap_owned;
 };
 
 const tl_vocab *tl_model_vocab(const tl_model *m);
@@ -70,7 +93,7 @@ struct tl_context {
   tl_pool *pool;
   const tl_cpu_kernels *kernels;
   /* scratch for n_batch tokens */
-  float *x, *xn, *q, *k, *v, *att, *ffn_a, *ffn_b, *att_scores;
+  float *x, *xn, *xb, *q, *k, *v, *att, *ffn_a, *ffn_b, *att_scores;
   /* logits of the requested tokens */
   float *logits;
   int32_t n_logits;

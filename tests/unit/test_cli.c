@@ -96,7 +96,7 @@ static void test_errors(void **state) {
   (void)state;
   char args[2048];
   expect_error("run -m /nonexistent/model.gguf -p hi", "cannot open");
-  expect_error("run -m /tmp -p hi", "directory");
+  expect_error("run -m /tmp -p hi", "config.json");
   expect_error("eval -m " DEMO " --ids 1,2,99999", "outside the vocabulary");
   expect_error("eval -m " DEMO " --ids 1,x", "--ids");
   expect_error("eval -m " DEMO, "--ids");

@@ -1,0 +1,849 @@
+/* Hugging Face folder -> GGUF view: see hf.h. Keys and tensor names follow
+ * llama.cpp's convert_hf_to_gguf.py and gguf-py (constants.py,
+ * tensor_mapping.py). */
+#include "format/hf.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "format/safetensors.h"
+#include "quant/quant.h"
+#include "tokenizer/tokenizer.h"
+
+typedef enum fam {
+  F_LLAMA,
+  F_MISTRAL,
+  F_QWEN2,
+  F_QWEN3,
+  F_PHI2,
+  F_PHI3,
+  F_GEMMA,
+  F_GEMMA2,
+  F_GEMMA3,
+} fam;
+
+static const struct {
+  const char *model_type;
+  const char *arch;
+  fam f;
+} k_types[] = {
+    {"llama", "llama", F_LLAMA},
+    {"mistral", "llama", F_MISTRAL},
+    {"qwen2", "qwen2", F_QWEN2},
+    {"qwen3", "qwen3", F_QWEN3},
+    {"phi", "phi2", F_PHI2},
+    {"phi3", "phi3", F_PHI3},
+    {"gemma", "gemma", F_GEMMA},
+    {"gemma2", "gemma2", F_GEMMA2},
+    {"gemma3_text", "gemma3", F_GEMMA3},
+    {"gemma3", "gemma3", F_GEMMA3},
+};
+
+typedef struct hf {
+  const char *dir;
+  tl_gguf *g;
+  const cJSON *root; /* config.json */
+  const cJSON *c;    /* its hyper-parameters (root, or text_config of multimodal gemma3) */
+  const char *arch;
+  fam f;
+  bool tied;
+  int64_t n_layer, n_embd, n_head, n_head_kv, head_dim, n_rot;
+} hf;
+
+static bool is_gemma(fam f) {
+  return f == F_GEMMA || f == F_GEMMA2 || f == F_GEMMA3;
+}
+
+bool tl_hf_is_folder(const char *path) {
+  struct stat st;
+  return path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static char *join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s/%s", dir, name);
+  return p;
+}
+
+static bool is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+/* ---- config.json values --------------------------------------------------- */
+
+static const char *json_type(const cJSON *j) {
+  if (cJSON_IsString(j)) return "a string";
+  if (cJSON_IsNumber(j)) return "a number";
+  if (cJSON_IsBool(j)) return "a boolean";
+  if (cJSON_IsArray(j)) return "an array";
+  if (cJSON_IsObject(j)) return "an object";
+  if (cJSON_IsNull(j)) return "null";
+  return "invalid";
+}
+
+/* A member that is present and not null. */
+static const cJSON *jget(const cJSON *o, const char *k) {
+  const cJSON *j = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+  return j && !cJSON_IsNull(j) ? j : NULL;
+}
+
+static tl_status bad(const hf *h, const char *k, const char *want, const cJSON *j) {
+  return tl_fail(TL_ERR_FORMAT, "'%s/config.json': '%s' must be %s (it is %s)", h->dir, k, want,
+                 json_type(j));
+}
+
+static tl_status cfg_int(const hf *h, const cJSON *o, const char *k, bool required, int64_t def,
+                         int64_t lo, int64_t hi, int64_t *out) {
+  const cJSON *j = jget(o, k);
+  if (!j) {
+    if (required) return tl_fail(TL_ERR_FORMAT, "'%s/config.json' has no '%s'", h->dir, k);
+    *out = def;
+    return TL_OK;
+  }
+  if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble) || floor(j->valuedouble) != j->valuedouble)
+    return bad(h, k, "an integer", j);
+  double d = j->valuedouble;
+  if (d < (double)lo || d > (double)hi)
+    return tl_fail(TL_ERR_FORMAT, "'%s/config.json': '%s' = %.17g is out of range [%lld, %lld]",
+                   h->dir, k, d, (long long)lo, (long long)hi);
+  *out = (int64_t)d;
+  return TL_OK;
+}
+
+/* A finite number; *present tells whether it was there (and not null). */
+static tl_status cfg_num(const hf *h, const cJSON *o, const char *k, double def, bool *present,
+                         double *out) {
+  const cJSON *j = jget(o, k);
+  if (present) *present = j != NULL;
+  if (!j) {
+    *out = def;
+    return TL_OK;
+  }
+  if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble)) return bad(h, k, "a finite number", j);
+  *out = j->valuedouble;
+  return TL_OK;
+}
+
+static tl_status cfg_pos(const hf *h, const cJSON *o, const char *k, double def, double *out) {
+  tl_status s = cfg_num(h, o, k, def, NULL, out);
+  if (!s && !(*out > 0))
+    s = tl_fail(TL_ERR_FORMAT, "'%s/config.json': '%s' must be positive", h->dir, k);
+  return s;
+}
+
+static tl_status cfg_bool(const hf *h, const cJSON *o, const char *k, bool def, bool *out) {
+  const cJSON *j = jget(o, k);
+  if (!j) {
+    *out = def;
+    return TL_OK;
+  }
+  if (!cJSON_IsBool(j)) return bad(h, k, "true or false", j);
+  *out = cJSON_IsTrue(j);
+  return TL_OK;
+}
+
+/* NULL when absent or null. */
+static tl_status cfg_str(const hf *h, const cJSON *o, const char *k, const char **out) {
+  const cJSON *j = jget(o, k);
+  *out = NULL;
+  if (!j) return TL_OK;
+  if (!cJSON_IsString(j) || !j->valuestring) return bad(h, k, "a string", j);
+  *out = j->valuestring;
+  return TL_OK;
+}
+
+/* An object member (NULL when absent or null). */
+static tl_status cfg_obj(const hf *h, const cJSON *o, const char *k, const cJSON **out) {
+  const cJSON *j = jget(o, k);
+  *out = NULL;
+  if (!j) return TL_OK;
+  if (!cJSON_IsObject(j)) return bad(h, k, "an object", j);
+  *out = j;
+  return TL_OK;
+}
+
+/* ---- view keys ------------------------------------------------------------- */
+
+static const char *akey(const hf *h, const char *suffix, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s.%s", h->arch, suffix);
+  return buf;
+}
+
+static tl_status put_u32(hf *h, const char *suffix, int64_t v) {
+  char k[128];
+  if (v < 0 || v > UINT32_MAX)
+    return tl_fail(TL_ERR_FORMAT, "'%s/config.json': %s = %lld is out of range", h->dir, suffix,
+                   (long long)v);
+  return tl_gguf_set_u32(h->g, akey(h, suffix, k, sizeof k), (uint32_t)v);
+}
+
+static tl_status put_f32(hf *h, const char *suffix, double v) {
+  char k[128];
+  return tl_gguf_set_f32(h->g, akey(h, suffix, k, sizeof k), (float)v);
+}
+
+/* ---- RoPE ------------------------------------------------------------------ */
+
+typedef struct rope_spec {
+  double theta;
+  const char *type; /* "default", "linear", "llama3", ... */
+  double factor, low, high, orig, attn_factor;
+  bool has_orig, has_factor, has_attn_factor;
+} rope_spec;
+
+/* Read a rope_parameters / rope_scaling object into r (fields present only). */
+static tl_status rope_read(const hf *h, const cJSON *o, rope_spec *r) {
+  tl_status s;
+  const char *type;
+  if ((s = cfg_str(h, o, "rope_type", &type))) return s;
+  if (!type && (s = cfg_str(h, o, "type", &type))) return s;
+  if (type) { /* a new scaling: forget what an older spelling said */
+    r->type = type;
+    r->factor = 1.0;
+    r->low = 1.0;
+    r->high = 4.0;
+    r->has_orig = r->has_factor = r->has_attn_factor = false;
+  }
+  bool present;
+  double v;
+  if ((s = cfg_num(h, o, "rope_theta", 0, &present, &v))) return s;
+  if (present) r->theta = v;
+  if ((s = cfg_num(h, o, "factor", 0, &present, &v))) return s;
+  if (present) {
+    r->factor = v;
+    r->has_factor = true;
+  }
+  if ((s = cfg_num(h, o, "low_freq_factor", 0, &present, &v))) return s;
+  if (present) r->low = v;
+  if ((s = cfg_num(h, o, "high_freq_factor", 0, &present, &v))) return s;
+  if (present) r->high = v;
+  if ((s = cfg_num(h, o, "original_max_position_embeddings", 0, &present, &v))) return s;
+  if (present) {
+    r->orig = v;
+    r->has_orig = true;
+  }
+  if ((s = cfg_num(h, o, "attention_factor", 0, &present, &v))) return s;
+  if (present) {
+    r->attn_factor = v;
+    r->has_attn_factor = true;
+  }
+  return TL_OK;
+}
+
+/* LLaMA 3 frequency divisors, as llama.cpp's converter computes them. */
+static tl_status rope_llama3(hf *h, const rope_spec *r) {
+  double orig = r->orig;
+  if (!r->has_orig) {
+    bool present;
+    tl_status s = cfg_num(h, h->c, "original_max_position_embeddings", 8192, &present, &orig);
+    if (s) return s;
+  }
+  if (!(orig > 0) || !(r->factor > 0) || !(r->low > 0) || !(r->high > r->low))
+    return tl_fail(
+        TL_ERR_FORMAT,
+        "'%s/config.json': llama3 rope scaling needs factor > 0, "
+        "0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0",
+        h->dir);
+  int64_t n = h->n_rot / 2;
+  float *f = tl_malloc_array((size_t)n, sizeof *f);
+  if (!f) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  const double pi = 3.14159265358979323846;
+  double low_wavelen = orig / r->low, high_wavelen = orig / r->high;
+  for (int64_t i = 0; i < n; i++) {
+    double freq = 1.0 / pow(r->theta, (double)(2 * i) / (double)h->n_rot);
+    double wavelen = 2 * pi / freq, div;
+    if (wavelen < high_wavelen) {
+      div = 1.0;
+    } else if (wavelen > low_wavelen) {
+      div = r->factor;
+    } else {
+      double smooth = (orig / wavelen - r->low) / (r->high - r->low);
+      div = 1.0 / ((1.0 - smooth) / r->factor + smooth);
+    }
+    f[i] = (float)div;
+  }
+  tl_status s = tl_gguf_own(h->g, f, free);
+  if (s) return s;
+  int64_t ne[1] = {n};
+  return tl_gguf_add_tensor(h->g, "rope_freqs.weight", TL_TYPE_F32, 1, ne, f,
+                            (uint64_t)n * sizeof(float));
+}
+
+static tl_status rope_scaling(hf *h, const rope_spec *r, const char *which) {
+  const char *t = r->type;
+  if (!t || strcmp(t, "default") == 0 || strcmp(t, "none") == 0) return TL_OK;
+  if (strcmp(t, "linear") == 0) {
+    if (!(r->factor > 0))
+      return tl_fail(TL_ERR_FORMAT, "'%s/config.json': linear rope scaling needs factor > 0",
+                     h->dir);
+    char k[128];
+    tl_status s = tl_gguf_set_str(h->g, akey(h, "rope.scaling.type", k, sizeof k), "linear", 6);
+    if (!s) s = put_f32(h, "rope.scaling.factor", r->factor);
+    return s;
+  }
+  if (strcmp(t, "llama3") == 0) return rope_llama3(h, r);
+  if (strcmp(t, "dynamic") == 0) {
+    /* Dynamic NTK only changes the frequencies beyond the training context
+     * (context_length); within it, it is the plain RoPE. */
+    tl_log(TL_LOG_INFO, "'%s': dynamic rope scaling applies only beyond the training context",
+           h->dir);
+    return TL_OK;
+  }
+  if (strcmp(t, "yarn") == 0 && r->factor == 1.0 && (!r->has_attn_factor || r->attn_factor == 1.0))
+    return TL_OK; /* YaRN with factor 1 is the plain RoPE */
+  return tl_fail(TL_ERR_UNSUPPORTED, "'%s/config.json': rope scaling '%.32s'%s is not supported",
+                 h->dir, t, which);
+}
+
+static tl_status set_rope(hf *h) {
+  const cJSON *c = h->c;
+  tl_status s;
+  rope_spec full = {.theta = h->f == F_GEMMA3 ? 1e6 : 1e4, .type = "default", .factor = 1.0};
+  rope_spec swa = {.theta = 1e4, .type = "default", .factor = 1.0};
+  full.low = swa.low = 1.0;
+  full.high = swa.high = 4.0;
+  bool present;
+  double v;
+  /* transformers 4 spelling */
+  if ((s = cfg_num(h, c, "rope_theta", 0, &present, &v))) return s;
+  if (present) full.theta = v;
+  if ((s = cfg_num(h, c, "rope_local_base_freq", 0, &present, &v))) return s;
+  if (present) swa.theta = v;
+  const cJSON *rs, *rp;
+  if ((s = cfg_obj(h, c, "rope_scaling", &rs))) return s;
+  if (rs && (s = rope_read(h, rs, &full))) return s;
+  /* transformers 5 spelling, possibly per layer type */
+  if ((s = cfg_obj(h, c, "rope_parameters", &rp))) return s;
+  double prf = h->f == F_PHI2 ? 0.5 : 1.0;
+  if ((s = cfg_num(h, c, "partial_rotary_factor", prf, NULL, &prf))) return s;
+  if (rp) {
+    const cJSON *fa, *sa;
+    if ((s = cfg_obj(h, rp, "full_attention", &fa)) ||
+        (s = cfg_obj(h, rp, "sliding_attention", &sa)))
+      return s;
+    if (fa || sa) {
+      if (fa && (s = rope_read(h, fa, &full))) return s;
+      if (sa && (s = rope_read(h, sa, &swa))) return s;
+      if (fa && (s = cfg_num(h, fa, "partial_rotary_factor", prf, NULL, &prf))) return s;
+    } else {
+      if ((s = rope_read(h, rp, &full))) return s;
+      if ((s = cfg_num(h, rp, "partial_rotary_factor", prf, NULL, &prf))) return s;
+    }
+  }
+  if (!(full.theta > 0) || !(swa.theta > 0))
+    return tl_fail(TL_ERR_FORMAT, "'%s/config.json': the rope base must be positive", h->dir);
+  h->n_rot = h->head_dim;
+  if (h->f == F_PHI2 || h->f == F_PHI3) {
+    if (!(prf > 0 && prf <= 1))
+      return tl_fail(TL_ERR_FORMAT, "'%s/config.json': partial_rotary_factor must be in (0, 1]",
+                     h->dir);
+    h->n_rot = (int64_t)((double)h->head_dim * prf);
+  }
+  if (h->n_rot < 2 || h->n_rot % 2)
+    return tl_fail(TL_ERR_UNSUPPORTED, "'%s/config.json': %lld rotary dimensions", h->dir,
+                   (long long)h->n_rot);
+  if ((s = put_f32(h, "rope.freq_base", full.theta)) ||
+      (s = put_u32(h, "rope.dimension_count", h->n_rot)) || (s = rope_scaling(h, &full, "")))
+    return s;
+  if (h->f == F_GEMMA3) {
+    if ((s = put_f32(h, "rope.freq_base_swa", swa.theta))) return s;
+    if (strcmp(swa.type, "default") != 0)
+      return tl_fail(TL_ERR_UNSUPPORTED,
+                     "'%s/config.json': rope scaling '%.32s' on sliding-window layers is not "
+                     "supported",
+                     h->dir, swa.type);
+  }
+  return TL_OK;
+}
+
+/* ---- sliding windows and Gemma specifics ------------------------------------ */
+
+static tl_status set_sliding(hf *h) {
+  const cJSON *c = h->c;
+  tl_status s;
+  int64_t sw, n = h->n_layer;
+  bool wanted = false, def_gemma = h->f == F_GEMMA2 || h->f == F_GEMMA3;
+  if ((s = cfg_int(h, c, "sliding_window", false, def_gemma ? 4096 : 0, 1, INT32_MAX, &sw)))
+    return s;
+  switch (h->f) {
+    case F_GEMMA2:
+    case F_GEMMA3:
+      wanted = true;
+      break;
+    case F_MISTRAL:
+    case F_PHI3:
+      wanted = sw > 0;
+      break;
+    case F_QWEN2:
+    case F_QWEN3: {
+      bool use;
+      if ((s = cfg_bool(h, c, "use_sliding_window", false, &use))) return s;
+      wanted = use && sw > 0;
+      break;
+    }
+    default:
+      break;
+  }
+  if (!wanted) return TL_OK;
+  uint8_t *pat = calloc((size_t)n, 1);
+  if (!pat) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  const cJSON *lt = jget(c, "layer_types");
+  if (lt) {
+    if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != n) {
+      free(pat);
+      return tl_fail(TL_ERR_FORMAT,
+                     "'%s/config.json': 'layer_types' must be an array of %lld "
+                     "strings",
+                     h->dir, (long long)n);
+    }
+    int64_t il = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, lt) {
+      if (!cJSON_IsString(e) || !e->valuestring) {
+        free(pat);
+        return bad(h, "layer_types[]", "a string", e);
+      }
+      if (strcmp(e->valuestring, "sliding_attention") == 0) {
+        pat[il] = 1;
+      } else if (strcmp(e->valuestring, "full_attention") != 0) {
+        free(pat);
+        return tl_fail(TL_ERR_UNSUPPORTED, "'%s/config.json': layer type '%.32s' is not supported",
+                       h->dir, e->valuestring);
+      }
+      il++;
+    }
+  } else if (h->f == F_GEMMA2) {
+    for (int64_t il = 0; il < n; il++) pat[il] = il % 2 == 0;
+  } else if (h->f == F_GEMMA3) {
+    int64_t p;
+    if (jget(c, "sliding_window_pattern"))
+      s = cfg_int(h, c, "sliding_window_pattern", false, 6, 1, INT32_MAX, &p);
+    else
+      s = cfg_int(h, c, "_sliding_window_pattern", false, 6, 1, INT32_MAX, &p);
+    if (s) {
+      free(pat);
+      return s;
+    }
+    for (int64_t il = 0; il < n; il++) pat[il] = (il + 1) % p != 0;
+  } else if (h->f == F_QWEN2 || h->f == F_QWEN3) {
+    int64_t mwl;
+    if ((s = cfg_int(h, c, "max_window_layers", false, 0, 0, INT32_MAX, &mwl))) {
+      free(pat);
+      return s;
+    }
+    for (int64_t il = 0; il < n; il++) pat[il] = il >= mwl;
+  } else {
+    memset(pat, 1, (size_t)n);
+  }
+  char k[128];
+  s = put_u32(h, "attention.sliding_window", sw);
+  if (!s)
+    s = tl_gguf_set_arr(h->g, akey(h, "attention.sliding_window_pattern", k, sizeof k),
+                        TL_GGUF_BOOL, pat, (uint64_t)n);
+  free(pat);
+  return s;
+}
+
+static tl_status set_gemma(hf *h) {
+  const cJSON *c = h->c;
+  tl_status s;
+  if (h->f == F_GEMMA2 || h->f == F_GEMMA3) {
+    /* absent: the transformers defaults (50 / 30 for Gemma 2); null: none */
+    static const char *const caps[2] = {"attn_logit_softcapping", "final_logit_softcapping"};
+    for (int i = 0; i < 2; i++) {
+      double v = h->f == F_GEMMA2 ? (i == 0 ? 50.0 : 30.0) : 0.0;
+      if (cJSON_GetObjectItemCaseSensitive(c, caps[i]) && (s = cfg_num(h, c, caps[i], 0, NULL, &v)))
+        return s;
+      if (v < 0)
+        return tl_fail(TL_ERR_FORMAT, "'%s/config.json': '%s' must not be negative", h->dir,
+                       caps[i]);
+      if (v > 0 && (s = put_f32(h, caps[i], v))) return s;
+    }
+    double q;
+    if ((s = cfg_pos(h, c, "query_pre_attn_scalar", 256, &q)) ||
+        (s = put_f32(h, "attention.scale", 1.0 / sqrt(q))))
+      return s;
+  }
+  return TL_OK;
+}
+
+/* ---- hyper-parameters ------------------------------------------------------ */
+
+static tl_status set_hparams(hf *h) {
+  const cJSON *c = h->c;
+  tl_status s;
+  const int64_t big = 1 << 30;
+  int64_t n_ff, ctx, vocab;
+  if ((s = cfg_int(h, c, "num_hidden_layers", true, 0, 1, 1 << 16, &h->n_layer)) ||
+      (s = cfg_int(h, c, "hidden_size", true, 0, 1, big, &h->n_embd)) ||
+      (s = cfg_int(h, c, "num_attention_heads", true, 0, 1, 1 << 16, &h->n_head)) ||
+      (s = cfg_int(h, c, "num_key_value_heads", false, h->n_head, 1, 1 << 16, &h->n_head_kv)) ||
+      (s = cfg_int(h, c, "intermediate_size", h->f != F_PHI2, 4 * h->n_embd, 1, big, &n_ff)))
+    return s;
+  if (jget(c, "max_position_embeddings") || !jget(c, "n_positions"))
+    s = cfg_int(h, c, "max_position_embeddings", false, 0, 0, big, &ctx);
+  else
+    s = cfg_int(h, c, "n_positions", false, 0, 0, big, &ctx);
+  if (s || (s = cfg_int(h, c, "vocab_size", false, 0, 0, big, &vocab))) return s;
+  if (jget(c, "head_dim")) {
+    if ((s = cfg_int(h, c, "head_dim", false, 0, 1, 1 << 16, &h->head_dim))) return s;
+  } else {
+    if (h->n_embd % h->n_head)
+      return tl_fail(TL_ERR_FORMAT,
+                     "'%s/config.json': hidden_size %lld is not a multiple of "
+                     "num_attention_heads %lld",
+                     h->dir, (long long)h->n_embd, (long long)h->n_head);
+    h->head_dim = h->n_embd / h->n_head;
+  }
+  if ((s = put_u32(h, "block_count", h->n_layer)) ||
+      (ctx > 0 && (s = put_u32(h, "context_length", ctx))) ||
+      (s = put_u32(h, "embedding_length", h->n_embd)) ||
+      (s = put_u32(h, "feed_forward_length", n_ff)) ||
+      (s = put_u32(h, "attention.head_count", h->n_head)) ||
+      (s = put_u32(h, "attention.head_count_kv", h->n_head_kv)) ||
+      (s = put_u32(h, "attention.key_length", h->head_dim)) ||
+      (s = put_u32(h, "attention.value_length", h->head_dim)) ||
+      (vocab > 0 && (s = put_u32(h, "vocab_size", vocab))))
+    return s;
+  double eps;
+  if (h->f == F_PHI2) {
+    if ((s = cfg_pos(h, c, "layer_norm_eps", 1e-5, &eps)) ||
+        (s = put_f32(h, "attention.layer_norm_epsilon", eps)))
+      return s;
+  } else {
+    if ((s = cfg_pos(h, c, "rms_norm_eps", h->f == F_PHI3 ? 1e-5 : 1e-6, &eps)) ||
+        (s = put_f32(h, "attention.layer_norm_rms_epsilon", eps)))
+      return s;
+  }
+  bool tied;
+  if ((s = cfg_bool(h, h->root, "tie_word_embeddings", is_gemma(h->f), &tied))) return s;
+  if (h->c != h->root && (s = cfg_bool(h, h->c, "tie_word_embeddings", tied, &tied))) return s;
+  h->tied = tied;
+  if ((s = set_rope(h)) || (s = set_sliding(h)) || (s = set_gemma(h))) return s;
+  if (h->f == F_LLAMA || h->f == F_MISTRAL) {
+    /* Hugging Face LLaMA weights rotate halves; llama.cpp's converter permutes
+     * Q/K into adjacent pairs instead. The view keeps the HF layout. */
+    if ((s = tl_gguf_set_str(h->g, "torchless.rope.type", "neox", 4))) return s;
+  }
+  return TL_OK;
+}
+
+/* ---- tensors ---------------------------------------------------------------- */
+
+static const struct {
+  const char *hf, *gguf;
+} k_layer_names[] = {
+    {"input_layernorm", "attn_norm"},
+    {"self_attn.q_proj", "attn_q"},
+    {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},
+    {"self_attn.o_proj", "attn_output"},
+    {"self_attn.dense", "attn_output"},
+    {"self_attn.qkv_proj", "attn_qkv"},
+    {"self_attn.q_norm", "attn_q_norm"},
+    {"self_attn.k_norm", "attn_k_norm"},
+    {"self_attn.q_layernorm", "attn_q_norm"},
+    {"self_attn.k_layernorm", "attn_k_norm"},
+    {"post_attention_layernorm", "ffn_norm"}, /* Gemma 2/3: post_attention_norm */
+    {"pre_feedforward_layernorm", "ffn_norm"},
+    {"post_feedforward_layernorm", "post_ffw_norm"},
+    {"mlp.gate_proj", "ffn_gate"},
+    {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},
+    {"mlp.gate_up_proj", "ffn_up"},
+    {"mlp.fc1", "ffn_up"},
+    {"mlp.fc2", "ffn_down"},
+};
+
+/* The GGUF name of a Hugging Face tensor; false when it has none. */
+static bool map_name_f(fam f, int64_t n_layer, bool tied, const char *name, char *out,
+                       size_t cap) {
+  static const struct {
+    const char *from, *to;
+  } prefixes[] = {{"model.language_model.", "model."},
+                  {"language_model.model.", "model."},
+                  {"language_model.lm_head.", "lm_head."}};
+  char buf[512];
+  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+    size_t n = strlen(prefixes[i].from);
+    if (strncmp(name, prefixes[i].from, n) == 0) {
+      snprintf(buf, sizeof buf, "%s%s", prefixes[i].to, name + n);
+      name = buf;
+      break;
+    }
+  }
+  const char *dot = strrchr(name, '.');
+  if (!dot || (strcmp(dot, ".weight") != 0 && strcmp(dot, ".bias") != 0)) return false;
+  size_t blen = (size_t)(dot - name);
+  const char *suffix = dot + 1;
+#define BASE_IS(s) (blen == strlen(s) && memcmp(name, s, blen) == 0)
+  if (BASE_IS("model.embed_tokens")) return snprintf(out, cap, "token_embd.%s", suffix) > 0;
+  if (BASE_IS("model.norm") || BASE_IS("model.final_layernorm"))
+    return snprintf(out, cap, "output_norm.%s", suffix) > 0;
+  if (BASE_IS("lm_head")) return !tied && snprintf(out, cap, "output.%s", suffix) > 0;
+#undef BASE_IS
+  static const char lp[] = "model.layers.";
+  if (strncmp(name, lp, sizeof lp - 1) != 0) return false;
+  const char *p = name + sizeof lp - 1;
+  int64_t il = 0;
+  if (*p < '0' || *p > '9') return false;
+  while (*p >= '0' && *p <= '9') {
+    il = il * 10 + (*p++ - '0');
+    if (il >= n_layer) return false;
+  }
+  if (*p++ != '.' || p > dot) return false;
+  size_t rlen = (size_t)(dot - p);
+  for (size_t i = 0; i < sizeof k_layer_names / sizeof k_layer_names[0]; i++) {
+    const char *from = k_layer_names[i].hf;
+    if (strlen(from) != rlen || memcmp(p, from, rlen) != 0) continue;
+    const char *to = k_layer_names[i].gguf;
+    if ((f == F_GEMMA2 || f == F_GEMMA3) && strcmp(from, "post_attention_layernorm") == 0)
+      to = "post_attention_norm";
+    snprintf(out, cap, "blk.%lld.%s.%s", (long long)il, to, suffix);
+    return true;
+  }
+  return false;
+}
+
+static bool map_name(const hf *h, const char *name, char *out, size_t cap) {
+  return map_name_f(h->f, h->n_layer, h->tied, name, out, cap);
+}
+
+bool tl_hf_tensor_name(const char *arch, const char *hf_name, char *out, size_t cap) {
+  if (!arch || !hf_name || !out || cap == 0) return false;
+  size_t i = 0, nt = sizeof k_types / sizeof k_types[0];
+  while (i < nt && strcmp(k_types[i].arch, arch) != 0) i++;
+  if (i == nt) return false;
+  char buf[256];
+  if (!map_name_f(k_types[i].f, 1 << 20, false, hf_name, buf, sizeof buf)) return false;
+  size_t n = strlen(buf);
+  if (n >= cap) return false;
+  memcpy(out, buf, n + 1);
+  return true;
+}
+
+static tl_status add_tensor(hf *h, const char *gname, const tl_st_tensor *t) {
+  if (t->n_dims > TL_GGUF_MAX_DIMS)
+    return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has %u dimensions", t->name, t->n_dims);
+  int64_t ne[TL_GGUF_MAX_DIMS] = {1, 1, 1, 1};
+  uint32_t nd = t->n_dims ? t->n_dims : 1;
+  for (uint32_t d = 0; d < t->n_dims; d++) ne[d] = t->shape[t->n_dims - 1 - d];
+  if (is_gemma(h->f) && ends_with(gname, "norm.weight")) {
+    /* llama.cpp's converter stores Gemma's RMSNorm weights as 1 + w */
+    float *f = tl_malloc_array(t->numel ? (size_t)t->numel : 1, sizeof *f);
+    if (!f) return tl_fail(TL_ERR_NOMEM, "out of memory");
+    const uint8_t *src = t->data;
+    for (uint64_t i = 0; i < t->numel; i++) {
+      float v;
+      if (t->type == TL_TYPE_F32)
+        memcpy(&v, src + 4 * i, 4);
+      else if (t->type == TL_TYPE_F16)
+        v = tl_f16_to_f32(tl_rd_u16(src + 2 * i));
+      else
+        v = tl_bf16_to_f32(tl_rd_u16(src + 2 * i));
+      f[i] = v + 1.0f;
+    }
+    tl_status s = tl_gguf_own(h->g, f, free);
+    if (s) return s;
+    return tl_gguf_add_tensor(h->g, gname, TL_TYPE_F32, nd, ne, f, t->numel * sizeof(float));
+  }
+  return tl_gguf_add_tensor(h->g, gname, t->type, nd, ne, t->data, t->nbytes);
+}
+
+static tl_status add_hf_tensor(hf *h, const tl_st_tensor *t) {
+  char gname[256];
+  if (!map_name(h, t->name, gname, sizeof gname)) {
+    tl_log(TL_LOG_DEBUG, "'%s': ignoring tensor '%s'", h->dir, t->name);
+    return TL_OK;
+  }
+  tl_status s = add_tensor(h, gname, t);
+  if (s) tl_fail_prefix(s, "'%s'", h->dir);
+  return s;
+}
+
+static void st_free_void(void *p) {
+  tl_st_free(p);
+}
+
+/* Open a safetensors file whose lifetime the view takes over. */
+static tl_status open_owned(hf *h, const char *path, tl_st_file **out) {
+  tl_status s = tl_st_open(path, out);
+  if (s) return s;
+  return tl_gguf_own(h->g, *out, st_free_void);
+}
+
+static tl_status read_json(const char *path, const char *what, cJSON **out) {
+  *out = NULL;
+  tl_mmap m;
+  tl_status s = tl_mmap_open(path, &m);
+  if (s) return s;
+  const char *end = NULL;
+  cJSON *j = cJSON_ParseWithLengthOpts((const char *)m.data, m.size, &end, false);
+  size_t at = j || !end ? 0 : (size_t)(end - (const char *)m.data);
+  tl_mmap_close(&m);
+  if (!j) return tl_fail(TL_ERR_FORMAT, "'%s' is not valid JSON (near byte %zu)", what, at);
+  if (!cJSON_IsObject(j)) {
+    cJSON_Delete(j);
+    return tl_fail(TL_ERR_FORMAT, "'%s' is not a JSON object", what);
+  }
+  *out = j;
+  return TL_OK;
+}
+
+static bool shard_name_ok(const char *s) {
+  size_t n = strlen(s);
+  return n > 0 && n < 256 && !strchr(s, '/') && !strchr(s, '\\') && strcmp(s, ".") != 0 &&
+         strcmp(s, "..") != 0;
+}
+
+static tl_status load_sharded(hf *h, const char *index_path) {
+  cJSON *idx;
+  tl_status s = read_json(index_path, index_path, &idx);
+  if (s) return s;
+  const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
+  const char **names = NULL;
+  tl_st_file **files = NULL;
+  size_t n_files = 0;
+  if (!cJSON_IsObject(wm)) {
+    s = tl_fail(TL_ERR_FORMAT, "'%s' has no 'weight_map' object", index_path);
+    goto done;
+  }
+  size_t n = (size_t)cJSON_GetArraySize(wm);
+  names = tl_calloc_array(n ? n : 1, sizeof *names);
+  files = tl_calloc_array(n ? n : 1, sizeof *files);
+  if (!names || !files) {
+    s = tl_fail(TL_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  const cJSON *e;
+  cJSON_ArrayForEach(e, wm) {
+    if (!cJSON_IsString(e) || !e->valuestring || !e->string) {
+      s = tl_fail(TL_ERR_FORMAT, "'%s': weight_map['%s'] is not a file name", index_path,
+                  e->string ? e->string : "");
+      goto done;
+    }
+    const char *file = e->valuestring;
+    if (!shard_name_ok(file)) {
+      s = tl_fail(TL_ERR_FORMAT, "'%s': shard name '%.64s' is not a plain file name", index_path,
+                  file);
+      goto done;
+    }
+    size_t k = 0;
+    while (k < n_files && strcmp(names[k], file) != 0) k++;
+    if (k == n_files) {
+      char *path = join(h->dir, file);
+      if (!path) {
+        s = tl_fail(TL_ERR_NOMEM, "out of memory");
+        goto done;
+      }
+      s = open_owned(h, path, &files[k]);
+      free(path);
+      if (s) {
+        tl_fail_prefix(s, "shard of '%s'", index_path);
+        goto done;
+      }
+      names[k] = file;
+      n_files++;
+    }
+    const tl_st_tensor *t = tl_st_find(files[k], e->string);
+    if (!t) {
+      s = tl_fail(TL_ERR_FORMAT, "'%s' places tensor '%s' in '%s', which does not hold it",
+                  index_path, e->string, file);
+      goto done;
+    }
+    if ((s = add_hf_tensor(h, t))) goto done;
+  }
+done:
+  free(names);
+  free(files);
+  cJSON_Delete(idx);
+  return s;
+}
+
+static tl_status load_weights(hf *h) {
+  char *single = join(h->dir, "model.safetensors");
+  char *index = join(h->dir, "model.safetensors.index.json");
+  tl_status s = TL_OK;
+  if (!single || !index) {
+    s = tl_fail(TL_ERR_NOMEM, "out of memory");
+  } else if (is_file(single)) {
+    tl_st_file *st;
+    if (!(s = open_owned(h, single, &st)))
+      for (uint64_t i = 0; i < st->n_tensors && !s; i++) s = add_hf_tensor(h, &st->tensors[i]);
+  } else if (is_file(index)) {
+    s = load_sharded(h, index);
+  } else {
+    s = tl_fail(TL_ERR_IO, "'%s' has no model.safetensors or model.safetensors.index.json", h->dir);
+  }
+  free(single);
+  free(index);
+  return s;
+}
+
+/* ---- the folder -------------------------------------------------------------- */
+
+static tl_status build(hf *h) {
+  const char *mt;
+  tl_status s = cfg_str(h, h->root, "model_type", &mt);
+  if (s) return s;
+  if (!mt) return tl_fail(TL_ERR_FORMAT, "'%s/config.json' has no 'model_type'", h->dir);
+  size_t i = 0, nt = sizeof k_types / sizeof k_types[0];
+  while (i < nt && strcmp(k_types[i].model_type, mt) != 0) i++;
+  if (i == nt)
+    return tl_fail(TL_ERR_UNSUPPORTED, "'%s': model_type '%.64s' is not supported", h->dir, mt);
+  h->arch = k_types[i].arch;
+  h->f = k_types[i].f;
+  h->c = h->root;
+  if (strcmp(mt, "gemma3") == 0) { /* multimodal Gemma 3: its text model */
+    const cJSON *tc;
+    if ((s = cfg_obj(h, h->root, "text_config", &tc))) return s;
+    if (tc) h->c = tc;
+  }
+  if ((s = tl_gguf_set_str(h->g, "general.architecture", h->arch, strlen(h->arch))) ||
+      (s = set_hparams(h)) || (s = load_weights(h)))
+    return s;
+  s = tl_hf_tokenizer_load(h->g, h->dir);
+  if (s == TL_ERR_UNSUPPORTED) {
+    tl_log(TL_LOG_WARN, "%s (the model loads without a tokenizer)", tl_last_error());
+    tl_clear_error();
+    s = TL_OK;
+  }
+  return s;
+}
+
+tl_status tl_hf_open(const char *dir, tl_gguf **out) {
+  if (!out) return tl_fail(TL_ERR_INVALID_ARG, "tl_hf_open: out is NULL");
+  *out = NULL;
+  if (!dir) return tl_fail(TL_ERR_INVALID_ARG, "tl_hf_open: dir is NULL");
+  if (!tl_hf_is_folder(dir)) return tl_fail(TL_ERR_IO, "'%s' is not a directory", dir);
+  char *cfg_path = join(dir, "config.json");
+  if (!cfg_path) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  if (!is_file(cfg_path)) {
+    free(cfg_path);
+    return tl_fail(TL_ERR_IO, "'%s' has no config.json", dir);
+  }
+  hf h = {.dir = dir};
+  cJSON *root;
+  tl_status s = read_json(cfg_path, cfg_path, &root);
+  free(cfg_path);
+  if (s) return s;
+  h.root = root;
+  if (!(s = tl_gguf_new_virtual(&h.g))) s = build(&h);
+  cJSON_Delete(root);
+  if (s) {
+    tl_gguf_free(h.g);
+    return s;
+  }
+  *out = h.g;
+  return TL_OK;
+}
