@@ -57,6 +57,10 @@ typedef struct tl_detok tl_detok;
 
 typedef struct tl_model_params {
   bool vocab_only; /* load the tokenizer only (vocabulary-only GGUF files) */
+  /* NULL-terminated list of metadata overrides "KEY=TYPE:VALUE", TYPE one of
+   * int, float, bool, str (as llama.cpp's --override-kv), applied before the
+   * model is read. NULL: none. */
+  const char *const *kv_overrides;
 } tl_model_params;
 
 tl_model_params tl_model_default_params(void);
@@ -160,6 +164,85 @@ tl_token tl_sampler_sample(tl_sampler *s, const float *logits, int32_t n);
 /* Record a token in the history used by the repetition penalty. */
 void tl_sampler_accept(tl_sampler *s, tl_token t);
 void tl_sampler_reset(tl_sampler *s);
+
+/* ---- quantization and synthetic models ---------------------------------- */
+
+/* File types with llama.cpp's LLAMA_FTYPE numbering (general.file_type). A
+ * K-quant "mix" (Q4_K_M ...) picks a type per tensor as llama-quantize
+ * does; see docs/quantization.md. */
+typedef enum tl_ftype {
+  TL_FTYPE_F32 = 0,
+  TL_FTYPE_F16 = 1,
+  TL_FTYPE_Q4_0 = 2,
+  TL_FTYPE_Q4_1 = 3,
+  TL_FTYPE_Q8_0 = 7,
+  TL_FTYPE_Q5_0 = 8,
+  TL_FTYPE_Q5_1 = 9,
+  TL_FTYPE_Q2_K = 10,
+  TL_FTYPE_Q3_K_S = 11,
+  TL_FTYPE_Q3_K_M = 12,
+  TL_FTYPE_Q3_K_L = 13,
+  TL_FTYPE_Q4_K_S = 14,
+  TL_FTYPE_Q4_K_M = 15,
+  TL_FTYPE_Q5_K_S = 16,
+  TL_FTYPE_Q5_K_M = 17,
+  TL_FTYPE_Q6_K = 18,
+  TL_FTYPE_BF16 = 32,
+} tl_ftype;
+
+/* Parse a type name, case-insensitive: "q8_0", "q4_k_m", "f16" ... and
+ * llama-quantize's aliases "q3_k", "q4_k", "q5_k" (the _M mixes). */
+tl_status tl_ftype_from_name(const char *name, tl_ftype *out);
+const char *tl_ftype_name(tl_ftype ftype); /* "Q4_K_M"; NULL if unknown */
+
+/* One call per tensor, before it is converted. Return false to cancel: the
+ * call then fails with TL_ERR_IO ("cancelled") and no output file is left. */
+typedef struct tl_quantize_progress {
+  int32_t index, count; /* 0-based tensor index, number of tensors */
+  const char *name;
+  const char *src_type, *dst_type; /* type names, e.g. "F32" -> "Q4_K" */
+  int64_t ne[4];                   /* shape, ne[0] = row length */
+  uint64_t src_bytes, dst_bytes;
+} tl_quantize_progress;
+typedef bool (*tl_progress_fn)(const tl_quantize_progress *p, void *user);
+
+typedef struct tl_quantize_params {
+  tl_ftype ftype;
+  bool pure;         /* every quantizable tensor in the base type: no mix rules */
+  int32_t n_threads; /* 0: number of physical cores */
+  tl_progress_fn progress;
+  void *progress_user;
+} tl_quantize_params;
+
+tl_quantize_params tl_quantize_default_params(void); /* Q8_0 */
+
+/* Convert a model to a GGUF v3 file that llama.cpp reads: 2-D weights in the
+ * chosen type(s), everything else copied (metadata, tokenizer, 1-D tensors);
+ * general.file_type and general.quantization_version are set. The file is
+ * written under a temporary name next to out_path and renamed at the end. */
+tl_status tl_model_quantize(const char *in_path, const char *out_path,
+                            const tl_quantize_params *params);
+
+/* A model with random weights and a real model's exact shapes, for speed
+ * measurements. Presets: "tinyllama-1.1b", "mistral-7b", "llama3-8b",
+ * "qwen2.5-7b" (and "tiny", a small test shape). */
+typedef struct tl_synth_params {
+  const char *preset;
+  tl_ftype ftype;
+  uint64_t seed;
+  /* A GGUF whose tokenizer is copied (its vocabulary padded with unused
+   * tokens up to the preset's size). Required. */
+  const char *tokenizer_model;
+  int32_t n_layer;   /* > 0: override the preset's layer count (tests) */
+  int32_t n_threads; /* 0: number of physical cores */
+  tl_progress_fn progress;
+  void *progress_user;
+} tl_synth_params;
+
+tl_synth_params tl_synth_default_params(void);
+/* Names of the presets, NULL-terminated. */
+const char *const *tl_synth_presets(void);
+tl_status tl_synth_model(const char *out_path, const tl_synth_params *params);
 
 /* ---- misc --------------------------------------------------------------- */
 

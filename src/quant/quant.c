@@ -1,5 +1,6 @@
 /* The type table and the scalar reference conversions. */
 #include "quant/quant.h"
+#include "quant/quantize.h"
 
 #include <math.h>
 
@@ -58,17 +59,17 @@ void tl_quant_q8_0(const float *src, void *dst, int64_t n) {
 static const tl_type_info g_types[TL_TYPE_COUNT] = {
     T(TL_TYPE_F32, "F32", 1, 4, f32_to_float, f32_from_float),
     T(TL_TYPE_F16, "F16", 1, 2, f16_to_float, f16_from_float),
-    T(TL_TYPE_Q4_0, "Q4_0", 32, 18, tl_dequant_q4_0, NULL),
-    T(TL_TYPE_Q4_1, "Q4_1", 32, 20, tl_dequant_q4_1, NULL),
-    T(TL_TYPE_Q5_0, "Q5_0", 32, 22, tl_dequant_q5_0, NULL),
-    T(TL_TYPE_Q5_1, "Q5_1", 32, 24, tl_dequant_q5_1, NULL),
+    T(TL_TYPE_Q4_0, "Q4_0", 32, 18, tl_dequant_q4_0, tl_quant_q4_0),
+    T(TL_TYPE_Q4_1, "Q4_1", 32, 20, tl_dequant_q4_1, tl_quant_q4_1),
+    T(TL_TYPE_Q5_0, "Q5_0", 32, 22, tl_dequant_q5_0, tl_quant_q5_0),
+    T(TL_TYPE_Q5_1, "Q5_1", 32, 24, tl_dequant_q5_1, tl_quant_q5_1),
     T(TL_TYPE_Q8_0, "Q8_0", 32, 34, tl_dequant_q8_0, tl_quant_q8_0),
     T(TL_TYPE_Q8_1, "Q8_1", 32, 36, NULL, NULL),
-    T(TL_TYPE_Q2_K, "Q2_K", 256, 84, tl_dequant_q2_k, NULL),
-    T(TL_TYPE_Q3_K, "Q3_K", 256, 110, tl_dequant_q3_k, NULL),
-    T(TL_TYPE_Q4_K, "Q4_K", 256, 144, tl_dequant_q4_k, NULL),
-    T(TL_TYPE_Q5_K, "Q5_K", 256, 176, tl_dequant_q5_k, NULL),
-    T(TL_TYPE_Q6_K, "Q6_K", 256, 210, tl_dequant_q6_k, NULL),
+    T(TL_TYPE_Q2_K, "Q2_K", 256, 84, tl_dequant_q2_k, tl_quant_q2_k),
+    T(TL_TYPE_Q3_K, "Q3_K", 256, 110, tl_dequant_q3_k, tl_quant_q3_k),
+    T(TL_TYPE_Q4_K, "Q4_K", 256, 144, tl_dequant_q4_k, tl_quant_q4_k),
+    T(TL_TYPE_Q5_K, "Q5_K", 256, 176, tl_dequant_q5_k, tl_quant_q5_k),
+    T(TL_TYPE_Q6_K, "Q6_K", 256, 210, tl_dequant_q6_k, tl_quant_q6_k),
     T(TL_TYPE_Q8_K, "Q8_K", 256, 292, tl_dequant_q8_k, NULL),
     T(TL_TYPE_IQ2_XXS, "IQ2_XXS", 256, 66, NULL, NULL),
     T(TL_TYPE_IQ2_XS, "IQ2_XS", 256, 74, NULL, NULL),

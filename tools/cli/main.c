@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,12 @@ static void usage(FILE *f) {
           "  torchless eval -m MODEL --ids 1,2,3 [--logits OUT.f32] [--greedy N] [--kv f32|f16]\n"
           "                [-t THREADS] [-c CTX] [--backend auto|cpu]\n"
           "  torchless tokenize -m MODEL -p TEXT [--no-bos]\n"
+          "  any command: --override-kv KEY=TYPE:VALUE (TYPE int, float, bool, str)\n"
+          "  torchless quantize IN OUT TYPE [--mix q4_k_m|q5_k_m|q3_k_m] [--pure] [-t THREADS]\n"
+          "                TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l\n"
+          "                q4_k_s q4_k_m q5_k_s q5_k_m q6_k (q3_k, q4_k, q5_k: the _m mixes)\n"
+          "  torchless synth --preset tinyllama-1.1b|mistral-7b|llama3-8b|qwen2.5-7b\n"
+          "                [--arch llama|qwen2] [--type TYPE] [--seed S] [-t THREADS] -o OUT.gguf\n"
           "  torchless --help | --version\n"
           "MODEL is a GGUF file. Without -m the built-in demo model is used:\n"
           "  %s\n",
@@ -65,6 +72,8 @@ typedef struct opts {
   int threads;
   int ctx;
   bool no_bos;
+  const char *overrides[33];
+  int n_overrides;
   tl_kv_type kv;
   tl_sampler_params sp;
 } opts;
@@ -166,6 +175,11 @@ static int parse_opts(int argc, char **argv, int start, opts *o, const char *cmd
       unsigned long long s = strtoull(v, &end, 10);
       if (errno || end == v || *end) return die("--seed needs a non-negative integer, got '%s'", v);
       o->sp.seed = s;
+    } else if (!strcmp(a, "--override-kv")) {
+      NEED();
+      if (o->n_overrides == 32) return die("at most 32 --override-kv options");
+      o->overrides[o->n_overrides++] = v;
+      o->overrides[o->n_overrides] = NULL;
     } else if (!strcmp(a, "--no-bos")) {
       o->no_bos = true;
     } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
@@ -178,10 +192,12 @@ static int parse_opts(int argc, char **argv, int start, opts *o, const char *cmd
   return 0;
 }
 
-static tl_model *load_model(const char *path, bool vocab_only, double *ms) {
+static tl_model *load_model(const opts *o, bool vocab_only, double *ms) {
+  const char *path = o->model;
   int64_t t0 = tl_time_us();
   tl_model_params mp = tl_model_default_params();
   mp.vocab_only = vocab_only;
+  mp.kv_overrides = o->n_overrides ? o->overrides : NULL;
   tl_model *m = NULL;
   tl_status s = tl_model_load(path, &mp, &m);
   if (s) {
@@ -258,7 +274,7 @@ static tl_status decode_one(tl_context *c, tl_token t, int32_t pos) {
 
 static int cmd_run(opts *o) {
   double load_ms;
-  tl_model *m = load_model(o->model, false, &load_ms);
+  tl_model *m = load_model(o, false, &load_ms);
   if (!m) return 1;
   int rc = 1;
   tl_context *c = NULL;
@@ -377,7 +393,7 @@ static int cmd_eval(opts *o) {
   tl_token *ids = NULL;
   size_t n = 0;
   if (parse_ids(o->ids, &ids, &n)) return 1;
-  tl_model *m = load_model(o->model, false, NULL);
+  tl_model *m = load_model(o, false, NULL);
   if (!m) {
     free(ids);
     return 1;
@@ -457,7 +473,7 @@ done:
 
 static int cmd_tokenize(opts *o) {
   if (!o->prompt) return die("tokenize needs -p TEXT");
-  tl_model *m = load_model(o->model, true, NULL);
+  tl_model *m = load_model(o, true, NULL);
   if (!m) return 1;
   size_t n = 0;
   tl_token *toks = tokenize(m, o->prompt, !o->no_bos && tl_model_add_bos(m), &n);
@@ -470,6 +486,151 @@ static int cmd_tokenize(opts *o) {
   free(toks);
   tl_model_free(m);
   return rc;
+}
+
+/* ---- quantize / synth ------------------------------------------------------ */
+
+static volatile sig_atomic_t g_interrupted = 0;
+static void on_sigint(int sig) {
+  (void)sig;
+  g_interrupted = 1;
+}
+
+/* One progress line per tensor on stderr; a Ctrl-C cancels at the next
+ * tensor (the library then removes its temporary file). */
+static bool progress_cb(const tl_quantize_progress *p, void *user) {
+  (void)user;
+  fprintf(stderr,
+          "[%4d/%4d] %-36s [%6" PRId64 ", %6" PRId64 "] %-5s -> %-5s %9.2f MiB -> %9.2f MiB\n",
+          p->index + 1, p->count, p->name, p->ne[0], p->ne[1], p->src_type, p->dst_type,
+          (double)p->src_bytes / 1048576.0, (double)p->dst_bytes / 1048576.0);
+  return !g_interrupted;
+}
+
+static void catch_sigint(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+static int cmd_quantize(int argc, char **argv) {
+  const char *pos[3] = {0};
+  int np = 0;
+  const char *mix = NULL;
+  tl_quantize_params qp = tl_quantize_default_params();
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    long lv;
+    if (!strcmp(a, "--mix") && i + 1 < argc) {
+      mix = argv[++i];
+    } else if (!strcmp(a, "--pure")) {
+      qp.pure = true;
+    } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) {
+      if (!parse_int(argv[++i], 1, 1024, &lv))
+        return die("-t needs a thread count in 1..1024, got '%s'", argv[i]);
+      qp.n_threads = (int32_t)lv;
+    } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+      g_verbose = 1;
+    } else if (a[0] == '-' && a[1]) {
+      return die("unknown or incomplete option '%s' for 'quantize' (see torchless --help)", a);
+    } else if (np < 3) {
+      pos[np++] = a;
+    } else {
+      return die("quantize takes IN OUT TYPE, got an extra argument '%s'", a);
+    }
+  }
+  if (np < 3) return die("usage: torchless quantize IN OUT TYPE [--mix q4_k_m|q5_k_m|q3_k_m]");
+  tl_ftype ft;
+  tl_status s = tl_ftype_from_name(pos[2], &ft);
+  if (s) return fail_status(s);
+  if (mix) {
+    tl_ftype mf;
+    if ((s = tl_ftype_from_name(mix, &mf))) return fail_status(s);
+    /* the mix must be one of TYPE's: q4_k --mix q4_k_m (or q4_k_m --mix q4_k_m) */
+    const char *tn = tl_ftype_name(ft), *mn = tl_ftype_name(mf);
+    if (strncmp(tn, mn, 4) != 0 || strlen(mn) != 6 || mn[3] != 'K')
+      return die("--mix %s does not apply to type %s (use q3_k, q4_k or q5_k with their "
+                 "_s/_m/_l mixes)",
+                 mix, pos[2]);
+    ft = mf;
+  }
+  qp.ftype = ft;
+  qp.progress = progress_cb;
+  if (!strcmp(pos[0], pos[1])) return die("IN and OUT are the same file");
+  catch_sigint();
+  int64_t t0 = tl_time_us();
+  s = tl_model_quantize(pos[0], pos[1], &qp);
+  if (s) return fail_status(s);
+  struct stat sti, sto;
+  double mo = stat(pos[1], &sto) == 0 ? (double)sto.st_size / 1048576.0 : 0;
+  if (stat(pos[0], &sti) == 0 && S_ISREG(sti.st_mode))
+    fprintf(stderr, "wrote %s (%s): %.2f MiB -> %.2f MiB in %.1f s\n", pos[1], tl_ftype_name(ft),
+            (double)sti.st_size / 1048576.0, mo, (double)(tl_time_us() - t0) / 1e6);
+  else
+    fprintf(stderr, "wrote %s (%s): %.2f MiB in %.1f s\n", pos[1], tl_ftype_name(ft), mo,
+            (double)(tl_time_us() - t0) / 1e6);
+  return 0;
+}
+
+static int cmd_synth(int argc, char **argv) {
+  tl_synth_params sp = tl_synth_default_params();
+  sp.tokenizer_model = TL_DEFAULT_MODEL;
+  const char *out = NULL, *arch = NULL;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    long lv;
+    if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+      g_verbose = 1;
+      continue;
+    }
+    if (!v) return die("option %s of 'synth' needs a value", a);
+    i++;
+    if (!strcmp(a, "--preset")) {
+      sp.preset = v;
+    } else if (!strcmp(a, "--arch")) {
+      arch = v;
+    } else if (!strcmp(a, "--type")) {
+      tl_status s = tl_ftype_from_name(v, &sp.ftype);
+      if (s) return fail_status(s);
+    } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+      out = v;
+    } else if (!strcmp(a, "--seed")) {
+      char *end;
+      errno = 0;
+      unsigned long long sd = strtoull(v, &end, 10);
+      if (errno || end == v || *end) return die("--seed needs a non-negative integer, got '%s'", v);
+      sp.seed = sd;
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+      if (!parse_int(v, 1, 1024, &lv))
+        return die("-t needs a thread count in 1..1024, got '%s'", v);
+      sp.n_threads = (int32_t)lv;
+    } else if (!strcmp(a, "--layers")) { /* hidden: fewer layers for quick tests */
+      if (!parse_int(v, 1, 4096, &lv)) return die("--layers needs a count in 1..4096, got '%s'", v);
+      sp.n_layer = (int32_t)lv;
+    } else if (!strcmp(a, "--tokenizer")) {
+      sp.tokenizer_model = v;
+    } else {
+      return die("unknown option '%s' for 'synth' (see torchless --help)", a);
+    }
+  }
+  if (!out) return die("synth needs -o OUT.gguf");
+  if (arch) {
+    bool qwen = !strncmp(sp.preset, "qwen", 4);
+    if (strcmp(arch, qwen ? "qwen2" : "llama") != 0)
+      return die("preset '%s' has architecture %s, not '%s'", sp.preset, qwen ? "qwen2" : "llama",
+                 arch);
+  }
+  sp.progress = progress_cb;
+  catch_sigint();
+  int64_t t0 = tl_time_us();
+  tl_status s = tl_synth_model(out, &sp);
+  if (s) return fail_status(s);
+  fprintf(stderr, "wrote %s (%s, %s, seed %" PRIu64 ") in %.1f s\n", out, sp.preset,
+          tl_ftype_name(sp.ftype), sp.seed, (double)(tl_time_us() - t0) / 1e6);
+  return 0;
 }
 
 static bool is_file(const char *p) {
@@ -499,8 +660,10 @@ int main(int argc, char **argv) {
     }
     return !strcmp(cmd, "eval") ? cmd_eval(&o) : cmd_tokenize(&o);
   }
-  if (!strcmp(cmd, "bench") || !strcmp(cmd, "quantize") || !strcmp(cmd, "convert") ||
-      !strcmp(cmd, "serve") || !strcmp(cmd, "perplexity") || !strcmp(cmd, "synth"))
+  if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
+  if (!strcmp(cmd, "synth")) return cmd_synth(argc, argv);
+  if (!strcmp(cmd, "bench") || !strcmp(cmd, "convert") || !strcmp(cmd, "serve") ||
+      !strcmp(cmd, "perplexity"))
     return die("the '%s' command is not implemented yet in this version", cmd);
   /* torchless [MODEL] [PROMPT] [options] */
   int i = 1;
