@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-asan clean format peer
+.PHONY: all deps build run test test-asan clean format peer fuzz fuzz-deps
 
 all: build
 
@@ -26,16 +26,49 @@ export TL_NODE_MODULES = $(PEER)/node_modules
 peer:
 	@tests/tokenizer_peer/setup.sh $(PEER) || echo "tokenizer peer: npm install failed; its tests will be skipped" >&2
 
+# After the run, list what was skipped and why (fixtures or tools not present).
+SKIPS = grep -h "SKIPPED:" $(1)/Testing/Temporary/LastTest.log 2>/dev/null | sort -u || true
+
 test: build peer
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@$(call SKIPS,$(BUILD))
 
 test-asan: deps peer
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTL_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+	@$(call SKIPS,$(ASAN_BUILD))
+
+# libFuzzer targets (tests/fuzz) in a separate clang build with ASan+UBSan:
+# each runs FUZZ_SECONDS on a corpus seeded from the fixtures; a crash stops
+# the run and leaves its input in $(FUZZ_BUILD)/artifacts.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= gguf safetensors hf_config tokenizer_json tokenizer_model tokenize native
+FUZZ_FLAGS ?= -rss_limit_mb=2048 -timeout=10
+
+fuzz-deps:
+	@scripts/install-deps.sh --fuzz
+
+fuzz: fuzz-deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DTL_FUZZ=ON \
+	  $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	tests/fuzz/make_seeds.sh $(FUZZ_BUILD)
+	@mkdir -p $(FUZZ_BUILD)/artifacts
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  case $$t in gguf|safetensors|tokenizer_json|native) ml=65536;; tokenizer_model) ml=16384;; \
+	    *) ml=4096;; esac; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$$ml $(FUZZ_FLAGS) \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- \
+	    $(FUZZ_BUILD)/fuzz-corpus/$$t 2>$(FUZZ_BUILD)/fuzz_$$t.log || \
+	    { tail -n 60 $(FUZZ_BUILD)/fuzz_$$t.log; exit 1; }; \
+	  grep -E "stat::(number_of_executed_units|average_exec_per_sec)" $(FUZZ_BUILD)/fuzz_$$t.log; \
+	done
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
