@@ -15,7 +15,14 @@ typedef struct tl_weight {
   int64_t rows, cols;
   size_t row_bytes;
   const void *data;
+  /* Torchless .bin int8 weights (type TL_TYPE_I8): one float per group of 64
+   * values of a row, value = q / scale; row r's scales start at
+   * scales + r * cols / 64. NULL for every other type. */
+  const float *scales;
 } tl_weight;
+
+/* Group size of the int8 weights with separate scales. */
+#define TL_I8S_GROUP 64
 
 /* dot(row of W in its type, x[n]) for n a multiple of the type's block. */
 typedef float (*tl_vec_dot_fn)(const void *row, const float *x, int64_t n);
@@ -23,10 +30,16 @@ typedef float (*tl_vec_dot_fn)(const void *row, const float *x, int64_t n);
 /* y[i] += a * x[i] for x in its type (F32 or F16: KV cache rows). */
 typedef void (*tl_axpy_fn)(float a, const void *x, float *y, int64_t n);
 
+/* dot(int8 row q[n] with scales[n / 64] (value = q / scale), x[n]) for n a
+ * multiple of 64. */
+typedef float (*tl_vec_dot_i8s_fn)(const int8_t *q, const float *scales, const float *x,
+                                   int64_t n);
+
 typedef struct tl_cpu_kernels {
   const char *name;
   tl_vec_dot_fn vec_dot[TL_TYPE_COUNT];
   tl_axpy_fn axpy[TL_TYPE_COUNT];
+  tl_vec_dot_i8s_fn vec_dot_i8s;
 } tl_cpu_kernels;
 
 /* Fill a kernel table with the SIMD variants (x86 only). */

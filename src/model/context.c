@@ -1,6 +1,8 @@
 /* Contexts: the KV cache, the thread pool, scratch buffers, and tl_decode,
  * which validates a batch and runs it through the decoder in chunks. */
+#include <math.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "model/model.h"
 
@@ -66,9 +68,23 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
     tl_context_free(c);
     return s;
   }
-  uint64_t kv_elems = (uint64_t)hp->n_layer * (uint64_t)p.n_seq * (uint64_t)p.n_ctx *
-                      (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim;
-  uint64_t kv_bytes = kv_elems * c->kv_elt;
+  uint64_t kv_elems = 0, kv_bytes = 0, all = 0;
+  bool fits = tl_mul_u64((uint64_t)hp->n_layer * (uint64_t)p.n_seq, (uint64_t)p.n_ctx,
+                         &kv_elems) &&
+              tl_mul_u64(kv_elems, (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim, &kv_elems) &&
+              tl_mul_u64(kv_elems, c->kv_elt, &kv_bytes) && tl_mul_u64(kv_bytes, 2, &all);
+  /* Linux overcommits: malloc of more than the machine has may succeed and
+   * the process be killed later, so compare with the physical memory. */
+  long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+  uint64_t phys = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
+  if (!fits || (phys && all > phys)) {
+    tl_context_free(c);
+    return tl_fail(TL_ERR_NOMEM,
+                   "a context of %d tokens needs a KV cache of %.1f GiB, more than this machine's "
+                   "%.1f GiB of memory: use a smaller context (-c)%s",
+                   p.n_ctx, fits ? (double)all / 1073741824.0 : 1e30, (double)phys / 1073741824.0,
+                   p.kv_type == TL_KV_F32 ? " or an f16 KV cache (--kv f16)" : "");
+  }
   c->k_cache = tl_malloc_array((size_t)kv_elems, c->kv_elt);
   c->v_cache = tl_malloc_array((size_t)kv_elems, c->kv_elt);
   c->seq_len = calloc((size_t)p.n_seq, sizeof(int32_t));
@@ -165,6 +181,21 @@ tl_status tl_decode(tl_context *c, const tl_batch *b) {
     const int32_t *seq = b->seq ? b->seq + off : seq0;
     tl_status st = tl_forward(c, cn, b->tokens + off, b->pos + off, seq, want,
                               c->logits + (size_t)done_logits * m->hp.n_vocab);
+    /* NaN or Inf weights (a corrupt or hostile file: matrices are not scanned
+     * at load) must not turn into garbage text */
+    const float *lg = c->logits + (size_t)done_logits * m->hp.n_vocab;
+    for (int32_t i = 0, r = 0; i < cn && !st; i++) {
+      if (!want[i]) continue;
+      for (int32_t k = 0; k < m->hp.n_vocab; k++)
+        if (!isfinite(lg[(size_t)r * m->hp.n_vocab + k])) {
+          st = tl_fail(TL_ERR_FORMAT,
+                       "the logits of token %d are not finite (NaN or Inf): the model's "
+                       "weights are corrupt",
+                       off + i);
+          break;
+        }
+      r++;
+    }
     if (st) {
       free(want);
       free(seq0);

@@ -3,13 +3,16 @@
 #include "model/model.h"
 
 #include "format/hf.h"
+#include "format/native.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 tl_model_params tl_model_default_params(void) {
-  tl_model_params p = {.vocab_only = false, .kv_overrides = NULL};
+  tl_model_params p = {.vocab_only = false, .kv_overrides = NULL, .quant_ftype = -1};
   return p;
 }
 
@@ -196,6 +199,33 @@ static tl_status bind_matrix(tl_model *m, const char *name, int64_t cols, int64_
   const tl_gguf_tensor *t;
   tl_status s = bind(m, name, cols, rows, required, &t);
   if (s || !t) return s;
+  if (t->type == TL_TYPE_I8) {
+    /* Torchless .bin int8: the scales are the F32 tensor "<name>.scale" */
+    char sn[300];
+    snprintf(sn, sizeof sn, "%s.scale", name);
+    const tl_gguf_tensor *st = tl_gguf_find_tensor(m->gguf, sn);
+    if (!st)
+      return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type I8 without scales ('%s'), which "
+                     "is not supported", name, sn);
+    if (st->type != TL_TYPE_F32)
+      return tl_fail(TL_ERR_FORMAT, "the scales '%s' of int8 tensor '%s' are not F32", sn, name);
+    if (cols % TL_I8S_GROUP || st->nbytes != (uint64_t)rows * (uint64_t)(cols / TL_I8S_GROUP) * 4)
+      return tl_fail(TL_ERR_FORMAT, "int8 tensor '%s': %lld columns and %llu bytes of scales do "
+                     "not make groups of %d", name, (long long)cols,
+                     (unsigned long long)st->nbytes, TL_I8S_GROUP);
+    if ((uintptr_t)st->data % sizeof(float))
+      return tl_fail(TL_ERR_FORMAT, "the scales of '%s' are not aligned", name);
+    const float *sc = st->data;
+    for (uint64_t i = 0; i < st->nbytes / 4; i++)
+      if (!(sc[i] > 0) || !isfinite(sc[i]))
+        return tl_fail(TL_ERR_FORMAT, "int8 tensor '%s' has a scale that is not a positive "
+                       "finite number", name);
+    *w = (tl_weight){.type = t->type, .rows = rows, .cols = cols, .data = t->data,
+                     .row_bytes = (size_t)cols, .scales = sc};
+    m->n_params += (uint64_t)rows * (uint64_t)cols;
+    m->weight_bytes += t->nbytes + st->nbytes;
+    return TL_OK;
+  }
   if (!tl_cpu_supports_type(t->type))
     return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type %s, which is not supported yet",
                    name, tl_type_name(t->type));
@@ -216,6 +246,7 @@ static tl_weight row_range(const tl_weight *w, int64_t r0, int64_t n) {
   tl_weight v = *w;
   v.rows = n;
   v.data = (const uint8_t *)w->data + (size_t)r0 * w->row_bytes;
+  if (w->scales) v.scales = w->scales + r0 * (w->cols / TL_I8S_GROUP);
   return v;
 }
 
@@ -297,7 +328,7 @@ static tl_status load_weights(tl_model *m) {
   int32_t d = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
   int32_t ff = hp->n_ff;
   if ((s = bind_matrix(m, "token_embd.weight", d, hp->n_vocab, true, &m->tok_embd))) return s;
-  if (!tl_type_get(m->tok_embd.type)->to_float)
+  if (!m->tok_embd.scales && !tl_type_get(m->tok_embd.type)->to_float)
     return tl_fail(TL_ERR_UNSUPPORTED, "embedding type %s is not supported",
                    tl_type_name(m->tok_embd.type));
   bool ln = A->norm == TL_NORM_LAYER;
@@ -397,6 +428,8 @@ static tl_status load(tl_model *m, const char *path, const tl_model_params *p) {
     } else if ((s = tl_hf_open(path, &m->gguf))) {
       return s;
     }
+  } else if (tl_native_file(path)) { /* Torchless .bin, detected by content */
+    if ((s = tl_native_open(path, &m->gguf))) return s;
   } else if ((s = tl_gguf_open(path, &m->gguf))) {
     return s;
   }
@@ -440,12 +473,47 @@ static tl_status load(tl_model *m, const char *path, const tl_model_params *p) {
   return TL_OK;
 }
 
+static bool quant_progress(const tl_quantize_progress *p, void *user) {
+  (void)user;
+  tl_log(TL_LOG_INFO, "quantizing [%d/%d] %s %s -> %s", p->index + 1, p->count, p->name,
+         p->src_type, p->dst_type);
+  return true;
+}
+
+/* Quantize into a temporary GGUF, load that (mapped), unlink it. */
+static tl_status load_quantized(const char *path, const tl_model_params *params, tl_model **out) {
+  const char *dir = getenv("TMPDIR");
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s/torchless-quant-XXXXXX", dir && *dir ? dir : "/tmp");
+  int fd = mkstemp(tmp);
+  if (fd < 0) return tl_fail(TL_ERR_IO, "cannot create a temporary file in %s: %s",
+                             dir && *dir ? dir : "/tmp", strerror(errno));
+  close(fd);
+  tl_quantize_params qp = tl_quantize_default_params();
+  qp.ftype = (tl_ftype)params->quant_ftype;
+  qp.progress = quant_progress;
+  int64_t t0 = tl_time_us();
+  tl_status s = tl_model_quantize(path, tmp, &qp);
+  if (s) {
+    unlink(tmp);
+    return s;
+  }
+  tl_log(TL_LOG_INFO, "quantized '%s' to %s in %.1f s", path, tl_ftype_name(qp.ftype),
+         (double)(tl_time_us() - t0) / 1e6);
+  tl_model_params p2 = *params;
+  p2.quant_ftype = -1;
+  s = tl_model_load(tmp, &p2, out);
+  unlink(tmp); /* the mapping stays valid */
+  return s;
+}
+
 tl_status tl_model_load(const char *path, const tl_model_params *params, tl_model **out) {
   if (!out) return tl_fail(TL_ERR_INVALID_ARG, "tl_model_load: out is NULL");
   *out = NULL;
   if (!path) return tl_fail(TL_ERR_INVALID_ARG, "tl_model_load: path is NULL");
   tl_model_params def = tl_model_default_params();
   if (!params) params = &def;
+  if (params->quant_ftype >= 0 && !params->vocab_only) return load_quantized(path, params, out);
   tl_model *m = calloc(1, sizeof *m);
   if (!m) return tl_fail(TL_ERR_NOMEM, "out of memory");
   m->path = tl_strndup(path, strlen(path));

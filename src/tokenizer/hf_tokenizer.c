@@ -381,6 +381,12 @@ static tl_status load_tokenizer_json(tl_gguf *g, builder *b, const cJSON *root) 
     if (id > max_id) max_id = id;
   }
   if (max_id < 0) return JFAIL(b, "the vocabulary is empty");
+  /* ids without a token become [PAD] tokens; a tiny file must not claim
+   * millions of them (time and memory) */
+  int64_t n_entries = cJSON_GetArraySize(vocab) + (added ? cJSON_GetArraySize(added) : 0);
+  if (max_id + 1 > 2 * n_entries + 65536)
+    return JFAIL(b, "token id %lld leaves most ids below it without a token (%lld entries)",
+                 (long long)max_id, (long long)n_entries);
   tl_status st = builder_init(b, (int32_t)(max_id + 1));
   if (st != TL_OK) return st;
   cJSON_ArrayForEach(e, vocab) {

@@ -261,6 +261,14 @@ static float dot_q6_k(const void *row, const float *x, int64_t n) {
   return sum;
 }
 
+/* Torchless .bin int8: groups of 64 values q / s. */
+static float dot_i8s(const int8_t *q, const float *scales, const float *x, int64_t n) {
+  float sum = 0;
+  for (int64_t g = 0; g < n / TL_I8S_GROUP; g++)
+    sum += dot_i8(q + g * TL_I8S_GROUP, x + g * TL_I8S_GROUP, TL_I8S_GROUP) / scales[g];
+  return sum;
+}
+
 static void axpy_f32(float a, const void *xv, float *y, int64_t n) {
   const float *x = xv;
   for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
@@ -290,6 +298,7 @@ static const tl_cpu_kernels g_scalar = {
             [TL_TYPE_Q6_K] = dot_q6_k,
         },
     .axpy = {[TL_TYPE_F32] = axpy_f32, [TL_TYPE_F16] = axpy_f16},
+    .vec_dot_i8s = dot_i8s,
 };
 
 const tl_cpu_kernels *tl_cpu_kernels_scalar(void) { return &g_scalar; }

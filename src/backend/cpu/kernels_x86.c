@@ -4,6 +4,7 @@
  * scalar reference (tests/unit/test_kernels.c). */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include <cpuid.h>
 
 #include "backend/backend.h"
 
@@ -96,6 +97,20 @@ AVX2 static float avx2_dot_q8_0(const void *row, const float *x, int64_t n) {
   return hsum256(acc);
 }
 
+AVX2 static float avx2_dot_i8s(const int8_t *q, const float *scales, const float *x, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t g = 0; g < n / TL_I8S_GROUP; g++, q += TL_I8S_GROUP, x += TL_I8S_GROUP) {
+    __m256 s0 = _mm256_mul_ps(ld_i8x8(q), _mm256_loadu_ps(x));
+    __m256 s1 = _mm256_mul_ps(ld_i8x8(q + 8), _mm256_loadu_ps(x + 8));
+    for (int j = 16; j < TL_I8S_GROUP; j += 16) {
+      s0 = _mm256_fmadd_ps(ld_i8x8(q + j), _mm256_loadu_ps(x + j), s0);
+      s1 = _mm256_fmadd_ps(ld_i8x8(q + j + 8), _mm256_loadu_ps(x + j + 8), s1);
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / scales[g]), _mm256_add_ps(s0, s1), acc);
+  }
+  return hsum256(acc);
+}
+
 AVX2 static void avx2_axpy_f32(float a, const void *xv, float *y, int64_t n) {
   const float *x = xv;
   __m256 va = _mm256_set1_ps(a);
@@ -164,6 +179,21 @@ AVX512 static float avx512_dot_bf16(const void *row, const float *x, int64_t n) 
   return _mm512_reduce_add_ps(a0);
 }
 
+AVX512 static float avx512_dot_i8s(const int8_t *q, const float *scales, const float *x,
+                                   int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t g = 0; g < n / TL_I8S_GROUP; g++, q += TL_I8S_GROUP, x += TL_I8S_GROUP) {
+    __m512 s = _mm512_setzero_ps();
+    for (int j = 0; j < TL_I8S_GROUP; j += 16) {
+      __m512 qv =
+          _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + j))));
+      s = _mm512_fmadd_ps(qv, _mm512_loadu_ps(x + j), s);
+    }
+    acc = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / scales[g]), s, acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
 AVX512 static float avx512_dot_q8_0(const void *row, const float *x, int64_t n) {
   const uint8_t *b = row;
   __m512 acc = _mm512_setzero_ps();
@@ -188,6 +218,7 @@ void tl_cpu_fill_avx2(tl_cpu_kernels *k) {
   k->vec_dot[TL_TYPE_Q8_0] = avx2_dot_q8_0;
   k->axpy[TL_TYPE_F32] = avx2_axpy_f32;
   k->axpy[TL_TYPE_F16] = avx2_axpy_f16;
+  k->vec_dot_i8s = avx2_dot_i8s;
 }
 
 void tl_cpu_fill_avx512(tl_cpu_kernels *k) {
@@ -197,12 +228,19 @@ void tl_cpu_fill_avx512(tl_cpu_kernels *k) {
   k->vec_dot[TL_TYPE_F16] = avx512_dot_f16;
   k->vec_dot[TL_TYPE_BF16] = avx512_dot_bf16;
   k->vec_dot[TL_TYPE_Q8_0] = avx512_dot_q8_0;
+  k->vec_dot_i8s = avx512_dot_i8s;
 }
 
 bool tl_cpu_has_avx2(void) {
   __builtin_cpu_init();
+#if defined(__clang__) /* clang's __builtin_cpu_supports does not know "f16c" */
+  unsigned a, b, c, d;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+#else
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
          __builtin_cpu_supports("f16c");
+#endif
 }
 
 bool tl_cpu_has_avx512(void) {
