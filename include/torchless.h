@@ -61,6 +61,12 @@ typedef struct tl_model_params {
    * int, float, bool, str (as llama.cpp's --override-kv), applied before the
    * model is read. NULL: none. */
   const char *const *kv_overrides;
+  /* >= 0: quantize the weights while loading to this tl_ftype (a float
+   * model, e.g. a Hugging Face folder, runs at Q4_K_M without a separate
+   * step). The result is the same as tl_model_quantize() to a file and
+   * loading that file: it is written to a temporary file ($TMPDIR) that is
+   * mapped and unlinked. -1 (default): load as stored. */
+  int32_t quant_ftype;
 } tl_model_params;
 
 tl_model_params tl_model_default_params(void);
@@ -76,6 +82,10 @@ int32_t tl_model_n_layer(const tl_model *model);
 uint64_t tl_model_n_params(const tl_model *model);
 uint64_t tl_model_size_bytes(const tl_model *model); /* bytes of weight data */
 bool tl_model_has_weights(const tl_model *model);
+/* Weight bytes one decode step reads (each matrix once, one embedding row). */
+uint64_t tl_model_decode_bytes(const tl_model *model);
+/* Name of the type holding most of the layer weights, e.g. "Q4_K". */
+const char *tl_model_weight_type(const tl_model *model);
 
 /* ---- tokenizer --------------------------------------------------------- */
 
@@ -124,6 +134,8 @@ tl_status tl_context_new(tl_model *model, const tl_context_params *params, tl_co
 void tl_context_free(tl_context *ctx);
 int32_t tl_context_n_ctx(const tl_context *ctx);
 int32_t tl_context_n_threads(const tl_context *ctx);
+/* The CPU kernel set in use ("scalar", "avx2", "avx512", ...). */
+const char *tl_context_kernels(const tl_context *ctx);
 
 /* A batch of tokens, each with its sequence and position (as llama_batch).
  * logits[i] != 0 requests the logits of token i. logits may be NULL: then
@@ -243,6 +255,19 @@ tl_synth_params tl_synth_default_params(void);
 /* Names of the presets, NULL-terminated. */
 const char *const *tl_synth_presets(void);
 tl_status tl_synth_model(const char *out_path, const tl_synth_params *params);
+
+/* ---- Torchless native .bin files ---------------------------------------- */
+
+/* Write a LLaMA/Mistral-family model (a GGUF file of any type, a Hugging Face
+ * folder or a .bin) as a classic Torchless .bin file: f32 weights, or with
+ * int8 = true every *_proj matrix as int8 with a float32 scale per group of
+ * 64 values (s = 127 / max|x|, q = round(x * s); an all-zero group gets
+ * s = 1). The tokenizer is written as Hugging Face's tokenizer.json BPE model
+ * represents it (SentencePiece vocabularies with merges derived from the
+ * scores, as transformers' SpmConverter does). progress (may be NULL) is
+ * called once per tensor. Written under a temporary name, then renamed. */
+tl_status tl_model_convert_native(const char *in_path, const char *out_path, bool int8,
+                                  tl_progress_fn progress, void *progress_user);
 
 /* ---- misc --------------------------------------------------------------- */
 

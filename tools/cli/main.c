@@ -36,6 +36,20 @@ static int die(const char *fmt, ...) {
   return 1;
 }
 
+/* For the other command files (bench.c). */
+int cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int cli_die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "torchless: error: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+  return 1;
+}
+
+int cmd_bench(int argc, char **argv, const char *default_model);
+
 static int fail_status(tl_status s) {
   return die("%s (%s)", tl_last_error(), tl_status_name(s));
 }
@@ -46,18 +60,26 @@ static void usage(FILE *f) {
           "  torchless [MODEL] [PROMPT]                generate text (default model: the built-in demo)\n"
           "  torchless run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]\n"
           "                [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
-          "                [--kv f16|f32] [--backend auto|cpu] [-v]\n"
+          "                [--kv f16|f32] [--backend auto|cpu] [--truncate] [-v]\n"
+          "                --truncate: a prompt longer than the context keeps BOS and its last\n"
+          "                tokens, leaving room for min(N, CTX/2) generated tokens\n"
           "  torchless eval -m MODEL --ids 1,2,3 [--logits OUT.f32] [--greedy N] [--kv f32|f16]\n"
           "                [-t THREADS] [-c CTX] [--backend auto|cpu]\n"
           "  torchless tokenize -m MODEL -p TEXT [--no-bos]\n"
-          "  any command: --override-kv KEY=TYPE:VALUE (TYPE int, float, bool, str)\n"
+          "  run/eval/tokenize also take:\n"
+          "                --override-kv KEY=TYPE:VALUE   metadata override (TYPE int, float, bool, str)\n"
+          "                --quant TYPE   quantize a float model while loading it (e.g. q4_k_m)\n"
           "  torchless quantize IN OUT TYPE [--mix q4_k_m|q5_k_m|q3_k_m] [--pure] [-t THREADS]\n"
           "                TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l\n"
           "                q4_k_s q4_k_m q5_k_s q5_k_m q6_k (q3_k, q4_k, q5_k: the _m mixes)\n"
           "  torchless synth --preset tinyllama-1.1b|mistral-7b|llama3-8b|qwen2.5-7b\n"
           "                [--arch llama|qwen2] [--type TYPE] [--seed S] [-t THREADS] -o OUT.gguf\n"
+          "  torchless convert IN OUT.bin [--quant f32|int8]   a Torchless .bin file\n"
+          "  torchless bench [-m MODEL] [-p 512] [-n 128] [-r 3] [-t THREADS] [--kv f16|f32] [--json]\n"
           "  torchless --help | --version\n"
-          "MODEL is a GGUF file. Without -m the built-in demo model is used:\n"
+          "MODEL is a GGUF file, a Torchless .bin file or a Hugging Face folder (config.json,\n"
+          "*.safetensors, "
+          "tokenizer files). Without -m the built-in demo model is used:\n"
           "  %s\n",
           TL_DEFAULT_MODEL);
 }
@@ -72,8 +94,10 @@ typedef struct opts {
   int threads;
   int ctx;
   bool no_bos;
+  bool truncate; /* run: cut a prompt longer than the context */
   const char *overrides[33];
   int n_overrides;
+  int quant; /* -1 or a tl_ftype: quantize while loading */
   tl_kv_type kv;
   tl_sampler_params sp;
 } opts;
@@ -175,11 +199,20 @@ static int parse_opts(int argc, char **argv, int start, opts *o, const char *cmd
       unsigned long long s = strtoull(v, &end, 10);
       if (errno || end == v || *end) return die("--seed needs a non-negative integer, got '%s'", v);
       o->sp.seed = s;
+    } else if (!strcmp(a, "--quant")) {
+      NEED();
+      tl_ftype ft;
+      if (tl_ftype_from_name(v, &ft) != TL_OK)
+        return die("--quant: unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, "
+                   "q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k)", v);
+      o->quant = (int)ft;
     } else if (!strcmp(a, "--override-kv")) {
       NEED();
       if (o->n_overrides == 32) return die("at most 32 --override-kv options");
       o->overrides[o->n_overrides++] = v;
       o->overrides[o->n_overrides] = NULL;
+    } else if (!strcmp(a, "--truncate")) {
+      o->truncate = true;
     } else if (!strcmp(a, "--no-bos")) {
       o->no_bos = true;
     } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
@@ -198,6 +231,7 @@ static tl_model *load_model(const opts *o, bool vocab_only, double *ms) {
   tl_model_params mp = tl_model_default_params();
   mp.vocab_only = vocab_only;
   mp.kv_overrides = o->n_overrides ? o->overrides : NULL;
+  mp.quant_ftype = o->quant;
   tl_model *m = NULL;
   tl_status s = tl_model_load(path, &mp, &m);
   if (s) {
@@ -288,10 +322,22 @@ static int cmd_run(opts *o) {
     goto done;
   }
   int n_ctx = o->ctx ? o->ctx : tl_model_n_ctx_train(m);
-  if (n_prompt > (size_t)n_ctx) {
-    rc = die("the prompt has %zu tokens but the context holds %d (use a shorter prompt or -c)",
+  if (n_prompt > (size_t)n_ctx && !o->truncate) {
+    rc = die("the prompt has %zu tokens but the context holds %d (use a shorter prompt, -c or "
+             "--truncate)",
              n_prompt, n_ctx);
     goto done;
+  }
+  if (o->truncate && n_prompt > (size_t)n_ctx) {
+    /* keep the BOS token and the end of the prompt, leaving room for
+     * min(n, n_ctx / 2) generated tokens */
+    int room = o->n_predict < n_ctx / 2 ? o->n_predict : n_ctx / 2;
+    size_t keep = (size_t)(n_ctx - room > 1 ? n_ctx - room : 1);
+    size_t head = tl_model_add_bos(m) && keep > 1 ? 1 : 0;
+    memmove(toks + head, toks + n_prompt - (keep - head), (keep - head) * sizeof *toks);
+    fprintf(stderr, "torchless: the prompt of %zu tokens was truncated to its last %zu%s\n",
+            n_prompt, keep - head, head ? " (after BOS)" : "");
+    n_prompt = keep;
   }
   if (!(c = new_context(m, o, n_ctx))) goto done;
   tl_status s = tl_sampler_new(&o->sp, &smp);
@@ -633,6 +679,44 @@ static int cmd_synth(int argc, char **argv) {
   return 0;
 }
 
+/* torchless convert IN OUT.bin [--quant f32|int8]: a Torchless .bin file */
+static int cmd_convert(int argc, char **argv) {
+  const char *pos[2] = {0};
+  int np = 0;
+  bool int8 = false;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--quant") && i + 1 < argc) {
+      const char *v = argv[++i];
+      if (!strcmp(v, "int8"))
+        int8 = true;
+      else if (!strcmp(v, "f32"))
+        int8 = false;
+      else
+        return die("--quant must be f32 or int8, got '%s'", v);
+    } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+      g_verbose = 1;
+    } else if (a[0] == '-' && a[1]) {
+      return die("unknown or incomplete option '%s' for 'convert' (see torchless --help)", a);
+    } else if (np < 2) {
+      pos[np++] = a;
+    } else {
+      return die("convert takes IN OUT, got an extra argument '%s'", a);
+    }
+  }
+  if (np < 2) return die("usage: torchless convert IN OUT.bin [--quant f32|int8]");
+  if (!strcmp(pos[0], pos[1])) return die("IN and OUT are the same file");
+  catch_sigint();
+  int64_t t0 = tl_time_us();
+  tl_status s = tl_model_convert_native(pos[0], pos[1], int8, progress_cb, NULL);
+  if (s) return fail_status(s);
+  struct stat sto;
+  double mo = stat(pos[1], &sto) == 0 ? (double)sto.st_size / 1048576.0 : 0;
+  fprintf(stderr, "wrote %s (Torchless .bin, %s): %.2f MiB in %.1f s\n", pos[1],
+          int8 ? "int8" : "f32", mo, (double)(tl_time_us() - t0) / 1e6);
+  return 0;
+}
+
 static bool is_file(const char *p) {
   struct stat st;
   return stat(p, &st) == 0;
@@ -640,7 +724,7 @@ static bool is_file(const char *p) {
 
 int main(int argc, char **argv) {
   tl_set_log(log_cb, NULL);
-  opts o = {.model = TL_DEFAULT_MODEL, .n_predict = 128, .kv = TL_KV_F16};
+  opts o = {.model = TL_DEFAULT_MODEL, .n_predict = 128, .kv = TL_KV_F16, .quant = -1};
   o.sp = tl_sampler_default_params();
   o.sp.seed = (uint64_t)time(NULL);
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -652,6 +736,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   const char *cmd = argc >= 2 ? argv[1] : "";
+  if (!strcmp(cmd, "bench")) return cmd_bench(argc, argv, TL_DEFAULT_MODEL);
   if (!strcmp(cmd, "run") || !strcmp(cmd, "eval") || !strcmp(cmd, "tokenize")) {
     if (parse_opts(argc, argv, 2, &o, cmd)) return 1;
     if (!strcmp(cmd, "run")) {
@@ -662,7 +747,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
   if (!strcmp(cmd, "synth")) return cmd_synth(argc, argv);
-  if (!strcmp(cmd, "bench") || !strcmp(cmd, "convert") || !strcmp(cmd, "serve") ||
+  if (!strcmp(cmd, "convert")) return cmd_convert(argc, argv);
+  if (!strcmp(cmd, "serve") ||
       !strcmp(cmd, "perplexity"))
     return die("the '%s' command is not implemented yet in this version", cmd);
   /* torchless [MODEL] [PROMPT] [options] */

@@ -1,0 +1,206 @@
+/* torchless bench: prompt processing (pp) and text generation (tg) speed,
+ * defined as llama-bench defines them: pp = one batch of p tokens from an
+ * empty cache, tg = n tokens decoded one at a time from an empty cache. Each
+ * test runs once as a warm-up, then r times; mean and standard deviation of
+ * tokens/s are reported. --json prints llama-bench's field names. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "torchless.h"
+
+int cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+typedef struct bench_opts {
+  const char *model;
+  int n_prompt, n_gen, reps, threads;
+  bool json;
+  tl_kv_type kv;
+} bench_opts;
+
+static uint64_t g_rng = 0x853c49e6748fea9bull;
+static tl_token rand_token(int32_t n_vocab) {
+  g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
+  return (tl_token)((g_rng >> 33) % (uint64_t)n_vocab);
+}
+
+/* Seconds for one pp run of n tokens. */
+static tl_status run_pp(tl_context *c, int32_t n_vocab, int n, double *secs) {
+  tl_token *toks = malloc(sizeof(tl_token) * (size_t)n);
+  int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
+  if (!toks || !pos) {
+    free(toks);
+    free(pos);
+    return TL_ERR_NOMEM;
+  }
+  for (int i = 0; i < n; i++) {
+    toks[i] = rand_token(n_vocab);
+    pos[i] = i;
+  }
+  tl_kv_clear(c, -1);
+  tl_batch b = {.n_tokens = n, .tokens = toks, .pos = pos};
+  int64_t t0 = tl_time_us();
+  tl_status s = tl_decode(c, &b);
+  *secs = (double)(tl_time_us() - t0) / 1e6;
+  free(toks);
+  free(pos);
+  return s;
+}
+
+/* Seconds for one tg run of n tokens. */
+static tl_status run_tg(tl_context *c, int32_t n_vocab, int n, double *secs) {
+  tl_kv_clear(c, -1);
+  int64_t t0 = tl_time_us();
+  for (int i = 0; i < n; i++) {
+    tl_token t = rand_token(n_vocab);
+    int32_t p = i;
+    tl_batch b = {.n_tokens = 1, .tokens = &t, .pos = &p};
+    tl_status s = tl_decode(c, &b);
+    if (s) return s;
+  }
+  *secs = (double)(tl_time_us() - t0) / 1e6;
+  return TL_OK;
+}
+
+typedef struct result {
+  int n_prompt, n_gen;
+  double avg, sd;
+} result;
+
+static tl_status measure(tl_context *c, int32_t nv, const bench_opts *o, bool pp, result *r) {
+  int n = pp ? o->n_prompt : o->n_gen;
+  double ts[64], secs;
+  tl_status s = pp ? run_pp(c, nv, n, &secs) : run_tg(c, nv, n, &secs); /* warm-up */
+  for (int i = 0; !s && i < o->reps; i++) {
+    s = pp ? run_pp(c, nv, n, &secs) : run_tg(c, nv, n, &secs);
+    ts[i] = (double)n / secs;
+  }
+  if (s) return s;
+  double sum = 0, sq = 0;
+  for (int i = 0; i < o->reps; i++) sum += ts[i];
+  r->avg = sum / o->reps;
+  for (int i = 0; i < o->reps; i++) sq += (ts[i] - r->avg) * (ts[i] - r->avg);
+  r->sd = o->reps > 1 ? sqrt(sq / (o->reps - 1)) : 0.0;
+  r->n_prompt = pp ? n : 0;
+  r->n_gen = pp ? 0 : n;
+  return TL_OK;
+}
+
+static bool parse_count(const char *s, int lo, int hi, int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return false;
+  *out = (int)v;
+  return true;
+}
+
+int cmd_bench(int argc, char **argv, const char *default_model) {
+  bench_opts o = {.model = default_model, .n_prompt = 512, .n_gen = 128, .reps = 3,
+                  .threads = 0, .kv = TL_KV_F16};
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    bool has = v != NULL;
+    if (!strcmp(a, "--json")) {
+      o.json = true;
+      continue;
+    }
+    if (!has) return cli_die("option %s of 'bench' needs a value (see torchless --help)", a);
+    i++;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+      o.model = v;
+    } else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
+      if (!parse_count(v, 0, 1 << 20, &o.n_prompt)) return cli_die("-p needs a count, got '%s'", v);
+    } else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
+      if (!parse_count(v, 0, 1 << 20, &o.n_gen)) return cli_die("-n needs a count, got '%s'", v);
+    } else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
+      if (!parse_count(v, 1, 64, &o.reps)) return cli_die("-r needs 1..64, got '%s'", v);
+    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+      if (!parse_count(v, 1, 1024, &o.threads)) return cli_die("-t needs 1..1024, got '%s'", v);
+    } else if (!strcmp(a, "--kv")) {
+      if (!strcmp(v, "f16"))
+        o.kv = TL_KV_F16;
+      else if (!strcmp(v, "f32"))
+        o.kv = TL_KV_F32;
+      else
+        return cli_die("--kv must be f16 or f32, got '%s'", v);
+    } else if (!strcmp(a, "--backend")) {
+      if (strcmp(v, "auto") && strcmp(v, "cpu"))
+        return cli_die("backend '%s' is not available in this build (available: cpu)", v);
+    } else {
+      return cli_die("unknown option '%s' for 'bench' (see torchless --help)", a);
+    }
+  }
+  if (o.n_prompt == 0 && o.n_gen == 0) return cli_die("bench: -p and -n are both 0");
+  tl_model *m = NULL;
+  tl_status s = tl_model_load(o.model, NULL, &m);
+  if (s) return cli_die("%s", tl_last_error());
+  tl_context_params cp = tl_context_default_params();
+  int need = o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen;
+  cp.n_ctx = need;
+  cp.n_batch = o.n_prompt > 0 ? o.n_prompt : 1;
+  cp.n_threads = o.threads;
+  cp.kv_type = o.kv;
+  tl_context *c = NULL;
+  if ((s = tl_context_new(m, &cp, &c))) {
+    tl_model_free(m);
+    return cli_die("%s", tl_last_error());
+  }
+  int32_t nv = tl_model_n_vocab(m);
+  result res[2];
+  int nres = 0;
+  if (o.n_prompt > 0 && !(s = measure(c, nv, &o, true, &res[nres]))) nres++;
+  if (!s && o.n_gen > 0 && !(s = measure(c, nv, &o, false, &res[nres]))) nres++;
+  if (s) {
+    tl_context_free(c);
+    tl_model_free(m);
+    return cli_die("%s", tl_last_error());
+  }
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double rss_mib = (double)ru.ru_maxrss / 1024.0;
+  uint64_t bytes_tok = tl_model_decode_bytes(m);
+  const char *desc = tl_model_desc(m);
+  int nt = tl_context_n_threads(c);
+  if (o.json) {
+    printf("[\n");
+    for (int i = 0; i < nres; i++) {
+      printf("  {\"model_type\": \"%s\", \"type\": \"%s\", \"model_size\": %llu, "
+             "\"model_n_params\": %llu, \"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
+             "\"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"repetitions\": %d, "
+             "\"bytes_per_token\": %llu, \"peak_rss_bytes\": %llu, \"kernels\": \"%s\"}%s\n",
+             desc, tl_model_weight_type(m), (unsigned long long)tl_model_size_bytes(m),
+             (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen,
+             res[i].avg, res[i].sd, o.reps, (unsigned long long)bytes_tok,
+             (unsigned long long)ru.ru_maxrss * 1024ull, tl_context_kernels(c),
+             i + 1 < nres ? "," : "");
+    }
+    printf("]\n");
+  } else {
+    printf("| model | size | params | backend | threads | test | t/s |\n");
+    printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    for (int i = 0; i < nres; i++) {
+      char test[32];
+      if (res[i].n_prompt)
+        snprintf(test, sizeof test, "pp%d", res[i].n_prompt);
+      else
+        snprintf(test, sizeof test, "tg%d", res[i].n_gen);
+      printf("| %s | %.2f GiB | %.2f B | cpu (%s) | %d | %s | %.2f ± %.2f |\n", desc,
+             (double)tl_model_size_bytes(m) / (1024.0 * 1024.0 * 1024.0),
+             (double)tl_model_n_params(m) / 1e9, tl_context_kernels(c), nt, test, res[i].avg,
+             res[i].sd);
+    }
+    for (int i = 0; i < nres; i++)
+      if (res[i].n_gen)
+        printf("\ntg: %.1f MiB of weights read per token, %.1f GB/s at %.2f tok/s; peak RSS "
+               "%.0f MiB\n",
+               (double)bytes_tok / (1024.0 * 1024.0), (double)bytes_tok * res[i].avg / 1e9,
+               res[i].avg, rss_mib);
+  }
+  tl_context_free(c);
+  tl_model_free(m);
+  return 0;
+}
