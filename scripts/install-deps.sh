@@ -1,8 +1,17 @@
 #!/bin/sh
 # Installs the Debian/Ubuntu packages torchless needs to build and test.
 # As root it runs apt-get; otherwise it names the missing packages and stops.
+# With --fuzz: the clang toolchain of `make fuzz` instead (Debian 12: clang 14,
+# whose libFuzzer runtime is in libclang-rt-14-dev).
 set -e
 PKGS="build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev"
+FUZZ=0
+if [ "${1:-}" = "--fuzz" ]; then
+  FUZZ=1
+  rt=libclang-rt-dev
+  if apt-cache show libclang-rt-14-dev >/dev/null 2>&1; then rt=libclang-rt-14-dev; fi
+  PKGS="$PKGS clang $rt"
+fi
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -10,7 +19,7 @@ for p in $PKGS; do
   fi
 done
 # Node.js and npm run the tokenizer peer at test time (any Node.js >= 18 will do).
-if ! command -v npm >/dev/null 2>&1; then
+if [ "$FUZZ" = 0 ] && ! command -v npm >/dev/null 2>&1; then
   missing="$missing nodejs npm"
 fi
 [ -z "$missing" ] && exit 0

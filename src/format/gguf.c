@@ -251,6 +251,14 @@ static tl_status find_dup(const void *items, uint64_t n, size_t size, size_t fie
   return TL_OK;
 }
 
+static _Thread_local const tl_gguf_tensor *g_sort_tensors; /* for cmp_offset */
+static int cmp_offset(const void *pa, const void *pb) {
+  const tl_gguf_tensor *a = &g_sort_tensors[*(const uint64_t *)pa];
+  const tl_gguf_tensor *b = &g_sort_tensors[*(const uint64_t *)pb];
+  if (a->offset != b->offset) return a->offset < b->offset ? -1 : 1;
+  return a->nbytes < b->nbytes ? -1 : a->nbytes > b->nbytes;
+}
+
 static tl_status parse(tl_gguf *g) {
   reader r = {g->map.data, g->map.size, 0};
   tl_status s = need(&r, 4, "magic");
@@ -362,6 +370,26 @@ static tl_status parse(tl_gguf *g) {
                      (int)t->name.len, t->name.ptr, (unsigned long long)t->offset,
                      (unsigned long long)t->nbytes, (unsigned long long)data_size);
     t->data = g->map.data + data_off + t->offset;
+  }
+  /* tensor data must not partly overlap (a crafted file could make one
+   * tensor's bytes another's of a different type or shape); identical ranges
+   * (aliases, e.g. tied weights) are allowed */
+  if (n_tensors > 1) {
+    uint64_t *ord = tl_malloc_array((size_t)n_tensors, sizeof *ord);
+    if (!ord) return tl_fail(TL_ERR_NOMEM, "out of memory checking tensor overlaps");
+    for (uint64_t i = 0; i < n_tensors; i++) ord[i] = i;
+    g_sort_tensors = g->tensors;
+    qsort(ord, (size_t)n_tensors, sizeof *ord, cmp_offset);
+    for (uint64_t i = 1; i < n_tensors; i++) {
+      const tl_gguf_tensor *a = &g->tensors[ord[i - 1]], *b = &g->tensors[ord[i]];
+      if (b->offset == a->offset && b->nbytes == a->nbytes) continue;
+      if (b->offset < a->offset + a->nbytes) {
+        free(ord);
+        return tl_fail(TL_ERR_FORMAT, "tensors '%.*s' and '%.*s' overlap in the data section",
+                       (int)a->name.len, a->name.ptr, (int)b->name.len, b->name.ptr);
+      }
+    }
+    free(ord);
   }
   return TL_OK;
 }
@@ -481,7 +509,8 @@ int64_t tl_gguf_arr_i64(const tl_gguf_value *arr, uint64_t i) {
   size_t es = scalar_size(et);
   if (!es || i >= arr->v.arr.n) return 0;
   decode_scalar(et, arr->v.arr.data + i * es, &v);
-  if (et == TL_GGUF_F32 || et == TL_GGUF_F64) return (int64_t)v.v.f64;
+  if (et == TL_GGUF_F32 || et == TL_GGUF_F64) /* NaN and out of range: 0, not UB */
+    return v.v.f64 > -9.2e18 && v.v.f64 < 9.2e18 ? (int64_t)v.v.f64 : 0;
   if (is_int(et)) return v.v.i64;
   return (int64_t)v.v.u64;
 }

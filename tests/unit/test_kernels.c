@@ -257,8 +257,54 @@ static void test_q8_0_rule(void **state) {
   assert_true(fabsf(back[1] - 3.0f) < 1e-3f);
 }
 
+/* Torchless .bin int8 (values q / s, a scale per 64): the scalar reference
+ * against float64, every kernel set against the scalar reference, and the
+ * threaded matmul and row dequantization on such a weight. */
+static void test_i8s(void **state) {
+  (void)state;
+  const int64_t rows = 7, cols = 320, groups = cols / TL_I8S_GROUP;
+  int8_t *q = malloc((size_t)(rows * cols));
+  float *sc = malloc(sizeof(float) * (size_t)(rows * groups)), *x = malloc(sizeof(float) * cols);
+  for (int64_t i = 0; i < rows * cols; i++) q[i] = (int8_t)(frand() * 127.0f);
+  for (int64_t i = 0; i < rows * groups; i++) sc[i] = 127.0f / (0.01f + fabsf(frand()));
+  for (int64_t i = 0; i < cols; i++) x[i] = frand();
+  const tl_cpu_kernels *sets[4];
+  int n_sets = tl_cpu_kernel_sets(sets, 4);
+  float ref[7];
+  for (int64_t r = 0; r < rows; r++) {
+    double d = 0;
+    for (int64_t c = 0; c < cols; c++)
+      d += (double)q[r * cols + c] / sc[r * groups + c / TL_I8S_GROUP] * x[c];
+    ref[r] = sets[0]->vec_dot_i8s(q + r * cols, sc + r * groups, x, cols);
+    assert_true(fabs(ref[r] - d) <= 1e-5 * (1.0 + fabs(d)));
+    for (int k = 1; k < n_sets; k++) {
+      assert_non_null(sets[k]->vec_dot_i8s);
+      float v = sets[k]->vec_dot_i8s(q + r * cols, sc + r * groups, x, cols);
+      if (fabsf(v - ref[r]) > 1e-5f * (1.0f + fabsf(ref[r])))
+        fail_msg("%s vec_dot_i8s row %lld: %g vs %g", sets[k]->name, (long long)r, v, ref[r]);
+    }
+  }
+  tl_weight w = {.type = TL_TYPE_I8, .rows = rows, .cols = cols, .row_bytes = (size_t)cols,
+                 .data = q, .scales = sc};
+  tl_pool *pool;
+  assert_int_equal(tl_pool_new(2, &pool), TL_OK);
+  float y[7], row[320];
+  tl_cpu_matmul(pool, tl_cpu_kernels_best(), &w, x, 1, y, rows);
+  for (int64_t r = 0; r < rows; r++) {
+    assert_true(fabsf(y[r] - ref[r]) <= 1e-5f * (1.0f + fabsf(ref[r])));
+    tl_weight_row_f32(&w, r, row);
+    for (int64_t c = 0; c < cols; c++)
+      assert_true(row[c] == (float)q[r * cols + c] / sc[r * groups + c / TL_I8S_GROUP]);
+  }
+  tl_pool_free(pool);
+  free(q);
+  free(sc);
+  free(x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_i8s),
       cmocka_unit_test(test_vec_dot_vs_float64), cmocka_unit_test(test_matmul_threads),
       cmocka_unit_test(test_axpy),              cmocka_unit_test(test_f16_exhaustive),     cmocka_unit_test(test_bf16),
       cmocka_unit_test(test_q8_0_rule),

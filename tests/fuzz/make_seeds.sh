@@ -1,0 +1,62 @@
+#!/bin/sh
+# Builds the seed corpora of the fuzz targets from the test fixtures:
+#   make_seeds.sh BUILD_DIR
+# writes BUILD_DIR/fuzz-corpus/<target>/ (generated files and copies of small
+# fixtures; nothing here is committed). BUILD_DIR/gen_seeds must exist.
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=$1
+data=$root/tests/data
+out=$build/fuzz-corpus
+rm -rf "$out"
+for t in gguf safetensors hf_config tokenizer_json tokenizer_model tokenize native; do
+  mkdir -p "$out/$t"
+done
+"$build/gen_seeds" "$out" "$data"
+
+# config.json of every fixture; with an index (sharded weights) after the marker
+for d in "$data"/*/; do
+  a=$(basename "$d")
+  [ -f "$d/config.json" ] && cp "$d/config.json" "$out/hf_config/$a.json"
+done
+{
+  cat "$data/llama/config.json"
+  printf '\n@@@@\n{"metadata":{},"weight_map":{"model.embed_tokens.weight":"shard.safetensors",'
+  printf '"model.norm.weight":"shard.safetensors"}}'
+} >"$out/hf_config/llama-sharded.json"
+
+# tokenizer.json (alone, and with tokenizer_config.json after the marker)
+for d in "$data"/*/; do
+  a=$(basename "$d")
+  [ -f "$d/tokenizer.json" ] || continue
+  cp "$d/tokenizer.json" "$out/tokenizer_json/$a.json"
+  if [ -f "$d/tokenizer_config.json" ]; then
+    { cat "$d/tokenizer.json"; printf '\n@@@@\n'; cat "$d/tokenizer_config.json"; } \
+      >"$out/tokenizer_json/$a-config.json"
+  fi
+done
+for d in "$data"/*/; do
+  a=$(basename "$d")
+  [ -f "$d/tokenizer.model" ] && cp "$d/tokenizer.model" "$out/tokenizer_model/$a.model"
+done
+cp "$out"/tokenizer_model/llama.model "$out/tokenizer_model/dup.model" 2>/dev/null || true
+
+# text: option byte + text
+i=0
+for s in "In the beginning God created the heaven and the earth." \
+         "  leading spaces, tabs	and
+newlines" "<s>special</s> <unk> <|endoftext|> <|im_start|>user<|im_end|>" \
+         "café naïve 中文 日本語 🙂 Ω≈ç√ 1234567890 don't we'll" \
+         "$(printf 'bad \377 utf8 \300\200 \355\240\200')"; do
+  printf '\003%s' "$s" >"$out/tokenize/t$i"
+  i=$((i + 1))
+done
+shared=$root/../shared/fixtures/vocab
+for f in "$shared"/*.inp; do
+  [ -f "$f" ] || continue
+  { printf '\001'; head -c 4000 "$f"; } >"$out/tokenize/$(basename "$f")"
+done
+
+# the Torchless .bin reader: a few bytes so the corpus is not empty
+printf 'TLSS' >"$out/native/magic"
+echo "seeds in $out: $(find "$out" -type f | wc -l) files"
