@@ -67,6 +67,8 @@ typedef struct tl_model_params {
    * loading that file: it is written to a temporary file ($TMPDIR) that is
    * mapped and unlinked. -1 (default): load as stored. */
   int32_t quant_ftype;
+  /* Lock the mapped weights in RAM (mlock) so they are never paged out. */
+  bool use_mlock;
 } tl_model_params;
 
 tl_model_params tl_model_default_params(void);

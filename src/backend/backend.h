@@ -35,18 +35,56 @@ typedef void (*tl_axpy_fn)(float a, const void *x, float *y, int64_t n);
 typedef float (*tl_vec_dot_i8s_fn)(const int8_t *q, const float *scales, const float *x,
                                    int64_t n);
 
+/* Activation formats: how tl_cpu_matmul hands its f32 input rows to a weight
+ * type's gemm kernel. Quantized weights take int8 activations quantized once
+ * per call (what llama.cpp does); float weights keep the f32 rows. A row of n
+ * values (n a multiple of the format's block) is tl_act_row_bytes long:
+ *   Q8_32:  int8 q[n] | float d[n / 32] | float s[n / 32]   (x ~ d * q, s = d * sum(q))
+ *   Q8_256: int8 q[n] | float d[n / 256] | int16 bsum[n / 16] (sums of q per 16)
+ * q starts at the row start; the other arrays at tl_act_d / tl_act_s / tl_act_bsum. */
+typedef enum tl_act_fmt { TL_ACT_F32 = 0, TL_ACT_Q8_32 = 1, TL_ACT_Q8_256 = 2 } tl_act_fmt;
+#define TL_ACT_FMT_COUNT 3
+
+/* The activation format a weight type's gemm kernel takes. */
+tl_act_fmt tl_cpu_act_fmt(uint32_t type);
+/* Bytes of one activation row of n values (a multiple of 64, so rows stay aligned). */
+size_t tl_act_row_bytes(tl_act_fmt f, int64_t n);
+static inline size_t tl_act_q_bytes(int64_t n) { return ((size_t)n + 63) & ~(size_t)63; }
+static inline const float *tl_act_d(const void *row, int64_t n) {
+  return (const float *)((const uint8_t *)row + tl_act_q_bytes(n));
+}
+static inline const float *tl_act_s(const void *row, int64_t n) { return tl_act_d(row, n) + n / 32; }
+static inline const int16_t *tl_act_bsum(const void *row, int64_t n) {
+  return (const int16_t *)(tl_act_d(row, n) + n / 256);
+}
+
+/* Quantize one activation row of n values into a row of the format. */
+typedef void (*tl_quant_act_fn)(const float *x, void *row, int64_t n);
+
+/* y[t * ldy + r] = dot(weight row r, activation row t) for r < nr, t < nt:
+ * weight rows ldw bytes apart, activation rows (in the type's format; f32 rows
+ * for TL_ACT_F32) ldx bytes apart, n values each. */
+typedef void (*tl_gemm_fn)(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
+                           int64_t nt, int64_t n, float *y, int64_t ldy);
+
 typedef struct tl_cpu_kernels {
   const char *name;
   tl_vec_dot_fn vec_dot[TL_TYPE_COUNT];
   tl_axpy_fn axpy[TL_TYPE_COUNT];
   tl_vec_dot_i8s_fn vec_dot_i8s;
+  /* Matrix-matrix kernels; NULL: tl_cpu_matmul uses vec_dot per row and token. */
+  tl_gemm_fn gemm[TL_TYPE_COUNT];
+  tl_quant_act_fn quant_act[TL_ACT_FMT_COUNT];
 } tl_cpu_kernels;
 
 /* Fill a kernel table with the SIMD variants (x86 only). */
 void tl_cpu_fill_avx2(tl_cpu_kernels *k);
 void tl_cpu_fill_avx512(tl_cpu_kernels *k);
+/* AVX-512 plus VNNI: integer matrix kernels on quantized activations. */
+void tl_cpu_fill_avx512vnni(tl_cpu_kernels *k);
 bool tl_cpu_has_avx2(void);
 bool tl_cpu_has_avx512(void);
+bool tl_cpu_has_avx512vnni(void);
 
 /* The scalar reference kernels. */
 const tl_cpu_kernels *tl_cpu_kernels_scalar(void);
@@ -61,6 +99,9 @@ bool tl_cpu_supports_type(uint32_t type);
  * y is [n_tok][rows] (row stride ldy). */
 void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, const float *x,
                    int64_t n_tok, float *y, int64_t ldy);
+
+/* n halves to floats (vectorized when the CPU allows). */
+void tl_cpu_f16_to_f32(const void *src, float *dst, int64_t n);
 
 /* Row i of W as float32 into out[cols]. */
 void tl_weight_row_f32(const tl_weight *w, int64_t i, float *out);

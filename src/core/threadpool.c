@@ -23,6 +23,8 @@ struct tl_pool {
   atomic_bool quit;
   tl_task_fn fn;
   void *arg;
+  void *scratch;
+  size_t scratch_cap;
 };
 
 typedef struct worker_arg {
@@ -97,7 +99,19 @@ void tl_pool_free(tl_pool *p) {
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
   free(p->threads);
+  free(p->scratch);
   free(p);
+}
+
+void *tl_pool_scratch(tl_pool *p, size_t bytes) {
+  if (bytes <= p->scratch_cap) return p->scratch;
+  size_t cap = (bytes + bytes / 4 + 63) & ~(size_t)63;
+  void *n = aligned_alloc(64, cap);
+  if (!n) return NULL;
+  free(p->scratch);
+  p->scratch = n;
+  p->scratch_cap = cap;
+  return n;
 }
 
 int tl_pool_size(const tl_pool *p) { return p->n; }

@@ -3,6 +3,7 @@
 #ifndef TL_THREADPOOL_H
 #define TL_THREADPOOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "torchless.h"
@@ -17,6 +18,12 @@ void tl_pool_free(tl_pool *p);
 int tl_pool_size(const tl_pool *p);
 /* Run fn on every thread and wait until all have returned. */
 void tl_pool_run(tl_pool *p, tl_task_fn fn, void *arg);
+
+/* A 64-byte aligned buffer of at least bytes owned by the pool, grown as
+ * needed and kept for later calls (NULL when out of memory). The pool runs one
+ * task at a time: its caller may fill it and hand it to the task's threads,
+ * and must not hold it across another caller's use of the pool. */
+void *tl_pool_scratch(tl_pool *p, size_t bytes);
 
 /* Split n items evenly: the half-open range of thread ith. */
 static inline void tl_split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {

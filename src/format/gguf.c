@@ -52,7 +52,7 @@ static tl_status rd_str(reader *r, tl_str *out, const char *what) {
   return TL_OK;
 }
 
-static size_t scalar_size(uint32_t t) {
+size_t tl_gguf_scalar_size(uint32_t t) {
   switch (t) {
     case TL_GGUF_U8:
     case TL_GGUF_I8:
@@ -142,7 +142,7 @@ static tl_status read_array(reader *r, tl_gguf_value *v, int depth) {
   v->v.arr.strs = NULL;
   v->v.arr.elems = NULL;
   size_t left = r->size - r->off;
-  size_t es = scalar_size(et);
+  size_t es = tl_gguf_scalar_size(et);
   if (es) {
     uint64_t bytes;
     if (!tl_mul_u64(n, es, &bytes) || bytes > left)
@@ -184,7 +184,7 @@ static tl_status read_array(reader *r, tl_gguf_value *v, int depth) {
 }
 
 static tl_status read_value(reader *r, uint32_t type, tl_gguf_value *v, int depth) {
-  size_t es = scalar_size(type);
+  size_t es = tl_gguf_scalar_size(type);
   if (es) {
     tl_status s = need(r, es, "metadata value");
     if (s) return s;
@@ -495,7 +495,7 @@ const tl_gguf_value *tl_gguf_get_arr(const tl_gguf *g, const char *key, uint32_t
 double tl_gguf_arr_f64(const tl_gguf_value *arr, uint64_t i) {
   tl_gguf_value v;
   uint32_t et = arr->v.arr.elem_type;
-  size_t es = scalar_size(et);
+  size_t es = tl_gguf_scalar_size(et);
   if (!es || i >= arr->v.arr.n) return 0;
   decode_scalar(et, arr->v.arr.data + i * es, &v);
   if (et == TL_GGUF_F32 || et == TL_GGUF_F64) return v.v.f64;
@@ -506,7 +506,7 @@ double tl_gguf_arr_f64(const tl_gguf_value *arr, uint64_t i) {
 int64_t tl_gguf_arr_i64(const tl_gguf_value *arr, uint64_t i) {
   tl_gguf_value v;
   uint32_t et = arr->v.arr.elem_type;
-  size_t es = scalar_size(et);
+  size_t es = tl_gguf_scalar_size(et);
   if (!es || i >= arr->v.arr.n) return 0;
   decode_scalar(et, arr->v.arr.data + i * es, &v);
   if (et == TL_GGUF_F32 || et == TL_GGUF_F64) /* NaN and out of range: 0, not UB */
@@ -612,7 +612,7 @@ tl_status tl_gguf_set_str(tl_gguf *g, const char *key, const char *s, size_t len
 
 tl_status tl_gguf_set_arr(tl_gguf *g, const char *key, uint32_t elem_type, const void *data,
                           uint64_t n) {
-  size_t es = scalar_size(elem_type);
+  size_t es = tl_gguf_scalar_size(elem_type);
   size_t bytes;
   if (!es || !tl_mul_size((size_t)n, es, &bytes))
     return tl_fail(TL_ERR_INVALID_ARG, "invalid array for '%s'", key);

@@ -78,6 +78,9 @@ tl_status tl_gguf_open(const char *path, tl_gguf **out);
 tl_status tl_gguf_parse(const void *data, size_t size, tl_gguf **out);
 void tl_gguf_free(tl_gguf *g);
 
+/* Bytes of a scalar metadata type; 0 for strings, arrays and unknown types. */
+size_t tl_gguf_scalar_size(uint32_t type);
+
 const tl_gguf_value *tl_gguf_get(const tl_gguf *g, const char *key);
 /* Typed getters: false when absent or not convertible (integers must fit). */
 bool tl_gguf_get_u32(const tl_gguf *g, const char *key, uint32_t *out);

@@ -55,27 +55,6 @@ static tl_status put_zeros(tl_gguf_writer *w, uint64_t n) {
   return TL_OK;
 }
 
-static size_t scalar_size(uint32_t t) {
-  switch (t) {
-    case TL_GGUF_U8:
-    case TL_GGUF_I8:
-    case TL_GGUF_BOOL:
-      return 1;
-    case TL_GGUF_U16:
-    case TL_GGUF_I16:
-      return 2;
-    case TL_GGUF_U32:
-    case TL_GGUF_I32:
-    case TL_GGUF_F32:
-      return 4;
-    case TL_GGUF_U64:
-    case TL_GGUF_I64:
-    case TL_GGUF_F64:
-      return 8;
-    default:
-      return 0;
-  }
-}
 
 /* Encode a scalar value in its little-endian wire form. */
 static void encode_scalar(const tl_gguf_value *v, uint8_t out[8]) {
@@ -106,7 +85,7 @@ static void encode_scalar(const tl_gguf_value *v, uint8_t out[8]) {
 static tl_status put_array(tl_gguf_writer *w, const tl_gguf_value *v, int depth);
 
 static tl_status put_value(tl_gguf_writer *w, const tl_gguf_value *v, int depth) {
-  size_t es = scalar_size(v->type);
+  size_t es = tl_gguf_scalar_size(v->type);
   if (es) {
     uint8_t b[8];
     encode_scalar(v, b);
@@ -123,7 +102,7 @@ static tl_status put_array(tl_gguf_writer *w, const tl_gguf_value *v, int depth)
   uint64_t n = v->v.arr.n;
   tl_status s;
   if ((s = put_u32(w, et)) || (s = put_u64(w, n))) return s;
-  size_t es = scalar_size(et);
+  size_t es = tl_gguf_scalar_size(et);
   if (es) {
     if (n && !v->v.arr.data) return tl_fail(TL_ERR_INVALID_ARG, "numeric array without data");
     uint64_t bytes;

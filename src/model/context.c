@@ -29,7 +29,7 @@ void tl_context_free(tl_context *c) {
   free(c->att);
   free(c->ffn_a);
   free(c->ffn_b);
-  free(c->att_scores);
+  free(c->att_scratch);
   free(c->logits);
   free(c);
 }
@@ -100,9 +100,15 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   c->att = alloc_floats(nb * hp->n_head * hp->head_dim);
   c->ffn_a = alloc_floats(nb * hp->n_ff);
   c->ffn_b = alloc_floats(nb * hp->n_ff);
-  c->att_scores = alloc_floats((size_t)p.n_threads * p.n_ctx);
+  size_t group = (size_t)(hp->n_head / hp->n_head_kv);
+  c->att_tile = TL_ATT_TILE;
+  const char *tile_env = getenv("TL_ATT_TILE");
+  if (tile_env && atoi(tile_env) >= 1 && atoi(tile_env) <= TL_ATT_TILE) c->att_tile = atoi(tile_env);
+  c->att_scratch_per_thread =
+      2 * (size_t)TL_ATT_TILE * hp->head_dim + group * TL_ATT_TILE + 2 * group + 16;
+  c->att_scratch = alloc_floats((size_t)p.n_threads * c->att_scratch_per_thread);
   if (!c->k_cache || !c->v_cache || !c->seq_len || !c->x || !c->xn || !c->xb || !c->q || !c->k || !c->v ||
-      !c->att || !c->ffn_a || !c->ffn_b || !c->att_scores) {
+      !c->att || !c->ffn_a || !c->ffn_b || !c->att_scratch) {
     tl_context_free(c);
     return tl_fail(TL_ERR_NOMEM,
                    "out of memory for a context of %d tokens (KV cache %.1f MiB): use a smaller "

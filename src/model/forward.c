@@ -92,46 +92,81 @@ typedef struct attn_task {
   const int32_t *pos, *seq;
 } attn_task;
 
-/* out[t][h] = softmax(q[t][h] . K[j] * scale) V[j] over the cached positions j
- * the token sees: j <= pos, and j > pos - window for sliding layers. */
+/* Rows [j, j + n) of one kv head of a cache as floats (row stride hd). */
+static void kv_tile(const tl_context *c, const void *cache, int layer, int seq, int kvh, int j,
+                    int n, float *dst) {
+  int hd = c->model->hp.head_dim;
+  for (int r = 0; r < n; r++) {
+    size_t base = kv_index(c, layer, seq, j + r) + (size_t)kvh * hd;
+    if (c->kv_type == TL_KV_F32)
+      memcpy(dst + (size_t)r * hd, (const float *)cache + base, sizeof(float) * (size_t)hd);
+    else
+      tl_cpu_f16_to_f32((const uint16_t *)cache + base, dst + (size_t)r * hd, hd);
+  }
+}
+
+/* Tiled attention with an online softmax ("flash" attention): one job is a
+ * token and a kv head, serving the query heads that share it (GQA). K and V
+ * are read in tiles of TL_ATT_TILE positions, converted to f32 once per tile
+ * for all those heads. A token sees the cached positions j <= pos, and
+ * j > pos - window on sliding layers. */
 static void attn_run(void *arg, int ith, int nth) {
   const attn_task *a = arg;
   tl_context *c = a->c;
   const tl_hparams *hp = &c->model->hp;
   const tl_layer *L = &c->model->layers[a->layer];
-  int hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
+  int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
   float scale = hp->attn_scale, cap = hp->attn_softcap;
-  float *scores = c->att_scores + (size_t)ith * c->n_ctx;
-  uint32_t kt = c->kv_type == TL_KV_F32 ? TL_TYPE_F32 : TL_TYPE_F16;
-  tl_vec_dot_fn dot = c->kernels->vec_dot[kt];
-  tl_axpy_fn axpy = c->kernels->axpy[kt];
-  const uint8_t *kc = c->k_cache, *vc = c->v_cache;
+  float *kt = c->att_scratch + (size_t)ith * c->att_scratch_per_thread;
+  const int tile = c->att_tile;
+  float *vt = kt + (size_t)TL_ATT_TILE * hd;
+  float *sc = vt + (size_t)TL_ATT_TILE * hd; /* [group][TL_ATT_TILE] */
+  float *mx = sc + (size_t)group * TL_ATT_TILE, *sum = mx + group;
+  tl_vec_dot_fn dot = c->kernels->vec_dot[TL_TYPE_F32];
+  tl_axpy_fn axpy = c->kernels->axpy[TL_TYPE_F32];
   int64_t b, e;
-  tl_split((int64_t)a->n_tok * nh, ith, nth, &b, &e);
+  tl_split((int64_t)a->n_tok * nkv, ith, nth, &b, &e);
   for (int64_t job = b; job < e; job++) {
-    int t = (int)(job / nh), h = (int)(job % nh), kvh = h / group;
+    int t = (int)(job / nkv), kvh = (int)(job % nkv);
     int32_t p = a->pos[t], s = a->seq[t];
     int32_t j0 = L->window > 0 && p - L->window + 1 > 0 ? p - L->window + 1 : 0;
-    const float *q = c->q + ((size_t)t * nh + h) * hd;
-    float *out = c->att + ((size_t)t * nh + h) * hd;
-    float mx = -INFINITY;
-    for (int j = j0; j <= p; j++) {
-      size_t base = kv_index(c, a->layer, s, j) + (size_t)kvh * hd;
-      float sc = dot(kc + base * c->kv_elt, q, hd) * scale;
-      if (cap > 0) sc = cap * tanhf(sc / cap);
-      scores[j] = sc;
-      if (sc > mx) mx = sc;
+    const float *q = c->q + ((size_t)t * nh + (size_t)kvh * group) * hd;
+    float *out = c->att + ((size_t)t * nh + (size_t)kvh * group) * hd;
+    for (int g = 0; g < group; g++) {
+      mx[g] = -INFINITY;
+      sum[g] = 0;
     }
-    double sum = 0;
-    for (int j = j0; j <= p; j++) {
-      scores[j] = expf(scores[j] - mx);
-      sum += scores[j];
+    memset(out, 0, sizeof(float) * (size_t)group * hd);
+    for (int32_t j = j0; j <= p; j += tile) {
+      int n = p + 1 - j < tile ? p + 1 - j : tile;
+      kv_tile(c, c->k_cache, a->layer, s, kvh, j, n, kt);
+      for (int g = 0; g < group; g++) {
+        float *sg = sc + (size_t)g * TL_ATT_TILE, m = mx[g];
+        for (int r = 0; r < n; r++) {
+          float v = dot(kt + (size_t)r * hd, q + (size_t)g * hd, hd) * scale;
+          if (cap > 0) v = cap * tanhf(v / cap);
+          sg[r] = v;
+          if (v > m) m = v;
+        }
+        /* rescale what was accumulated under the old maximum */
+        float corr = expf(mx[g] - m), l = sum[g] * corr;
+        if (corr != 1.0f)
+          for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= corr;
+        for (int r = 0; r < n; r++) {
+          sg[r] = expf(sg[r] - m);
+          l += sg[r];
+        }
+        mx[g] = m;
+        sum[g] = l;
+      }
+      kv_tile(c, c->v_cache, a->layer, s, kvh, j, n, vt);
+      for (int g = 0; g < group; g++)
+        for (int r = 0; r < n; r++)
+          axpy(sc[(size_t)g * TL_ATT_TILE + r], vt + (size_t)r * hd, out + (size_t)g * hd, hd);
     }
-    float inv = (float)(1.0 / sum);
-    for (int i = 0; i < hd; i++) out[i] = 0;
-    for (int j = j0; j <= p; j++) {
-      size_t base = kv_index(c, a->layer, s, j) + (size_t)kvh * hd;
-      axpy(scores[j] * inv, vc + base * c->kv_elt, out, hd);
+    for (int g = 0; g < group; g++) {
+      float inv = 1.0f / sum[g];
+      for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= inv;
     }
   }
 }

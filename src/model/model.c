@@ -9,10 +9,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 tl_model_params tl_model_default_params(void) {
-  tl_model_params p = {.vocab_only = false, .kv_overrides = NULL, .quant_ftype = -1};
+  tl_model_params p = {
+      .vocab_only = false, .kv_overrides = NULL, .quant_ftype = -1, .use_mlock = false};
   return p;
 }
 
@@ -518,6 +520,11 @@ tl_status tl_model_load(const char *path, const tl_model_params *params, tl_mode
   if (!m) return tl_fail(TL_ERR_NOMEM, "out of memory");
   m->path = tl_strndup(path, strlen(path));
   tl_status s = load(m, path, params);
+  if (!s && params->use_mlock && mlockall(MCL_CURRENT) != 0)
+    s = tl_fail(TL_ERR_NOMEM,
+                "cannot lock %.1f MiB of weights in memory (%s): raise the limit "
+                "(ulimit -l) or run without --mlock",
+                (double)m->weight_bytes / (1024.0 * 1024.0), strerror(errno));
   if (s) {
     tl_fail_prefix(s, "loading '%s'", path);
     tl_model_free(m);

@@ -82,6 +82,9 @@ struct tl_model {
 
 const tl_vocab *tl_model_vocab(const tl_model *m);
 
+/* Positions per attention tile. */
+#define TL_ATT_TILE 64
+
 /* The KV cache and scratch for running the decoder. */
 struct tl_context {
   tl_model *model;
@@ -93,7 +96,10 @@ struct tl_context {
   tl_pool *pool;
   const tl_cpu_kernels *kernels;
   /* scratch for n_batch tokens */
-  float *x, *xn, *xb, *q, *k, *v, *att, *ffn_a, *ffn_b, *att_scores;
+  float *x, *xn, *xb, *q, *k, *v, *att, *ffn_a, *ffn_b;
+  float *att_scratch; /* per thread: K and V tiles, scores, running max and sum */
+  size_t att_scratch_per_thread;
+  int att_tile; /* positions per tile: TL_ATT_TILE, or TL_ATT_TILE=n from the environment (tests) */
   /* logits of the requested tokens */
   float *logits;
   int32_t n_logits;

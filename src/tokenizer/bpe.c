@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 
+#include "core/heap.h"
 #include "tokenizer/tokenizer.h"
 
 const tl_bpe_merge *tl_bpe_find_merge(const tl_vocab *v, tl_token left, tl_token right) {
@@ -118,47 +119,9 @@ typedef struct {
   tl_token lid, rid;
 } cand;
 
-typedef struct {
-  cand *v;
-  size_t n, cap;
-} heap;
-
-static bool cand_before(const cand *a, const cand *b) {
+static bool cand_before(const void *pa, const void *pb) {
+  const cand *a = pa, *b = pb;
   return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static bool heap_push(heap *h, cand c) {
-  if (h->n == h->cap) {
-    size_t nc = h->cap ? h->cap * 2 : 64;
-    cand *p = realloc(h->v, nc * sizeof *p);
-    if (!p) return false;
-    h->v = p;
-    h->cap = nc;
-  }
-  size_t i = h->n++;
-  while (i > 0) {
-    size_t parent = (i - 1) / 2;
-    if (!cand_before(&c, &h->v[parent])) break;
-    h->v[i] = h->v[parent];
-    i = parent;
-  }
-  h->v[i] = c;
-  return true;
-}
-
-static cand heap_pop(heap *h) {
-  cand top = h->v[0], last = h->v[--h->n];
-  size_t i = 0;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= h->n) break;
-    if (c + 1 < h->n && cand_before(&h->v[c + 1], &h->v[c])) c++;
-    if (!cand_before(&h->v[c], &last)) break;
-    h->v[i] = h->v[c];
-    i = c;
-  }
-  if (h->n > 0) h->v[i] = last;
-  return top;
 }
 
 typedef struct {
@@ -169,7 +132,7 @@ typedef struct {
   size_t syms_cap;
   char *word; /* a piece as bytes_to_unicode characters */
   size_t word_cap;
-  heap q;
+  tl_heap q;
 } session;
 
 static bool add_cand(session *s, int32_t left, int32_t right) {
@@ -178,7 +141,8 @@ static bool add_cand(session *s, int32_t left, int32_t right) {
   if (l < 0 || r < 0) return true;
   const tl_bpe_merge *m = tl_bpe_find_merge(s->v, l, r);
   if (!m) return true;
-  return heap_push(&s->q, (cand){left, right, m->rank, l, r});
+  cand c = {left, right, m->rank, l, r};
+  return tl_heap_push(&s->q, &c);
 }
 
 static tl_status nomem(void) {
@@ -228,7 +192,8 @@ static tl_status bpe_piece(void *user, size_t off, size_t len) {
     if (!add_cand(s, i - 1, i)) return nomem();
   }
   while (s->q.n > 0) {
-    cand c = heap_pop(&s->q);
+    cand c;
+    tl_heap_pop(&s->q, &c);
     sym *l = &s->syms[c.left], *r = &s->syms[c.right];
     /* stale: a side has merged since the pair was queued */
     if (l->id != c.lid || r->id != c.rid || l->next != c.right || l->n == 0 || r->n == 0) {
@@ -289,6 +254,7 @@ tl_status tl_bpe_tokenize(const tl_vocab *v, const char *text, size_t len, bool 
   emitter e = {out, cap, 0};
   frag_list frags = {0}, tmp = {0};
   session s = {.v = v, .e = &e};
+  tl_heap_init(&s.q, sizeof(cand), cand_before);
   char *norm = NULL;
   tl_status st = TL_OK;
 
@@ -356,7 +322,7 @@ done:
   free(tmp.v);
   free(s.syms);
   free(s.word);
-  free(s.q.v);
+  tl_heap_free(&s.q);
   free(norm);
   return st;
 }

@@ -669,7 +669,7 @@ static tl_status load_tokenizer_model(tl_gguf *g, builder *b, const uint8_t *dat
 
   /* trainer_spec: model type, special ids */
   int64_t model_type = 1, unk_id = 0, bos_id = 1, eos_id = 2, pad_id = -1;
-  pb tr = {trainer, trainer + trainer_len};
+  pb tr = {trainer, trainer ? trainer + trainer_len : NULL}; /* NULL + 0 is UB */
   while (trainer && pb_next(&tr, &f, &err)) {
     if (f.wire != 0) continue;
     int64_t v = (int64_t)(int32_t)(uint32_t)f.v; /* int32 fields, negatives sign-extended */
@@ -687,7 +687,7 @@ static tl_status load_tokenizer_model(tl_gguf *g, builder *b, const uint8_t *dat
   }
   /* normalizer_spec: add_dummy_prefix (default true) */
   bool dummy_prefix = true;
-  pb nr = {normalizer, normalizer + normalizer_len};
+  pb nr = {normalizer, normalizer ? normalizer + normalizer_len : NULL};
   while (normalizer && pb_next(&nr, &f, &err)) {
     if (f.field == 3 && f.wire == 0) dummy_prefix = f.v != 0;
   }

@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 
+#include "core/heap.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct {
@@ -58,56 +59,17 @@ typedef struct {
   uint32_t size;
 } bigram;
 
-typedef struct {
-  bigram *v;
-  size_t n, cap;
-} heap;
-
 /* a comes out of the queue before b */
-static bool bg_before(const bigram *a, const bigram *b) {
+static bool bg_before(const void *pa, const void *pb) {
+  const bigram *a = pa, *b = pb;
   return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static bool heap_push(heap *h, bigram b) {
-  if (h->n == h->cap) {
-    size_t nc = h->cap ? h->cap * 2 : 64;
-    bigram *p = realloc(h->v, nc * sizeof *p);
-    if (!p) return false;
-    h->v = p;
-    h->cap = nc;
-  }
-  size_t i = h->n++;
-  while (i > 0) {
-    size_t parent = (i - 1) / 2;
-    if (!bg_before(&b, &h->v[parent])) break;
-    h->v[i] = h->v[parent];
-    i = parent;
-  }
-  h->v[i] = b;
-  return true;
-}
-
-static bigram heap_pop(heap *h) {
-  bigram top = h->v[0];
-  bigram last = h->v[--h->n];
-  size_t i = 0;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= h->n) break;
-    if (c + 1 < h->n && bg_before(&h->v[c + 1], &h->v[c])) c++;
-    if (!bg_before(&h->v[c], &last)) break;
-    h->v[i] = h->v[c];
-    i = c;
-  }
-  if (h->n > 0) h->v[i] = last;
-  return top;
 }
 
 typedef struct {
   const tl_vocab *v;
   const char *text;
   sym *syms;
-  heap q;
+  tl_heap q;
 } session;
 
 static bool try_add_bigram(session *s, int32_t left, int32_t right) {
@@ -116,7 +78,7 @@ static bool try_add_bigram(session *s, int32_t left, int32_t right) {
   tl_token t = tl_vocab_find(s->v, s->text + s->syms[left].off, size);
   if (t < 0) return true;
   bigram b = {left, right, s->v->score[t], size};
-  return heap_push(&s->q, b);
+  return tl_heap_push(&s->q, &b);
 }
 
 /* Tokenize one escaped fragment text[0, n) (valid UTF-8). */
@@ -139,7 +101,8 @@ static tl_status spm_fragment(session *s, const char *text, size_t n, emitter *e
     if (!try_add_bigram(s, i - 1, i)) return tl_fail(TL_ERR_NOMEM, "out of memory tokenizing");
   }
   while (s->q.n > 0) {
-    bigram b = heap_pop(&s->q);
+    bigram b;
+    tl_heap_pop(&s->q, &b);
     sym *l = &s->syms[b.left], *r = &s->syms[b.right];
     /* skip pairs whose symbols have changed since they were queued */
     if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
@@ -257,6 +220,7 @@ tl_status tl_vocab_tokenize(const tl_vocab *v, const char *text, size_t len, boo
   emitter e = {out, cap, 0};
   frag_list frags = {0}, tmp = {0};
   session s = {v, NULL, NULL, {0}};
+  tl_heap_init(&s.q, sizeof(bigram), bg_before);
   char *buf = NULL;
   tl_status st = TL_OK;
 
@@ -331,7 +295,7 @@ done:
   free(frags.v);
   free(tmp.v);
   free(s.syms);
-  free(s.q.v);
+  tl_heap_free(&s.q);
   free(buf);
   return st;
 }

@@ -118,11 +118,12 @@ static void test_matmul_threads(void **state) {
       float *x = malloc(sizeof(float) * (size_t)(ntok * cols));
       for (int64_t i = 0; i < ntok * cols; i++) x[i] = frand();
       float *ref = malloc(sizeof(float) * (size_t)(ntok * rows));
-      const tl_cpu_kernels *sc = tl_cpu_kernels_scalar();
-      for (int64_t t = 0; t < ntok; t++)
-        for (int64_t r = 0; r < rows; r++)
-          ref[t * rows + r] =
-              sc->vec_dot[w.type]((const uint8_t *)data + r * w.row_bytes, x + t * cols, cols);
+      /* the scalar reference on one thread: vec_dot on f32 activations, or
+       * for quantized weights the quantized-activation gemm (test_qkernels.c) */
+      tl_pool *pool1;
+      assert_int_equal(tl_pool_new(1, &pool1), TL_OK);
+      tl_cpu_matmul(pool1, tl_cpu_kernels_scalar(), &w, x, ntok, ref, rows);
+      tl_pool_free(pool1);
       for (int nth = 1; nth <= 3; nth++) {
         tl_pool *pool;
         assert_int_equal(tl_pool_new(nth, &pool), TL_OK);

@@ -152,8 +152,15 @@ static void check_fixture(void **state) {
            fc->arch, fc->src, int8 ? "int8" : "f32", worst_ref, worst_src);
     if (!int8) {
       /* f32: the float tolerance, against the reference when the source holds
-       * the checkpoint's weights, else against the source's own logits */
-      assert_true(worst_src <= 1e-4);
+       * the checkpoint's weights, else against the source's own logits. A
+       * quantized source multiplies with 8-bit activations (as llama.cpp);
+       * its dequantized .bin does not, so there the bar is the reference
+       * with the Q8_0 bound (worst llama.cpp Q8_0 error on the fixtures). */
+      bool quantized_src = strstr(src, "q8_0") != NULL;
+      if (quantized_src)
+        assert_true(worst_ref <= 1.1 * 0.02786 + 0.005);
+      else
+        assert_true(worst_src <= 1e-4);
       if (exact_src) assert_true(worst_ref <= 1e-4);
     } else {
       assert_true(worst_ref <= 0.05);

@@ -17,7 +17,8 @@ int cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 typedef struct bench_opts {
   const char *model;
   int n_prompt, n_gen, reps, threads;
-  bool json;
+  int depth; /* tokens already in the cache before each test (llama-bench -d) */
+  bool json, mlock;
   tl_kv_type kv;
 } bench_opts;
 
@@ -27,8 +28,26 @@ static tl_token rand_token(int32_t n_vocab) {
   return (tl_token)((g_rng >> 33) % (uint64_t)n_vocab);
 }
 
-/* Seconds for one pp run of n tokens. */
-static tl_status run_pp(tl_context *c, int32_t n_vocab, int n, double *secs) {
+/* Empty the cache, then fill `depth` positions (not timed). */
+static tl_status fill(tl_context *c, int32_t n_vocab, int depth) {
+  tl_kv_clear(c, -1);
+  for (int off = 0; off < depth; off += 512) {
+    int n = depth - off < 512 ? depth - off : 512;
+    tl_token toks[512];
+    int32_t pos[512];
+    for (int i = 0; i < n; i++) {
+      toks[i] = rand_token(n_vocab);
+      pos[i] = off + i;
+    }
+    tl_batch b = {.n_tokens = n, .tokens = toks, .pos = pos};
+    tl_status s = tl_decode(c, &b);
+    if (s) return s;
+  }
+  return TL_OK;
+}
+
+/* Seconds for one pp run of n tokens after `depth` cached ones. */
+static tl_status run_pp(tl_context *c, int32_t n_vocab, int depth, int n, double *secs) {
   tl_token *toks = malloc(sizeof(tl_token) * (size_t)n);
   int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
   if (!toks || !pos) {
@@ -38,25 +57,26 @@ static tl_status run_pp(tl_context *c, int32_t n_vocab, int n, double *secs) {
   }
   for (int i = 0; i < n; i++) {
     toks[i] = rand_token(n_vocab);
-    pos[i] = i;
+    pos[i] = depth + i;
   }
-  tl_kv_clear(c, -1);
+  tl_status s = fill(c, n_vocab, depth);
   tl_batch b = {.n_tokens = n, .tokens = toks, .pos = pos};
   int64_t t0 = tl_time_us();
-  tl_status s = tl_decode(c, &b);
+  if (!s) s = tl_decode(c, &b);
   *secs = (double)(tl_time_us() - t0) / 1e6;
   free(toks);
   free(pos);
   return s;
 }
 
-/* Seconds for one tg run of n tokens. */
-static tl_status run_tg(tl_context *c, int32_t n_vocab, int n, double *secs) {
-  tl_kv_clear(c, -1);
+/* Seconds for one tg run of n tokens after `depth` cached ones. */
+static tl_status run_tg(tl_context *c, int32_t n_vocab, int depth, int n, double *secs) {
+  tl_status s0 = fill(c, n_vocab, depth);
+  if (s0) return s0;
   int64_t t0 = tl_time_us();
   for (int i = 0; i < n; i++) {
     tl_token t = rand_token(n_vocab);
-    int32_t p = i;
+    int32_t p = depth + i;
     tl_batch b = {.n_tokens = 1, .tokens = &t, .pos = &p};
     tl_status s = tl_decode(c, &b);
     if (s) return s;
@@ -73,9 +93,10 @@ typedef struct result {
 static tl_status measure(tl_context *c, int32_t nv, const bench_opts *o, bool pp, result *r) {
   int n = pp ? o->n_prompt : o->n_gen;
   double ts[64], secs;
-  tl_status s = pp ? run_pp(c, nv, n, &secs) : run_tg(c, nv, n, &secs); /* warm-up */
+  int d = o->depth;
+  tl_status s = pp ? run_pp(c, nv, d, n, &secs) : run_tg(c, nv, d, n, &secs); /* warm-up */
   for (int i = 0; !s && i < o->reps; i++) {
-    s = pp ? run_pp(c, nv, n, &secs) : run_tg(c, nv, n, &secs);
+    s = pp ? run_pp(c, nv, d, n, &secs) : run_tg(c, nv, d, n, &secs);
     ts[i] = (double)n / secs;
   }
   if (s) return s;
@@ -108,6 +129,10 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
       o.json = true;
       continue;
     }
+    if (!strcmp(a, "--mlock")) {
+      o.mlock = true;
+      continue;
+    }
     if (!has) return cli_die("option %s of 'bench' needs a value (see torchless --help)", a);
     i++;
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
@@ -116,6 +141,8 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
       if (!parse_count(v, 0, 1 << 20, &o.n_prompt)) return cli_die("-p needs a count, got '%s'", v);
     } else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
       if (!parse_count(v, 0, 1 << 20, &o.n_gen)) return cli_die("-n needs a count, got '%s'", v);
+    } else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) {
+      if (!parse_count(v, 0, 1 << 22, &o.depth)) return cli_die("-d needs a count, got '%s'", v);
     } else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
       if (!parse_count(v, 1, 64, &o.reps)) return cli_die("-r needs 1..64, got '%s'", v);
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
@@ -136,12 +163,14 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
   }
   if (o.n_prompt == 0 && o.n_gen == 0) return cli_die("bench: -p and -n are both 0");
   tl_model *m = NULL;
-  tl_status s = tl_model_load(o.model, NULL, &m);
+  tl_model_params mp = tl_model_default_params();
+  mp.use_mlock = o.mlock;
+  tl_status s = tl_model_load(o.model, &mp, &m);
   if (s) return cli_die("%s", tl_last_error());
   tl_context_params cp = tl_context_default_params();
-  int need = o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen;
+  int need = o.depth + (o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen);
   cp.n_ctx = need;
-  cp.n_batch = o.n_prompt > 0 ? o.n_prompt : 1;
+  cp.n_batch = o.n_prompt > 512 ? o.n_prompt : 512;
   cp.n_threads = o.threads;
   cp.kv_type = o.kv;
   tl_context *c = NULL;
@@ -170,11 +199,11 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
     for (int i = 0; i < nres; i++) {
       printf("  {\"model_type\": \"%s\", \"type\": \"%s\", \"model_size\": %llu, "
              "\"model_n_params\": %llu, \"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
-             "\"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"repetitions\": %d, "
+             "\"n_depth\": %d, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"repetitions\": %d, "
              "\"bytes_per_token\": %llu, \"peak_rss_bytes\": %llu, \"kernels\": \"%s\"}%s\n",
              desc, tl_model_weight_type(m), (unsigned long long)tl_model_size_bytes(m),
              (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen,
-             res[i].avg, res[i].sd, o.reps, (unsigned long long)bytes_tok,
+             o.depth, res[i].avg, res[i].sd, o.reps, (unsigned long long)bytes_tok,
              (unsigned long long)ru.ru_maxrss * 1024ull, tl_context_kernels(c),
              i + 1 < nres ? "," : "");
     }
@@ -184,10 +213,9 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
     printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
     for (int i = 0; i < nres; i++) {
       char test[32];
-      if (res[i].n_prompt)
-        snprintf(test, sizeof test, "pp%d", res[i].n_prompt);
-      else
-        snprintf(test, sizeof test, "tg%d", res[i].n_gen);
+      int k = res[i].n_prompt ? snprintf(test, sizeof test, "pp%d", res[i].n_prompt)
+                              : snprintf(test, sizeof test, "tg%d", res[i].n_gen);
+      if (o.depth) snprintf(test + k, sizeof test - (size_t)k, " @ d%d", o.depth);
       printf("| %s | %.2f GiB | %.2f B | cpu (%s) | %d | %s | %.2f ± %.2f |\n", desc,
              (double)tl_model_size_bytes(m) / (1024.0 * 1024.0 * 1024.0),
              (double)tl_model_n_params(m) / 1e9, tl_context_kernels(c), nt, test, res[i].avg,

@@ -69,13 +69,14 @@ static void usage(FILE *f) {
           "  run/eval/tokenize also take:\n"
           "                --override-kv KEY=TYPE:VALUE   metadata override (TYPE int, float, bool, str)\n"
           "                --quant TYPE   quantize a float model while loading it (e.g. q4_k_m)\n"
+          "                --mlock        keep the weights locked in RAM\n"
           "  torchless quantize IN OUT TYPE [--mix q4_k_m|q5_k_m|q3_k_m] [--pure] [-t THREADS]\n"
           "                TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l\n"
           "                q4_k_s q4_k_m q5_k_s q5_k_m q6_k (q3_k, q4_k, q5_k: the _m mixes)\n"
           "  torchless synth --preset tinyllama-1.1b|mistral-7b|llama3-8b|qwen2.5-7b\n"
           "                [--arch llama|qwen2] [--type TYPE] [--seed S] [-t THREADS] -o OUT.gguf\n"
           "  torchless convert IN OUT.bin [--quant f32|int8]   a Torchless .bin file\n"
-          "  torchless bench [-m MODEL] [-p 512] [-n 128] [-r 3] [-t THREADS] [--kv f16|f32] [--json]\n"
+          "  torchless bench [-m MODEL] [-p 512] [-n 128] [-r 3] [-d DEPTH] [--mlock] [-t THREADS] [--kv f16|f32] [--json]\n"
           "  torchless --help | --version\n"
           "MODEL is a GGUF file, a Torchless .bin file or a Hugging Face folder (config.json,\n"
           "*.safetensors, "
@@ -98,6 +99,7 @@ typedef struct opts {
   const char *overrides[33];
   int n_overrides;
   int quant; /* -1 or a tl_ftype: quantize while loading */
+  bool mlock;
   tl_kv_type kv;
   tl_sampler_params sp;
 } opts;
@@ -213,6 +215,8 @@ static int parse_opts(int argc, char **argv, int start, opts *o, const char *cmd
       o->overrides[o->n_overrides] = NULL;
     } else if (!strcmp(a, "--truncate")) {
       o->truncate = true;
+    } else if (!strcmp(a, "--mlock")) {
+      o->mlock = true;
     } else if (!strcmp(a, "--no-bos")) {
       o->no_bos = true;
     } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
@@ -232,6 +236,7 @@ static tl_model *load_model(const opts *o, bool vocab_only, double *ms) {
   mp.vocab_only = vocab_only;
   mp.kv_overrides = o->n_overrides ? o->overrides : NULL;
   mp.quant_ftype = o->quant;
+  mp.use_mlock = o->mlock;
   tl_model *m = NULL;
   tl_status s = tl_model_load(path, &mp, &m);
   if (s) {

@@ -1,12 +1,12 @@
 /* Run-time choice of the CPU kernel set: the best the processor supports,
- * or the one named by TL_CPU_KERNELS (scalar, avx2, avx512) for tests. Entries
+ * or the one named by TL_CPU_KERNELS (scalar, avx2, avx512, avx512vnni) for tests. Entries
  * a SIMD set lacks fall back to the scalar reference. */
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "backend/backend.h"
 
-static tl_cpu_kernels g_sets[3];
+static tl_cpu_kernels g_sets[4];
 static int g_n_sets;
 static const tl_cpu_kernels *g_best;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -25,6 +25,7 @@ static void init(void) {
 #if defined(__x86_64__) || defined(__i386__)
   if (tl_cpu_has_avx2()) add_set(tl_cpu_fill_avx2);
   if (tl_cpu_has_avx512()) add_set(tl_cpu_fill_avx512);
+  if (tl_cpu_has_avx512vnni()) add_set(tl_cpu_fill_avx512vnni);
 #endif
   if (g_n_sets > 0) g_best = &g_sets[g_n_sets - 1];
   const char *want = getenv("TL_CPU_KERNELS");

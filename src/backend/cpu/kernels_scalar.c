@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/qkernels.h"
 
 static float dot_f32(const void *row, const float *x, int64_t n) {
   const float *w = row;
@@ -299,6 +300,20 @@ static const tl_cpu_kernels g_scalar = {
         },
     .axpy = {[TL_TYPE_F32] = axpy_f32, [TL_TYPE_F16] = axpy_f16},
     .vec_dot_i8s = dot_i8s,
+    .gemm =
+        {
+            [TL_TYPE_Q4_0] = tl_gemm_q4_0_scalar,
+            [TL_TYPE_Q4_1] = tl_gemm_q4_1_scalar,
+            [TL_TYPE_Q5_0] = tl_gemm_q5_0_scalar,
+            [TL_TYPE_Q5_1] = tl_gemm_q5_1_scalar,
+            [TL_TYPE_Q8_0] = tl_gemm_q8_0_scalar,
+            [TL_TYPE_Q2_K] = tl_gemm_q2_k_scalar,
+            [TL_TYPE_Q3_K] = tl_gemm_q3_k_scalar,
+            [TL_TYPE_Q4_K] = tl_gemm_q4_k_scalar,
+            [TL_TYPE_Q5_K] = tl_gemm_q5_k_scalar,
+            [TL_TYPE_Q6_K] = tl_gemm_q6_k_scalar,
+        },
+    .quant_act = {[TL_ACT_Q8_32] = tl_qact_q8_32_scalar, [TL_ACT_Q8_256] = tl_qact_q8_256_scalar},
 };
 
 const tl_cpu_kernels *tl_cpu_kernels_scalar(void) { return &g_scalar; }

@@ -7,6 +7,11 @@ typedef struct mm_task {
   int64_t n_tok;
   float *y;
   int64_t ldy;
+  /* the gemm path: activation rows xa (ldx bytes apart) in the kernel's format */
+  tl_gemm_fn gemm;
+  tl_quant_act_fn quant;
+  void *xa;
+  size_t ldx;
 } mm_task;
 
 /* Each thread takes a contiguous range of weight rows; within it, tiles of
@@ -44,10 +49,65 @@ static void mm_run(void *arg, int ith, int nth) {
   }
 }
 
+/* Quantize the activation rows, a share of the tokens per thread. */
+static void mm_quant_run(void *arg, int ith, int nth) {
+  const mm_task *t = arg;
+  int64_t b, e;
+  tl_split(t->n_tok, ith, nth, &b, &e);
+  for (int64_t i = b; i < e; i++)
+    t->quant(t->x + i * t->w->cols, (uint8_t *)t->xa + i * t->ldx, t->w->cols);
+}
+
+/* Blocks of rows x tokens that stay in L2 (weights and activations) while the
+ * kernel walks its register tiles over them. */
+#define MM_ROW_BLOCK 64
+#define MM_TOK_BLOCK 64
+
+/* Each thread takes a share of the rows (in multiples of 16) or, when the
+ * rows are too few to keep every thread busy, a share of the tokens. */
+static void mm_gemm_run(void *arg, int ith, int nth) {
+  const mm_task *t = arg;
+  const tl_weight *w = t->w;
+  int64_t r0 = 0, r1 = w->rows, t0 = 0, t1 = t->n_tok;
+  if (t->n_tok < 4 * nth || w->rows >= 64 * nth) {
+    tl_split((w->rows + 15) / 16, ith, nth, &r0, &r1);
+    r0 *= 16;
+    r1 = r1 * 16 < w->rows ? r1 * 16 : w->rows;
+  } else {
+    tl_split(t->n_tok, ith, nth, &t0, &t1);
+  }
+  for (int64_t rb = r0; rb < r1; rb += MM_ROW_BLOCK) {
+    const int64_t nr = r1 - rb < MM_ROW_BLOCK ? r1 - rb : MM_ROW_BLOCK;
+    for (int64_t tb = t0; tb < t1; tb += MM_TOK_BLOCK) {
+      const int64_t nt = t1 - tb < MM_TOK_BLOCK ? t1 - tb : MM_TOK_BLOCK;
+      t->gemm((const uint8_t *)w->data + (size_t)rb * w->row_bytes, w->row_bytes, nr,
+              (const uint8_t *)t->xa + (size_t)tb * t->ldx, t->ldx, nt, w->cols,
+              t->y + tb * t->ldy + rb, t->ldy);
+    }
+  }
+}
+
 void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, const float *x,
                    int64_t n_tok, float *y, int64_t ldy) {
-  mm_task t = {k, w, x, n_tok, y, ldy};
-  tl_pool_run(pool, mm_run, &t);
+  mm_task t = {k, w, x, n_tok, y, ldy, NULL, NULL, NULL, 0};
+  tl_gemm_fn gemm = w->scales || w->type >= TL_TYPE_COUNT ? NULL : k->gemm[w->type];
+  if (gemm) {
+    const tl_act_fmt fmt = tl_cpu_act_fmt(w->type);
+    t.gemm = gemm;
+    t.ldx = tl_act_row_bytes(fmt, w->cols);
+    if (fmt == TL_ACT_F32) {
+      t.xa = (void *)x;
+    } else if ((t.quant = k->quant_act[fmt]) != NULL &&
+               (t.xa = tl_pool_scratch(pool, t.ldx * (size_t)n_tok)) != NULL) {
+      if (n_tok == 1)
+        mm_quant_run(&t, 0, 1);
+      else
+        tl_pool_run(pool, mm_quant_run, &t);
+    } else {
+      t.gemm = NULL; /* no scratch: the f32 path */
+    }
+  }
+  tl_pool_run(pool, t.gemm ? mm_gemm_run : mm_run, &t);
 }
 
 void tl_weight_row_f32(const tl_weight *w, int64_t i, float *out) {
