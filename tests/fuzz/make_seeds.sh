@@ -2,13 +2,13 @@
 # Builds the seed corpora of the fuzz targets from the test fixtures:
 #   make_seeds.sh BUILD_DIR
 # writes BUILD_DIR/fuzz-corpus/<target>/ (generated files and copies of small
-# fixtures; nothing here is committed). BUILD_DIR/gen_seeds must exist.
+# fixtures; nothing here is committed), keeping what earlier runs added to the
+# corpus. BUILD_DIR/gen_seeds must exist.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$1
 data=$root/tests/data
 out=$build/fuzz-corpus
-rm -rf "$out"
 for t in gguf safetensors hf_config tokenizer_json tokenizer_model tokenize native; do
   mkdir -p "$out/$t"
 done
@@ -17,7 +17,7 @@ done
 # config.json of every fixture; with an index (sharded weights) after the marker
 for d in "$data"/*/; do
   a=$(basename "$d")
-  [ -f "$d/config.json" ] && cp "$d/config.json" "$out/hf_config/$a.json"
+  if [ -f "$d/config.json" ]; then cp -f "$d/config.json" "$out/hf_config/$a.json"; fi
 done
 {
   cat "$data/llama/config.json"
@@ -29,7 +29,7 @@ done
 for d in "$data"/*/; do
   a=$(basename "$d")
   [ -f "$d/tokenizer.json" ] || continue
-  cp "$d/tokenizer.json" "$out/tokenizer_json/$a.json"
+  cp -f "$d/tokenizer.json" "$out/tokenizer_json/$a.json"
   if [ -f "$d/tokenizer_config.json" ]; then
     { cat "$d/tokenizer.json"; printf '\n@@@@\n'; cat "$d/tokenizer_config.json"; } \
       >"$out/tokenizer_json/$a-config.json"
@@ -37,9 +37,9 @@ for d in "$data"/*/; do
 done
 for d in "$data"/*/; do
   a=$(basename "$d")
-  [ -f "$d/tokenizer.model" ] && cp "$d/tokenizer.model" "$out/tokenizer_model/$a.model"
+  if [ -f "$d/tokenizer.model" ]; then cp -f "$d/tokenizer.model" "$out/tokenizer_model/$a.model"; fi
 done
-cp "$out"/tokenizer_model/llama.model "$out/tokenizer_model/dup.model" 2>/dev/null || true
+cp -f "$out"/tokenizer_model/llama.model "$out/tokenizer_model/dup.model" 2>/dev/null || true
 
 # text: option byte + text
 i=0
@@ -51,12 +51,10 @@ newlines" "<s>special</s> <unk> <|endoftext|> <|im_start|>user<|im_end|>" \
   printf '\003%s' "$s" >"$out/tokenize/t$i"
   i=$((i + 1))
 done
-shared=$root/../shared/fixtures/vocab
-for f in "$shared"/*.inp; do
+for f in "$data"/vocab/*.inp "$root"/../shared/fixtures/vocab/*.inp; do
   [ -f "$f" ] || continue
   { printf '\001'; head -c 4000 "$f"; } >"$out/tokenize/$(basename "$f")"
 done
 
-# the Torchless .bin reader: a few bytes so the corpus is not empty
-printf 'TLSS' >"$out/native/magic"
+chmod -R u+w "$out"
 echo "seeds in $out: $(find "$out" -type f | wc -l) files"
