@@ -208,6 +208,25 @@ static void attention(tl_context *c, int il, int n, const int32_t *pos, const in
   add_bias(out, L->bo, n, hp->n_embd);
 }
 
+typedef struct act_task {
+  tl_act_kind kind;
+  bool gated;
+  float *a;       /* gate in, result out */
+  const float *b; /* up */
+  size_t n;
+} act_task;
+
+/* a = act(a) * b (gated) or a = act(b), over a slice per thread. */
+static void act_run(void *arg, int ith, int nth) {
+  const act_task *t = arg;
+  int64_t i0, i1;
+  tl_split((int64_t)t->n, ith, nth, &i0, &i1);
+  if (t->gated)
+    for (int64_t i = i0; i < i1; i++) t->a[i] = act(t->kind, t->a[i]) * t->b[i];
+  else
+    for (int64_t i = i0; i < i1; i++) t->a[i] = act(t->kind, t->b[i]);
+}
+
 /* The MLP of layer il on the normed input xn; result in out [n][d]. */
 static void mlp(tl_context *c, int il, int n, const float *xn, float *out) {
   const tl_model *m = c->model;
@@ -216,12 +235,12 @@ static void mlp(tl_context *c, int il, int n, const float *xn, float *out) {
   size_t nff = (size_t)n * ff;
   tl_cpu_matmul(c->pool, c->kernels, &L->w_up, xn, n, c->ffn_b, ff);
   add_bias(c->ffn_b, L->b_up, n, ff);
-  if (m->arch->gated_ffn) {
-    tl_cpu_matmul(c->pool, c->kernels, &L->w_gate, xn, n, c->ffn_a, ff);
-    for (size_t i = 0; i < nff; i++) c->ffn_a[i] = act(m->arch->act, c->ffn_a[i]) * c->ffn_b[i];
-  } else {
-    for (size_t i = 0; i < nff; i++) c->ffn_a[i] = act(m->arch->act, c->ffn_b[i]);
-  }
+  if (m->arch->gated_ffn) tl_cpu_matmul(c->pool, c->kernels, &L->w_gate, xn, n, c->ffn_a, ff);
+  act_task at = {m->arch->act, m->arch->gated_ffn, c->ffn_a, c->ffn_b, nff};
+  if (nff >= 32768) /* worth waking the threads (prefill) */
+    tl_pool_run(c->pool, act_run, &at);
+  else
+    act_run(&at, 0, 1);
   tl_cpu_matmul(c->pool, c->kernels, &L->w_down, c->ffn_a, n, out, m->hp.n_embd);
   add_bias(out, L->b_down, n, m->hp.n_embd);
 }
