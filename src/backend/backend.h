@@ -53,7 +53,9 @@ static inline size_t tl_act_q_bytes(int64_t n) { return ((size_t)n + 63) & ~(siz
 static inline const float *tl_act_d(const void *row, int64_t n) {
   return (const float *)((const uint8_t *)row + tl_act_q_bytes(n));
 }
-static inline const float *tl_act_s(const void *row, int64_t n) { return tl_act_d(row, n) + n / 32; }
+static inline const float *tl_act_s(const void *row, int64_t n) {
+  return tl_act_d(row, n) + n / 32;
+}
 static inline const int16_t *tl_act_bsum(const void *row, int64_t n) {
   return (const int16_t *)(tl_act_d(row, n) + n / 256);
 }

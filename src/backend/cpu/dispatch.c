@@ -15,8 +15,11 @@ static void add_set(void (*fill)(tl_cpu_kernels *)) {
   tl_cpu_kernels *k = &g_sets[g_n_sets++];
   *k = *tl_cpu_kernels_scalar();
   fill(k);
+  const tl_cpu_kernels *sc = tl_cpu_kernels_scalar();
   for (int t = 0; t < TL_TYPE_COUNT; t++) { /* only types the reference knows */
-    if (!tl_cpu_kernels_scalar()->vec_dot[t]) k->vec_dot[t] = NULL;
+    if (!sc->vec_dot[t]) k->vec_dot[t] = NULL;
+    /* a SIMD vec_dot on f32 activations beats the scalar integer gemm */
+    if (k->gemm[t] == sc->gemm[t] && k->vec_dot[t] != sc->vec_dot[t]) k->gemm[t] = NULL;
   }
 }
 

@@ -10,8 +10,7 @@
 
 #include "backend/cpu/qkernels.h"
 
-#define VNNI \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
 /* ---- activation quantizers (bit-identical to the scalar ones) --------------- */
@@ -71,9 +70,10 @@ VNNI INLINE __m128 f32x2(const float *p, bool two) {
 }
 
 /* Call fn(..., R, T) for the tile size nr x nt (1..4 each) as constants. */
-#define TILE_SWITCH(fn, nr, nt, ...)        \
-  switch ((nr) * 8 + (nt)) {               \
-    case 9: fn(__VA_ARGS__, 1, 1); break;  \
+// clang-format off
+#define TILE_SWITCH(fn, nr, nt, ...) \
+  switch ((nr) * 8 + (nt)) { \
+    case 9: fn(__VA_ARGS__, 1, 1); break; \
     case 10: fn(__VA_ARGS__, 1, 2); break; \
     case 11: fn(__VA_ARGS__, 1, 3); break; \
     case 12: fn(__VA_ARGS__, 1, 4); break; \
@@ -90,26 +90,60 @@ VNNI INLINE __m128 f32x2(const float *p, bool two) {
     case 35: fn(__VA_ARGS__, 4, 3); break; \
     default: fn(__VA_ARGS__, 4, 4); break; \
   }
+// clang-format on
 
 /* Walk the rows in tiles of up to MR and, for each, the tokens in tiles of up to MT. */
-#define GEMM_WALK(tile, MR, MT)                                                            \
-  for (int64_t r = 0; r < nr; r += MR) {                                                   \
-    const int mr = nr - r < MR ? (int)(nr - r) : MR;                                       \
-    for (int64_t t = 0; t < nt; t += MT) {                                                 \
-      const int mt = nt - t < MT ? (int)(nt - t) : MT;                                     \
-      TILE_SWITCH(tile, mr, mt, (const uint8_t *)w + r * ldw, ldw,                         \
-                  (const uint8_t *)x + t * ldx, ldx, n, y + t * ldy + r, ldy)              \
-    }                                                                                      \
+#define GEMM_WALK(tile, MR, MT)                                                                  \
+  for (int64_t r = 0; r < nr; r += MR) {                                                         \
+    const int mr = nr - r < MR ? (int)(nr - r) : MR;                                             \
+    for (int64_t t = 0; t < nt; t += MT) {                                                       \
+      const int mt = nt - t < MT ? (int)(nt - t) : MT;                                           \
+      TILE_SWITCH(tile, mr, mt, (const uint8_t *)w + r * ldw, ldw, (const uint8_t *)x + t * ldx, \
+                  ldx, n, y + t * ldy + r, ldy)                                                  \
+    }                                                                                            \
   }
 
-#define ZERO_ACC(acc, R, T)                                 \
-  _Pragma("GCC unroll 4") for (int r_ = 0; r_ < R; r_++)   \
-      _Pragma("GCC unroll 4") for (int t_ = 0; t_ < T; t_++) acc[r_][t_] = _mm512_setzero_ps()
+/* One token (decode): rows in tiles of 8 (8 weight streams in flight), the
+ * last few in tiles of up to 4. */
+#define GEMM_WALK_DEC(tile)                                                     \
+  for (int64_t r = 0; r < nr;) {                                                \
+    const uint8_t *wr = (const uint8_t *)w + r * ldw;                           \
+    if (nr - r >= 8) {                                                          \
+      tile(wr, ldw, (const uint8_t *)x, ldx, n, y + r, ldy, 8, 1);              \
+      r += 8;                                                                   \
+    } else {                                                                    \
+      const int mr = nr - r < 4 ? (int)(nr - r) : 4;                            \
+      TILE_SWITCH(tile, mr, 1, wr, ldw, (const uint8_t *)x, ldx, n, y + r, ldy) \
+      r += mr;                                                                  \
+    }                                                                           \
+  }
 
-#define STORE_ACC(acc, R, T)                               \
-  _Pragma("GCC unroll 4") for (int r_ = 0; r_ < R; r_++)  \
-      _Pragma("GCC unroll 4") for (int t_ = 0; t_ < T; t_++) y[t_ * ldy + r_] = \
+/* The same with tiles of up to 4 x 6. */
+#define GEMM_WALK6(tile, MR, MT)                                                                  \
+  for (int64_t r = 0; r < nr; r += MR) {                                                          \
+    const int mr = nr - r < MR ? (int)(nr - r) : MR;                                              \
+    for (int64_t t = 0; t < nt; t += MT) {                                                        \
+      const int mt = nt - t < MT ? (int)(nt - t) : MT;                                            \
+      TILE_SWITCH6(tile, mr, mt, (const uint8_t *)w + r * ldw, ldw, (const uint8_t *)x + t * ldx, \
+                   ldx, n, y + t * ldy + r, ldy)                                                  \
+    }                                                                                             \
+  }
+
+#define ZERO_ACC(acc, R, T)                              \
+  _Pragma("GCC unroll 8") for (int r_ = 0; r_ < R; r_++) \
+      _Pragma("GCC unroll 6") for (int t_ = 0; t_ < T; t_++) acc[r_][t_] = _mm512_setzero_ps()
+
+#define STORE_ACC(acc, R, T)                                                    \
+  _Pragma("GCC unroll 8") for (int r_ = 0; r_ < R; r_++)                        \
+      _Pragma("GCC unroll 6") for (int t_ = 0; t_ < T; t_++) y[t_ * ldy + r_] = \
           _mm512_reduce_add_ps(acc[r_][t_])
+
+/* The one-token (decode) tiles prefetch the same columns of the next row
+ * tile (R rows further): R rows stream at once, which the hardware
+ * prefetchers follow less well than one stream. */
+VNNI INLINE void pf_next(const uint8_t *p, size_t ldw, int R, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + R * ldw + o, _MM_HINT_T0);
+}
 
 /* ---- Q4_0 and Q8_0: two 32-blocks per 512-bit step ------------------------------
  * Weights as u8 (Q4_0: the nibble 0..15; Q8_0: q + 128), activations s8: VNNI
@@ -117,41 +151,49 @@ VNNI INLINE __m128 f32x2(const float *p, bool two) {
  * the activations, taken per token with one more dpbusd, is subtracted by
  * starting from it. Lanes 0-7 hold the first block, 8-15 the second. */
 
+/* Two Q4_0 blocks (36 bytes, one masked load) as 64 u8 nibbles in element
+ * order, and their scales spread over 8 lanes each; both qs and the second
+ * d sit at even offsets, so word permutes gather them. */
+VNNI INLINE void q4_0_load2(const uint8_t *b, bool two, __m512i *wq, __m512 *dw) {
+  const __m512i v = _mm512_maskz_loadu_epi8(two ? 0xfffffffffull : 0x3ffffull, b);
+  const __m512i iq = _mm512_set_epi16(17, 16, 15, 14, 13, 12, 11, 10, 17, 16, 15, 14, 13, 12, 11,
+                                      10, 8, 7, 6, 5, 4, 3, 2, 1, 8, 7, 6, 5, 4, 3, 2, 1);
+  const __m512i sh = _mm512_set_epi16(4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4,
+                                      4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i q = _mm512_srlv_epi16(_mm512_permutexvar_epi16(iq, v), sh);
+  *wq = _mm512_and_si512(q, _mm512_set1_epi8(15));
+  const __m512i id = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 9,
+                                      9, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0);
+  *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(id, v)));
+}
+
 VNNI INLINE void q32_step(bool q8, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
-                          int64_t n, int64_t i, bool two, __m512 acc[4][4], const int R,
+                          int64_t n, int64_t i, bool two, __m512 acc[8][4], const int R,
                           const int T) {
   const size_t bs = q8 ? sizeof(tl_block_q8_0) : sizeof(tl_block_q4_0);
   const __m512i koff = _mm512_set1_epi8(q8 ? (char)0x80 : 8);
-  __m512i wq[4];
-  __m512 dw[4];
-  _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+  __m512i wq[8];
+  __m512 dw[8];
+  _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
     const uint8_t *b = w + r * ldw + (size_t)i * bs;
+    if (T == 1) pf_next(b, ldw, R, 2 * bs);
     if (q8) {
-      __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2)));
+      __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2)));
       if (two) v = _mm512_inserti64x4(v, _mm256_loadu_si256((const __m256i *)(b + bs + 2)), 1);
-      else v = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2)));
       wq[r] = _mm512_xor_si512(v, koff);
+      dw[r] = spread2(f16x2(b, b + bs, two));
     } else {
-      const __m128i q0 = _mm_loadu_si128((const __m128i *)(b + 2));
-      const __m128i q1 = two ? _mm_loadu_si128((const __m128i *)(b + bs + 2)) : _mm_setzero_si128();
-      const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
-      const __m256i m4 = _mm256_set1_epi8(15);
-      const __m256i lo = _mm256_and_si256(v, m4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-      const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-      /* [q0 lo, q0 hi, q1 lo, q1 hi]: elements 0-31 of each block in order */
-      wq[r] = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+      q4_0_load2(b, two, &wq[r], &dw[r]);
     }
-    dw[r] = spread2(f16x2(b, b + bs, two));
   }
   _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
     const uint8_t *xr = x + t * ldx;
-    const __m512i a = two ? _mm512_loadu_si512(xr + 32 * i)
-                          : _mm512_maskz_loadu_epi8(0xffffffffull, xr + 32 * i);
+    const __m512i a =
+        two ? _mm512_loadu_si512(xr + 32 * i) : _mm512_maskz_loadu_epi8(0xffffffffull, xr + 32 * i);
     const __m512i c = _mm512_sub_epi32(_mm512_setzero_si512(),
                                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), koff, a));
     const __m512 dx = spread2(f32x2(tl_act_d(xr, n) + i, two));
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
       const __m512 f = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, wq[r], a));
       acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw[r], dx), acc[r][t]);
     }
@@ -160,7 +202,7 @@ VNNI INLINE void q32_step(bool q8, const uint8_t *w, size_t ldw, const uint8_t *
 
 VNNI INLINE void q32_tile(bool q8, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
                           int64_t n, float *y, int64_t ldy, const int R, const int T) {
-  __m512 acc[4][4];
+  __m512 acc[8][4];
   ZERO_ACC(acc, R, T);
   const int64_t nb = n / 32;
   int64_t i = 0;
@@ -179,14 +221,152 @@ VNNI INLINE void q8_0_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_
   q32_tile(true, w, ldw, x, ldx, n, y, ldy, R, T);
 }
 
+/* For several tokens, a tile's rows are unpacked once into an L1-resident
+ * buffer (per 64-element step: 64 u8 weights, then the two block scales
+ * spread over 8 lanes each) and the token tiles read it from there. */
+typedef struct q32_unp {
+  __m512i wq;
+  __m512 dw;
+} q32_unp;
+
+/* Columns up to which the unpacked buffers (on the stack) are used. */
+#define UNP_MAX_COLS 16384
+
+VNNI INLINE void q32_unpack_row(bool q8, const uint8_t *b, int64_t n, q32_unp *u) {
+  const size_t bs = q8 ? sizeof(tl_block_q8_0) : sizeof(tl_block_q4_0);
+  const __m512i koff = _mm512_set1_epi8((char)0x80);
+  const int64_t nb = n / 32;
+  for (int64_t i = 0; i < nb; i += 2, b += 2 * bs, u++) {
+    const bool two = i + 2 <= nb;
+    if (q8) {
+      __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2)));
+      if (two) v = _mm512_inserti64x4(v, _mm256_loadu_si256((const __m256i *)(b + bs + 2)), 1);
+      u->wq = _mm512_xor_si512(v, koff);
+      u->dw = spread2(f16x2(b, b + bs, two));
+    } else {
+      q4_0_load2(b, two, &u->wq, &u->dw);
+    }
+  }
+}
+
+/* Tokens of step s: a, the offset correction c and the spread scales dx. */
+VNNI INLINE void q32_tok(bool q8, const uint8_t *xr, int64_t n, int64_t s, bool two, __m512i *a,
+                         __m512i *c, __m512 *dx) {
+  const __m512i koff = _mm512_set1_epi8(q8 ? (char)0x80 : 8);
+  *a = two ? _mm512_loadu_si512(xr + 64 * s) : _mm512_maskz_loadu_epi8(0xffffffffull, xr + 64 * s);
+  *c = _mm512_sub_epi32(_mm512_setzero_si512(),
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), koff, *a));
+  *dx = spread2(f32x2(tl_act_d(xr, n) + 2 * s, two));
+}
+
+VNNI INLINE void q32_utile(bool q8, const q32_unp *u, int64_t ns, const uint8_t *x, size_t ldx,
+                           int64_t n, float *y, int64_t ldy, const int R, const int T) {
+  __m512 acc[4][6];
+  _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+      _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  const bool odd = (n / 32) % 2 != 0;
+  for (int64_t s = 0; s < ns; s++) {
+    const bool two = !odd || s + 1 < ns;
+    _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
+      __m512i a, c;
+      __m512 dx;
+      if (two)
+        q32_tok(q8, x + t * ldx, n, s, true, &a, &c, &dx);
+      else
+        q32_tok(q8, x + t * ldx, n, s, false, &a, &c, &dx);
+      _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const q32_unp *ur = u + r * ns + s;
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, ur->wq, a));
+        acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(ur->dw, dx), acc[r][t]);
+      }
+    }
+  }
+  _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+      _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) y[t * ldy + r] =
+          _mm512_reduce_add_ps(acc[r][t]);
+}
+
+VNNI INLINE void q4_0_utile(const q32_unp *u, int64_t ns, const uint8_t *x, size_t ldx, int64_t n,
+                            float *y, int64_t ldy, const int R, const int T) {
+  q32_utile(false, u, ns, x, ldx, n, y, ldy, R, T);
+}
+
+VNNI INLINE void q8_0_utile(const q32_unp *u, int64_t ns, const uint8_t *x, size_t ldx, int64_t n,
+                            float *y, int64_t ldy, const int R, const int T) {
+  q32_utile(true, u, ns, x, ldx, n, y, ldy, R, T);
+}
+
+/* Call fn(..., R, T) for nr 1..4 and nt 1..6 as constants. */
+// clang-format off
+#define TILE_SWITCH6(fn, nr, nt, ...) \
+  switch ((nr) * 8 + (nt)) { \
+    case 9: fn(__VA_ARGS__, 1, 1); break; \
+    case 10: fn(__VA_ARGS__, 1, 2); break; \
+    case 11: fn(__VA_ARGS__, 1, 3); break; \
+    case 12: fn(__VA_ARGS__, 1, 4); break; \
+    case 13: fn(__VA_ARGS__, 1, 5); break; \
+    case 14: fn(__VA_ARGS__, 1, 6); break; \
+    case 17: fn(__VA_ARGS__, 2, 1); break; \
+    case 18: fn(__VA_ARGS__, 2, 2); break; \
+    case 19: fn(__VA_ARGS__, 2, 3); break; \
+    case 20: fn(__VA_ARGS__, 2, 4); break; \
+    case 21: fn(__VA_ARGS__, 2, 5); break; \
+    case 22: fn(__VA_ARGS__, 2, 6); break; \
+    case 25: fn(__VA_ARGS__, 3, 1); break; \
+    case 26: fn(__VA_ARGS__, 3, 2); break; \
+    case 27: fn(__VA_ARGS__, 3, 3); break; \
+    case 28: fn(__VA_ARGS__, 3, 4); break; \
+    case 29: fn(__VA_ARGS__, 3, 5); break; \
+    case 30: fn(__VA_ARGS__, 3, 6); break; \
+    case 33: fn(__VA_ARGS__, 4, 1); break; \
+    case 34: fn(__VA_ARGS__, 4, 2); break; \
+    case 35: fn(__VA_ARGS__, 4, 3); break; \
+    case 36: fn(__VA_ARGS__, 4, 4); break; \
+    case 37: fn(__VA_ARGS__, 4, 5); break; \
+    default: fn(__VA_ARGS__, 4, 6); break; \
+  }
+// clang-format on
+
+/* Rows in tiles of 4 unpacked once each, tokens in tiles of up to MT. */
+#define GEMM_WALK_UNP(unp_t, STEP, unpack, utile, MT, ...)                                        \
+  do {                                                                                            \
+    unp_t u[4 * (UNP_MAX_COLS / STEP)] __attribute__((aligned(64)));                              \
+    const int64_t ns = (n + STEP - 1) / STEP;                                                     \
+    for (int64_t r = 0; r < nr; r += 4) {                                                         \
+      const int mr = nr - r < 4 ? (int)(nr - r) : 4;                                              \
+      for (int k = 0; k < mr; k++)                                                                \
+        unpack(__VA_ARGS__(const uint8_t *) w + (r + k) * ldw, n, u + k * ns);                    \
+      if (r + 4 < nr) /* the next row tile, into L2 while this one runs */                        \
+        for (size_t o = 0; o < 4 * ldw; o += 64)                                                  \
+          _mm_prefetch((const char *)w + (r + 4) * ldw + o, _MM_HINT_T1);                         \
+      for (int64_t t = 0; t < nt; t += MT) {                                                      \
+        const int mt = nt - t < MT ? (int)(nt - t) : MT;                                          \
+        TILE_SWITCH6(utile, mr, mt, u, ns, (const uint8_t *)x + t * ldx, ldx, n, y + t * ldy + r, \
+                     ldy)                                                                         \
+      }                                                                                           \
+    }                                                                                             \
+  } while (0)
+
 VNNI static void gemm_q4_0(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                            int64_t nt, int64_t n, float *y, int64_t ldy) {
-  GEMM_WALK(q4_0_tile, 4, 4)
+  if (nt == 1) {
+    GEMM_WALK_DEC(q4_0_tile);
+  } else if (n <= UNP_MAX_COLS) {
+    GEMM_WALK_UNP(q32_unp, 64, q32_unpack_row, q4_0_utile, 4, false, );
+  } else {
+    GEMM_WALK(q4_0_tile, 4, 4);
+  }
 }
 
 VNNI static void gemm_q8_0(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                            int64_t nt, int64_t n, float *y, int64_t ldy) {
-  GEMM_WALK(q8_0_tile, 4, 4)
+  if (nt == 1) {
+    GEMM_WALK_DEC(q8_0_tile);
+  } else if (n <= UNP_MAX_COLS) {
+    GEMM_WALK_UNP(q32_unp, 64, q32_unpack_row, q8_0_utile, 4, true, );
+  } else {
+    GEMM_WALK(q8_0_tile, 4, 4);
+  }
 }
 
 /* ---- Q4_K and Q6_K: 256-blocks in four 64-element steps -----------------------
@@ -196,33 +376,39 @@ VNNI static void gemm_q8_0(const void *w, size_t ldw, int64_t nr, const void *x,
  * sums per 16; Q6_K's offset 32 is -32 * sc_g * bsum_g, one more dpwssd. */
 
 typedef struct kq_row {
-  __m512i sc16;   /* the block's scales as int16 (Q4_K: 8, Q6_K: 16) */
-  __m512i minv;   /* Q4_K: m_j per bsum (16 x int16); Q6_K: -32 * sc_g (16 x int16) */
+  __m512i sc16; /* the block's scales as int16 (Q4_K: 8, Q6_K: 16) */
+  __m512i minv; /* Q4_K: m_j per bsum (16 x int16); Q6_K: -32 * sc_g (16 x int16) */
   float d, dmin;
 } kq_row;
 
+/* Q4_K's 12 scale bytes to 8 scales and 8 mins (ggml's get_scale_min_k4 for
+ * all j at once, in 32-bit lanes), and d, dmin with the F16C conversion. */
 VNNI INLINE void q4k_row(const uint8_t *b, kq_row *o) {
-  uint32_t u[4];
-  memcpy(u, b + 4, 12);
-  const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-  u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
-  const uint32_t t = u[1] & k1;
-  u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
-  u[2] = t;
-  u[0] &= k1;
-  const __m128i sm = _mm_loadu_si128((const __m128i *)u); /* 8 scales, 8 mins */
+  /* lanes u0 u1 u2 of the scales (the 4th lane is qs, unused) */
+  const __m128i a = _mm_loadu_si128((const __m128i *)(b + offsetof(tl_block_q4_k, scales)));
+  const __m128i k1 = _mm_set1_epi32(0x3f3f3f3f), k2 = _mm_set1_epi32(0x0f0f0f0f),
+                k3 = _mm_set1_epi32(0x03030303);
+  const __m128i xv = _mm_shuffle_epi32(a, _MM_SHUFFLE(1, 1, 0, 0)); /* u0 u0 u1 u1 */
+  const __m128i yv = _mm_shuffle_epi32(a, _MM_SHUFFLE(2, 2, 2, 2)); /* u2 */
+  const __m128i hi = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(xv, 6), k3), 4);
+  const __m128i lo = _mm_and_si128(_mm_srlv_epi32(yv, _mm_set_epi32(4, 0, 0, 0)), k2);
+  /* scales 0-3, scales 4-7, mins 0-3, mins 4-7 */
+  const __m128i sm = _mm_blend_epi32(_mm_and_si128(xv, k1), _mm_or_si128(lo, hi), 0xa);
   o->sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(sm));
   o->minv = _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)));
-  o->d = tl_f16_to_f32(tl_rd_u16(b));
-  o->dmin = tl_f16_to_f32(tl_rd_u16(b + 2));
+  uint32_t dd;
+  memcpy(&dd, b, 4);
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
+  o->d = _mm_cvtss_f32(f);
+  o->dmin = _mm_cvtss_f32(_mm_movehdup_ps(f));
 }
 
 VNNI INLINE void q6k_row(const uint8_t *b, kq_row *o) {
-  const __m256i sc = _mm256_cvtepi8_epi16(
-      _mm_loadu_si128((const __m128i *)(b + offsetof(tl_block_q6_k, scales))));
+  const __m256i sc =
+      _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + offsetof(tl_block_q6_k, scales))));
   o->sc16 = _mm512_castsi256_si512(sc);
   o->minv = _mm512_zextsi256_si512(_mm256_mullo_epi16(sc, _mm256_set1_epi16(-32)));
-  o->d = tl_f16_to_f32(tl_rd_u16(b + offsetof(tl_block_q6_k, d)));
+  o->d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(tl_rd_u16(b + offsetof(tl_block_q6_k, d)))));
   o->dmin = 0;
 }
 
@@ -242,7 +428,8 @@ VNNI INLINE void q6k_step(const uint8_t *b, const kq_row *o, int s, __m512i *wq,
   const __m512i ql = _mm512_loadu_si512(b + offsetof(tl_block_q6_k, ql) + 64 * h);
   const __m512i m4 = _mm512_set1_epi8(15);
   const __m512i lo = _mm512_and_si512(kk ? _mm512_srli_epi16(ql, 4) : ql, m4);
-  const __m256i q32 = _mm256_loadu_si256((const __m256i *)(b + offsetof(tl_block_q6_k, qh) + 32 * h));
+  const __m256i q32 =
+      _mm256_loadu_si256((const __m256i *)(b + offsetof(tl_block_q6_k, qh) + 32 * h));
   __m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(q32), _mm256_srli_epi16(q32, 2), 1);
   if (kk) hv = _mm512_srli_epi16(hv, 4);
   hv = _mm512_and_si512(hv, _mm512_set1_epi8(3));
@@ -262,31 +449,37 @@ VNNI INLINE void q6k_step(const uint8_t *b, const kq_row *o, int s, __m512i *wq,
 VNNI INLINE void kq_tile(bool six, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
                          int64_t n, float *y, int64_t ldy, const int R, const int T) {
   const size_t bsz = six ? sizeof(tl_block_q6_k) : sizeof(tl_block_q4_k);
-  __m512 acc[4][4];
+  __m512 acc[8][4];
   ZERO_ACC(acc, R, T);
   for (int64_t i = 0; i < n / 256; i++) {
-    kq_row rw[4];
-    __m512i ia[4][4];
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-      if (six) q6k_row(w + r * ldw + i * bsz, &rw[r]);
-      else q4k_row(w + r * ldw + i * bsz, &rw[r]);
+    kq_row rw[8];
+    __m512i ia[8][4];
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+      if (T == 1) pf_next(w + r * ldw + i * bsz, ldw, R, bsz);
+      if (six)
+        q6k_row(w + r * ldw + i * bsz, &rw[r]);
+      else
+        q4k_row(w + r * ldw + i * bsz, &rw[r]);
     }
     /* Q6_K: start from -32 * sum_g sc_g * bsum_g; Q4_K: from 0 */
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-      const __m512i bs =
-          _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(tl_act_bsum(x + t * ldx, n) + 16 * i)));
-      _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ia[r][t] =
-          six ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), rw[r].minv, bs) : _mm512_setzero_si512();
+      const __m512i bs = _mm512_zextsi256_si512(
+          _mm256_loadu_si256((const __m256i *)(tl_act_bsum(x + t * ldx, n) + 16 * i)));
+      _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) ia[r][t] =
+          six ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), rw[r].minv, bs)
+              : _mm512_setzero_si512();
     }
-    for (int s = 0; s < 4; s++) {
-      __m512i wq[4], sv[4];
-      _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-        if (six) q6k_step(w + r * ldw + i * bsz, &rw[r], s, &wq[r], &sv[r]);
-        else q4k_step(w + r * ldw + i * bsz, &rw[r], s, &wq[r], &sv[r]);
+    _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
+      __m512i wq[8], sv[8];
+      _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+        if (six)
+          q6k_step(w + r * ldw + i * bsz, &rw[r], s, &wq[r], &sv[r]);
+        else
+          q4k_step(w + r * ldw + i * bsz, &rw[r], s, &wq[r], &sv[r]);
       }
       _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
         const __m512i a = _mm512_loadu_si512(x + t * ldx + 256 * i + 64 * s);
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ia[r][t] =
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) ia[r][t] =
             _mm512_dpwssd_epi32(ia[r][t], _mm512_maddubs_epi16(wq[r], a), sv[r]);
       }
     }
@@ -294,14 +487,16 @@ VNNI INLINE void kq_tile(bool six, const uint8_t *w, size_t ldw, const uint8_t *
       const uint8_t *xr = x + t * ldx;
       const float dx = tl_act_d(xr, n)[i];
       __m512i bs = _mm512_setzero_si512();
-      if (!six) bs = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(tl_act_bsum(xr, n) + 16 * i)));
-      _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][t]), _mm512_set1_ps(rw[r].d * dx),
-                                    acc[r][t]);
+      if (!six)
+        bs = _mm512_zextsi256_si512(
+            _mm256_loadu_si256((const __m256i *)(tl_act_bsum(xr, n) + 16 * i)));
+      _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+        acc[r][t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][t]), _mm512_set1_ps(rw[r].d * dx), acc[r][t]);
         if (!six) {
           const __m512i mi = _mm512_madd_epi16(rw[r].minv, bs);
-          acc[r][t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mi), _mm512_set1_ps(rw[r].dmin * dx),
-                                       acc[r][t]);
+          acc[r][t] =
+              _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mi), _mm512_set1_ps(rw[r].dmin * dx), acc[r][t]);
         }
       }
     }
@@ -319,10 +514,96 @@ VNNI INLINE void q6_k_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_
   kq_tile(true, w, ldw, x, ldx, n, y, ldy, R, T);
 }
 
+/* Unpacked K-quant row tile: per 256-block and row, the four steps' u8 weights
+ * and int16 scale vectors, the min / offset vector and d, dmin. */
+typedef struct kq_unp {
+  __m512i wq[4], sv[4], minv;
+  float d, dmin, pad[14];
+} kq_unp;
+
+VNNI INLINE void kq_unpack_row(bool six, const uint8_t *b, int64_t n, kq_unp *u) {
+  const size_t bsz = six ? sizeof(tl_block_q6_k) : sizeof(tl_block_q4_k);
+  for (int64_t i = 0; i < n / 256; i++, b += bsz, u++) {
+    kq_row rw;
+    if (six)
+      q6k_row(b, &rw);
+    else
+      q4k_row(b, &rw);
+    _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
+      if (six)
+        q6k_step(b, &rw, s, &u->wq[s], &u->sv[s]);
+      else
+        q4k_step(b, &rw, s, &u->wq[s], &u->sv[s]);
+    }
+    u->minv = rw.minv;
+    u->d = rw.d;
+    u->dmin = rw.dmin;
+  }
+}
+
+VNNI INLINE void kq_utile(bool six, const kq_unp *u, int64_t nsb, const uint8_t *x, size_t ldx,
+                          int64_t n, float *y, int64_t ldy, const int R, const int T) {
+  __m512 acc[4][6];
+  _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+      _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nsb; i++) {
+    __m512i ia[4][6];
+    _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
+      const __m512i bs = _mm512_zextsi256_si512(
+          _mm256_loadu_si256((const __m256i *)(tl_act_bsum(x + t * ldx, n) + 16 * i)));
+      _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ia[r][t] =
+          six ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), u[r * nsb + i].minv, bs)
+              : _mm512_setzero_si512();
+    }
+    for (int s = 0; s < 4; s++) {
+      _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
+        const __m512i a = _mm512_loadu_si512(x + t * ldx + 256 * i + 64 * s);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+          const kq_unp *ur = u + r * nsb + i;
+          ia[r][t] = _mm512_dpwssd_epi32(ia[r][t], _mm512_maddubs_epi16(ur->wq[s], a), ur->sv[s]);
+        }
+      }
+    }
+    _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
+      const uint8_t *xr = x + t * ldx;
+      const float dx = tl_act_d(xr, n)[i];
+      __m512i bs = _mm512_setzero_si512();
+      if (!six)
+        bs = _mm512_zextsi256_si512(
+            _mm256_loadu_si256((const __m256i *)(tl_act_bsum(xr, n) + 16 * i)));
+      _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const kq_unp *ur = u + r * nsb + i;
+        acc[r][t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][t]), _mm512_set1_ps(ur->d * dx), acc[r][t]);
+        if (!six)
+          acc[r][t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(ur->minv, bs)),
+                                       _mm512_set1_ps(ur->dmin * dx), acc[r][t]);
+      }
+    }
+  }
+  _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+      _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) y[t * ldy + r] =
+          _mm512_reduce_add_ps(acc[r][t]);
+}
+
+VNNI INLINE void q4_k_utile(const kq_unp *u, int64_t nsb, const uint8_t *x, size_t ldx, int64_t n,
+                            float *y, int64_t ldy, const int R, const int T) {
+  kq_utile(false, u, nsb, x, ldx, n, y, ldy, R, T);
+}
+
+VNNI INLINE void q6_k_utile(const kq_unp *u, int64_t nsb, const uint8_t *x, size_t ldx, int64_t n,
+                            float *y, int64_t ldy, const int R, const int T) {
+  kq_utile(true, u, nsb, x, ldx, n, y, ldy, R, T);
+}
+
+#define KQ_MT 3
+
 VNNI static void gemm_q4_k(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                            int64_t nt, int64_t n, float *y, int64_t ldy) {
   if (nt == 1) {
-    GEMM_WALK(q4_k_tile, 4, 1)
+    GEMM_WALK_DEC(q4_k_tile);
+  } else if (n <= UNP_MAX_COLS) {
+    GEMM_WALK_UNP(kq_unp, 256, kq_unpack_row, q4_k_utile, KQ_MT, false, );
   } else {
     GEMM_WALK(q4_k_tile, 2, 4)
   }
@@ -331,7 +612,9 @@ VNNI static void gemm_q4_k(const void *w, size_t ldw, int64_t nr, const void *x,
 VNNI static void gemm_q6_k(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                            int64_t nt, int64_t n, float *y, int64_t ldy) {
   if (nt == 1) {
-    GEMM_WALK(q6_k_tile, 4, 1)
+    GEMM_WALK_DEC(q6_k_tile);
+  } else if (n <= UNP_MAX_COLS) {
+    GEMM_WALK_UNP(kq_unp, 256, kq_unpack_row, q6_k_utile, KQ_MT, true, );
   } else {
     GEMM_WALK(q6_k_tile, 2, 4)
   }
@@ -346,18 +629,21 @@ VNNI INLINE __m512 ld_w(uint32_t type, const uint8_t *p, __mmask16 m) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-VNNI INLINE void fl_tile(uint32_t type, const uint8_t *w, size_t ldw, const uint8_t *x,
-                         size_t ldx, int64_t n, float *y, int64_t ldy, const int R, const int T) {
+VNNI INLINE void fl_tile(uint32_t type, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
+                         int64_t n, float *y, int64_t ldy, const int R, const int T) {
   const size_t es = type == TL_TYPE_F32 ? 4 : 2;
-  __m512 acc[4][4];
+  __m512 acc[8][6];
   ZERO_ACC(acc, R, T);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-    __m512 wv[4];
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] = ld_w(type, w + r * ldw + i * es, m);
-    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+    __m512 wv[8];
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+      if (T == 1 && (i & 31) == 0) pf_next(w + r * ldw + i * es, ldw, R, 32 * es);
+      wv[r] = ld_w(type, w + r * ldw + i * es, m);
+    }
+    _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
       const __m512 xv = _mm512_maskz_loadu_ps(m, (const float *)(const void *)(x + t * ldx) + i);
-      _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t] =
+      _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[r][t] =
           _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
@@ -377,17 +663,33 @@ VNNI INLINE void bf16_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_
   fl_tile(TL_TYPE_BF16, w, ldw, x, ldx, n, y, ldy, R, T);
 }
 
+#define FL_MT 6
+
 VNNI static void gemm_f32(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                           int64_t nt, int64_t n, float *y, int64_t ldy) {
-  GEMM_WALK(f32_tile, 4, 4)
+  if (nt == 1) {
+    GEMM_WALK_DEC(f32_tile);
+  } else {
+    GEMM_WALK6(f32_tile, 4, FL_MT);
+  }
 }
+
 VNNI static void gemm_f16(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                           int64_t nt, int64_t n, float *y, int64_t ldy) {
-  GEMM_WALK(f16_tile, 4, 4)
+  if (nt == 1) {
+    GEMM_WALK_DEC(f16_tile);
+  } else {
+    GEMM_WALK6(f16_tile, 4, FL_MT);
+  }
 }
+
 VNNI static void gemm_bf16(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                            int64_t nt, int64_t n, float *y, int64_t ldy) {
-  GEMM_WALK(bf16_tile, 4, 4)
+  if (nt == 1) {
+    GEMM_WALK_DEC(bf16_tile);
+  } else {
+    GEMM_WALK6(bf16_tile, 4, FL_MT);
+  }
 }
 
 void tl_cpu_fill_avx512vnni(tl_cpu_kernels *k) {

@@ -69,7 +69,9 @@ void tl_qact_q8_256_scalar(const float *x, void *row, int64_t n) {
   }
 }
 
-static inline float rd_f16(const uint8_t *p) { return tl_f16_to_f32(tl_rd_u16(p)); }
+static inline float rd_f16(const uint8_t *p) {
+  return tl_f16_to_f32(tl_rd_u16(p));
+}
 
 static inline int32_t idot(const int8_t *w, const int8_t *a, int n) {
   int32_t s = 0;
@@ -88,8 +90,8 @@ static void unpack_q4(const uint8_t *qs, int off, int8_t q[32]) {
 }
 
 static void unpack_q5(const uint8_t *qh, const uint8_t *qs, int off, int8_t q[32]) {
-  uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 |
-               (uint32_t)qh[3] << 24;
+  uint32_t h =
+      (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
   unpack_q4(qs, 0, q);
   for (int j = 0; j < 32; j++) q[j] = (int8_t)((q[j] | (int)((h >> j) & 1) << 4) - off);
 }
@@ -139,10 +141,10 @@ static void gemm32(kind32 k, const void *w, size_t ldw, int64_t nr, const void *
       y[t * ldy + r] = qdot32(k, (const uint8_t *)w + r * ldw, (const uint8_t *)x + t * ldx, n);
 }
 
-#define GEMM32(name, kind)                                                                    \
-  void tl_gemm_##name##_scalar(const void *w, size_t ldw, int64_t nr, const void *x,          \
-                               size_t ldx, int64_t nt, int64_t n, float *y, int64_t ldy) {    \
-    gemm32(kind, w, ldw, nr, x, ldx, nt, n, y, ldy);                                          \
+#define GEMM32(name, kind)                                                                       \
+  void tl_gemm_##name##_scalar(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx, \
+                               int64_t nt, int64_t n, float *y, int64_t ldy) {                   \
+    gemm32(kind, w, ldw, nr, x, ldx, nt, n, y, ldy);                                             \
   }
 GEMM32(q4_0, K_Q4_0)
 GEMM32(q4_1, K_Q4_1)
@@ -235,8 +237,8 @@ static float kdot_block(uint32_t type, const uint8_t *b, const int8_t *a, float 
   return d * dx * (float)tot - dmin * dx * (float)mins;
 }
 
-static void gemm_k(uint32_t type, const void *w, size_t ldw, int64_t nr, const void *x,
-                   size_t ldx, int64_t nt, int64_t n, float *y, int64_t ldy) {
+static void gemm_k(uint32_t type, const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
+                   int64_t nt, int64_t n, float *y, int64_t ldy) {
   const size_t bsz = tl_type_get(type)->type_size;
   for (int64_t t = 0; t < nt; t++) {
     const uint8_t *xr = (const uint8_t *)x + t * ldx;
@@ -252,10 +254,10 @@ static void gemm_k(uint32_t type, const void *w, size_t ldw, int64_t nr, const v
   }
 }
 
-#define GEMMK(name, type)                                                                     \
-  void tl_gemm_##name##_scalar(const void *w, size_t ldw, int64_t nr, const void *x,          \
-                               size_t ldx, int64_t nt, int64_t n, float *y, int64_t ldy) {    \
-    gemm_k(type, w, ldw, nr, x, ldx, nt, n, y, ldy);                                          \
+#define GEMMK(name, type)                                                                        \
+  void tl_gemm_##name##_scalar(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx, \
+                               int64_t nt, int64_t n, float *y, int64_t ldy) {                   \
+    gemm_k(type, w, ldw, nr, x, ldx, nt, n, y, ldy);                                             \
   }
 GEMMK(q2_k, TL_TYPE_Q2_K)
 GEMMK(q3_k, TL_TYPE_Q3_K)
