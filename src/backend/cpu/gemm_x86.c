@@ -1,10 +1,17 @@
 /* AVX-512 VNNI matrix kernels (the "avx512vnni" kernel set): activation
  * quantizers, integer gemm for Q4_0, Q8_0, Q4_K and Q6_K weights on int8
  * activations, and f32-activation gemm for F32/F16/BF16 weights. Each kernel
- * walks register tiles of a few weight rows x a few tokens: a tile's weights
- * are loaded and unpacked once per step and used for all its tokens. Compiled
- * with per-function target attributes, selected at run time (dispatch.c),
- * and tested against the scalar reference (tests/unit/test_qkernels.c). */
+ * walks register tiles of a few weight rows x a few tokens:
+ *  - several tokens (prefill): the quantized types unpack a tile of 4 rows
+ *    once into an L1-resident buffer (u8 weights, spread scales) and run
+ *    4 x 4 (Q4_0, Q8_0) or 4 x 3 (K-quants) tiles over all tokens on it,
+ *    prefetching the next row tile into L2; float weights use 4 x 6 tiles;
+ *  - one token (decode): 8-row tiles that prefetch the next tile's bytes in
+ *    software (the hardware prefetchers alone reach a fraction of the memory
+ *    bandwidth here).
+ * Compiled with per-function target attributes, selected at run time
+ * (dispatch.c), and tested against the scalar reference
+ * (tests/unit/test_qkernels.c). */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
