@@ -121,7 +121,11 @@ void tl_detok_free(tl_detok *d);
 
 /* ---- contexts (KV cache + scratch) --------------------------------------- */
 
-typedef enum tl_kv_type { TL_KV_F16 = 0, TL_KV_F32 = 1 } tl_kv_type;
+/* KV cache element type. Q8_0 (blocks of 32 values with an f16 scale, like
+ * llama.cpp's -ctk/-ctv q8_0) needs a head size that is a multiple of 32. */
+typedef enum tl_kv_type { TL_KV_F16 = 0, TL_KV_F32 = 1, TL_KV_Q8_0 = 2 } tl_kv_type;
+/* "f16", "f32", "q8_0"; NULL for an unknown value. */
+const char *tl_kv_type_name(tl_kv_type t);
 
 typedef struct tl_context_params {
   int32_t n_ctx;     /* tokens per sequence (0: the model's training context) */

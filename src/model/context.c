@@ -12,7 +12,9 @@ tl_context_params tl_context_default_params(void) {
   return p;
 }
 
-static void *alloc_floats(size_t n) { return tl_malloc_array(n ? n : 1, sizeof(float)); }
+static void *alloc_floats(size_t n) {
+  return tl_malloc_array(n ? n : 1, sizeof(float));
+}
 
 void tl_context_free(tl_context *c) {
   if (!c) return;
@@ -50,8 +52,13 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   if (p.n_batch <= 0 || p.n_batch > p.n_ctx) p.n_batch = p.n_ctx < 512 ? p.n_ctx : 512;
   if (p.n_threads < 1 || p.n_threads > 1024)
     return tl_fail(TL_ERR_INVALID_ARG, "thread count %d is out of range (1..1024)", p.n_threads);
-  if (p.kv_type != TL_KV_F16 && p.kv_type != TL_KV_F32)
+  if (!tl_kv_type_name(p.kv_type))
     return tl_fail(TL_ERR_INVALID_ARG, "unknown KV cache type %d", (int)p.kv_type);
+  if (p.kv_type == TL_KV_Q8_0 && hp->head_dim % TL_QK8_0 != 0)
+    return tl_fail(TL_ERR_INVALID_ARG,
+                   "a q8_0 KV cache needs a head size that is a multiple of %d; this model's is "
+                   "%d: use --kv f16",
+                   TL_QK8_0, hp->head_dim);
 
   tl_context *c = calloc(1, sizeof *c);
   if (!c) return tl_fail(TL_ERR_NOMEM, "out of memory");
@@ -61,18 +68,20 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   c->n_batch = p.n_batch;
   c->n_threads = p.n_threads;
   c->kv_type = p.kv_type;
-  c->kv_elt = p.kv_type == TL_KV_F32 ? 4 : 2;
+  const size_t hd = (size_t)hp->head_dim;
+  c->kv_head_bytes = p.kv_type == TL_KV_F32   ? hd * 4
+                     : p.kv_type == TL_KV_F16 ? hd * 2
+                                              : hd / TL_QK8_0 * sizeof(tl_block_q8_0);
+  c->kv_row_bytes = c->kv_head_bytes * (size_t)hp->n_head_kv;
   c->kernels = tl_cpu_kernels_best();
   tl_status s = tl_pool_new(p.n_threads, &c->pool);
   if (s) {
     tl_context_free(c);
     return s;
   }
-  uint64_t kv_elems = 0, kv_bytes = 0, all = 0;
-  bool fits = tl_mul_u64((uint64_t)hp->n_layer * (uint64_t)p.n_seq, (uint64_t)p.n_ctx,
-                         &kv_elems) &&
-              tl_mul_u64(kv_elems, (uint64_t)hp->n_head_kv * (uint64_t)hp->head_dim, &kv_elems) &&
-              tl_mul_u64(kv_elems, c->kv_elt, &kv_bytes) && tl_mul_u64(kv_bytes, 2, &all);
+  uint64_t kv_rows = 0, kv_bytes = 0, all = 0;
+  bool fits = tl_mul_u64((uint64_t)hp->n_layer * (uint64_t)p.n_seq, (uint64_t)p.n_ctx, &kv_rows) &&
+              tl_mul_u64(kv_rows, c->kv_row_bytes, &kv_bytes) && tl_mul_u64(kv_bytes, 2, &all);
   /* Linux overcommits: malloc of more than the machine has may succeed and
    * the process be killed later, so compare with the physical memory. */
   long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
@@ -83,10 +92,12 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
                    "a context of %d tokens needs a KV cache of %.1f GiB, more than this machine's "
                    "%.1f GiB of memory: use a smaller context (-c)%s",
                    p.n_ctx, fits ? (double)all / 1073741824.0 : 1e30, (double)phys / 1073741824.0,
-                   p.kv_type == TL_KV_F32 ? " or an f16 KV cache (--kv f16)" : "");
+                   p.kv_type == TL_KV_F32   ? " or an f16 KV cache (--kv f16)"
+                   : p.kv_type == TL_KV_F16 ? " or a q8_0 KV cache (--kv q8_0)"
+                                            : "");
   }
-  c->k_cache = tl_malloc_array((size_t)kv_elems, c->kv_elt);
-  c->v_cache = tl_malloc_array((size_t)kv_elems, c->kv_elt);
+  c->k_cache = tl_malloc_array((size_t)kv_rows, c->kv_row_bytes);
+  c->v_cache = tl_malloc_array((size_t)kv_rows, c->kv_row_bytes);
   c->seq_len = calloc((size_t)p.n_seq, sizeof(int32_t));
   size_t nb = (size_t)p.n_batch;
   size_t wide = (size_t)hp->n_head * hp->head_dim;
@@ -103,27 +114,45 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   size_t group = (size_t)(hp->n_head / hp->n_head_kv);
   c->att_tile = TL_ATT_TILE;
   const char *tile_env = getenv("TL_ATT_TILE");
-  if (tile_env && atoi(tile_env) >= 1 && atoi(tile_env) <= TL_ATT_TILE) c->att_tile = atoi(tile_env);
+  if (tile_env && atoi(tile_env) >= 1 && atoi(tile_env) <= TL_ATT_TILE)
+    c->att_tile = atoi(tile_env);
   c->att_scratch_per_thread =
       2 * (size_t)TL_ATT_TILE * hp->head_dim + group * TL_ATT_TILE + 2 * group + 16;
   c->att_scratch = alloc_floats((size_t)p.n_threads * c->att_scratch_per_thread);
-  if (!c->k_cache || !c->v_cache || !c->seq_len || !c->x || !c->xn || !c->xb || !c->q || !c->k || !c->v ||
-      !c->att || !c->ffn_a || !c->ffn_b || !c->att_scratch) {
+  if (!c->k_cache || !c->v_cache || !c->seq_len || !c->x || !c->xn || !c->xb || !c->q || !c->k ||
+      !c->v || !c->att || !c->ffn_a || !c->ffn_b || !c->att_scratch) {
     tl_context_free(c);
     return tl_fail(TL_ERR_NOMEM,
                    "out of memory for a context of %d tokens (KV cache %.1f MiB): use a smaller "
                    "context (-c)",
                    p.n_ctx, (double)kv_bytes * 2 / (1024.0 * 1024.0));
   }
-  tl_log(TL_LOG_INFO, "context: %d tokens x %d sequences, KV cache %s %.1f MiB, %d threads, %s kernels",
-         p.n_ctx, p.n_seq, p.kv_type == TL_KV_F32 ? "f32" : "f16",
-         (double)kv_bytes * 2 / (1024.0 * 1024.0), p.n_threads, c->kernels->name);
+  tl_log(TL_LOG_INFO,
+         "context: %d tokens x %d sequences, KV cache %s %.1f MiB, %d threads, %s kernels", p.n_ctx,
+         p.n_seq, tl_kv_type_name(p.kv_type), (double)kv_bytes * 2 / (1024.0 * 1024.0), p.n_threads,
+         c->kernels->name);
   *out = c;
   return TL_OK;
 }
 
-int32_t tl_context_n_ctx(const tl_context *c) { return c->n_ctx; }
-int32_t tl_context_n_threads(const tl_context *c) { return c->n_threads; }
+const char *tl_kv_type_name(tl_kv_type t) {
+  switch (t) {
+    case TL_KV_F16:
+      return "f16";
+    case TL_KV_F32:
+      return "f32";
+    case TL_KV_Q8_0:
+      return "q8_0";
+  }
+  return NULL;
+}
+
+int32_t tl_context_n_ctx(const tl_context *c) {
+  return c->n_ctx;
+}
+int32_t tl_context_n_threads(const tl_context *c) {
+  return c->n_threads;
+}
 
 void tl_kv_clear(tl_context *c, int32_t seq) {
   for (int32_t s = 0; s < c->n_seq; s++)
@@ -145,8 +174,9 @@ tl_status tl_decode(tl_context *c, const tl_batch *b) {
     tl_token t = b->tokens[i];
     tl_status st = TL_OK;
     if (t < 0 || t >= m->hp.n_vocab)
-      st = tl_fail(TL_ERR_INVALID_ARG, "token id %d at batch index %d is outside the vocabulary "
-                                       "(0..%d)",
+      st = tl_fail(TL_ERR_INVALID_ARG,
+                   "token id %d at batch index %d is outside the vocabulary "
+                   "(0..%d)",
                    t, i, m->hp.n_vocab - 1);
     else if (s < 0 || s >= c->n_seq)
       st = tl_fail(TL_ERR_INVALID_ARG, "sequence id %d is out of range (0..%d)", s, c->n_seq - 1);

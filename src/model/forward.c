@@ -14,8 +14,7 @@ static void rms_norm(const float *x, const float *w, float *y, int n, float eps)
   for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
 
-static void layer_norm(const float *x, const float *w, const float *b, float *y, int n,
-                       float eps) {
+static void layer_norm(const float *x, const float *w, const float *b, float *y, int n, float eps) {
   double mean = 0, var = 0;
   for (int i = 0; i < n; i++) mean += x[i];
   mean /= n;
@@ -72,17 +71,21 @@ static inline float act(tl_act_kind k, float x) {
   return x;
 }
 
-static inline size_t kv_index(const tl_context *c, int layer, int seq, int pos) {
-  size_t kvd = (size_t)c->model->hp.n_head_kv * c->model->hp.head_dim;
-  return (((size_t)layer * c->n_seq + seq) * c->n_ctx + pos) * kvd;
+/* Byte offset of cached position pos of a layer and sequence. */
+static inline size_t kv_offset(const tl_context *c, int layer, int seq, int pos) {
+  return (((size_t)layer * c->n_seq + seq) * c->n_ctx + pos) * c->kv_row_bytes;
 }
 
-static void kv_store(tl_context *c, void *cache, size_t idx, const float *src, size_t n) {
+/* One position's n_head_kv * head_dim values into the cache in its type. */
+static void kv_store(tl_context *c, void *cache, size_t off, const float *src, size_t n) {
+  uint8_t *dst = (uint8_t *)cache + off;
   if (c->kv_type == TL_KV_F32) {
-    memcpy((float *)cache + idx, src, n * sizeof(float));
-  } else {
-    uint16_t *d = (uint16_t *)cache + idx;
+    memcpy(dst, src, n * sizeof(float));
+  } else if (c->kv_type == TL_KV_F16) {
+    uint16_t *d = (uint16_t *)(void *)dst;
     for (size_t i = 0; i < n; i++) d[i] = tl_f32_to_f16(src[i]);
+  } else {
+    tl_quant_q8_0(src, dst, (int64_t)n); /* head_dim % 32 == 0: blocks stay within heads */
   }
 }
 
@@ -97,11 +100,14 @@ static void kv_tile(const tl_context *c, const void *cache, int layer, int seq, 
                     int n, float *dst) {
   int hd = c->model->hp.head_dim;
   for (int r = 0; r < n; r++) {
-    size_t base = kv_index(c, layer, seq, j + r) + (size_t)kvh * hd;
+    const uint8_t *src =
+        (const uint8_t *)cache + kv_offset(c, layer, seq, j + r) + (size_t)kvh * c->kv_head_bytes;
     if (c->kv_type == TL_KV_F32)
-      memcpy(dst + (size_t)r * hd, (const float *)cache + base, sizeof(float) * (size_t)hd);
+      memcpy(dst + (size_t)r * hd, src, sizeof(float) * (size_t)hd);
+    else if (c->kv_type == TL_KV_F16)
+      tl_cpu_f16_to_f32(src, dst + (size_t)r * hd, hd);
     else
-      tl_cpu_f16_to_f32((const uint16_t *)cache + base, dst + (size_t)r * hd, hd);
+      tl_dequant_q8_0(src, dst + (size_t)r * hd, hd);
   }
 }
 
@@ -198,7 +204,7 @@ static void attention(tl_context *c, int il, int n, const int32_t *pos, const in
   for (int t = 0; t < n; t++) {
     rope(hp, L->rope_theta, c->q + (size_t)t * qd, hp->n_head, pos[t]);
     rope(hp, L->rope_theta, c->k + (size_t)t * kvd, hp->n_head_kv, pos[t]);
-    size_t idx = kv_index(c, il, seq[t], pos[t]);
+    size_t idx = kv_offset(c, il, seq[t], pos[t]);
     kv_store(c, c->k_cache, idx, c->k + (size_t)t * kvd, (size_t)kvd);
     kv_store(c, c->v_cache, idx, c->v + (size_t)t * kvd, (size_t)kvd);
   }
@@ -280,8 +286,8 @@ tl_status tl_forward(tl_context *c, int32_t n, const tl_token *tokens, const int
   int n_out = 0;
   for (int t = 0; t < n; t++) {
     if (!want_logits[t]) continue;
-    norm_rows(m, c->x + (size_t)t * d, m->output_norm, m->output_norm_b,
-              c->xn + (size_t)n_out * d, 1, d);
+    norm_rows(m, c->x + (size_t)t * d, m->output_norm, m->output_norm_b, c->xn + (size_t)n_out * d,
+              1, d);
     n_out++;
   }
   if (n_out == 0) return TL_OK;

@@ -21,13 +21,13 @@ typedef struct tl_arch {
   const char *name;
   tl_norm_kind norm;
   tl_act_kind act;
-  bool gated_ffn;      /* act(gate(x)) * up(x), else act(up(x)) */
-  tl_rope_kind rope;   /* pairing used by llama.cpp's GGUF files of this arch */
-  bool parallel;       /* attention and MLP both read one norm of x (Phi-2) */
-  bool embd_scale;     /* embeddings times sqrt(n_embd) (Gemma) */
-  bool ffn_norm;       /* has a separate pre-MLP norm (all but Phi-2) */
-  int swa_default;     /* layers with sliding attention when the file gives no pattern:
-                          0 none, 2 even layers (Gemma 2), 6 all but every 6th (Gemma 3) */
+  bool gated_ffn;    /* act(gate(x)) * up(x), else act(up(x)) */
+  tl_rope_kind rope; /* pairing used by llama.cpp's GGUF files of this arch */
+  bool parallel;     /* attention and MLP both read one norm of x (Phi-2) */
+  bool embd_scale;   /* embeddings times sqrt(n_embd) (Gemma) */
+  bool ffn_norm;     /* has a separate pre-MLP norm (all but Phi-2) */
+  int swa_default;   /* layers with sliding attention when the file gives no pattern:
+                        0 none, 2 even layers (Gemma 2), 6 all but every 6th (Gemma 3) */
 } tl_arch;
 
 const tl_arch *tl_arch_find(const char *name, size_t len);
@@ -36,14 +36,14 @@ typedef struct tl_hparams {
   int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train, n_rot;
   float norm_eps;
   float rope_theta;
-  float rope_theta_swa;      /* RoPE base of sliding-window layers (Gemma 3) */
-  float rope_freq_scale;     /* linear RoPE scaling: positions multiplied by this */
+  float rope_theta_swa;  /* RoPE base of sliding-window layers (Gemma 3) */
+  float rope_freq_scale; /* linear RoPE scaling: positions multiplied by this */
   tl_rope_kind rope_kind;
-  float *rope_freq_factors;  /* [n_rot/2] divisors of the frequencies (LLaMA 3), or NULL */
-  float attn_scale;          /* query scale (1/sqrt(head_dim) unless the model says) */
-  float attn_softcap;        /* 0: off */
-  float final_softcap;       /* 0: off */
-  int32_t swa_window;        /* sliding window length for sliding layers */
+  float *rope_freq_factors; /* [n_rot/2] divisors of the frequencies (LLaMA 3), or NULL */
+  float attn_scale;         /* query scale (1/sqrt(head_dim) unless the model says) */
+  float attn_softcap;       /* 0: off */
+  float final_softcap;      /* 0: off */
+  int32_t swa_window;       /* sliding window length for sliding layers */
 } tl_hparams;
 
 typedef struct tl_layer {
@@ -90,8 +90,10 @@ struct tl_context {
   tl_model *model;
   int32_t n_ctx, n_seq, n_batch, n_threads;
   tl_kv_type kv_type;
-  size_t kv_elt; /* bytes per cached element */
-  void *k_cache, *v_cache; /* [n_layer][n_seq][n_ctx][n_head_kv*head_dim] */
+  /* bytes of one cached position (n_head_kv * head_dim values in kv_type:
+   * f32, f16, or Q8_0 blocks of 32 along each head) and of one head's slice */
+  size_t kv_row_bytes, kv_head_bytes;
+  void *k_cache, *v_cache; /* [n_layer][n_seq][n_ctx] rows of kv_row_bytes */
   int32_t *seq_len;        /* cached positions per sequence */
   tl_pool *pool;
   const tl_cpu_kernels *kernels;

@@ -202,6 +202,16 @@ static void check_case(void **state) {
   int np = load_prompts(rc->arch, ps, 8);
   tl_context *c32 = make_ctx(m, TL_KV_F32, 256);
   tl_context *c16 = make_ctx(m, TL_KV_F16, 256);
+  /* the q8_0 KV cache, where the head size allows it */
+  tl_context *c8 = NULL;
+  tl_context_params cp8 = tl_context_default_params();
+  cp8.n_ctx = 256;
+  cp8.kv_type = TL_KV_Q8_0;
+  cp8.n_threads = 2;
+  if (tl_context_new(m, &cp8, &c8) != TL_OK) {
+    assert_non_null(strstr(tl_last_error(), "multiple of 32"));
+    printf("%s %s: no q8_0 KV cache (%s)\n", rc->arch, rc->type, tl_last_error());
+  }
 
   for (int pi = 0; pi < np; pi++) {
     prompt *p = &ps[pi];
@@ -215,8 +225,8 @@ static void check_case(void **state) {
       run_greedy(c16, p->ids, p->n_ids, p->n_greedy, gen, nv);
       int same = 0;
       while (same < p->n_greedy && gen[same] == p->greedy[same]) same++;
-      printf("%s %s prompt %d: greedy (f16 kv) matches the reference for %d/%d tokens\n",
-             rc->arch, rc->type, pi, same, p->n_greedy);
+      printf("%s %s prompt %d: greedy (f16 kv) matches the reference for %d/%d tokens\n", rc->arch,
+             rc->type, pi, same, p->n_greedy);
       assert_int_equal(same, p->n_greedy);
       run_greedy(c32, p->ids, p->n_ids, p->n_greedy, gen, nv);
       assert_memory_equal(gen, p->greedy, sizeof(tl_token) * (size_t)p->n_greedy);
@@ -251,23 +261,39 @@ static void check_case(void **state) {
     run_cached(c16, p->ids, p->n_ids, nfull, ours, nv);
     double e_cache16 = tl_test_rel_err(ours, ref_full, (size_t)nfull * nv);
     double agree16 = tl_test_argmax_agree(ours, ref_full, (size_t)nfull, (size_t)nv);
+    /* 4b. the same with the q8_0 KV cache */
+    double e_cache8 = -1, agree8 = -1;
+    if (c8) {
+      run_cached(c8, p->ids, p->n_ids, nfull, ours, nv);
+      e_cache8 = tl_test_rel_err(ours, ref_full, (size_t)nfull * nv);
+      agree8 = tl_test_argmax_agree(ours, ref_full, (size_t)nfull, (size_t)nv);
+    }
     /* 5. free-running greedy with the cache */
     run_greedy(c32, p->ids, p->n_ids, p->n_greedy, gen, nv);
     int same = 0;
     while (same < p->n_greedy && gen[same] == p->greedy[same]) same++;
 
+    const double kv8_cost = 0.5 * worst_peer("q8_0");
     double peer = peer_err(rc->arch, rc->type, pi);
     if (peer < 0) peer = worst_peer(rc->type);
-    printf("%s %s prompt %d: rel err prefill %.3g, full %.3g (argmax %.3f), cached %.3g, "
-           "cached f16-kv %.3g (argmax %.3f), greedy %d/%d; llama.cpp %.4g\n",
-           rc->arch, rc->type, pi, e_pre, e_full, agree_full, e_cache, e_cache16, agree16, same,
-           p->n_greedy, peer);
+    printf(
+        "%s %s prompt %d: rel err prefill %.3g, full %.3g (argmax %.3f), cached %.3g, "
+        "cached f16-kv %.3g (argmax %.3f), q8_0-kv %.3g (argmax %.3f), greedy %d/%d; "
+        "llama.cpp %.4g\n",
+        rc->arch, rc->type, pi, e_pre, e_full, agree_full, e_cache, e_cache16, agree16, e_cache8,
+        agree8, same, p->n_greedy, peer);
     if (rc->exact) {
       assert_true(e_pre <= 1e-4);
       assert_true(e_full <= 1e-4);
       assert_true(e_cache <= 1e-4);
       assert_true(e_cache16 <= 2e-3);
       assert_true(agree16 >= 0.95);
+      /* the 8-bit cache on exact weights: under half of what llama.cpp's Q8_0
+       * weights cost */
+      if (c8) {
+        assert_true(e_cache8 <= kv8_cost);
+        assert_true(agree8 >= 0.95);
+      }
       assert_int_equal(same, p->n_greedy);
     } else {
       /* weights rounded or quantized: no further from the reference than llama.cpp */
@@ -276,12 +302,15 @@ static void check_case(void **state) {
       assert_true(e_full <= bound);
       assert_true(e_cache <= bound);
       assert_true(e_cache16 <= bound);
+      /* the 8-bit cache adds at most its cost on exact weights */
+      if (c8) assert_true(e_cache8 <= bound + kv8_cost);
     }
     free(ours);
   }
   for (int pi = 0; pi < np; pi++) free(ps[pi].ids);
   tl_context_free(c32);
   tl_context_free(c16);
+  tl_context_free(c8);
   tl_model_free(m);
   tl_test_st_free(st);
   free(model_path);
@@ -367,17 +396,37 @@ static void check_prefill_vs_decode(void **state) {
 }
 
 static ref_case g_cases[] = {
-    {"llama", "hf", true},     {"llama3", "hf", true},     {"mistral", "hf", true},
-    {"qwen2", "hf", true},     {"qwen3", "hf", true},      {"phi2", "hf", true},
-    {"phi3", "hf", true},      {"gemma", "hf", true},      {"gemma2", "hf", true},
+    {"llama", "hf", true},
+    {"llama3", "hf", true},
+    {"mistral", "hf", true},
+    {"qwen2", "hf", true},
+    {"qwen3", "hf", true},
+    {"phi2", "hf", true},
+    {"phi3", "hf", true},
+    {"gemma", "hf", true},
+    {"gemma2", "hf", true},
     {"gemma3", "hf", true},
-    {"llama", "f32", true},    {"llama", "f16", false},  {"llama", "bf16", false},
-    {"llama", "q8_0", false},  {"llama", "q6_k", false},   {"llama", "q4_k_m", false},
-    {"llama", "q4_0", false},  {"mistral", "q8_0", false}, {"llama3", "q8_0", false},
-    {"demo", "q8_0", false},   {"qwen2", "q8_0", false},   {"qwen2", "q6_k", false},
-    {"qwen2", "q4_k_m", false}, {"qwen2", "q4_0", false},  {"gemma", "q8_0", false},
-    {"gemma", "q6_k", false},  {"gemma", "q4_k_m", false}, {"gemma", "q4_0", false},
-    {"phi2", "q8_0", false},   {"phi3", "q8_0", false},    {"gemma2", "q8_0", false, "gemma2.attention.scale=float:0.125"},
+    {"llama", "f32", true},
+    {"llama", "f16", false},
+    {"llama", "bf16", false},
+    {"llama", "q8_0", false},
+    {"llama", "q6_k", false},
+    {"llama", "q4_k_m", false},
+    {"llama", "q4_0", false},
+    {"mistral", "q8_0", false},
+    {"llama3", "q8_0", false},
+    {"demo", "q8_0", false},
+    {"qwen2", "q8_0", false},
+    {"qwen2", "q6_k", false},
+    {"qwen2", "q4_k_m", false},
+    {"qwen2", "q4_0", false},
+    {"gemma", "q8_0", false},
+    {"gemma", "q6_k", false},
+    {"gemma", "q4_k_m", false},
+    {"gemma", "q4_0", false},
+    {"phi2", "q8_0", false},
+    {"phi3", "q8_0", false},
+    {"gemma2", "q8_0", false, "gemma2.attention.scale=float:0.125"},
 };
 
 int main(void) {
@@ -392,7 +441,9 @@ int main(void) {
   static ref_case cli_llama = {"llama", "q8_0", false}, cli_demo = {"demo", "q8_0", false};
   tests[n++] = (struct CMUnitTest){"cli eval llama q8_0", check_cli, NULL, NULL, &cli_llama};
   tests[n++] = (struct CMUnitTest){"cli eval demo", check_cli, NULL, NULL, &cli_demo};
-  static ref_case pvd[] = {{"llama", "f16", false}, {"llama", "q8_0", false}, {"demo", "q8_0", false},
+  static ref_case pvd[] = {{"llama", "f16", false},
+                           {"llama", "q8_0", false},
+                           {"demo", "q8_0", false},
                            {"llama", "f32", true}};
   for (size_t i = 0; i < sizeof pvd / sizeof pvd[0]; i++) {
     snprintf(names[n], 96, "prefill vs decode %s %s", pvd[i].arch, pvd[i].type);

@@ -1609,8 +1609,15 @@ static void test_model_tiny_valid(void **state) {
   tl_context_params cp = tl_context_default_params();
   cp.n_ctx = 16;
   cp.n_threads = 1;
-  cp.kv_type = TL_KV_F32;
   tl_context *ctx = NULL;
+  /* a q8_0 KV cache needs heads of whole 32-value blocks; these have 4 */
+  cp.kv_type = TL_KV_Q8_0;
+  assert_int_equal(tl_context_new(m, &cp, &ctx), TL_ERR_INVALID_ARG);
+  assert_null(ctx);
+  assert_non_null(strstr(tl_last_error(), "multiple of 32"));
+  cp.kv_type = (tl_kv_type)7;
+  assert_int_equal(tl_context_new(m, &cp, &ctx), TL_ERR_INVALID_ARG);
+  cp.kv_type = TL_KV_F32;
   assert_int_equal(tl_context_new(m, &cp, &ctx), TL_OK);
 
   /* one token at position 0 against the reference */

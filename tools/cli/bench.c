@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/resource.h>
 
 #include "torchless.h"
@@ -18,9 +19,71 @@ typedef struct bench_opts {
   const char *model;
   int n_prompt, n_gen, reps, threads;
   int depth; /* tokens already in the cache before each test (llama-bench -d) */
-  bool json, mlock;
+  bool json, mlock, membw;
   tl_kv_type kv;
 } bench_opts;
+
+/* ---- memory read bandwidth (--membw): the roofline of generation ---------- */
+
+static volatile uint64_t g_bw_sink;
+
+typedef struct bw_job {
+  const uint64_t *p;
+  size_t n; /* words */
+  uint64_t sink;
+} bw_job;
+
+static void *bw_read(void *arg) {
+  bw_job *j = arg;
+  uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+  for (size_t i = 0; i + 8 <= j->n; i += 8) { /* one 64-byte line per step */
+    a0 ^= j->p[i];
+    a1 ^= j->p[i + 1];
+    a2 ^= j->p[i + 2];
+    a3 ^= j->p[i + 3];
+    a4 ^= j->p[i + 4];
+    a5 ^= j->p[i + 5];
+    a6 ^= j->p[i + 6];
+    a7 ^= j->p[i + 7];
+  }
+  j->sink = a0 ^ a1 ^ a2 ^ a3 ^ a4 ^ a5 ^ a6 ^ a7;
+  return NULL;
+}
+
+/* Best of 5 passes of `threads` threads each reading its share of a 1 GiB
+ * buffer; bytes per second, or 0 if the buffer or threads are not available. */
+static double measure_read_bw(int threads) {
+  const size_t bytes = (size_t)1 << 30, words = bytes / 8;
+  uint64_t *buf = malloc(bytes);
+  if (!buf) return 0;
+  for (size_t i = 0; i < words; i++) buf[i] = i * 0x9e3779b97f4a7c15ull;
+  if (threads > 64) threads = 64;
+  pthread_t th[64];
+  bw_job jobs[64];
+  double best = 0;
+  uint64_t sink = 0;
+  for (int pass = 0; pass < 5; pass++) {
+    size_t per = words / (size_t)threads / 8 * 8;
+    int64_t t0 = tl_time_us();
+    int started = 0;
+    for (int t = 0; t < threads; t++) {
+      jobs[t] = (bw_job){buf + (size_t)t * per, per, 0};
+      if (t == 0 || pthread_create(&th[t], NULL, bw_read, &jobs[t]) == 0)
+        started = t + 1;
+      else
+        break;
+    }
+    bw_read(&jobs[0]);
+    for (int t = 1; t < started; t++) pthread_join(th[t], NULL);
+    double secs = (double)(tl_time_us() - t0) / 1e6;
+    for (int t = 0; t < started; t++) sink ^= jobs[t].sink;
+    double bw = secs > 0 ? (double)(per * 8 * (size_t)started) / secs : 0;
+    if (started == threads && bw > best) best = bw;
+  }
+  free(buf);
+  g_bw_sink = sink; /* the reads have a visible effect */
+  return best;
+}
 
 static uint64_t g_rng = 0x853c49e6748fea9bull;
 static tl_token rand_token(int32_t n_vocab) {
@@ -120,8 +183,12 @@ static bool parse_count(const char *s, int lo, int hi, int *out) {
 }
 
 int cmd_bench(int argc, char **argv, const char *default_model) {
-  bench_opts o = {.model = default_model, .n_prompt = 512, .n_gen = 128, .reps = 3,
-                  .threads = 0, .kv = TL_KV_F16};
+  bench_opts o = {.model = default_model,
+                  .n_prompt = 512,
+                  .n_gen = 128,
+                  .reps = 3,
+                  .threads = 0,
+                  .kv = TL_KV_F16};
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     bool has = v != NULL;
@@ -131,6 +198,10 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
     }
     if (!strcmp(a, "--mlock")) {
       o.mlock = true;
+      continue;
+    }
+    if (!strcmp(a, "--membw")) {
+      o.membw = true;
       continue;
     }
     if (!has) return cli_die("option %s of 'bench' needs a value (see torchless --help)", a);
@@ -152,8 +223,10 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
         o.kv = TL_KV_F16;
       else if (!strcmp(v, "f32"))
         o.kv = TL_KV_F32;
+      else if (!strcmp(v, "q8_0"))
+        o.kv = TL_KV_Q8_0;
       else
-        return cli_die("--kv must be f16 or f32, got '%s'", v);
+        return cli_die("--kv must be f16, f32 or q8_0, got '%s'", v);
     } else if (!strcmp(a, "--backend")) {
       if (strcmp(v, "auto") && strcmp(v, "cpu"))
         return cli_die("backend '%s' is not available in this build (available: cpu)", v);
@@ -194,18 +267,21 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
   uint64_t bytes_tok = tl_model_decode_bytes(m);
   const char *desc = tl_model_desc(m);
   int nt = tl_context_n_threads(c);
+  double bw = o.membw ? measure_read_bw(nt) : 0;
   if (o.json) {
     printf("[\n");
     for (int i = 0; i < nres; i++) {
-      printf("  {\"model_type\": \"%s\", \"type\": \"%s\", \"model_size\": %llu, "
-             "\"model_n_params\": %llu, \"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
-             "\"n_depth\": %d, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"repetitions\": %d, "
-             "\"bytes_per_token\": %llu, \"peak_rss_bytes\": %llu, \"kernels\": \"%s\"}%s\n",
-             desc, tl_model_weight_type(m), (unsigned long long)tl_model_size_bytes(m),
-             (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen,
-             o.depth, res[i].avg, res[i].sd, o.reps, (unsigned long long)bytes_tok,
-             (unsigned long long)ru.ru_maxrss * 1024ull, tl_context_kernels(c),
-             i + 1 < nres ? "," : "");
+      printf(
+          "  {\"model_type\": \"%s\", \"type\": \"%s\", \"model_size\": %llu, "
+          "\"model_n_params\": %llu, \"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
+          "\"n_depth\": %d, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"repetitions\": %d, "
+          "\"type_k\": \"%s\", \"type_v\": \"%s\", \"bytes_per_token\": %llu, "
+          "\"peak_rss_bytes\": %llu, \"read_bw_bytes_per_s\": %.0f, \"kernels\": \"%s\"}%s\n",
+          desc, tl_model_weight_type(m), (unsigned long long)tl_model_size_bytes(m),
+          (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen, o.depth,
+          res[i].avg, res[i].sd, o.reps, tl_kv_type_name(o.kv), tl_kv_type_name(o.kv),
+          (unsigned long long)bytes_tok, (unsigned long long)ru.ru_maxrss * 1024ull, bw,
+          tl_context_kernels(c), i + 1 < nres ? "," : "");
     }
     printf("]\n");
   } else {
@@ -223,10 +299,18 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
     }
     for (int i = 0; i < nres; i++)
       if (res[i].n_gen)
-        printf("\ntg: %.1f MiB of weights read per token, %.1f GB/s at %.2f tok/s; peak RSS "
-               "%.0f MiB\n",
-               (double)bytes_tok / (1024.0 * 1024.0), (double)bytes_tok * res[i].avg / 1e9,
-               res[i].avg, rss_mib);
+        printf(
+            "\ntg: %.1f MiB of weights read per token, %.1f GB/s at %.2f tok/s; peak RSS "
+            "%.0f MiB\n",
+            (double)bytes_tok / (1024.0 * 1024.0), (double)bytes_tok * res[i].avg / 1e9, res[i].avg,
+            rss_mib);
+    if (bw > 0) {
+      printf("memory read bandwidth (%d threads): %.1f GB/s\n", nt, bw / 1e9);
+      for (int i = 0; i < nres; i++)
+        if (res[i].n_gen)
+          printf("tg roofline: %.2f tok/s; measured tg is %.0f%% of it\n", bw / (double)bytes_tok,
+                 100.0 * res[i].avg * (double)bytes_tok / bw);
+    }
   }
   tl_context_free(c);
   tl_model_free(m);

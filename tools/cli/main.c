@@ -22,7 +22,11 @@ static int g_verbose = 0;
 static void log_cb(tl_log_level level, const char *msg, void *user) {
   (void)user;
   if (level >= TL_LOG_WARN || g_verbose)
-    fprintf(stderr, "%s: %s\n", level >= TL_LOG_ERROR ? "error" : level == TL_LOG_WARN ? "warning" : "info", msg);
+    fprintf(stderr, "%s: %s\n",
+            level >= TL_LOG_ERROR  ? "error"
+            : level == TL_LOG_WARN ? "warning"
+                                   : "info",
+            msg);
 }
 
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -55,34 +59,39 @@ static int fail_status(tl_status s) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage:\n"
-          "  torchless [MODEL] [PROMPT]                generate text (default model: the built-in demo)\n"
-          "  torchless run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]\n"
-          "                [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
-          "                [--kv f16|f32] [--backend auto|cpu] [--truncate] [-v]\n"
-          "                --truncate: a prompt longer than the context keeps BOS and its last\n"
-          "                tokens, leaving room for min(N, CTX/2) generated tokens\n"
-          "  torchless eval -m MODEL --ids 1,2,3 [--logits OUT.f32] [--greedy N] [--kv f32|f16]\n"
-          "                [-t THREADS] [-c CTX] [--backend auto|cpu]\n"
-          "  torchless tokenize -m MODEL -p TEXT [--no-bos]\n"
-          "  run/eval/tokenize also take:\n"
-          "                --override-kv KEY=TYPE:VALUE   metadata override (TYPE int, float, bool, str)\n"
-          "                --quant TYPE   quantize a float model while loading it (e.g. q4_k_m)\n"
-          "                --mlock        keep the weights locked in RAM\n"
-          "  torchless quantize IN OUT TYPE [--mix q4_k_m|q5_k_m|q3_k_m] [--pure] [-t THREADS]\n"
-          "                TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l\n"
-          "                q4_k_s q4_k_m q5_k_s q5_k_m q6_k (q3_k, q4_k, q5_k: the _m mixes)\n"
-          "  torchless synth --preset tinyllama-1.1b|mistral-7b|llama3-8b|qwen2.5-7b\n"
-          "                [--arch llama|qwen2] [--type TYPE] [--seed S] [-t THREADS] -o OUT.gguf\n"
-          "  torchless convert IN OUT.bin [--quant f32|int8]   a Torchless .bin file\n"
-          "  torchless bench [-m MODEL] [-p 512] [-n 128] [-r 3] [-d DEPTH] [--mlock] [-t THREADS] [--kv f16|f32] [--json]\n"
-          "  torchless --help | --version\n"
-          "MODEL is a GGUF file, a Torchless .bin file or a Hugging Face folder (config.json,\n"
-          "*.safetensors, "
-          "tokenizer files). Without -m the built-in demo model is used:\n"
-          "  %s\n",
-          TL_DEFAULT_MODEL);
+  fprintf(
+      f,
+      "usage:\n"
+      "  torchless [MODEL] [PROMPT]                generate text (default model: the built-in "
+      "demo)\n"
+      "  torchless run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]\n"
+      "                [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
+      "                [--kv f16|f32|q8_0] [--backend auto|cpu] [--truncate] [-v]\n"
+      "                --truncate: a prompt longer than the context keeps BOS and its last\n"
+      "                tokens, leaving room for min(N, CTX/2) generated tokens\n"
+      "  torchless eval -m MODEL --ids 1,2,3 [--logits OUT.f32] [--greedy N] [--kv f32|f16|q8_0]\n"
+      "                [-t THREADS] [-c CTX] [--backend auto|cpu]\n"
+      "  torchless tokenize -m MODEL -p TEXT [--no-bos]\n"
+      "  run/eval/tokenize also take:\n"
+      "                --override-kv KEY=TYPE:VALUE   metadata override (TYPE int, float, bool, "
+      "str)\n"
+      "                --quant TYPE   quantize a float model while loading it (e.g. q4_k_m)\n"
+      "                --mlock        keep the weights locked in RAM\n"
+      "  torchless quantize IN OUT TYPE [--mix q4_k_m|q5_k_m|q3_k_m] [--pure] [-t THREADS]\n"
+      "                TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l\n"
+      "                q4_k_s q4_k_m q5_k_s q5_k_m q6_k (q3_k, q4_k, q5_k: the _m mixes)\n"
+      "  torchless synth --preset tinyllama-1.1b|mistral-7b|llama3-8b|qwen2.5-7b\n"
+      "                [--arch llama|qwen2] [--type TYPE] [--seed S] [-t THREADS] -o OUT.gguf\n"
+      "  torchless convert IN OUT.bin [--quant f32|int8]   a Torchless .bin file\n"
+      "  torchless bench [-m MODEL] [-p 512] [-n 128] [-r 3] [-d DEPTH] [--mlock] [--membw] [-t "
+      "THREADS] [--kv f16|f32|q8_0] [--json]\n"
+      "                --membw        also measure the memory read bandwidth (the tg roofline)\n"
+      "  torchless --help | --version\n"
+      "MODEL is a GGUF file, a Torchless .bin file or a Hugging Face folder (config.json,\n"
+      "*.safetensors, "
+      "tokenizer files). Without -m the built-in demo model is used:\n"
+      "  %s\n",
+      TL_DEFAULT_MODEL);
 }
 
 typedef struct opts {
@@ -128,10 +137,10 @@ static int parse_opts(int argc, char **argv, int start, opts *o, const char *cmd
   for (int i = start; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED()                                                         \
-  do {                                                                 \
-    if (!v) return die("option %s of '%s' needs a value", a, cmd);     \
-    i++;                                                               \
+#define NEED()                                                     \
+  do {                                                             \
+    if (!v) return die("option %s of '%s' needs a value", a, cmd); \
+    i++;                                                           \
   } while (0)
     long lv;
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
@@ -156,11 +165,13 @@ static int parse_opts(int argc, char **argv, int start, opts *o, const char *cmd
       o->greedy = (int)lv;
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
       NEED();
-      if (!parse_int(v, 1, 1024, &lv)) return die("-t needs a thread count in 1..1024, got '%s'", v);
+      if (!parse_int(v, 1, 1024, &lv))
+        return die("-t needs a thread count in 1..1024, got '%s'", v);
       o->threads = (int)lv;
     } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
       NEED();
-      if (!parse_int(v, 1, 1 << 24, &lv)) return die("-c needs a context size in 1..16777216, got '%s'", v);
+      if (!parse_int(v, 1, 1 << 24, &lv))
+        return die("-c needs a context size in 1..16777216, got '%s'", v);
       o->ctx = (int)lv;
     } else if (!strcmp(a, "--kv")) {
       NEED();
@@ -168,8 +179,10 @@ static int parse_opts(int argc, char **argv, int start, opts *o, const char *cmd
         o->kv = TL_KV_F16;
       else if (!strcmp(v, "f32"))
         o->kv = TL_KV_F32;
+      else if (!strcmp(v, "q8_0"))
+        o->kv = TL_KV_Q8_0;
       else
-        return die("--kv must be f16 or f32, got '%s'", v);
+        return die("--kv must be f16, f32 or q8_0, got '%s'", v);
     } else if (!strcmp(a, "--backend")) {
       NEED();
       if (strcmp(v, "auto") && strcmp(v, "cpu")) {
@@ -205,8 +218,10 @@ static int parse_opts(int argc, char **argv, int start, opts *o, const char *cmd
       NEED();
       tl_ftype ft;
       if (tl_ftype_from_name(v, &ft) != TL_OK)
-        return die("--quant: unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, "
-                   "q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k)", v);
+        return die(
+            "--quant: unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, "
+            "q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k)",
+            v);
       o->quant = (int)ft;
     } else if (!strcmp(a, "--override-kv")) {
       NEED();
@@ -328,9 +343,10 @@ static int cmd_run(opts *o) {
   }
   int n_ctx = o->ctx ? o->ctx : tl_model_n_ctx_train(m);
   if (n_prompt > (size_t)n_ctx && !o->truncate) {
-    rc = die("the prompt has %zu tokens but the context holds %d (use a shorter prompt, -c or "
-             "--truncate)",
-             n_prompt, n_ctx);
+    rc =
+        die("the prompt has %zu tokens but the context holds %d (use a shorter prompt, -c or "
+            "--truncate)",
+            n_prompt, n_ctx);
     goto done;
   }
   if (o->truncate && n_prompt > (size_t)n_ctx) {
@@ -602,9 +618,10 @@ static int cmd_quantize(int argc, char **argv) {
     /* the mix must be one of TYPE's: q4_k --mix q4_k_m (or q4_k_m --mix q4_k_m) */
     const char *tn = tl_ftype_name(ft), *mn = tl_ftype_name(mf);
     if (strncmp(tn, mn, 4) != 0 || strlen(mn) != 6 || mn[3] != 'K')
-      return die("--mix %s does not apply to type %s (use q3_k, q4_k or q5_k with their "
-                 "_s/_m/_l mixes)",
-                 mix, pos[2]);
+      return die(
+          "--mix %s does not apply to type %s (use q3_k, q4_k or q5_k with their "
+          "_s/_m/_l mixes)",
+          mix, pos[2]);
     ft = mf;
   }
   qp.ftype = ft;
@@ -753,8 +770,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
   if (!strcmp(cmd, "synth")) return cmd_synth(argc, argv);
   if (!strcmp(cmd, "convert")) return cmd_convert(argc, argv);
-  if (!strcmp(cmd, "serve") ||
-      !strcmp(cmd, "perplexity"))
+  if (!strcmp(cmd, "serve") || !strcmp(cmd, "perplexity"))
     return die("the '%s' command is not implemented yet in this version", cmd);
   /* torchless [MODEL] [PROMPT] [options] */
   int i = 1;
