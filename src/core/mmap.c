@@ -7,6 +7,37 @@
 
 #include "core/core.h"
 
+/* Large files are mapped at a 2 MiB-aligned address and marked for huge
+ * pages: the kernel can then read them into 2 MiB page-cache folios and map
+ * those with one page-table entry each (FilePmdMapped in /proc/meminfo), so
+ * streaming the weights once per token takes far fewer TLB misses than with
+ * 4 KiB pages. Still one read-only mapping of the file, no copy. */
+#define TL_HUGE ((size_t)2 << 20)
+static void *map_aligned(int fd, size_t size) {
+  long psz = sysconf(_SC_PAGESIZE);
+  if (size < 4 * TL_HUGE || psz <= 0 || TL_HUGE % (size_t)psz)
+    return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const size_t len = (size + (size_t)psz - 1) / (size_t)psz * (size_t)psz; /* whole pages */
+  uint8_t *area = mmap(NULL, len + TL_HUGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (area == MAP_FAILED) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  uint8_t *at = (uint8_t *)(((uintptr_t)area + TL_HUGE - 1) & ~(uintptr_t)(TL_HUGE - 1));
+  void *p = mmap(at, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    munmap(area, len + TL_HUGE);
+    errno = e;
+    return p;
+  }
+  /* give back the unused head and tail of the reservation */
+  if (at > area) munmap(area, (size_t)(at - area));
+  if (area + len + TL_HUGE > at + len)
+    munmap(at + len, (size_t)(area + len + TL_HUGE - (at + len)));
+#ifdef MADV_HUGEPAGE
+  madvise(p, size, MADV_HUGEPAGE); /* a hint: failure changes nothing */
+#endif
+  return p;
+}
+
 tl_status tl_mmap_open(const char *path, tl_mmap *out) {
   memset(out, 0, sizeof *out);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -29,7 +60,7 @@ tl_status tl_mmap_open(const char *path, tl_mmap *out) {
     close(fd);
     return tl_fail(TL_ERR_FORMAT, "'%s' is empty", path);
   }
-  void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void *p = map_aligned(fd, (size_t)st.st_size);
   int e = errno;
   close(fd);
   if (p == MAP_FAILED) return tl_fail(TL_ERR_IO, "cannot map '%s': %s", path, strerror(e));
