@@ -210,3 +210,91 @@ int tl_test_run_cli(const char *args, char **out_stdout, char **out_stderr) {
   if (st == -1 || !WIFEXITED(st)) return -1;
   return WEXITSTATUS(st);
 }
+
+/* ---- fixture models and prompts ---------------------------------------- */
+
+int tl_test_load_prompts(const char *arch, tl_test_prompt *ps, int max) {
+  char rel[256];
+  snprintf(rel, sizeof rel, "%s/reference.json", arch);
+  char *path = tl_test_fixture(rel);
+  assert_non_null(path);
+  char *txt = tl_test_read_file(path, NULL);
+  free(path);
+  assert_non_null(txt);
+  cJSON *j = cJSON_Parse(txt), *p;
+  free(txt);
+  assert_non_null(j);
+  int n = 0;
+  cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "prompts")) {
+    assert_true(n < max);
+    tl_test_prompt *q = &ps[n];
+    cJSON *ids = cJSON_GetObjectItem(p, "input_ids"), *gr = cJSON_GetObjectItem(p, "greedy");
+    cJSON *text = cJSON_GetObjectItem(p, "text");
+    assert_true(cJSON_IsArray(ids) && cJSON_IsString(text));
+    q->text = strdup(text->valuestring);
+    q->n_ids = cJSON_GetArraySize(ids);
+    q->n_greedy = cJSON_IsArray(gr) ? cJSON_GetArraySize(gr) : 0;
+    assert_true(q->n_greedy <= 64);
+    q->ids = malloc(sizeof(tl_token) * (size_t)(q->n_ids + q->n_greedy + 1));
+    assert_non_null(q->ids);
+    for (int i = 0; i < q->n_ids; i++) q->ids[i] = (tl_token)cJSON_GetArrayItem(ids, i)->valueint;
+    for (int i = 0; i < q->n_greedy; i++) {
+      q->greedy[i] = (tl_token)cJSON_GetArrayItem(gr, i)->valueint;
+      q->ids[q->n_ids + i] = q->greedy[i];
+    }
+    n++;
+  }
+  cJSON_Delete(j);
+  return n;
+}
+
+void tl_test_free_prompts(tl_test_prompt *ps, int n) {
+  for (int i = 0; i < n; i++) {
+    free(ps[i].text);
+    free(ps[i].ids);
+  }
+}
+
+char *tl_test_model_path(const char *arch, const char *type) {
+  char rel[256];
+  const bool hf = !strcmp(type, "hf");
+  if (hf)
+    snprintf(rel, sizeof rel, "%s/config.json", arch);
+  else
+    snprintf(rel, sizeof rel, "%s/model-%s.gguf", arch, type);
+  char *p = tl_test_fixture_or_skip(rel);
+  if (p && hf) *strrchr(p, '/') = 0;
+  return p;
+}
+
+tl_model *tl_test_load_model(const char *path) {
+  tl_model *m = NULL;
+  if (tl_model_load(path, NULL, &m) != TL_OK) fail_msg("loading %s: %s", path, tl_last_error());
+  return m;
+}
+
+tl_context *tl_test_new_ctx(tl_model *m, tl_kv_type kv, int n_ctx) {
+  tl_context_params cp = tl_context_default_params();
+  cp.n_ctx = n_ctx;
+  cp.kv_type = kv;
+  cp.n_threads = 2;
+  tl_context *c = NULL;
+  if (tl_context_new(m, &cp, &c) != TL_OK) fail_msg("context: %s", tl_last_error());
+  return c;
+}
+
+void tl_test_prefill(tl_context *c, const tl_token *ids, int n, float *out, int nv) {
+  int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
+  int8_t *want = malloc((size_t)n);
+  assert_true(pos && want);
+  for (int i = 0; i < n; i++) {
+    pos[i] = i;
+    want[i] = 1;
+  }
+  tl_kv_clear(c, -1);
+  tl_batch b = {.n_tokens = n, .tokens = ids, .pos = pos, .logits = want};
+  if (tl_decode(c, &b) != TL_OK) fail_msg("decode: %s", tl_last_error());
+  for (int i = 0; i < n; i++) memcpy(out + (size_t)i * nv, tl_get_logits(c, i), sizeof(float) * nv);
+  free(pos);
+  free(want);
+}

@@ -42,6 +42,33 @@ double tl_test_rel_err(const float *a, const float *b, size_t n);
 double tl_test_argmax_agree(const float *a, const float *b, size_t rows, size_t cols);
 int32_t tl_test_argmax(const float *x, size_t n);
 
+/* ---- fixture models and prompts ---- */
+
+/* A prompt of ARCH/reference.json: its text, input_ids (ids, n_ids) and the
+ * reference's greedy continuation (greedy, n_greedy), which also follows the
+ * prompt in ids (ids holds n_ids + n_greedy tokens). */
+typedef struct tl_test_prompt {
+  char *text;
+  tl_token *ids;
+  int n_ids;
+  tl_token greedy[64];
+  int n_greedy;
+} tl_test_prompt;
+/* The prompts of ARCH (at most max); fails the test when unreadable. */
+int tl_test_load_prompts(const char *arch, tl_test_prompt *ps, int max);
+void tl_test_free_prompts(tl_test_prompt *ps, int n);
+
+/* The fixture model ARCH in TYPE: "hf" is the Hugging Face folder, else
+ * ARCH/model-TYPE.gguf. NULL (after "SKIPPED: ...") when absent. */
+char *tl_test_model_path(const char *arch, const char *type);
+/* tl_model_load with default parameters; fails the test on an error. */
+tl_model *tl_test_load_model(const char *path);
+/* A context of n_ctx tokens, 2 threads, KV cache kv; fails the test on an error. */
+tl_context *tl_test_new_ctx(tl_model *m, tl_kv_type kv, int n_ctx);
+/* Prefill n tokens (positions 0..n-1) from an empty cache, every logit into
+ * out[n][nv]. */
+void tl_test_prefill(tl_context *c, const tl_token *ids, int n, float *out, int nv);
+
 /* Run the CLI (TL_CLI_PATH) with a shell argument string; captures stdout
  * (malloc'd, may be NULL) and returns the exit status (-1 on failure). */
 int tl_test_run_cli(const char *args, char **out_stdout, char **out_stderr);

@@ -51,46 +51,6 @@ static double worst_peer(const char *type) {
   return worst;
 }
 
-typedef struct prompt {
-  tl_token *ids;
-  int n_ids;
-  tl_token greedy[64];
-  int n_greedy;
-} prompt;
-
-static int load_prompts(const char *arch, prompt *ps, int max) {
-  char rel[256];
-  snprintf(rel, sizeof rel, "%s/reference.json", arch);
-  char *path = tl_test_fixture(rel);
-  assert_non_null(path);
-  char *txt = tl_test_read_file(path, NULL);
-  free(path);
-  assert_non_null(txt);
-  cJSON *j = cJSON_Parse(txt);
-  free(txt);
-  assert_non_null(j);
-  cJSON *arr = cJSON_GetObjectItem(j, "prompts");
-  int n = 0;
-  cJSON *p;
-  cJSON_ArrayForEach(p, arr) {
-    assert_true(n < max);
-    cJSON *ids = cJSON_GetObjectItem(p, "input_ids"), *gr = cJSON_GetObjectItem(p, "greedy");
-    ps[n].n_ids = cJSON_GetArraySize(ids);
-    ps[n].ids = malloc(sizeof(tl_token) * (size_t)(ps[n].n_ids + 64));
-    for (int i = 0; i < ps[n].n_ids; i++)
-      ps[n].ids[i] = (tl_token)cJSON_GetArrayItem(ids, i)->valueint;
-    ps[n].n_greedy = cJSON_GetArraySize(gr);
-    assert_true(ps[n].n_greedy <= 64);
-    for (int i = 0; i < ps[n].n_greedy; i++) {
-      ps[n].greedy[i] = (tl_token)cJSON_GetArrayItem(gr, i)->valueint;
-      ps[n].ids[ps[n].n_ids + i] = ps[n].greedy[i];
-    }
-    n++;
-  }
-  cJSON_Delete(j);
-  return n;
-}
-
 /* llama.cpp's error on this file and prompt (peer/llamacpp.json); < 0 if absent. */
 static double peer_err(const char *arch, const char *type, int prompt_idx) {
   char *path = tl_test_fixture("peer/llamacpp.json");
@@ -110,31 +70,6 @@ static double peer_err(const char *arch, const char *type, int prompt_idx) {
 }
 
 /* The peer table lives in ../shared/fixtures; a copy is kept in tests/data. */
-
-static tl_context *make_ctx(tl_model *m, tl_kv_type kv, int n_ctx) {
-  tl_context_params cp = tl_context_default_params();
-  cp.n_ctx = n_ctx;
-  cp.kv_type = kv;
-  cp.n_threads = 2;
-  tl_context *c = NULL;
-  assert_int_equal(tl_context_new(m, &cp, &c), TL_OK);
-  return c;
-}
-
-/* Prefill n tokens, all logits, into out[n][nv]. */
-static void run_prefill(tl_context *c, const tl_token *ids, int n, float *out, int nv) {
-  int32_t pos[512];
-  int8_t want[512];
-  assert_true(n <= 512);
-  for (int i = 0; i < n; i++) {
-    pos[i] = i;
-    want[i] = 1;
-  }
-  tl_kv_clear(c, -1);
-  tl_batch b = {.n_tokens = n, .tokens = ids, .pos = pos, .logits = want};
-  assert_int_equal(tl_decode(c, &b), TL_OK);
-  for (int i = 0; i < n; i++) memcpy(out + (size_t)i * nv, tl_get_logits(c, i), sizeof(float) * nv);
-}
 
 /* Prefill the first n_pre tokens, then decode the rest one at a time with
  * the cache; logits of every position into out[n][nv]. */
@@ -174,22 +109,10 @@ static void run_greedy(tl_context *c, const tl_token *ids, int n, int steps, tl_
   }
 }
 
-/* type "hf": the Hugging Face folder itself, else model-<type>.gguf in it */
-static char *case_path(const ref_case *rc) {
-  char rel[256];
-  if (!strcmp(rc->type, "hf"))
-    snprintf(rel, sizeof rel, "%s/config.json", rc->arch);
-  else
-    snprintf(rel, sizeof rel, "%s/model-%s.gguf", rc->arch, rc->type);
-  char *p = tl_test_fixture_or_skip(rel);
-  if (p && !strcmp(rc->type, "hf")) *strrchr(p, '/') = 0;
-  return p;
-}
-
 static void check_case(void **state) {
   const ref_case *rc = *state;
   char rel[256];
-  char *model_path = case_path(rc);
+  char *model_path = tl_test_model_path(rc->arch, rc->type);
   if (!model_path) skip();
   snprintf(rel, sizeof rel, "%s/reference.safetensors", rc->arch);
   char *ref_path = tl_test_fixture(rel);
@@ -198,10 +121,10 @@ static void check_case(void **state) {
 
   tl_model *m = load_case(rc, model_path);
   int nv = tl_model_n_vocab(m);
-  prompt ps[8];
-  int np = load_prompts(rc->arch, ps, 8);
-  tl_context *c32 = make_ctx(m, TL_KV_F32, 256);
-  tl_context *c16 = make_ctx(m, TL_KV_F16, 256);
+  tl_test_prompt ps[8];
+  int np = tl_test_load_prompts(rc->arch, ps, 8);
+  tl_context *c32 = tl_test_new_ctx(m, TL_KV_F32, 256);
+  tl_context *c16 = tl_test_new_ctx(m, TL_KV_F16, 256);
   /* the q8_0 KV cache, where the head size allows it */
   tl_context *c8 = NULL;
   tl_context_params cp8 = tl_context_default_params();
@@ -214,7 +137,7 @@ static void check_case(void **state) {
   }
 
   for (int pi = 0; pi < np; pi++) {
-    prompt *p = &ps[pi];
+    tl_test_prompt *p = &ps[pi];
     int nfull = p->n_ids + p->n_greedy;
     float *ours = malloc(sizeof(float) * (size_t)nfull * nv);
     tl_token gen[64];
@@ -248,10 +171,10 @@ static void check_case(void **state) {
     assert_int_equal(sh[0], nfull);
 
     /* 1. prefill of the prompt, f32 KV */
-    run_prefill(c32, p->ids, p->n_ids, ours, nv);
+    tl_test_prefill(c32, p->ids, p->n_ids, ours, nv);
     double e_pre = tl_test_rel_err(ours, ref, (size_t)p->n_ids * nv);
     /* 2. prefill of prompt + reference continuation (what the peer table measures) */
-    run_prefill(c32, p->ids, nfull, ours, nv);
+    tl_test_prefill(c32, p->ids, nfull, ours, nv);
     double e_full = tl_test_rel_err(ours, ref_full, (size_t)nfull * nv);
     double agree_full = tl_test_argmax_agree(ours, ref_full, (size_t)nfull, (size_t)nv);
     /* 3. prompt prefill, continuation decoded one token at a time with the cache */
@@ -307,7 +230,7 @@ static void check_case(void **state) {
     }
     free(ours);
   }
-  for (int pi = 0; pi < np; pi++) free(ps[pi].ids);
+  tl_test_free_prompts(ps, np);
   tl_context_free(c32);
   tl_context_free(c16);
   tl_context_free(c8);
@@ -319,12 +242,10 @@ static void check_case(void **state) {
 /* `torchless eval` prints the same greedy tokens and writes the same logits. */
 static void check_cli(void **state) {
   const ref_case *rc = *state;
-  char rel[256];
-  snprintf(rel, sizeof rel, "%s/model-%s.gguf", rc->arch, rc->type);
-  char *model_path = tl_test_fixture_or_skip(rel);
+  char *model_path = tl_test_model_path(rc->arch, rc->type);
   if (!model_path) skip();
-  prompt ps[8];
-  int np = load_prompts(rc->arch, ps, 8);
+  tl_test_prompt ps[8];
+  int np = tl_test_load_prompts(rc->arch, ps, 8);
   assert_true(np > 0);
   char ids[4096] = "";
   for (int i = 0; i < ps[0].n_ids; i++)
@@ -336,10 +257,9 @@ static void check_cli(void **state) {
   char *out = NULL;
   assert_int_equal(tl_test_run_cli(args, &out, NULL), 0);
   /* greedy ids printed on one line */
-  tl_model *m = NULL;
-  assert_int_equal(tl_model_load(model_path, NULL, &m), TL_OK);
+  tl_model *m = tl_test_load_model(model_path);
   int nv = tl_model_n_vocab(m);
-  tl_context *c = make_ctx(m, TL_KV_F32, 256);
+  tl_context *c = tl_test_new_ctx(m, TL_KV_F32, 256);
   tl_token gen[64];
   run_greedy(c, ps[0].ids, ps[0].n_ids, ps[0].n_greedy, gen, nv);
   char expect[4096] = "";
@@ -352,7 +272,7 @@ static void check_cli(void **state) {
   assert_non_null(cli_logits);
   assert_int_equal(sz, sizeof(float) * (size_t)ps[0].n_ids * nv);
   float *lib = malloc(sz);
-  run_prefill(c, ps[0].ids, ps[0].n_ids, lib, nv);
+  tl_test_prefill(c, ps[0].ids, ps[0].n_ids, lib, nv);
   assert_true(tl_test_rel_err(cli_logits, lib, sz / 4) <= 1e-6);
   free(lib);
   free(cli_logits);
@@ -361,35 +281,32 @@ static void check_cli(void **state) {
   free(out);
   tl_context_free(c);
   tl_model_free(m);
-  for (int pi = 0; pi < np; pi++) free(ps[pi].ids);
+  tl_test_free_prompts(ps, np);
   free(model_path);
 }
 
 /* Logits at position t from one batch equal those from decoding token by token. */
 static void check_prefill_vs_decode(void **state) {
   const ref_case *rc = *state;
-  char rel[256];
-  snprintf(rel, sizeof rel, "%s/model-%s.gguf", rc->arch, rc->type);
-  char *model_path = tl_test_fixture_or_skip(rel);
+  char *model_path = tl_test_model_path(rc->arch, rc->type);
   if (!model_path) skip();
-  tl_model *m = NULL;
-  assert_int_equal(tl_model_load(model_path, NULL, &m), TL_OK);
+  tl_model *m = tl_test_load_model(model_path);
   int nv = tl_model_n_vocab(m);
-  prompt ps[8];
-  int np = load_prompts(rc->arch, ps, 8);
-  tl_context *c = make_ctx(m, TL_KV_F32, 256);
+  tl_test_prompt ps[8];
+  int np = tl_test_load_prompts(rc->arch, ps, 8);
+  tl_context *c = tl_test_new_ctx(m, TL_KV_F32, 256);
   for (int pi = 0; pi < np; pi++) {
     int n = ps[pi].n_ids + ps[pi].n_greedy;
     float *a = malloc(sizeof(float) * (size_t)n * nv), *b = malloc(sizeof(float) * (size_t)n * nv);
-    run_prefill(c, ps[pi].ids, n, a, nv);
+    tl_test_prefill(c, ps[pi].ids, n, a, nv);
     run_cached(c, ps[pi].ids, 1, n, b, nv);
     double e = tl_test_rel_err(b, a, (size_t)n * nv);
     printf("%s %s prompt %d: prefill vs token-by-token rel err %.3g\n", rc->arch, rc->type, pi, e);
     assert_true(e <= 1e-5);
     free(a);
     free(b);
-    free(ps[pi].ids);
   }
+  tl_test_free_prompts(ps, np);
   tl_context_free(c);
   tl_model_free(m);
   free(model_path);

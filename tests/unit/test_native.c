@@ -10,69 +10,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static tl_model *load(const char *path) {
-  tl_model *m = NULL;
-  tl_status s = tl_model_load(path, NULL, &m);
-  if (s) fail_msg("loading %s: %s", path, tl_last_error());
-  return m;
-}
-
-static tl_context *make_ctx(tl_model *m) {
-  tl_context_params cp = tl_context_default_params();
-  cp.n_ctx = 256;
-  cp.kv_type = TL_KV_F32;
-  cp.n_threads = 2;
-  tl_context *c = NULL;
-  assert_int_equal(tl_context_new(m, &cp, &c), TL_OK);
-  return c;
-}
-
-/* Prefill n tokens, all logits into out[n][nv]. */
-static void prefill(tl_context *c, const tl_token *ids, int n, float *out, int nv) {
-  int32_t pos[512];
-  int8_t want[512];
-  assert_true(n <= 512);
-  for (int i = 0; i < n; i++) {
-    pos[i] = i;
-    want[i] = 1;
-  }
-  tl_kv_clear(c, -1);
-  tl_batch b = {.n_tokens = n, .tokens = ids, .pos = pos, .logits = want};
-  assert_int_equal(tl_decode(c, &b), TL_OK);
-  for (int i = 0; i < n; i++) memcpy(out + (size_t)i * nv, tl_get_logits(c, i), sizeof(float) * nv);
-}
-
-typedef struct prompt {
-  char *text;
-  tl_token ids[256];
-  int n;
-} prompt;
-
-static int load_prompts(const char *arch, prompt *ps, int max) {
-  char rel[256];
-  snprintf(rel, sizeof rel, "%s/reference.json", arch);
-  char *path = tl_test_fixture(rel);
-  assert_non_null(path);
-  char *txt = tl_test_read_file(path, NULL);
-  free(path);
-  assert_non_null(txt);
-  cJSON *j = cJSON_Parse(txt), *p;
-  free(txt);
-  assert_non_null(j);
-  int n = 0;
-  cJSON_ArrayForEach(p, cJSON_GetObjectItem(j, "prompts")) {
-    assert_true(n < max);
-    cJSON *ids = cJSON_GetObjectItem(p, "input_ids");
-    ps[n].n = cJSON_GetArraySize(ids);
-    assert_true(ps[n].n <= 256);
-    for (int i = 0; i < ps[n].n; i++) ps[n].ids[i] = cJSON_GetArrayItem(ids, i)->valueint;
-    ps[n].text = strdup(cJSON_GetObjectItem(p, "text")->valuestring);
-    n++;
-  }
-  cJSON_Delete(j);
-  return n;
-}
-
 /* ---- fixtures ------------------------------------------------------------- */
 
 typedef struct fx_case {
@@ -80,20 +17,9 @@ typedef struct fx_case {
   const char *src; /* "hf": the folder; else model-<src>.gguf */
 } fx_case;
 
-static char *src_path(const fx_case *fc) {
-  char rel[256];
-  if (!strcmp(fc->src, "hf"))
-    snprintf(rel, sizeof rel, "%s/config.json", fc->arch);
-  else
-    snprintf(rel, sizeof rel, "%s/model-%s.gguf", fc->arch, fc->src);
-  char *p = tl_test_fixture_or_skip(rel);
-  if (p && !strcmp(fc->src, "hf")) *strrchr(p, '/') = 0;
-  return p;
-}
-
 static void check_fixture(void **state) {
   const fx_case *fc = *state;
-  char *src = src_path(fc);
+  char *src = tl_test_model_path(fc->arch, fc->src);
   if (!src) skip();
   char rel[256];
   snprintf(rel, sizeof rel, "%s/reference.safetensors", fc->arch);
@@ -102,13 +28,13 @@ static void check_fixture(void **state) {
   tl_test_st *st = tl_test_st_open(ref_path);
   free(ref_path);
   assert_non_null(st);
-  prompt ps[8];
-  int np = load_prompts(fc->arch, ps, 8);
+  tl_test_prompt ps[8];
+  int np = tl_test_load_prompts(fc->arch, ps, 8);
 
   /* the source's own logits: the bar for an f32 .bin of rounded weights */
-  tl_model *ms = load(src);
+  tl_model *ms = tl_test_load_model(src);
   int nv = tl_model_n_vocab(ms);
-  tl_context *cs = make_ctx(ms);
+  tl_context *cs = tl_test_new_ctx(ms, TL_KV_F32, 256);
   bool exact_src = !strcmp(fc->src, "hf");
 
   for (int q = 0; q < 2; q++) {
@@ -116,18 +42,18 @@ static void check_fixture(void **state) {
     char *out = tl_test_tmpfile(".bin");
     tl_status s = tl_model_convert_native(src, out, int8, NULL, NULL);
     if (s) fail_msg("convert %s: %s", src, tl_last_error());
-    tl_model *m = load(out);
+    tl_model *m = tl_test_load_model(out);
     assert_int_equal(tl_model_n_vocab(m), nv);
-    tl_context *c = make_ctx(m);
+    tl_context *c = tl_test_new_ctx(m, TL_KV_F32, 256);
     double worst_ref = 0, worst_src = 0;
     for (int pi = 0; pi < np; pi++) {
-      prompt *p = &ps[pi];
+      tl_test_prompt *p = &ps[pi];
       /* the tokenizer of the .bin reproduces the reference input ids */
       tl_token ids[256];
       size_t n_ids = 0;
       assert_int_equal(tl_tokenize(m, p->text, strlen(p->text), true, false, ids, 256, &n_ids),
                        TL_OK);
-      if ((int)n_ids != p->n || memcmp(ids, p->ids, sizeof(tl_token) * n_ids) != 0)
+      if ((int)n_ids != p->n_ids || memcmp(ids, p->ids, sizeof(tl_token) * n_ids) != 0)
         fail_msg("%s %s %s prompt %d: the .bin tokenizer disagrees with input_ids", fc->arch,
                  fc->src, int8 ? "int8" : "f32", pi);
       char name[64];
@@ -136,20 +62,20 @@ static void check_fixture(void **state) {
       snprintf(name, sizeof name, "logits.%d", pi);
       const float *ref = tl_test_st_get(st, name, sh, &nd);
       assert_non_null(ref);
-      assert_int_equal(sh[0], p->n);
-      float *ours = malloc(sizeof(float) * (size_t)p->n * nv);
-      float *theirs = malloc(sizeof(float) * (size_t)p->n * nv);
-      prefill(c, p->ids, p->n, ours, nv);
-      prefill(cs, p->ids, p->n, theirs, nv);
-      double e_ref = tl_test_rel_err(ours, ref, (size_t)p->n * nv);
-      double e_src = tl_test_rel_err(ours, theirs, (size_t)p->n * nv);
+      assert_int_equal(sh[0], p->n_ids);
+      float *ours = malloc(sizeof(float) * (size_t)p->n_ids * nv);
+      float *theirs = malloc(sizeof(float) * (size_t)p->n_ids * nv);
+      tl_test_prefill(c, p->ids, p->n_ids, ours, nv);
+      tl_test_prefill(cs, p->ids, p->n_ids, theirs, nv);
+      double e_ref = tl_test_rel_err(ours, ref, (size_t)p->n_ids * nv);
+      double e_src = tl_test_rel_err(ours, theirs, (size_t)p->n_ids * nv);
       if (e_ref > worst_ref) worst_ref = e_ref;
       if (e_src > worst_src) worst_src = e_src;
       free(ours);
       free(theirs);
     }
-    printf("native %s from %s, %s: rel err vs reference %.3g, vs the source model %.3g\n",
-           fc->arch, fc->src, int8 ? "int8" : "f32", worst_ref, worst_src);
+    printf("native %s from %s, %s: rel err vs reference %.3g, vs the source model %.3g\n", fc->arch,
+           fc->src, int8 ? "int8" : "f32", worst_ref, worst_src);
     if (!int8) {
       /* f32: the float tolerance, against the reference when the source holds
        * the checkpoint's weights, else against the source's own logits. A
@@ -183,7 +109,7 @@ static void check_fixture(void **state) {
     unlink(out);
     free(out);
   }
-  for (int i = 0; i < np; i++) free(ps[i].text);
+  tl_test_free_prompts(ps, np);
   tl_context_free(cs);
   tl_model_free(ms);
   tl_test_st_free(st);
@@ -200,16 +126,16 @@ typedef struct tdef {
   const char *name;
   int rows, cols; /* cols 0: a vector of rows values */
   bool int8;
-  float *val;  /* the values the model means (int8: q / s) */
-  int8_t *q;   /* int8 */
-  float *s;    /* int8 scales */
+  float *val; /* the values the model means (int8: q / s) */
+  int8_t *q;  /* int8 */
+  float *s;   /* int8 scales */
   size_t off, soff, bytes;
 } tdef;
 
 static tdef g_t[] = {
     {"model.embed_tokens.weight", NVOC, HID, false},
     {"model.layers.0.input_layernorm.weight", HID, 0, false},
-    {"model.layers.0.self_attn.q_proj.weight", 0, HID, true}, /* rows: NH * HD */
+    {"model.layers.0.self_attn.q_proj.weight", 0, HID, true},  /* rows: NH * HD */
     {"model.layers.0.self_attn.k_proj.weight", 0, HID, false}, /* NKV * HD */
     {"model.layers.0.self_attn.v_proj.weight", 0, HID, true},  /* NKV * HD */
     {"model.layers.0.self_attn.o_proj.weight", HID, 0, false}, /* cols: NH * HD */
@@ -275,7 +201,8 @@ static void make_weights(void) {
  * the emoji are written as json.dumps escapes them. */
 static void vocab_json(char *buf, size_t cap) {
   size_t n = (size_t)snprintf(buf, cap, "{\"<unk>\": 0, \"<s>\": 1, \"</s>\": 2");
-  for (int b = 0; b < 256; b++) n += (size_t)snprintf(buf + n, cap - n, ", \"<0x%02X>\": %d", b, 3 + b);
+  for (int b = 0; b < 256; b++)
+    n += (size_t)snprintf(buf + n, cap - n, ", \"<0x%02X>\": %d", b, 3 + b);
   snprintf(buf + n, cap - n,
            ", \"\\u2581\": 259, \"a\": 260, \"b\": 261, \"\\u2581a\": 262, \"ab\": 263, "
            "\"\\u00e9\": 264, \"\\ud83d\\ude00\": 265}");
@@ -314,8 +241,9 @@ static uint8_t *classic_file(const char *from, const char *to, size_t *size) {
     const tdef *t = &g_t[i];
     bool i8 = t->int8;
     if (t->cols)
-      snprintf(tmp, sizeof tmp, "%s\"%s\": {\"dtype\": \"%s\", \"shape\": [%d, %d], \"offset\": %zu",
-               i ? ", " : "", t->name, i8 ? "int8" : "f32", t->rows, t->cols, t->off);
+      snprintf(tmp, sizeof tmp,
+               "%s\"%s\": {\"dtype\": \"%s\", \"shape\": [%d, %d], \"offset\": %zu", i ? ", " : "",
+               t->name, i8 ? "int8" : "f32", t->rows, t->cols, t->off);
     else
       snprintf(tmp, sizeof tmp, "%s\"%s\": {\"dtype\": \"f32\", \"shape\": [%d], \"offset\": %zu",
                i ? ", " : "", t->name, t->rows, t->off);
@@ -427,7 +355,7 @@ static void test_classic_file(void **state) {
   assert_int_equal(f[8], '{');
   assert_int_equal(f[8 + hs - 1], 0);
   char *path = write_tmp(f, size);
-  tl_model *m = load(path);
+  tl_model *m = tl_test_load_model(path);
   assert_int_equal(tl_model_n_vocab(m), NVOC);
   assert_int_equal(tl_token_bos(m), 1);
   assert_int_equal(tl_token_eos(m), 2);
@@ -444,13 +372,13 @@ static void test_classic_file(void **state) {
   assert_memory_equal(piece, "\xf0\x9f\x98\x80", 4);
 
   /* one token: the naive computation in double precision */
-  tl_context *c = make_ctx(m);
+  tl_context *c = tl_test_new_ctx(m, TL_KV_F32, 256);
   float *lg = malloc(sizeof(float) * NVOC * 8);
   double ref[NVOC];
   float reff[NVOC];
   const tl_token toks[] = {1, 260, 264, 7, 262};
   for (int k = 0; k < 5; k++) {
-    prefill(c, &toks[k], 1, lg, NVOC);
+    tl_test_prefill(c, &toks[k], 1, lg, NVOC);
     naive_logits(toks[k], ref);
     for (int i = 0; i < NVOC; i++) {
       assert_true(isfinite(lg[i]));
@@ -461,14 +389,14 @@ static void test_classic_file(void **state) {
     assert_true(e <= 1e-5);
   }
   /* several tokens: finite, and the .bin written back from it agrees */
-  prefill(c, toks, 5, lg, NVOC);
+  tl_test_prefill(c, toks, 5, lg, NVOC);
   for (int i = 0; i < 5 * NVOC; i++) assert_true(isfinite(lg[i]));
   char *again = tl_test_tmpfile(".bin");
   assert_int_equal(tl_model_convert_native(path, again, false, NULL, NULL), TL_OK);
-  tl_model *m2 = load(again);
-  tl_context *c2 = make_ctx(m2);
+  tl_model *m2 = tl_test_load_model(again);
+  tl_context *c2 = tl_test_new_ctx(m2, TL_KV_F32, 256);
   float *lg2 = malloc(sizeof(float) * NVOC * 8);
-  prefill(c2, toks, 5, lg2, NVOC);
+  tl_test_prefill(c2, toks, 5, lg2, NVOC);
   double e = tl_test_rel_err(lg2, lg, 5 * NVOC);
   printf("classic file -> f32 .bin: rel err %.3g\n", e);
   assert_true(e <= 1e-5);
@@ -579,8 +507,7 @@ static void test_hostile(void **state) {
   expect_error_json("\"dtype\": \"int8\", \"shape\": [64, 64]",
                     "\"dtype\": \"int8\", \"shape\": [4096]", "int8 q_proj 1-D");
   expect_error_json("\"model.layers.0.input_layernorm.weight\": {\"dtype\": \"f32\"",
-                    "\"model.layers.0.input_layernorm.weight\": {\"dtype\": \"int8\"",
-                    "int8 norm");
+                    "\"model.layers.0.input_layernorm.weight\": {\"dtype\": \"int8\"", "int8 norm");
   expect_error_json("\"scale_size\": 64", "\"scale_size\": 63", "scale_size wrong");
   expect_error_json("\"scale_offset\": ", "\"scale_offset\": 9999999", "scale_offset out of range");
   expect_error_json("\"dtype\": \"f32\"", "\"dtype\": \"f16\"", "dtype unknown");
@@ -637,12 +564,12 @@ static void test_head_dim(void **state) {
   size_t size;
   uint8_t *f = classic_file(NULL, NULL, &size);
   char *p = write_tmp(f, size);
-  tl_model *m = load(p);
-  tl_context *c = make_ctx(m);
+  tl_model *m = tl_test_load_model(p);
+  tl_context *c = tl_test_new_ctx(m, TL_KV_F32, 256);
   float lg[NVOC], reff[NVOC];
   double ref[NVOC];
   const tl_token tok = 42;
-  prefill(c, &tok, 1, lg, NVOC);
+  tl_test_prefill(c, &tok, 1, lg, NVOC);
   naive_logits(tok, ref);
   for (int i = 0; i < NVOC; i++) reff[i] = (float)ref[i];
   double e = tl_test_rel_err(lg, reff, NVOC);
@@ -653,10 +580,10 @@ static void test_head_dim(void **state) {
   char *txt = tl_test_read_file(out, NULL);
   assert_non_null(strstr(txt + 8, "\"head_dim\": \"16\""));
   free(txt);
-  tl_model *m2 = load(out);
-  tl_context *c2 = make_ctx(m2);
+  tl_model *m2 = tl_test_load_model(out);
+  tl_context *c2 = tl_test_new_ctx(m2, TL_KV_F32, 256);
   float lg2[NVOC];
-  prefill(c2, &tok, 1, lg2, NVOC);
+  tl_test_prefill(c2, &tok, 1, lg2, NVOC);
   assert_true(tl_test_rel_err(lg2, lg, NVOC) <= 1e-6);
   tl_context_free(c2);
   tl_model_free(m2);
@@ -724,7 +651,10 @@ static void test_cli_convert(void **state) {
 
 int main(void) {
   static const fx_case cases[] = {
-      {"mistral", "hf"}, {"mistral", "q8_0"}, {"llama", "hf"}, {"llama", "f16"},
+      {"mistral", "hf"},
+      {"mistral", "q8_0"},
+      {"llama", "hf"},
+      {"llama", "f16"},
   };
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_prestate(check_fixture, (void *)&cases[0]),

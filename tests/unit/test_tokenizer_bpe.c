@@ -10,26 +10,15 @@
  * The peer's packages are found in $TL_NODE_MODULES (a node_modules folder
  * made by tests/tokenizer_peer/setup.sh), else ./tokenizer_peer/node_modules
  * (relative to the working directory: the build folder under ctest). */
-#include "testutil.h"
+#include "vocabutil.h"
 
 #include <cjson/cJSON.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "format/gguf.h"
-#include "tokenizer/tokenizer.h"
 
 /* ---- helpers -------------------------------------------------------------- */
-
-static tl_vocab *load_gguf_vocab(const char *path) {
-  tl_gguf *g = NULL;
-  if (tl_gguf_open(path, &g) != TL_OK) fail_msg("cannot open %s: %s", path, tl_last_error());
-  tl_vocab *v = NULL;
-  tl_status st = tl_vocab_from_gguf(g, &v);
-  tl_gguf_free(g);
-  if (st != TL_OK) fail_msg("vocab of %s: %s", path, tl_last_error());
-  return v;
-}
 
 /* A vocabulary from a Hugging Face folder (NULL + message on failure). */
 static tl_vocab *load_hf_vocab(const char *dir, tl_status *st_out) {
@@ -41,46 +30,6 @@ static tl_vocab *load_hf_vocab(const char *dir, tl_status *st_out) {
   tl_gguf_free(g);
   if (st_out) *st_out = st;
   return v;
-}
-
-static tl_token *tokenize(const tl_vocab *v, const char *text, size_t len, bool bos, bool special,
-                          size_t *n) {
-  size_t need = 0;
-  tl_status st = tl_vocab_tokenize(v, text, len, bos, special, NULL, 0, &need);
-  if (st != TL_OK && st != TL_ERR_INVALID_ARG) fail_msg("tokenize: %s", tl_last_error());
-  tl_token *out = malloc((need + 1) * sizeof *out);
-  assert_non_null(out);
-  size_t got = 0;
-  st = tl_vocab_tokenize(v, text, len, bos, special, out, need, &got);
-  if (st != TL_OK) fail_msg("tokenize: %s", tl_last_error());
-  assert_int_equal(got, need);
-  *n = got;
-  return out;
-}
-
-static void print_ids(const char *label, const tl_token *t, size_t n) {
-  printf("  %s:", label);
-  for (size_t i = 0; i < n && i < 48; i++) printf(" %d", (int)t[i]);
-  printf("%s\n", n > 48 ? " ..." : "");
-}
-
-/* Concatenated pieces of the tokens (malloc'd, NUL-terminated). */
-static char *pieces(const tl_vocab *v, const tl_token *t, size_t n, size_t *len) {
-  size_t cap = 64, m = 0;
-  char *s = malloc(cap);
-  for (size_t i = 0; i < n; i++) {
-    int32_t l = tl_vocab_piece(v, t[i], NULL, 0);
-    assert_true(l >= 0);
-    if (m + (size_t)l + 1 > cap) {
-      cap = (m + (size_t)l + 1) * 2;
-      s = realloc(s, cap);
-    }
-    assert_int_equal(tl_vocab_piece(v, t[i], s + m, (size_t)l), l);
-    m += (size_t)l;
-  }
-  s[m] = '\0';
-  *len = m;
-  return s;
 }
 
 static bool is_dir(const char *p) {
@@ -113,70 +62,11 @@ static char *model_dir(const char *nm, const char *pkg) {
 
 /* ---- 1. llama.cpp's vocabulary test vectors ---------------------------------- */
 
-#define SEP "\n__ggml_vocab_test__\n"
-
-static int run_cases(const tl_vocab *v, const char *inp_path, const char *out_path,
-                     const char *label) {
-  size_t inp_n = 0, out_n = 0;
-  char *inp = tl_test_read_file(inp_path, &inp_n);
-  char *outs = tl_test_read_file(out_path, &out_n);
-  assert_non_null(inp);
-  assert_non_null(outs);
-  int n_cases = 0, n_pass = 0;
-  char *p = inp, *line = outs;
-  for (;;) {
-    char *sep = strstr(p, SEP);
-    if (!sep) break;
-    char *eol = strchr(line, '\n');
-    assert_non_null(eol);
-    *eol = '\0';
-    size_t n_exp = 0;
-    static tl_token exp[8192];
-    for (char *q = line; *q;) {
-      while (*q == ' ') q++;
-      if (!*q) break;
-      char *end;
-      long id = strtol(q, &end, 10);
-      assert_true(end > q);
-      assert_true(n_exp < 8192);
-      exp[n_exp++] = (tl_token)id;
-      q = end;
-    }
-    /* as test-tokenizer-0: no BOS, no special-token parsing */
-    size_t n = 0;
-    tl_token *got = tokenize(v, p, (size_t)(sep - p), false, false, &n);
-    bool ok = n == n_exp && (n == 0 || memcmp(got, exp, n * sizeof *got) == 0);
-    if (ok) {
-      n_pass++;
-    } else {
-      printf("MISMATCH %s case %d: '%.*s'\n", label, n_cases, (int)(sep - p), p);
-      print_ids("expected", exp, n_exp);
-      print_ids("got     ", got, n);
-    }
-    /* the pieces give the text back */
-    size_t pl = 0;
-    char *back = pieces(v, got, n, &pl);
-    assert_int_equal(pl, (size_t)(sep - p));
-    assert_memory_equal(back, p, pl);
-    free(back);
-    free(got);
-    n_cases++;
-    p = sep + strlen(SEP);
-    line = eol + 1;
-  }
-  printf("%s: %d/%d cases match\n", label, n_pass, n_cases);
-  assert_true(n_cases >= 40);
-  assert_int_equal(n_pass, n_cases);
-  free(inp);
-  free(outs);
-  return n_cases;
-}
-
 static void test_vocab_gpt2(void **state) {
   (void)state;
   char *path = tl_test_fixture_or_skip("vocab/ggml-vocab-gpt-2.gguf");
   if (!path) skip();
-  tl_vocab *v = load_gguf_vocab(path);
+  tl_vocab *v = tl_test_vocab_gguf(path);
   assert_int_equal(tl_vocab_get_kind(v), TL_VOCAB_BPE);
   assert_int_equal(tl_vocab_n_tokens(v), 50257);
   assert_false(tl_vocab_add_bos(v));
@@ -186,7 +76,7 @@ static void test_vocab_gpt2(void **state) {
   char a[4096], b[4096];
   snprintf(a, sizeof a, "%s.inp", path);
   snprintf(b, sizeof b, "%s.out", path);
-  run_cases(v, a, b, "ggml-vocab-gpt-2");
+  tl_test_vocab_cases(v, a, b, "ggml-vocab-gpt-2", true);
   tl_vocab_free(v);
   free(path);
 }
@@ -207,7 +97,7 @@ static void run_peer_vocab_cases(const char *pkg, const char *rel, const char *k
   assert_string_equal(tl_pretok_kind(v->pretok), kind);
   char out[4096];
   snprintf(out, sizeof out, "%.*s.out", (int)(strlen(inp) - 4), inp);
-  run_cases(v, inp, out, rel);
+  tl_test_vocab_cases(v, inp, out, rel, true);
   tl_vocab_free(v);
   free(dir);
   free(inp);
@@ -257,12 +147,12 @@ static void check_fixture(const char *arch, int *n_total) {
     cJSON_ArrayForEach(id, ids) exp[k++] = (tl_token)id->valuedouble;
     const char *txt = text->valuestring;
     size_t n = 0;
-    tl_token *got = tokenize(v, txt, strlen(txt), tl_vocab_add_bos(v), true, &n);
+    tl_token *got = tl_test_tokenize(v, txt, strlen(txt), tl_vocab_add_bos(v), true, &n);
     bool ok = n == n_exp && memcmp(got, exp, n * sizeof *got) == 0;
     if (!ok) {
       printf("MISMATCH %s prompt %d: '%s'\n", arch, n_prompts, txt);
-      print_ids("expected", exp, n_exp);
-      print_ids("got     ", got, n);
+      tl_test_print_ids("expected", exp, n_exp);
+      tl_test_print_ids("got     ", got, n);
     }
     n_ok += ok;
     free(got);
@@ -307,7 +197,7 @@ static void test_fixture_ggufs(void **state) {
       free(json);
       continue;
     }
-    tl_vocab *v = load_gguf_vocab(gguf);
+    tl_vocab *v = tl_test_vocab_gguf(gguf);
     assert_int_equal(tl_vocab_get_kind(v), TL_VOCAB_BPE);
     char *dir = strdup(json);
     *strrchr(dir, '/') = '\0';
@@ -337,7 +227,7 @@ static void test_fixture_ggufs(void **state) {
       const cJSON *ids = cJSON_GetObjectItemCaseSensitive(pr, "input_ids");
       bool bos = tl_vocab_add_bos(v);
       size_t n = 0;
-      tl_token *got = tokenize(v, txt, strlen(txt), bos, true, &n);
+      tl_token *got = tl_test_tokenize(v, txt, strlen(txt), bos, true, &n);
       assert_int_equal(n, (size_t)cJSON_GetArraySize(ids));
       for (size_t i = 0; i < n; i++) {
         assert_int_equal(got[i], cJSON_GetArrayItem(ids, (int)i)->valueint);
@@ -377,12 +267,12 @@ static void test_fixture_details(void **state) {
   /* control tokens only with parse_special */
   const char *s = "<|start_header_id|>user<|end_header_id|>";
   size_t n = 0;
-  tl_token *t = tokenize(v, s, strlen(s), false, true, &n);
+  tl_token *t = tl_test_tokenize(v, s, strlen(s), false, true, &n);
   assert_true(n >= 3);
   assert_int_equal(t[0], 2);
   assert_int_equal(t[n - 1], 3);
   free(t);
-  t = tokenize(v, s, strlen(s), false, false, &n);
+  t = tl_test_tokenize(v, s, strlen(s), false, false, &n);
   for (size_t i = 0; i < n; i++) assert_true(t[i] > 4);
   free(t);
   tl_vocab_free(v);
@@ -676,13 +566,13 @@ static void test_peer(void **state) {
       const cJSON *id;
       cJSON_ArrayForEach(id, ids) exp[j++] = (tl_token)id->valuedouble;
       size_t n = 0;
-      tl_token *got = tokenize(v, texts[i], strlen(texts[i]), false, true, &n);
+      tl_token *got = tl_test_tokenize(v, texts[i], strlen(texts[i]), false, true, &n);
       bool ok = n == n_exp && memcmp(got, exp, n * sizeof *got) == 0;
       n_ok += ok;
       if (!ok && n_shown++ < 8) {
         printf("MISMATCH %s string %d: '%s'\n", names[k], i, texts[i]);
-        print_ids("peer", exp, n_exp);
-        print_ids("ours", got, n);
+        tl_test_print_ids("peer", exp, n_exp);
+        tl_test_print_ids("ours", got, n);
       }
       free(got);
       free(exp);
@@ -693,8 +583,8 @@ static void test_peer(void **state) {
       /* Qwen's NFC normalizer: decomposed accents tokenize as composed ones */
       assert_true(v->nfc);
       size_t n1 = 0, n2 = 0;
-      tl_token *t1 = tokenize(v, "cafe\xcc\x81", 6, false, true, &n1);
-      tl_token *t2 = tokenize(v, "caf\xc3\xa9", 5, false, true, &n2);
+      tl_token *t1 = tl_test_tokenize(v, "cafe\xcc\x81", 6, false, true, &n1);
+      tl_token *t2 = tl_test_tokenize(v, "caf\xc3\xa9", 5, false, true, &n2);
       assert_int_equal(n1, n2);
       assert_memory_equal(t1, t2, n1 * sizeof *t1);
       free(t1);
@@ -738,7 +628,7 @@ static void test_gpt2_pieces_and_specials(void **state) {
   (void)state;
   char *path = tl_test_fixture_or_skip("vocab/ggml-vocab-gpt-2.gguf");
   if (!path) skip();
-  tl_vocab *v = load_gguf_vocab(path);
+  tl_vocab *v = tl_test_vocab_gguf(path);
   char buf[64];
   tl_token hello = tl_vocab_find(v, "\xc4\xa0Hello", 7); /* "ĠHello" */
   assert_true(hello >= 0);
@@ -747,24 +637,24 @@ static void test_gpt2_pieces_and_specials(void **state) {
   /* "<|endoftext|>" is a control token: only with parse_special */
   const char *s = "Hi<|endoftext|>";
   size_t n = 0;
-  tl_token *t = tokenize(v, s, strlen(s), false, true, &n);
+  tl_token *t = tl_test_tokenize(v, s, strlen(s), false, true, &n);
   assert_int_equal(n, 2);
   assert_int_equal(t[1], 50256);
   free(t);
-  t = tokenize(v, s, strlen(s), false, false, &n);
+  t = tl_test_tokenize(v, s, strlen(s), false, false, &n);
   assert_true(n > 2);
   for (size_t i = 0; i < n; i++) assert_true(t[i] != 50256);
   free(t);
   /* add_bos false in the file: tl_vocab_add_bos is false, but asking adds it */
-  t = tokenize(v, "Hi", 2, true, false, &n);
+  t = tl_test_tokenize(v, "Hi", 2, true, false, &n);
   assert_int_equal(n, 2);
   assert_int_equal(t[0], 50256);
   free(t);
   /* a byte that is not valid UTF-8 on its own: its piece is the raw byte */
   const char *e = "\xe2\x82\xac"; /* euro sign: two or three tokens */
-  t = tokenize(v, e, 3, false, false, &n);
+  t = tl_test_tokenize(v, e, 3, false, false, &n);
   size_t pl = 0;
-  char *back = pieces(v, t, n, &pl);
+  char *back = tl_test_pieces(v, t, n, &pl);
   assert_int_equal(pl, 3);
   assert_memory_equal(back, e, 3);
   free(back);
@@ -946,7 +836,7 @@ static void test_malformed(void **state) {
     if (!v) fail_msg("%s", tl_last_error());
     assert_int_equal(tl_vocab_n_tokens(v), 6);
     size_t n = 0;
-    tl_token *t = tokenize(v, "ab ab<|end|>", 12, false, true, &n);
+    tl_token *t = tl_test_tokenize(v, "ab ab<|end|>", 12, false, true, &n);
     assert_int_equal(n, 3);
     assert_int_equal(t[0], 2);
     assert_int_equal(t[1], 4);
@@ -1088,7 +978,7 @@ static void test_malformed(void **state) {
       tl_vocab *tv = load_hf_vocab(dir, &st);
       if (tv) {
         size_t n = 0;
-        tl_token *t = tokenize(tv, "In the beginning", 16, true, true, &n);
+        tl_token *t = tl_test_tokenize(tv, "In the beginning", 16, true, true, &n);
         free(t);
       } else {
         assert_true(st == TL_ERR_FORMAT || st == TL_ERR_UNSUPPORTED);

@@ -1,51 +1,15 @@
 /* SentencePiece-BPE tokenizer: llama.cpp's vocabulary test cases, the
  * input_ids of the reference fixtures, streaming detokenization, pieces,
  * special tokens, error handling and GGUF validation. */
-#include "testutil.h"
+#include "vocabutil.h"
 
 #include <cjson/cJSON.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "format/gguf.h"
-#include "tokenizer/tokenizer.h"
 
 /* ---- helpers -------------------------------------------------------------- */
-
-static tl_vocab *load_vocab(const char *path) {
-  tl_gguf *g = NULL;
-  tl_status st = tl_gguf_open(path, &g);
-  if (st != TL_OK) fail_msg("cannot open %s: %s", path, tl_last_error());
-  tl_vocab *v = NULL;
-  st = tl_vocab_from_gguf(g, &v);
-  tl_gguf_free(g); /* the vocabulary keeps copies */
-  if (st != TL_OK) {
-    print_message("vocab of %s: %s (%s)\n", path, tl_status_name(st), tl_last_error());
-    return NULL;
-  }
-  return v;
-}
-
-/* Tokenize into a malloc'd array, sizing it with a first call. */
-static tl_token *tokenize(const tl_vocab *v, const char *text, size_t len, bool bos, bool special,
-                          size_t *n) {
-  size_t need = 0;
-  tl_status st = tl_vocab_tokenize(v, text, len, bos, special, NULL, 0, &need);
-  if (st != TL_OK && st != TL_ERR_INVALID_ARG) fail_msg("tokenize: %s", tl_last_error());
-  tl_token *out = malloc((need + 1) * sizeof *out);
-  assert_non_null(out);
-  size_t got = 0;
-  assert_int_equal(tl_vocab_tokenize(v, text, len, bos, special, out, need, &got), TL_OK);
-  assert_int_equal(got, need);
-  *n = got;
-  return out;
-}
-
-static void print_ids(const char *label, const tl_token *t, size_t n) {
-  printf("  %s:", label);
-  for (size_t i = 0; i < n && i < 64; i++) printf(" %d", (int)t[i]);
-  printf("%s\n", n > 64 ? " ..." : "");
-}
 
 static double now_s(void) {
   struct timespec ts;
@@ -55,8 +19,6 @@ static double now_s(void) {
 
 /* ---- 1. llama.cpp's vocabulary tests (test-tokenizer-0) ------------------- */
 
-#define SEP "\n__ggml_vocab_test__\n"
-
 /* Runs every case of REL.inp / REL.out; returns the number of cases. */
 static int run_vocab_cases(const char *rel) {
   char *path = tl_test_fixture_or_skip(rel);
@@ -64,63 +26,12 @@ static int run_vocab_cases(const char *rel) {
   char inp_path[4096], out_path[4096];
   snprintf(inp_path, sizeof inp_path, "%s.inp", path);
   snprintf(out_path, sizeof out_path, "%s.out", path);
-  size_t inp_n = 0, out_n = 0;
-  char *inp = tl_test_read_file(inp_path, &inp_n);
-  char *outs = tl_test_read_file(out_path, &out_n);
-  assert_non_null(inp);
-  assert_non_null(outs);
-  tl_vocab *v = load_vocab(path);
-  assert_non_null(v);
+  tl_vocab *v = tl_test_vocab_gguf(path);
   assert_int_equal(tl_vocab_get_kind(v), TL_VOCAB_SPM);
-
-  int n_cases = 0, n_pass = 0;
-  char *p = inp, *line = outs;
-  for (;;) {
-    char *sep = strstr(p, SEP);
-    if (!sep) break;
-    assert_non_null(line);
-    char *eol = strchr(line, '\n');
-    assert_non_null(eol);
-    *eol = '\0';
-
-    /* expected ids */
-    size_t n_exp = 0;
-    tl_token exp[4096];
-    for (char *q = line; *q;) {
-      while (*q == ' ') q++;
-      if (!*q) break;
-      char *end;
-      long id = strtol(q, &end, 10);
-      assert_true(end > q);
-      assert_true(n_exp < 4096);
-      exp[n_exp++] = (tl_token)id;
-      q = end;
-    }
-
-    /* as test-tokenizer-0: no BOS, no special-token parsing */
-    size_t n = 0;
-    tl_token *got = tokenize(v, p, (size_t)(sep - p), false, false, &n);
-    bool ok = n == n_exp && (n == 0 || memcmp(got, exp, n * sizeof *got) == 0);
-    if (ok) {
-      n_pass++;
-    } else {
-      printf("MISMATCH %s case %d: '%.*s'\n", rel, n_cases, (int)(sep - p), p);
-      print_ids("expected", exp, n_exp);
-      print_ids("got     ", got, n);
-    }
-    free(got);
-    n_cases++;
-    p = sep + strlen(SEP);
-    line = eol + 1;
-  }
-  printf("%s: %d/%d cases match\n", rel, n_pass, n_cases);
-  assert_true(n_cases >= 40);
-  assert_int_equal(n_pass, n_cases);
+  int n = tl_test_vocab_cases(v, inp_path, out_path, rel, false);
   tl_vocab_free(v);
-  free(inp);
-  free(outs);
   free(path);
-  return n_cases;
+  return n;
 }
 
 static void test_vocab_llama_spm(void **state) {
@@ -134,11 +45,11 @@ static void test_vocab_phi3(void **state) {
   /* Phi-3's added tokens eat the whitespace on their right (llama.cpp sets
    * rstrip for them by model name); <|end|> and eos end generation */
   char *path = tl_test_fixture("vocab/ggml-vocab-phi-3.gguf");
-  tl_vocab *v = load_vocab(path);
+  tl_vocab *v = tl_test_vocab_gguf(path);
   assert_non_null(v);
   const char *chat = "<|user|>\nHello<|end|>\n<|assistant|>";
   size_t n = 0;
-  tl_token *t = tokenize(v, chat, strlen(chat), true, true, &n);
+  tl_token *t = tl_test_tokenize(v, chat, strlen(chat), true, true, &n);
   tl_token hello = tl_vocab_find(v, "\xe2\x96\x81Hello", 8);
   assert_true(hello >= 0);
   const tl_token exp[] = {1, 32010, hello, 32007, 32001};
@@ -174,7 +85,7 @@ static void check_reference(const ref_case *rc) {
     free(json);
     return;
   }
-  tl_vocab *v = load_vocab(gguf);
+  tl_vocab *v = tl_test_vocab_gguf(gguf);
   assert_non_null(v);
   size_t js_n = 0;
   char *js = tl_test_read_file(json, &js_n);
@@ -210,13 +121,13 @@ static void check_reference(const ref_case *rc) {
       txt = spaced;
     }
     size_t n = 0;
-    tl_token *got = tokenize(v, txt, strlen(txt), tl_vocab_add_bos(v), true, &n);
+    tl_token *got = tl_test_tokenize(v, txt, strlen(txt), tl_vocab_add_bos(v), true, &n);
     free(spaced);
     bool ok = n == n_exp && memcmp(got, exp, n * sizeof *got) == 0;
     if (!ok) {
       printf("MISMATCH %s prompt %d: '%s'\n", rc->name, n_prompts, text->valuestring);
-      print_ids("expected", exp, n_exp);
-      print_ids("got     ", got, n);
+      tl_test_print_ids("expected", exp, n_exp);
+      tl_test_print_ids("got     ", got, n);
     }
     assert_true(ok);
     free(got);
@@ -289,13 +200,13 @@ static char *stream(const tl_vocab *v, const tl_token *t, size_t n, size_t cap) 
 static void detok_roundtrip(const char *rel) {
   char *path = rel[0] == '/' ? strdup(rel) : tl_test_fixture_or_skip(rel);
   if (!path) skip();
-  tl_vocab *v = load_vocab(path);
+  tl_vocab *v = tl_test_vocab_gguf(path);
   assert_non_null(v);
   int n_bytefallback = 0;
   for (size_t k = 0; k < sizeof detok_texts / sizeof detok_texts[0]; k++) {
     const char *text = detok_texts[k];
     size_t n = 0;
-    tl_token *t = tokenize(v, text, strlen(text), true, false, &n);
+    tl_token *t = tl_test_tokenize(v, text, strlen(text), true, false, &n);
     for (size_t i = 0; i < n; i++) n_bytefallback += tl_vocab_type(v, t[i]) == TL_TOKTYPE_BYTE;
     char expect[1024];
     snprintf(expect, sizeof expect, "%s%s", v->add_space_prefix ? " " : "", text);
@@ -338,7 +249,7 @@ static void test_detok_invalid(void **state) {
   (void)state;
   char *path = tl_test_fixture_or_skip("vocab/ggml-vocab-llama-spm.gguf");
   if (!path) skip();
-  tl_vocab *v = load_vocab(path);
+  tl_vocab *v = tl_test_vocab_gguf(path);
   assert_non_null(v);
   tl_token b_f0 = tl_vocab_find(v, "<0xF0>", 6), b_9f = tl_vocab_find(v, "<0x9F>", 6);
   tl_token b_ff = tl_vocab_find(v, "<0xFF>", 6), b_e2 = tl_vocab_find(v, "<0xE2>", 6);
@@ -383,7 +294,7 @@ static void test_pieces_and_specials(void **state) {
   (void)state;
   char *path = tl_test_fixture_or_skip("vocab/ggml-vocab-llama-spm.gguf");
   if (!path) skip();
-  tl_vocab *v = load_vocab(path);
+  tl_vocab *v = tl_test_vocab_gguf(path);
   assert_non_null(v);
   assert_int_equal(tl_vocab_n_tokens(v), 32000);
   assert_int_equal(tl_vocab_bos(v), 1);
@@ -463,7 +374,7 @@ static void test_invalid_utf8(void **state) {
   (void)state;
   char *path = tl_test_fixture_or_skip("vocab/ggml-vocab-llama-spm.gguf");
   if (!path) skip();
-  tl_vocab *v = load_vocab(path);
+  tl_vocab *v = tl_test_vocab_gguf(path);
   assert_non_null(v);
   /* stray bytes, overlong forms, a surrogate, above U+10FFFF, truncated */
   static const char *const bad[] = {
@@ -507,7 +418,7 @@ static void test_speed(void **state) {
   size_t inp_n = 0;
   char *inp = tl_test_read_file(inp_path, &inp_n);
   assert_non_null(inp);
-  tl_vocab *v = load_vocab(path);
+  tl_vocab *v = tl_test_vocab_gguf(path);
   assert_non_null(v);
   size_t target = 100 * 1024;
   char *big = malloc(target + inp_n + 1);
@@ -518,7 +429,7 @@ static void test_speed(void **state) {
   }
   double t0 = now_s();
   size_t n = 0;
-  tl_token *t = tokenize(v, big, bn, true, true, &n);
+  tl_token *t = tl_test_tokenize(v, big, bn, true, true, &n);
   double dt = now_s() - t0;
   printf("tokenized %zu bytes into %zu tokens in %.3f s\n", bn, n, dt);
   assert_true(n > bn / 8);
@@ -534,7 +445,7 @@ static void test_speed(void **state) {
   /* one long word: no spaces at all */
   memset(big, 'a', target);
   t0 = now_s();
-  t = tokenize(v, big, target, false, false, &n);
+  t = tl_test_tokenize(v, big, target, false, false, &n);
   dt = now_s() - t0;
   printf("tokenized %zu bytes of 'a' into %zu tokens in %.3f s\n", target, n, dt);
   assert_true(dt < 2.0);
@@ -666,11 +577,11 @@ static synth syn_base(void) {
 static void expect_ids(const tl_vocab *v, const char *text, bool special, const tl_token *exp,
                        size_t n_exp) {
   size_t n = 0;
-  tl_token *got = tokenize(v, text, strlen(text), false, special, &n);
+  tl_token *got = tl_test_tokenize(v, text, strlen(text), false, special, &n);
   if (n != n_exp || memcmp(got, exp, n * sizeof *got) != 0) {
     printf("text '%s'\n", text);
-    print_ids("expected", exp, n_exp);
-    print_ids("got     ", got, n);
+    tl_test_print_ids("expected", exp, n_exp);
+    tl_test_print_ids("got     ", got, n);
     fail();
   }
   free(got);
