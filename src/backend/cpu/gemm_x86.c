@@ -1,14 +1,16 @@
 /* AVX-512 VNNI matrix kernels (the "avx512vnni" kernel set): activation
- * quantizers, integer gemm for Q4_0, Q8_0, Q4_K and Q6_K weights on int8
- * activations, and f32-activation gemm for F32/F16/BF16 weights. Each kernel
+ * quantizers, integer gemm for every quantized type (Q4_0, Q4_1, Q5_0, Q5_1,
+ * Q8_0 on Q8_32 activations; Q2_K .. Q6_K on Q8_256 ones), and f32-activation
+ * gemm for F32/F16/BF16 weights. Each kernel
  * walks register tiles of a few weight rows x a few tokens:
  *  - several tokens (prefill): the quantized types unpack a tile of 4 rows
  *    once into an L1-resident buffer (u8 weights, spread scales) and run
- *    4 x 4 (Q4_0, Q8_0) or 4 x 3 (K-quants) tiles over all tokens on it,
+ *    4 x 4 (32-blocks) or 4 x 3 (K-quants) tiles over all tokens on it,
  *    prefetching the next row tile into L2; float weights use 4 x 6 tiles;
- *  - one token (decode): 8-row tiles that prefetch the next tile's bytes in
- *    software (the hardware prefetchers alone reach a fraction of the memory
- *    bandwidth here).
+ *  - one token (decode): 8-row tiles (worked in two halves of 4 rows per
+ *    block, so that the registers hold) that prefetch the next tile's bytes
+ *    in software (the hardware prefetchers alone reach a fraction of the
+ *    memory bandwidth here).
  * Compiled with per-function target attributes, selected at run time
  * (dispatch.c), and tested against the scalar reference
  * (tests/unit/test_qkernels.c). */
@@ -72,8 +74,10 @@ VNNI INLINE __m128 f16x2(const uint8_t *p0, const uint8_t *p1, bool two) {
   return _mm_cvtph_ps(_mm_cvtsi32_si128((int)bits));
 }
 
+/* Two floats (the second 0 when !two) at p, 4-byte aligned (Q8_32's s array
+ * starts at an odd float when n / 32 is odd). */
 VNNI INLINE __m128 f32x2(const float *p, bool two) {
-  return two ? _mm_castpd_ps(_mm_load_sd((const double *)(const void *)p)) : _mm_load_ss(p);
+  return two ? _mm_castsi128_ps(_mm_loadu_si64(p)) : _mm_load_ss(p);
 }
 
 /* Call fn(..., R, T) for the tile size nr x nt (1..4 each) as constants. */
@@ -99,15 +103,23 @@ VNNI INLINE __m128 f32x2(const float *p, bool two) {
   }
 // clang-format on
 
-/* Walk the rows in tiles of up to MR and, for each, the tokens in tiles of up to MT. */
-#define GEMM_WALK(tile, MR, MT)                                                                  \
-  for (int64_t r = 0; r < nr; r += MR) {                                                         \
-    const int mr = nr - r < MR ? (int)(nr - r) : MR;                                             \
-    for (int64_t t = 0; t < nt; t += MT) {                                                       \
-      const int mt = nt - t < MT ? (int)(nt - t) : MT;                                           \
-      TILE_SWITCH(tile, mr, mt, (const uint8_t *)w + r * ldw, ldw, (const uint8_t *)x + t * ldx, \
-                  ldx, n, y + t * ldy + r, ldy)                                                  \
-    }                                                                                            \
+/* Walk the rows in tiles of MR and, for each, the tokens in tiles of MT; the
+ * partial tiles token by token (with the one-token tiles, so that only one
+ * more tile size is compiled per type). */
+#define GEMM_WALK(tile, MR, MT)                                                                    \
+  for (int64_t r = 0; r < nr; r += MR) {                                                           \
+    const int mr = nr - r < MR ? (int)(nr - r) : MR;                                               \
+    const uint8_t *wr = (const uint8_t *)w + r * ldw;                                              \
+    for (int64_t t = 0; t < nt; t += MT) {                                                         \
+      const int mt = nt - t < MT ? (int)(nt - t) : MT;                                             \
+      if (mr == MR && mt == MT) {                                                                  \
+        tile(wr, ldw, (const uint8_t *)x + t * ldx, ldx, n, y + t * ldy + r, ldy, MR, MT);         \
+      } else {                                                                                     \
+        for (int64_t u = t; u < t + mt; u++)                                                       \
+          TILE_SWITCH(tile, mr, 1, wr, ldw, (const uint8_t *)x + u * ldx, ldx, n, y + u * ldy + r, \
+                      ldy)                                                                         \
+      }                                                                                            \
+    }                                                                                              \
   }
 
 /* One token (decode): rows in tiles of 8 (8 weight streams in flight), the
@@ -152,157 +164,6 @@ VNNI INLINE void pf_next(const uint8_t *p, size_t ldw, int R, size_t bytes) {
   for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + R * ldw + o, _MM_HINT_T0);
 }
 
-/* ---- Q4_0 and Q8_0: two 32-blocks per 512-bit step ------------------------------
- * Weights as u8 (Q4_0: the nibble 0..15; Q8_0: q + 128), activations s8: VNNI
- * dpbusd sums w * a per 4 bytes, and the offset (8 or 128) times the sum of
- * the activations, taken per token with one more dpbusd, is subtracted by
- * starting from it. Lanes 0-7 hold the first block, 8-15 the second. */
-
-/* Two Q4_0 blocks (36 bytes, one masked load) as 64 u8 nibbles in element
- * order, and their scales spread over 8 lanes each; both qs and the second
- * d sit at even offsets, so word permutes gather them. */
-VNNI INLINE void q4_0_load2(const uint8_t *b, bool two, __m512i *wq, __m512 *dw) {
-  const __m512i v = _mm512_maskz_loadu_epi8(two ? 0xfffffffffull : 0x3ffffull, b);
-  const __m512i iq = _mm512_set_epi16(17, 16, 15, 14, 13, 12, 11, 10, 17, 16, 15, 14, 13, 12, 11,
-                                      10, 8, 7, 6, 5, 4, 3, 2, 1, 8, 7, 6, 5, 4, 3, 2, 1);
-  const __m512i sh = _mm512_set_epi16(4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4,
-                                      4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512i q = _mm512_srlv_epi16(_mm512_permutexvar_epi16(iq, v), sh);
-  *wq = _mm512_and_si512(q, _mm512_set1_epi8(15));
-  const __m512i id = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 9,
-                                      9, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0);
-  *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(id, v)));
-}
-
-VNNI INLINE void q32_step(bool q8, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
-                          int64_t n, int64_t i, bool two, __m512 acc[8][4], const int R,
-                          const int T) {
-  const size_t bs = q8 ? sizeof(tl_block_q8_0) : sizeof(tl_block_q4_0);
-  const __m512i koff = _mm512_set1_epi8(q8 ? (char)0x80 : 8);
-  __m512i wq[8];
-  __m512 dw[8];
-  _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
-    const uint8_t *b = w + r * ldw + (size_t)i * bs;
-    if (T == 1) pf_next(b, ldw, R, 2 * bs);
-    if (q8) {
-      __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2)));
-      if (two) v = _mm512_inserti64x4(v, _mm256_loadu_si256((const __m256i *)(b + bs + 2)), 1);
-      wq[r] = _mm512_xor_si512(v, koff);
-      dw[r] = spread2(f16x2(b, b + bs, two));
-    } else {
-      q4_0_load2(b, two, &wq[r], &dw[r]);
-    }
-  }
-  _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-    const uint8_t *xr = x + t * ldx;
-    const __m512i a =
-        two ? _mm512_loadu_si512(xr + 32 * i) : _mm512_maskz_loadu_epi8(0xffffffffull, xr + 32 * i);
-    const __m512i c = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), koff, a));
-    const __m512 dx = spread2(f32x2(tl_act_d(xr, n) + i, two));
-    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
-      const __m512 f = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, wq[r], a));
-      acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw[r], dx), acc[r][t]);
-    }
-  }
-}
-
-VNNI INLINE void q32_tile(bool q8, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
-                          int64_t n, float *y, int64_t ldy, const int R, const int T) {
-  __m512 acc[8][4];
-  ZERO_ACC(acc, R, T);
-  const int64_t nb = n / 32;
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) q32_step(q8, w, ldw, x, ldx, n, i, true, acc, R, T);
-  if (i < nb) q32_step(q8, w, ldw, x, ldx, n, i, false, acc, R, T);
-  STORE_ACC(acc, R, T);
-}
-
-VNNI INLINE void q4_0_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx, int64_t n,
-                           float *y, int64_t ldy, const int R, const int T) {
-  q32_tile(false, w, ldw, x, ldx, n, y, ldy, R, T);
-}
-
-VNNI INLINE void q8_0_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx, int64_t n,
-                           float *y, int64_t ldy, const int R, const int T) {
-  q32_tile(true, w, ldw, x, ldx, n, y, ldy, R, T);
-}
-
-/* For several tokens, a tile's rows are unpacked once into an L1-resident
- * buffer (per 64-element step: 64 u8 weights, then the two block scales
- * spread over 8 lanes each) and the token tiles read it from there. */
-typedef struct q32_unp {
-  __m512i wq;
-  __m512 dw;
-} q32_unp;
-
-/* Columns up to which the unpacked buffers (on the stack) are used. */
-#define UNP_MAX_COLS 16384
-
-VNNI INLINE void q32_unpack_row(bool q8, const uint8_t *b, int64_t n, q32_unp *u) {
-  const size_t bs = q8 ? sizeof(tl_block_q8_0) : sizeof(tl_block_q4_0);
-  const __m512i koff = _mm512_set1_epi8((char)0x80);
-  const int64_t nb = n / 32;
-  for (int64_t i = 0; i < nb; i += 2, b += 2 * bs, u++) {
-    const bool two = i + 2 <= nb;
-    if (q8) {
-      __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2)));
-      if (two) v = _mm512_inserti64x4(v, _mm256_loadu_si256((const __m256i *)(b + bs + 2)), 1);
-      u->wq = _mm512_xor_si512(v, koff);
-      u->dw = spread2(f16x2(b, b + bs, two));
-    } else {
-      q4_0_load2(b, two, &u->wq, &u->dw);
-    }
-  }
-}
-
-/* Tokens of step s: a, the offset correction c and the spread scales dx. */
-VNNI INLINE void q32_tok(bool q8, const uint8_t *xr, int64_t n, int64_t s, bool two, __m512i *a,
-                         __m512i *c, __m512 *dx) {
-  const __m512i koff = _mm512_set1_epi8(q8 ? (char)0x80 : 8);
-  *a = two ? _mm512_loadu_si512(xr + 64 * s) : _mm512_maskz_loadu_epi8(0xffffffffull, xr + 64 * s);
-  *c = _mm512_sub_epi32(_mm512_setzero_si512(),
-                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), koff, *a));
-  *dx = spread2(f32x2(tl_act_d(xr, n) + 2 * s, two));
-}
-
-VNNI INLINE void q32_utile(bool q8, const q32_unp *u, int64_t ns, const uint8_t *x, size_t ldx,
-                           int64_t n, float *y, int64_t ldy, const int R, const int T) {
-  __m512 acc[4][6];
-  _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-      _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-  const bool odd = (n / 32) % 2 != 0;
-  for (int64_t s = 0; s < ns; s++) {
-    const bool two = !odd || s + 1 < ns;
-    _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
-      __m512i a, c;
-      __m512 dx;
-      if (two)
-        q32_tok(q8, x + t * ldx, n, s, true, &a, &c, &dx);
-      else
-        q32_tok(q8, x + t * ldx, n, s, false, &a, &c, &dx);
-      _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-        const q32_unp *ur = u + r * ns + s;
-        const __m512 f = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, ur->wq, a));
-        acc[r][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(ur->dw, dx), acc[r][t]);
-      }
-    }
-  }
-  _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-      _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) y[t * ldy + r] =
-          _mm512_reduce_add_ps(acc[r][t]);
-}
-
-VNNI INLINE void q4_0_utile(const q32_unp *u, int64_t ns, const uint8_t *x, size_t ldx, int64_t n,
-                            float *y, int64_t ldy, const int R, const int T) {
-  q32_utile(false, u, ns, x, ldx, n, y, ldy, R, T);
-}
-
-VNNI INLINE void q8_0_utile(const q32_unp *u, int64_t ns, const uint8_t *x, size_t ldx, int64_t n,
-                            float *y, int64_t ldy, const int R, const int T) {
-  q32_utile(true, u, ns, x, ldx, n, y, ldy, R, T);
-}
-
 /* Call fn(..., R, T) for nr 1..4 and nt 1..6 as constants. */
 // clang-format off
 #define TILE_SWITCH6(fn, nr, nt, ...) \
@@ -334,7 +195,11 @@ VNNI INLINE void q8_0_utile(const q32_unp *u, int64_t ns, const uint8_t *x, size
   }
 // clang-format on
 
-/* Rows in tiles of 4 unpacked once each, tokens in tiles of up to MT. */
+/* Columns up to which the unpacked buffers (on the stack) are used. */
+#define UNP_MAX_COLS 16384
+
+/* Rows in tiles of 4 unpacked once each (unpack(..., row, n, buffer)), tokens in
+ * tiles of up to MT. */
 #define GEMM_WALK_UNP(unp_t, STEP, unpack, utile, MT, ...)                                        \
   do {                                                                                            \
     unp_t u[4 * (UNP_MAX_COLS / STEP)] __attribute__((aligned(64)));                              \
@@ -354,44 +219,307 @@ VNNI INLINE void q8_0_utile(const q32_unp *u, int64_t ns, const uint8_t *x, size
     }                                                                                             \
   } while (0)
 
-VNNI static void gemm_q4_0(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
-                           int64_t nt, int64_t n, float *y, int64_t ldy) {
-  if (nt == 1) {
-    GEMM_WALK_DEC(q4_0_tile);
-  } else if (n <= UNP_MAX_COLS) {
-    GEMM_WALK_UNP(q32_unp, 64, q32_unpack_row, q4_0_utile, 4, false, );
-  } else {
-    GEMM_WALK(q4_0_tile, 4, 4);
+/* ---- 32-blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): two blocks per 512-bit step -------
+ * Weights as u8 (4 bits: the nibble; 5 bits: nibble | high bit << 4; Q8_0:
+ * q + 128), activations s8: VNNI dpbusd sums w * a per 4 bytes. The offset (8,
+ * 16 or 128) times the sum of the activations, taken per token with one more
+ * dpbusd, is subtracted by starting from it; Q4_1 and Q5_1 add m * s per
+ * block (s = dx * sum(q), stored in the activation row) in one lane of the
+ * block. Lanes 0-7 hold the first block, 8-15 the second. */
+
+typedef enum { Q32_4_0, Q32_4_1, Q32_5_0, Q32_5_1, Q32_8_0 } q32_kind;
+
+INLINE size_t q32_bs(q32_kind k) {
+  return k == Q32_4_0   ? sizeof(tl_block_q4_0)
+         : k == Q32_4_1 ? sizeof(tl_block_q4_1)
+         : k == Q32_5_0 ? sizeof(tl_block_q5_0)
+         : k == Q32_5_1 ? sizeof(tl_block_q5_1)
+                        : sizeof(tl_block_q8_0);
+}
+
+INLINE size_t q32_qs(q32_kind k) {
+  return k == Q32_4_0   ? offsetof(tl_block_q4_0, qs)
+         : k == Q32_4_1 ? offsetof(tl_block_q4_1, qs)
+         : k == Q32_5_0 ? offsetof(tl_block_q5_0, qs)
+         : k == Q32_5_1 ? offsetof(tl_block_q5_1, qs)
+                        : offsetof(tl_block_q8_0, qs);
+}
+
+INLINE size_t q32_qh(q32_kind k) {
+  return k == Q32_5_0 ? offsetof(tl_block_q5_0, qh) : offsetof(tl_block_q5_1, qh);
+}
+
+INLINE bool q32_five(q32_kind k) {
+  return k == Q32_5_0 || k == Q32_5_1;
+}
+INLINE bool q32_min(q32_kind k) {
+  return k == Q32_4_1 || k == Q32_5_1;
+}
+
+/* The offset subtracted from the u8 weights (0: none). */
+INLINE int q32_off(q32_kind k) {
+  return k == Q32_4_0 ? 8 : k == Q32_5_0 ? 16 : k == Q32_8_0 ? 128 : 0;
+}
+
+/* Word indices b .. b + 7, highest first (for _mm512_set_epi16). */
+#define IDX8(b)                                                                             \
+  (short)((b) + 7), (short)((b) + 6), (short)((b) + 5), (short)((b) + 4), (short)((b) + 3), \
+      (short)((b) + 2), (short)((b) + 1), (short)(b)
+#define REP8(v) \
+  (short)(v), (short)(v), (short)(v), (short)(v), (short)(v), (short)(v), (short)(v), (short)(v)
+
+/* Two blocks (the second absent when !two) as 64 u8 weights in element order,
+ * d (and with a min, m) spread over 8 lanes each. The 4/5-bit blocks come in
+ * one masked load; their qs, d and m sit at even offsets, so word permutes
+ * gather them; the high bits become a byte mask. */
+VNNI INLINE void q32_load2(q32_kind k, const uint8_t *b, bool two, __m512i *wq, __m512 *dw,
+                           __m512 *mw) {
+  const size_t bs = q32_bs(k);
+  *mw = _mm512_setzero_ps();
+  if (k == Q32_8_0) {
+    __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2)));
+    if (two) v = _mm512_inserti64x4(v, _mm256_loadu_si256((const __m256i *)(b + bs + 2)), 1);
+    *wq = _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+    *dw = spread2(f16x2(b, b + bs, two));
+    return;
+  }
+  const __m512i v = _mm512_maskz_loadu_epi8((1ull << (two ? 2 * bs : bs)) - 1, b);
+  const int h0 = (int)q32_qs(k) / 2, h1 = (int)(bs + q32_qs(k)) / 2;
+  const __m512i iq = _mm512_set_epi16(IDX8(h1), IDX8(h1), IDX8(h0), IDX8(h0));
+  const __m512i sh = _mm512_set_epi16(REP8(4), REP8(0), REP8(4), REP8(0));
+  const __m512i q = _mm512_srlv_epi16(_mm512_permutexvar_epi16(iq, v), sh);
+  *wq = _mm512_and_si512(q, _mm512_set1_epi8(15));
+  if (q32_five(k)) {
+    const uint64_t hb =
+        tl_rd_u32(b + q32_qh(k)) | (two ? (uint64_t)tl_rd_u32(b + bs + q32_qh(k)) << 32 : 0);
+    *wq = _mm512_mask_add_epi8(*wq, hb, *wq, _mm512_set1_epi8(16));
+  }
+  /* d0 x 8, d1 x 8 in the low half; m0 x 8, m1 x 8 in the high half */
+  const int e = (int)bs / 2;
+  const __m512i id = _mm512_set_epi16(REP8(e + 1), REP8(1), REP8(e), REP8(0));
+  const __m512i dm = _mm512_permutexvar_epi16(id, v);
+  *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
+  if (q32_min(k)) *mw = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1));
+}
+
+/* Tokens of blocks i, i + 1 (not the second when !two): a, the offset
+ * correction c, the spread scales dx and (with a min) sums sx. */
+VNNI INLINE void q32_tok(q32_kind k, const uint8_t *xr, int64_t n, int64_t i, bool two, __m512i *a,
+                         __m512i *c, __m512 *dx, __m512 *sx) {
+  *a = two ? _mm512_loadu_si512(xr + 32 * i) : _mm512_maskz_loadu_epi8(0xffffffffull, xr + 32 * i);
+  *c = _mm512_setzero_si512();
+  if (q32_off(k))
+    *c = _mm512_sub_epi32(
+        *c, _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)q32_off(k)), *a));
+  *dx = spread2(f32x2(tl_act_d(xr, n) + i, two));
+  *sx = q32_min(k) ? spread2(f32x2(tl_act_s(xr, n) + i, two)) : _mm512_setzero_ps();
+}
+
+/* acc + dot * d * dx (+ m * s in lanes 0 and 8). */
+VNNI INLINE __m512 q32_fma(q32_kind k, __m512i wq, __m512 dw, __m512 mw, __m512i a, __m512i c,
+                           __m512 dx, __m512 sx, __m512 acc) {
+  const __m512 f = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, wq, a));
+  acc = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, dx), acc);
+  if (q32_min(k)) acc = _mm512_mask3_fmadd_ps(mw, sx, acc, 0x0101);
+  return acc;
+}
+
+VNNI INLINE void q32_step(q32_kind k, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
+                          int64_t n, int64_t i, bool two, __m512 acc[8][4], const int R,
+                          const int T) {
+  const size_t bs = q32_bs(k);
+  /* 8 rows (decode) in two halves of 4: 8 streams, the registers of 4 */
+  _Pragma("GCC unroll 2") for (int h = 0; h < R; h += 4) {
+    const int RH = R - h < 4 ? R - h : 4;
+    __m512i wq[4];
+    __m512 dw[4], mw[4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++) {
+      const uint8_t *b = w + (h + r) * ldw + (size_t)i * bs;
+      if (T == 1) pf_next(b, ldw, R, 2 * bs);
+      q32_load2(k, b, two, &wq[r], &dw[r], &mw[r]);
+    }
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+      __m512i a, c;
+      __m512 dx, sx;
+      q32_tok(k, x + t * ldx, n, i, two, &a, &c, &dx, &sx);
+      _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++) acc[h + r][t] =
+          q32_fma(k, wq[r], dw[r], mw[r], a, c, dx, sx, acc[h + r][t]);
+    }
   }
 }
 
-VNNI static void gemm_q8_0(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
-                           int64_t nt, int64_t n, float *y, int64_t ldy) {
-  if (nt == 1) {
-    GEMM_WALK_DEC(q8_0_tile);
-  } else if (n <= UNP_MAX_COLS) {
-    GEMM_WALK_UNP(q32_unp, 64, q32_unpack_row, q8_0_utile, 4, true, );
-  } else {
-    GEMM_WALK(q8_0_tile, 4, 4);
+VNNI INLINE void q32_tile(q32_kind k, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
+                          int64_t n, float *y, int64_t ldy, const int R, const int T) {
+  __m512 acc[8][4];
+  ZERO_ACC(acc, R, T);
+  const int64_t nb = n / 32;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) q32_step(k, w, ldw, x, ldx, n, i, true, acc, R, T);
+  if (i < nb) q32_step(k, w, ldw, x, ldx, n, i, false, acc, R, T);
+  STORE_ACC(acc, R, T);
+}
+
+/* For several tokens, a tile's rows are unpacked once into an L1-resident
+ * buffer (per 64-element step: 64 u8 weights, then the two block scales
+ * spread over 8 lanes each, then for Q4_1 / Q5_1 the mins the same way) and
+ * the token tiles read it from there (with the load / store intrinsics: the
+ * two layouts share the buffer code). */
+typedef struct q32_unp {
+  __m512i wq;
+  __m512 dw;
+} q32_unp;
+
+typedef struct q32m_unp {
+  __m512i wq;
+  __m512 dw, mw;
+} q32m_unp;
+
+INLINE size_t q32_usz(q32_kind k) {
+  return q32_min(k) ? sizeof(q32m_unp) : sizeof(q32_unp);
+}
+
+VNNI INLINE void q32_unpack_row(q32_kind k, const uint8_t *b, int64_t n, void *u) {
+  const size_t bs = q32_bs(k), usz = q32_usz(k);
+  const int64_t nb = n / 32;
+  uint8_t *p = u;
+  for (int64_t i = 0; i < nb; i += 2, b += 2 * bs, p += usz) {
+    __m512i wq;
+    __m512 dw, mw;
+    q32_load2(k, b, i + 2 <= nb, &wq, &dw, &mw);
+    _mm512_store_si512(p, wq);
+    _mm512_store_ps(p + 64, dw);
+    if (q32_min(k)) _mm512_store_ps(p + 128, mw);
   }
 }
 
-/* ---- Q4_K and Q6_K: 256-blocks in four 64-element steps -----------------------
- * maddubs (u8 weight x s8 activation, pairs to s16) then dpwssd with the
- * sub-block scales accumulates sum_g sc_g * dot_g in int32 over the block;
- * one float fma per block applies d * dx. Q4_K's mins use the activation
- * sums per 16; Q6_K's offset 32 is -32 * sc_g * bsum_g, one more dpwssd. */
+VNNI INLINE void q32_utile(q32_kind k, const void *u, int64_t ns, const uint8_t *x, size_t ldx,
+                           int64_t n, float *y, int64_t ldy, const int R, const int T) {
+  const size_t usz = q32_usz(k);
+  __m512 acc[4][6];
+  _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+      _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+  const bool odd = (n / 32) % 2 != 0;
+  for (int64_t s = 0; s < ns; s++) {
+    const bool two = !odd || s + 1 < ns;
+    _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
+      __m512i a, c;
+      __m512 dx, sx;
+      if (two)
+        q32_tok(k, x + t * ldx, n, 2 * s, true, &a, &c, &dx, &sx);
+      else
+        q32_tok(k, x + t * ldx, n, 2 * s, false, &a, &c, &dx, &sx);
+      _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const uint8_t *p = (const uint8_t *)u + (size_t)(r * ns + s) * usz;
+        const __m512 mw = q32_min(k) ? _mm512_load_ps(p + 128) : _mm512_setzero_ps();
+        acc[r][t] =
+            q32_fma(k, _mm512_load_si512(p), _mm512_load_ps(p + 64), mw, a, c, dx, sx, acc[r][t]);
+      }
+    }
+  }
+  _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+      _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) y[t * ldy + r] =
+          _mm512_reduce_add_ps(acc[r][t]);
+}
+
+/* The tiles and the gemm of a 32-block type. */
+#define GEMM_Q32(name, kind, unp_t)                                                              \
+  VNNI INLINE void name##_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,       \
+                               int64_t n, float *y, int64_t ldy, const int R, const int T) {     \
+    q32_tile(kind, w, ldw, x, ldx, n, y, ldy, R, T);                                             \
+  }                                                                                              \
+  VNNI INLINE void name##_utile(const void *u, int64_t ns, const uint8_t *x, size_t ldx,         \
+                                int64_t n, float *y, int64_t ldy, const int R, const int T) {    \
+    q32_utile(kind, u, ns, x, ldx, n, y, ldy, R, T);                                             \
+  }                                                                                              \
+  VNNI static void gemm_##name(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx, \
+                               int64_t nt, int64_t n, float *y, int64_t ldy) {                   \
+    if (nt == 1) {                                                                               \
+      GEMM_WALK_DEC(name##_tile);                                                                \
+    } else if (n <= UNP_MAX_COLS) {                                                              \
+      GEMM_WALK_UNP(unp_t, 64, q32_unpack_row, name##_utile, 4, kind, );                         \
+    } else {                                                                                     \
+      GEMM_WALK(name##_tile, 4, 4);                                                              \
+    }                                                                                            \
+  }
+
+GEMM_Q32(q4_0, Q32_4_0, q32_unp)
+GEMM_Q32(q4_1, Q32_4_1, q32m_unp)
+GEMM_Q32(q5_0, Q32_5_0, q32_unp)
+GEMM_Q32(q5_1, Q32_5_1, q32m_unp)
+GEMM_Q32(q8_0, Q32_8_0, q32_unp)
+
+/* ---- K-quants (Q2_K .. Q6_K): 256-blocks in four 64-element steps ---------------
+ * Weights as u8 (Q2_K: 0..3; Q3_K: low 2 bits | high bit << 2; Q4_K: the
+ * nibble; Q5_K: nibble | high bit << 4; Q6_K: 0..63); maddubs (u8 weight x s8
+ * activation, pairs to s16) then dpwssd with the sub-block scales accumulates
+ * sum_g sc_g * dot_g in int32 over the block; one float fma per block applies
+ * d * dx. The mins of Q2_K, Q4_K and Q5_K use the activation sums per 16
+ * (dmin * sum_g m_g * bsum_g); the offsets of Q3_K (4) and Q6_K (32) are
+ * -off * sc_g * bsum_g, one more dpwssd that starts the int32 sum. */
+
+typedef enum { KQ_2, KQ_3, KQ_4, KQ_5, KQ_6 } kq_kind;
+
+INLINE size_t kq_bs(kq_kind k) {
+  return k == KQ_2   ? sizeof(tl_block_q2_k)
+         : k == KQ_3 ? sizeof(tl_block_q3_k)
+         : k == KQ_4 ? sizeof(tl_block_q4_k)
+         : k == KQ_5 ? sizeof(tl_block_q5_k)
+                     : sizeof(tl_block_q6_k);
+}
+
+/* Mins (times dmin and the bsums) or an offset (folded into the int32 sum). */
+INLINE bool kq_min(kq_kind k) {
+  return k == KQ_2 || k == KQ_4 || k == KQ_5;
+}
+INLINE bool kq_off(kq_kind k) {
+  return k == KQ_3 || k == KQ_6;
+}
 
 typedef struct kq_row {
-  __m512i sc16; /* the block's scales as int16 (Q4_K: 8, Q6_K: 16) */
-  __m512i minv; /* Q4_K: m_j per bsum (16 x int16); Q6_K: -32 * sc_g (16 x int16) */
+  __m512i sc16; /* the block's scales as int16 (Q4_K, Q5_K: 8 per 32; the others: 16 per 16) */
+  __m512i minv; /* mins m_g per bsum, or -off * sc_g (16 x int16) */
   float d, dmin;
 } kq_row;
 
-/* Q4_K's 12 scale bytes to 8 scales and 8 mins (ggml's get_scale_min_k4 for
- * all j at once, in 32-bit lanes), and d, dmin with the F16C conversion. */
+/* d and the f16 after it (dmin) as floats. */
+VNNI INLINE void kq_d2(const uint8_t *p, kq_row *o) {
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)tl_rd_u32(p)));
+  o->d = _mm_cvtss_f32(f);
+  o->dmin = _mm_cvtss_f32(_mm_movehdup_ps(f));
+}
+
+VNNI INLINE void q2k_row(const uint8_t *b, kq_row *o) {
+  const __m128i sc = _mm_loadu_si128((const __m128i *)(b + offsetof(tl_block_q2_k, scales)));
+  const __m128i m4 = _mm_set1_epi8(15);
+  o->sc16 = _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sc, m4)));
+  o->minv = _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4)));
+  kq_d2(b + offsetof(tl_block_q2_k, d), o);
+}
+
+/* Q3_K's 12 scale bytes to 16 scales - 32 (tl_q3_k_scales for all j at once). */
+VNNI INLINE void q3k_row(const uint8_t *b, kq_row *o) {
+  const __m128i a = _mm_maskz_loadu_epi8(0xfff, b + offsetof(tl_block_q3_k, scales));
+  const __m128i m4 = _mm_set1_epi8(15);
+  /* low 4 bits: the low nibbles of bytes 0-7 (j < 8), then their high nibbles */
+  const __m128i lo =
+      _mm_unpacklo_epi64(_mm_and_si128(a, m4), _mm_and_si128(_mm_srli_epi16(a, 4), m4));
+  /* high 2 bits: byte 8 + j % 4 at bit 2 * (j / 4) (the dword of bytes 8-11 per 4 j) */
+  const __m128i hi = _mm_and_si128(
+      _mm_srlv_epi32(_mm_shuffle_epi32(a, _MM_SHUFFLE(2, 2, 2, 2)), _mm_set_epi32(6, 4, 2, 0)),
+      _mm_set1_epi8(3));
+  const __m128i sc8 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+  const __m256i sc = _mm256_cvtepi8_epi16(sc8);
+  o->sc16 = _mm512_zextsi256_si512(sc);
+  o->minv = _mm512_zextsi256_si512(_mm256_mullo_epi16(sc, _mm256_set1_epi16(-4)));
+  o->d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(tl_rd_u16(b + offsetof(tl_block_q3_k, d)))));
+  o->dmin = 0;
+}
+
+/* Q4_K's and Q5_K's 12 scale bytes to 8 scales and 8 mins (ggml's
+ * get_scale_min_k4 for all j at once, in 32-bit lanes), and d, dmin. */
 VNNI INLINE void q4k_row(const uint8_t *b, kq_row *o) {
-  /* lanes u0 u1 u2 of the scales (the 4th lane is qs, unused) */
+  _Static_assert(offsetof(tl_block_q4_k, scales) == offsetof(tl_block_q5_k, scales), "q5_K");
+  /* lanes u0 u1 u2 of the scales (the 4th lane is qs / qh, unused) */
   const __m128i a = _mm_loadu_si128((const __m128i *)(b + offsetof(tl_block_q4_k, scales)));
   const __m128i k1 = _mm_set1_epi32(0x3f3f3f3f), k2 = _mm_set1_epi32(0x0f0f0f0f),
                 k3 = _mm_set1_epi32(0x03030303);
@@ -403,11 +531,7 @@ VNNI INLINE void q4k_row(const uint8_t *b, kq_row *o) {
   const __m128i sm = _mm_blend_epi32(_mm_and_si128(xv, k1), _mm_or_si128(lo, hi), 0xa);
   o->sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(sm));
   o->minv = _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)));
-  uint32_t dd;
-  memcpy(&dd, b, 4);
-  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));
-  o->d = _mm_cvtss_f32(f);
-  o->dmin = _mm_cvtss_f32(_mm_movehdup_ps(f));
+  kq_d2(b, o);
 }
 
 VNNI INLINE void q6k_row(const uint8_t *b, kq_row *o) {
@@ -419,106 +543,136 @@ VNNI INLINE void q6k_row(const uint8_t *b, kq_row *o) {
   o->dmin = 0;
 }
 
-/* Weights of step s (elements 64 s .. 64 s + 63) as u8, and their scales per int16 pair. */
-VNNI INLINE void q4k_step(const uint8_t *b, const kq_row *o, int s, __m512i *wq, __m512i *sv) {
-  const __m256i v = _mm256_loadu_si256((const __m256i *)(b + offsetof(tl_block_q4_k, qs) + 32 * s));
+VNNI INLINE void kq_row_load(kq_kind k, const uint8_t *b, kq_row *o) {
+  if (k == KQ_2) q2k_row(b, o);
+  if (k == KQ_3) q3k_row(b, o);
+  if (k == KQ_4 || k == KQ_5) q4k_row(b, o);
+  if (k == KQ_6) q6k_row(b, o);
+}
+
+/* Elements 64 s .. 64 s + 63 of 2-bit planes p (Q2_K, Q3_K qs; Q6_K qh) as u8 0..3. */
+VNNI INLINE __m512i planes2_step(const uint8_t *p, int s) {
+  const __m256i q32 = _mm256_loadu_si256((const __m256i *)(p + 32 * (s >> 1)));
+  __m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(q32), _mm256_srli_epi16(q32, 2), 1);
+  if (s & 1) hv = _mm512_srli_epi16(hv, 4);
+  return _mm512_and_si512(hv, _mm512_set1_epi8(3));
+}
+
+/* Elements 64 s .. 64 s + 63 of 4-bit qs (Q4_K, Q5_K) as u8 0..15. */
+VNNI INLINE __m512i nib_step(const uint8_t *p, int s) {
+  const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 * s));
   const __m256i m4 = _mm256_set1_epi8(15);
-  *wq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m4)),
-                           _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 1);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m4)),
+                            _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 1);
+}
+
+/* The high bits of elements 64 s .. 64 s + 63 (Q3_K hmask, Q5_K qh: element
+ * 32 j + l is bit j of byte l) as a byte mask. */
+VNNI INLINE __mmask64 hbits_step(const uint8_t *p, int s) {
+  const __m256i h = _mm256_loadu_si256((const __m256i *)p);
+  const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * s))),
+                                         _mm256_set1_epi8((char)(1 << (2 * s + 1))), 1);
+  return _mm512_test_epi8_mask(_mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1), bit);
+}
+
+/* The scales per int16 pair of step s: scales per 32 (Q4_K, Q5_K) or per 16. */
+VNNI INLINE __m512i sv32_step(const kq_row *o, int s) {
   const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * s)),
                                          _mm256_set1_epi16((short)(2 * s + 1)), 1);
-  *sv = _mm512_permutexvar_epi16(idx, o->sc16);
+  return _mm512_permutexvar_epi16(idx, o->sc16);
 }
 
-VNNI INLINE void q6k_step(const uint8_t *b, const kq_row *o, int s, __m512i *wq, __m512i *sv) {
-  const int h = s >> 1, kk = s & 1;
-  const __m512i ql = _mm512_loadu_si512(b + offsetof(tl_block_q6_k, ql) + 64 * h);
-  const __m512i m4 = _mm512_set1_epi8(15);
-  const __m512i lo = _mm512_and_si512(kk ? _mm512_srli_epi16(ql, 4) : ql, m4);
-  const __m256i q32 =
-      _mm256_loadu_si256((const __m256i *)(b + offsetof(tl_block_q6_k, qh) + 32 * h));
-  __m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(q32), _mm256_srli_epi16(q32, 2), 1);
-  if (kk) hv = _mm512_srli_epi16(hv, 4);
-  hv = _mm512_and_si512(hv, _mm512_set1_epi8(3));
-  *wq = _mm512_or_si512(lo, _mm512_slli_epi16(hv, 4));
-  const __m512i idx = _mm512_set_epi16(
-      (short)(4 * s + 3), (short)(4 * s + 3), (short)(4 * s + 3), (short)(4 * s + 3),
-      (short)(4 * s + 3), (short)(4 * s + 3), (short)(4 * s + 3), (short)(4 * s + 3),
-      (short)(4 * s + 2), (short)(4 * s + 2), (short)(4 * s + 2), (short)(4 * s + 2),
-      (short)(4 * s + 2), (short)(4 * s + 2), (short)(4 * s + 2), (short)(4 * s + 2),
-      (short)(4 * s + 1), (short)(4 * s + 1), (short)(4 * s + 1), (short)(4 * s + 1),
-      (short)(4 * s + 1), (short)(4 * s + 1), (short)(4 * s + 1), (short)(4 * s + 1),
-      (short)(4 * s), (short)(4 * s), (short)(4 * s), (short)(4 * s), (short)(4 * s),
-      (short)(4 * s), (short)(4 * s), (short)(4 * s));
-  *sv = _mm512_permutexvar_epi16(idx, o->sc16);
+VNNI INLINE __m512i sv16_step(const kq_row *o, int s) {
+  const __m512i idx =
+      _mm512_set_epi16(REP8(4 * s + 3), REP8(4 * s + 2), REP8(4 * s + 1), REP8(4 * s));
+  return _mm512_permutexvar_epi16(idx, o->sc16);
 }
 
-VNNI INLINE void kq_tile(bool six, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
+/* Weights of step s (elements 64 s .. 64 s + 63) as u8, and their scales per int16 pair. */
+VNNI INLINE void kq_step(kq_kind k, const uint8_t *b, const kq_row *o, int s, __m512i *wq,
+                         __m512i *sv) {
+  if (k == KQ_2) {
+    *wq = planes2_step(b + offsetof(tl_block_q2_k, qs), s);
+  } else if (k == KQ_3) {
+    const __m512i q = planes2_step(b + offsetof(tl_block_q3_k, qs), s);
+    *wq = _mm512_mask_add_epi8(q, hbits_step(b + offsetof(tl_block_q3_k, hmask), s), q,
+                               _mm512_set1_epi8(4));
+  } else if (k == KQ_4) {
+    *wq = nib_step(b + offsetof(tl_block_q4_k, qs), s);
+  } else if (k == KQ_5) {
+    const __m512i q = nib_step(b + offsetof(tl_block_q5_k, qs), s);
+    *wq = _mm512_mask_add_epi8(q, hbits_step(b + offsetof(tl_block_q5_k, qh), s), q,
+                               _mm512_set1_epi8(16));
+  } else {
+    const __m512i ql = _mm512_loadu_si512(b + offsetof(tl_block_q6_k, ql) + 64 * (s >> 1));
+    const __m512i lo =
+        _mm512_and_si512((s & 1) ? _mm512_srli_epi16(ql, 4) : ql, _mm512_set1_epi8(15));
+    const __m512i hv = planes2_step(b + offsetof(tl_block_q6_k, qh), s);
+    *wq = _mm512_or_si512(lo, _mm512_slli_epi16(hv, 4));
+  }
+  *sv = k == KQ_4 || k == KQ_5 ? sv32_step(o, s) : sv16_step(o, s);
+}
+
+/* The activation sums per 16 of block i. */
+VNNI INLINE __m512i kq_bsum(const uint8_t *xr, int64_t n, int64_t i) {
+  return _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(tl_act_bsum(xr, n) + 16 * i)));
+}
+
+/* The int32 sum's start: the offset term, or 0. */
+VNNI INLINE __m512i kq_start(kq_kind k, __m512i minv, __m512i bs) {
+  return kq_off(k) ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), minv, bs) : _mm512_setzero_si512();
+}
+
+/* acc + ia * d * dx (- dmin * dx * sum_g m_g * bsum_g). */
+VNNI INLINE __m512 kq_fin(kq_kind k, __m512i ia, float d, float dmin, __m512i minv, __m512i bs,
+                          float dx, __m512 acc) {
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(d * dx), acc);
+  if (kq_min(k))
+    acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(minv, bs)),
+                           _mm512_set1_ps(dmin * dx), acc);
+  return acc;
+}
+
+VNNI INLINE void kq_tile(kq_kind k, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
                          int64_t n, float *y, int64_t ldy, const int R, const int T) {
-  const size_t bsz = six ? sizeof(tl_block_q6_k) : sizeof(tl_block_q4_k);
+  const size_t bsz = kq_bs(k);
   __m512 acc[8][4];
   ZERO_ACC(acc, R, T);
   for (int64_t i = 0; i < n / 256; i++) {
-    kq_row rw[8];
-    __m512i ia[8][4];
-    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
-      if (T == 1) pf_next(w + r * ldw + i * bsz, ldw, R, bsz);
-      if (six)
-        q6k_row(w + r * ldw + i * bsz, &rw[r]);
-      else
-        q4k_row(w + r * ldw + i * bsz, &rw[r]);
-    }
-    /* Q6_K: start from -32 * sum_g sc_g * bsum_g; Q4_K: from 0 */
-    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-      const __m512i bs = _mm512_zextsi256_si512(
-          _mm256_loadu_si256((const __m256i *)(tl_act_bsum(x + t * ldx, n) + 16 * i)));
-      _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) ia[r][t] =
-          six ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), rw[r].minv, bs)
-              : _mm512_setzero_si512();
-    }
-    _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
-      __m512i wq[8], sv[8];
-      _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
-        if (six)
-          q6k_step(w + r * ldw + i * bsz, &rw[r], s, &wq[r], &sv[r]);
-        else
-          q4k_step(w + r * ldw + i * bsz, &rw[r], s, &wq[r], &sv[r]);
+    /* 8 rows (decode) in two halves of 4: 8 streams, the registers of 4 */
+    _Pragma("GCC unroll 2") for (int h = 0; h < R; h += 4) {
+      const int RH = R - h < 4 ? R - h : 4;
+      const uint8_t *wh = w + h * ldw + i * bsz;
+      kq_row rw[4];
+      __m512i ia[4][4];
+      _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++) {
+        if (T == 1) pf_next(wh + r * ldw, ldw, R, bsz);
+        kq_row_load(k, wh + r * ldw, &rw[r]);
       }
       _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-        const __m512i a = _mm512_loadu_si512(x + t * ldx + 256 * i + 64 * s);
-        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) ia[r][t] =
-            _mm512_dpwssd_epi32(ia[r][t], _mm512_maddubs_epi16(wq[r], a), sv[r]);
+        const __m512i bs = kq_off(k) ? kq_bsum(x + t * ldx, n, i) : _mm512_setzero_si512();
+        _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++) ia[r][t] = kq_start(k, rw[r].minv, bs);
       }
-    }
-    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-      const uint8_t *xr = x + t * ldx;
-      const float dx = tl_act_d(xr, n)[i];
-      __m512i bs = _mm512_setzero_si512();
-      if (!six)
-        bs = _mm512_zextsi256_si512(
-            _mm256_loadu_si256((const __m256i *)(tl_act_bsum(xr, n) + 16 * i)));
-      _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
-        acc[r][t] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][t]), _mm512_set1_ps(rw[r].d * dx), acc[r][t]);
-        if (!six) {
-          const __m512i mi = _mm512_madd_epi16(rw[r].minv, bs);
-          acc[r][t] =
-              _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mi), _mm512_set1_ps(rw[r].dmin * dx), acc[r][t]);
+      _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
+        __m512i wq[4], sv[4];
+        _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++)
+            kq_step(k, wh + r * ldw, &rw[r], s, &wq[r], &sv[r]);
+        _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+          const __m512i a = _mm512_loadu_si512(x + t * ldx + 256 * i + 64 * s);
+          _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++) ia[r][t] =
+              _mm512_dpwssd_epi32(ia[r][t], _mm512_maddubs_epi16(wq[r], a), sv[r]);
         }
+      }
+      _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+        const uint8_t *xr = x + t * ldx;
+        const float dx = tl_act_d(xr, n)[i];
+        const __m512i bs = kq_min(k) ? kq_bsum(xr, n, i) : _mm512_setzero_si512();
+        _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++) acc[h + r][t] =
+            kq_fin(k, ia[r][t], rw[r].d, rw[r].dmin, rw[r].minv, bs, dx, acc[h + r][t]);
       }
     }
   }
   STORE_ACC(acc, R, T);
-}
-
-VNNI INLINE void q4_k_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx, int64_t n,
-                           float *y, int64_t ldy, const int R, const int T) {
-  kq_tile(false, w, ldw, x, ldx, n, y, ldy, R, T);
-}
-
-VNNI INLINE void q6_k_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx, int64_t n,
-                           float *y, int64_t ldy, const int R, const int T) {
-  kq_tile(true, w, ldw, x, ldx, n, y, ldy, R, T);
 }
 
 /* Unpacked K-quant row tile: per 256-block and row, the four steps' u8 weights
@@ -528,27 +682,19 @@ typedef struct kq_unp {
   float d, dmin, pad[14];
 } kq_unp;
 
-VNNI INLINE void kq_unpack_row(bool six, const uint8_t *b, int64_t n, kq_unp *u) {
-  const size_t bsz = six ? sizeof(tl_block_q6_k) : sizeof(tl_block_q4_k);
+VNNI INLINE void kq_unpack_row(kq_kind k, const uint8_t *b, int64_t n, kq_unp *u) {
+  const size_t bsz = kq_bs(k);
   for (int64_t i = 0; i < n / 256; i++, b += bsz, u++) {
     kq_row rw;
-    if (six)
-      q6k_row(b, &rw);
-    else
-      q4k_row(b, &rw);
-    _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
-      if (six)
-        q6k_step(b, &rw, s, &u->wq[s], &u->sv[s]);
-      else
-        q4k_step(b, &rw, s, &u->wq[s], &u->sv[s]);
-    }
+    kq_row_load(k, b, &rw);
+    _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) kq_step(k, b, &rw, s, &u->wq[s], &u->sv[s]);
     u->minv = rw.minv;
     u->d = rw.d;
     u->dmin = rw.dmin;
   }
 }
 
-VNNI INLINE void kq_utile(bool six, const kq_unp *u, int64_t nsb, const uint8_t *x, size_t ldx,
+VNNI INLINE void kq_utile(kq_kind k, const kq_unp *u, int64_t nsb, const uint8_t *x, size_t ldx,
                           int64_t n, float *y, int64_t ldy, const int R, const int T) {
   __m512 acc[4][6];
   _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
@@ -556,11 +702,9 @@ VNNI INLINE void kq_utile(bool six, const kq_unp *u, int64_t nsb, const uint8_t 
   for (int64_t i = 0; i < nsb; i++) {
     __m512i ia[4][6];
     _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
-      const __m512i bs = _mm512_zextsi256_si512(
-          _mm256_loadu_si256((const __m256i *)(tl_act_bsum(x + t * ldx, n) + 16 * i)));
+      const __m512i bs = kq_off(k) ? kq_bsum(x + t * ldx, n, i) : _mm512_setzero_si512();
       _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ia[r][t] =
-          six ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), u[r * nsb + i].minv, bs)
-              : _mm512_setzero_si512();
+          kq_start(k, u[r * nsb + i].minv, bs);
     }
     for (int s = 0; s < 4; s++) {
       _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
@@ -574,17 +718,10 @@ VNNI INLINE void kq_utile(bool six, const kq_unp *u, int64_t nsb, const uint8_t 
     _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
       const uint8_t *xr = x + t * ldx;
       const float dx = tl_act_d(xr, n)[i];
-      __m512i bs = _mm512_setzero_si512();
-      if (!six)
-        bs = _mm512_zextsi256_si512(
-            _mm256_loadu_si256((const __m256i *)(tl_act_bsum(xr, n) + 16 * i)));
+      const __m512i bs = kq_min(k) ? kq_bsum(xr, n, i) : _mm512_setzero_si512();
       _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
         const kq_unp *ur = u + r * nsb + i;
-        acc[r][t] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][t]), _mm512_set1_ps(ur->d * dx), acc[r][t]);
-        if (!six)
-          acc[r][t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(ur->minv, bs)),
-                                       _mm512_set1_ps(ur->dmin * dx), acc[r][t]);
+        acc[r][t] = kq_fin(k, ia[r][t], ur->d, ur->dmin, ur->minv, bs, dx, acc[r][t]);
       }
     }
   }
@@ -593,39 +730,34 @@ VNNI INLINE void kq_utile(bool six, const kq_unp *u, int64_t nsb, const uint8_t 
           _mm512_reduce_add_ps(acc[r][t]);
 }
 
-VNNI INLINE void q4_k_utile(const kq_unp *u, int64_t nsb, const uint8_t *x, size_t ldx, int64_t n,
-                            float *y, int64_t ldy, const int R, const int T) {
-  kq_utile(false, u, nsb, x, ldx, n, y, ldy, R, T);
-}
-
-VNNI INLINE void q6_k_utile(const kq_unp *u, int64_t nsb, const uint8_t *x, size_t ldx, int64_t n,
-                            float *y, int64_t ldy, const int R, const int T) {
-  kq_utile(true, u, nsb, x, ldx, n, y, ldy, R, T);
-}
-
 #define KQ_MT 3
 
-VNNI static void gemm_q4_k(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
-                           int64_t nt, int64_t n, float *y, int64_t ldy) {
-  if (nt == 1) {
-    GEMM_WALK_DEC(q4_k_tile);
-  } else if (n <= UNP_MAX_COLS) {
-    GEMM_WALK_UNP(kq_unp, 256, kq_unpack_row, q4_k_utile, KQ_MT, false, );
-  } else {
-    GEMM_WALK(q4_k_tile, 2, 4)
+/* The tiles and the gemm of a K-quant type. */
+#define GEMM_KQ(name, kind)                                                                      \
+  VNNI INLINE void name##_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,       \
+                               int64_t n, float *y, int64_t ldy, const int R, const int T) {     \
+    kq_tile(kind, w, ldw, x, ldx, n, y, ldy, R, T);                                              \
+  }                                                                                              \
+  VNNI INLINE void name##_utile(const kq_unp *u, int64_t nsb, const uint8_t *x, size_t ldx,      \
+                                int64_t n, float *y, int64_t ldy, const int R, const int T) {    \
+    kq_utile(kind, u, nsb, x, ldx, n, y, ldy, R, T);                                             \
+  }                                                                                              \
+  VNNI static void gemm_##name(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx, \
+                               int64_t nt, int64_t n, float *y, int64_t ldy) {                   \
+    if (nt == 1) {                                                                               \
+      GEMM_WALK_DEC(name##_tile);                                                                \
+    } else if (n <= UNP_MAX_COLS) {                                                              \
+      GEMM_WALK_UNP(kq_unp, 256, kq_unpack_row, name##_utile, KQ_MT, kind, );                    \
+    } else {                                                                                     \
+      GEMM_WALK(name##_tile, 2, 4)                                                               \
+    }                                                                                            \
   }
-}
 
-VNNI static void gemm_q6_k(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
-                           int64_t nt, int64_t n, float *y, int64_t ldy) {
-  if (nt == 1) {
-    GEMM_WALK_DEC(q6_k_tile);
-  } else if (n <= UNP_MAX_COLS) {
-    GEMM_WALK_UNP(kq_unp, 256, kq_unpack_row, q6_k_utile, KQ_MT, true, );
-  } else {
-    GEMM_WALK(q6_k_tile, 2, 4)
-  }
-}
+GEMM_KQ(q2_k, KQ_2)
+GEMM_KQ(q3_k, KQ_3)
+GEMM_KQ(q4_k, KQ_4)
+GEMM_KQ(q5_k, KQ_5)
+GEMM_KQ(q6_k, KQ_6)
 
 /* ---- F32 / F16 / BF16 weights, f32 activations ---------------------------------- */
 
@@ -705,8 +837,14 @@ void tl_cpu_fill_avx512vnni(tl_cpu_kernels *k) {
   k->quant_act[TL_ACT_Q8_32] = qact_q8_32;
   k->quant_act[TL_ACT_Q8_256] = qact_q8_256;
   k->gemm[TL_TYPE_Q4_0] = gemm_q4_0;
+  k->gemm[TL_TYPE_Q4_1] = gemm_q4_1;
+  k->gemm[TL_TYPE_Q5_0] = gemm_q5_0;
+  k->gemm[TL_TYPE_Q5_1] = gemm_q5_1;
   k->gemm[TL_TYPE_Q8_0] = gemm_q8_0;
+  k->gemm[TL_TYPE_Q2_K] = gemm_q2_k;
+  k->gemm[TL_TYPE_Q3_K] = gemm_q3_k;
   k->gemm[TL_TYPE_Q4_K] = gemm_q4_k;
+  k->gemm[TL_TYPE_Q5_K] = gemm_q5_k;
   k->gemm[TL_TYPE_Q6_K] = gemm_q6_k;
   k->gemm[TL_TYPE_F32] = gemm_f32;
   k->gemm[TL_TYPE_F16] = gemm_f16;

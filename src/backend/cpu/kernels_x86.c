@@ -6,7 +6,7 @@
 #include <immintrin.h>
 #include <cpuid.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/qkernels.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
@@ -219,6 +219,7 @@ void tl_cpu_fill_avx2(tl_cpu_kernels *k) {
   k->axpy[TL_TYPE_F32] = avx2_axpy_f32;
   k->axpy[TL_TYPE_F16] = avx2_axpy_f16;
   k->vec_dot_i8s = avx2_dot_i8s;
+  tl_cpu_fill_avx2_gemm(k);
 }
 
 void tl_cpu_fill_avx512(tl_cpu_kernels *k) {

@@ -29,4 +29,8 @@ void tl_gemm_q5_k_scalar(const void *w, size_t ldw, int64_t nr, const void *x, s
 void tl_gemm_q6_k_scalar(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                          int64_t nt, int64_t n, float *y, int64_t ldy);
 
+/* AVX2 activation quantizers and integer gemm for every quantized type
+ * (gemm_avx2.c, x86 only); tl_cpu_fill_avx2 calls it. */
+void tl_cpu_fill_avx2_gemm(tl_cpu_kernels *k);
+
 #endif
