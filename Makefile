@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-asan clean format peer fuzz fuzz-deps
+.PHONY: all deps build run test test-asan clean format peer fuzz fuzz-deps neon-deps test-neon
 
 all: build
 
@@ -67,8 +67,31 @@ fuzz: fuzz-deps
 	  grep -E "stat::(number_of_executed_units|average_exec_per_sec)" $(FUZZ_BUILD)/fuzz_$$t.log; \
 	done
 
+# AArch64: the whole project cross-built with Debian's gcc-aarch64-linux-gnu
+# (cmake/aarch64-linux-gnu.cmake); ctest runs the tests under qemu-user, whose
+# default CPU has the dot product instructions, so both NEON kernel sets run:
+# the kernel tests (every set against the scalar reference; test_qkernels
+# fails if either set is missing), then a few reference cases through whole
+# models, with the best set (neon_dotprod) and with the baseline one.
+NEON_BUILD ?= build-neon
+
+neon-deps:
+	@scripts/install-deps.sh --neon
+
+test-neon: neon-deps
+	cmake -S . -B $(NEON_BUILD) -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cmake/aarch64-linux-gnu.cmake \
+	  -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(NEON_BUILD) -j $(JOBS)
+	cd $(NEON_BUILD) && TL_EXPECT_KERNELS=neon,neon_dotprod \
+	  ctest --output-on-failure -j $(JOBS) -R '^test_(kernels|qkernels)$$'
+	@grep -h "^kernel sets:" $(NEON_BUILD)/Testing/Temporary/LastTest.log | sort -u
+	cd $(NEON_BUILD) && TL_TEST_FILTER='*llama q*' TL_TEST_SKIP='cli *' \
+	  ctest --output-on-failure -R '^test_reference$$'
+	cd $(NEON_BUILD) && TL_CPU_KERNELS=neon TL_TEST_FILTER='prefill vs decode *' \
+	  ctest --output-on-failure -R '^test_reference$$'
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(NEON_BUILD)

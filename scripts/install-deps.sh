@@ -3,14 +3,23 @@
 # As root it runs apt-get; otherwise it names the missing packages and stops.
 # With --fuzz: the clang toolchain of `make fuzz` instead (Debian 12: clang 14,
 # whose libFuzzer runtime is in libclang-rt-14-dev).
+# With --neon: the AArch64 cross build of `make test-neon`: Debian's cross gcc,
+# qemu-user to run the tests, and the arm64 libraries from Debian multiarch
+# (adds the arm64 architecture to dpkg).
 set -e
 PKGS="build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev"
 FUZZ=0
+NEON=0
 if [ "${1:-}" = "--fuzz" ]; then
   FUZZ=1
   rt=libclang-rt-dev
   if apt-cache show libclang-rt-14-dev >/dev/null 2>&1; then rt=libclang-rt-14-dev; fi
   PKGS="$PKGS clang $rt"
+fi
+if [ "${1:-}" = "--neon" ]; then
+  NEON=1
+  PKGS="$PKGS gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libcjson-dev:arm64"
+  PKGS="$PKGS libpcre2-dev:arm64 libcmocka-dev:arm64"
 fi
 missing=""
 for p in $PKGS; do
@@ -19,7 +28,7 @@ for p in $PKGS; do
   fi
 done
 # Node.js and npm run the tokenizer peer at test time (any Node.js >= 18 will do).
-if [ "$FUZZ" = 0 ] && ! command -v npm >/dev/null 2>&1; then
+if [ "$FUZZ" = 0 ] && [ "$NEON" = 0 ] && ! command -v npm >/dev/null 2>&1; then
   missing="$missing nodejs npm"
 fi
 [ -z "$missing" ] && exit 0
@@ -27,12 +36,16 @@ if ! command -v apt-get >/dev/null 2>&1; then
   echo "torchless: missing packages:$missing (no apt-get found; install them with your package manager)" >&2
   exit 1
 fi
+arm64=0
+if [ "$NEON" = 1 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then arm64=1; fi
 if [ "$(id -u)" != "0" ]; then
   echo "torchless: missing packages:$missing" >&2
-  echo "install them with: sudo apt-get install -y$missing" >&2
+  if [ "$arm64" = 1 ]; then echo "first enable arm64 packages: sudo dpkg --add-architecture arm64" >&2; fi
+  echo "install them with: sudo apt-get update && sudo apt-get install -y$missing" >&2
   exit 1
 fi
 echo "torchless: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
+if [ "$arm64" = 1 ]; then dpkg --add-architecture arm64; fi
 apt-get update -qq
 apt-get install -y -qq $missing >/dev/null

@@ -87,6 +87,12 @@ void tl_cpu_fill_avx512vnni(tl_cpu_kernels *k);
 bool tl_cpu_has_avx2(void);
 bool tl_cpu_has_avx512(void);
 bool tl_cpu_has_avx512vnni(void);
+/* AArch64 (kernels_neon.c, gemm_neon.c): baseline ASIMD ("neon"), and with
+ * the dot product instructions ("neon_dotprod"); chosen by HWCAP. */
+void tl_cpu_fill_neon(tl_cpu_kernels *k);
+void tl_cpu_fill_neon_dotprod(tl_cpu_kernels *k);
+bool tl_cpu_has_neon(void);
+bool tl_cpu_has_neon_dotprod(void);
 
 /* The scalar reference kernels. */
 const tl_cpu_kernels *tl_cpu_kernels_scalar(void);

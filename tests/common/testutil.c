@@ -6,6 +6,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* TL_TEST_FILTER / TL_TEST_SKIP: cmocka patterns (* and ?) naming the tests
+ * to run / to leave out, in the test binaries that use this file's helpers
+ * (`make test-neon` runs a few reference cases under qemu). */
+__attribute__((constructor)) static void test_filters(void) {
+  const char *run = getenv("TL_TEST_FILTER"), *skip = getenv("TL_TEST_SKIP");
+  if (run && *run) cmocka_set_test_filter(run);
+  if (skip && *skip) cmocka_set_skip_filter(skip);
+}
+
 static int file_exists(const char *p) {
   struct stat st;
   return stat(p, &st) == 0;

@@ -244,6 +244,39 @@ static void test_gemm_vs_scalar(void **state) {
   }
 }
 
+/* The avx512vnni set has an integer gemm for every quantized type (so that
+ * the comparisons above are not vacuous for it). */
+static void test_vnni_gemm_complete(void **state) {
+  (void)state;
+  const tl_cpu_kernels *sets[8];
+  int n_sets = tl_cpu_kernel_sets(sets, 8);
+  for (int k = 0; k < n_sets; k++) {
+    if (strcmp(sets[k]->name, "avx512vnni") != 0) continue;
+    for (size_t ti = 0; ti < N_QTYPES; ti++)
+      if (!sets[k]->gemm[g_qtypes[ti]] ||
+          sets[k]->gemm[g_qtypes[ti]] == sets[0]->gemm[g_qtypes[ti]])
+        fail_msg("avx512vnni has no gemm of its own for %s", tl_type_name(g_qtypes[ti]));
+  }
+}
+
+/* The avx2 set (and so avx512, which inherits it) has an integer gemm and
+ * activation quantizers of its own for every quantized type. */
+static void test_avx2_gemm_complete(void **state) {
+  (void)state;
+  const tl_cpu_kernels *sets[8];
+  int n_sets = tl_cpu_kernel_sets(sets, 8);
+  for (int k = 0; k < n_sets; k++) {
+    if (strcmp(sets[k]->name, "avx2") != 0 && strcmp(sets[k]->name, "avx512") != 0) continue;
+    for (size_t ti = 0; ti < N_QTYPES; ti++)
+      if (!sets[k]->gemm[g_qtypes[ti]] ||
+          sets[k]->gemm[g_qtypes[ti]] == sets[0]->gemm[g_qtypes[ti]])
+        fail_msg("%s has no gemm of its own for %s", sets[k]->name, tl_type_name(g_qtypes[ti]));
+    for (int f = TL_ACT_Q8_32; f <= TL_ACT_Q8_256; f++)
+      if (!sets[k]->quant_act[f] || sets[k]->quant_act[f] == sets[0]->quant_act[f])
+        fail_msg("%s has no quantizer of its own for activation format %d", sets[k]->name, f);
+  }
+}
+
 /* tl_cpu_matmul of every set on 1..3 threads (row split, token split, ldy >
  * rows) against the scalar set on one thread. */
 static void test_matmul_splits(void **state) {
@@ -303,12 +336,43 @@ static void test_matmul_splits(void **state) {
   for (int i = 0; i < 3; i++) tl_pool_free(pools[i]);
 }
 
+/* The kernel sets this run covers (printed). TL_EXPECT_KERNELS, a comma-
+ * separated list of set names (`make test-neon` passes neon,neon_dotprod),
+ * makes a missing set a failure, and each named SIMD set must have an
+ * integer gemm of its own for every quantized type, so that the comparisons
+ * above are not vacuous for it. */
+static void test_expected_sets(void **state) {
+  (void)state;
+  const tl_cpu_kernels *sets[8];
+  int n_sets = tl_cpu_kernel_sets(sets, 8);
+  printf("kernel sets:");
+  for (int k = 0; k < n_sets; k++) printf(" %s", sets[k]->name);
+  printf("\n");
+  const char *want = getenv("TL_EXPECT_KERNELS");
+  if (!want || !*want) return;
+  char buf[256], *save = NULL;
+  snprintf(buf, sizeof buf, "%s", want);
+  for (char *name = strtok_r(buf, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+    int found = -1;
+    for (int k = 0; k < n_sets; k++)
+      if (!strcmp(sets[k]->name, name)) found = k;
+    if (found < 0) fail_msg("kernel set %s is not available here", name);
+    for (size_t ti = 0; found > 0 && ti < N_QTYPES; ti++)
+      if (!sets[found]->gemm[g_qtypes[ti]] ||
+          sets[found]->gemm[g_qtypes[ti]] == sets[0]->gemm[g_qtypes[ti]])
+        fail_msg("%s has no gemm of its own for %s", name, tl_type_name(g_qtypes[ti]));
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_quant_act),
       cmocka_unit_test(test_scalar_vs_float64),
       cmocka_unit_test(test_gemm_vs_scalar),
+      cmocka_unit_test(test_vnni_gemm_complete),
+      cmocka_unit_test(test_avx2_gemm_complete),
       cmocka_unit_test(test_matmul_splits),
+      cmocka_unit_test(test_expected_sets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Bulk f16 -> f32 conversion (KV cache tiles), with an AVX-512 / F16C path
- * chosen once at run time; the scalar loop is the reference. */
+ * (x86-64) or a NEON one (AArch64) chosen once at run time; the scalar loop
+ * is the reference. */
 #include <pthread.h>
 
 #include "backend/backend.h"
@@ -26,6 +27,10 @@ __attribute__((target("avx2,f16c"))) static void f16_to_f32_f16c(const void *src
 }
 #endif
 
+#if defined(__aarch64__)
+void tl_neon_f16_to_f32(const void *src, float *dst, int64_t n); /* kernels_neon.c */
+#endif
+
 static void f16_to_f32_scalar(const void *src, float *dst, int64_t n) {
   const uint8_t *s = src;
   for (int64_t i = 0; i < n; i++) dst[i] = tl_f16_to_f32(tl_rd_u16(s + 2 * i));
@@ -42,6 +47,9 @@ static void init(void) {
     g_cvt = f16_to_f32_avx512;
   else if (tl_cpu_has_avx2())
     g_cvt = f16_to_f32_f16c;
+#endif
+#if defined(__aarch64__)
+  g_cvt = tl_neon_f16_to_f32; /* FCVTL: baseline Armv8 */
 #endif
 }
 

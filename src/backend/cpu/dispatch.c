@@ -1,17 +1,38 @@
 /* Run-time choice of the CPU kernel set: the best the processor supports,
- * or the one named by TL_CPU_KERNELS (scalar, avx2, avx512, avx512vnni) for tests. Entries
- * a SIMD set lacks fall back to the scalar reference. */
+ * or the one named by TL_CPU_KERNELS (scalar, avx2, avx512, avx512vnni on
+ * x86-64; neon, neon_dotprod on AArch64) for tests. Entries a SIMD set lacks
+ * fall back to the scalar reference. */
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "backend/backend.h"
 
-static tl_cpu_kernels g_sets[4];
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+
+bool tl_cpu_has_neon(void) {
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
+}
+
+bool tl_cpu_has_neon_dotprod(void) {
+  const unsigned long hw = getauxval(AT_HWCAP);
+  return (hw & HWCAP_ASIMD) && (hw & HWCAP_ASIMDDP);
+}
+#endif
+
+static tl_cpu_kernels g_sets[8];
 static int g_n_sets;
 static const tl_cpu_kernels *g_best;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void add_set(void (*fill)(tl_cpu_kernels *)) {
+  if (g_n_sets >= (int)(sizeof g_sets / sizeof g_sets[0])) return;
   tl_cpu_kernels *k = &g_sets[g_n_sets++];
   *k = *tl_cpu_kernels_scalar();
   fill(k);
@@ -29,6 +50,10 @@ static void init(void) {
   if (tl_cpu_has_avx2()) add_set(tl_cpu_fill_avx2);
   if (tl_cpu_has_avx512()) add_set(tl_cpu_fill_avx512);
   if (tl_cpu_has_avx512vnni()) add_set(tl_cpu_fill_avx512vnni);
+#endif
+#if defined(__aarch64__)
+  if (tl_cpu_has_neon()) add_set(tl_cpu_fill_neon);
+  if (tl_cpu_has_neon_dotprod()) add_set(tl_cpu_fill_neon_dotprod);
 #endif
   if (g_n_sets > 0) g_best = &g_sets[g_n_sets - 1];
   const char *want = getenv("TL_CPU_KERNELS");
