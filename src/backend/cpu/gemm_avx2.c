@@ -121,29 +121,6 @@ AVX2 static void qact_q8_256(const float *x, void *row, int64_t n) {
 
 /* ---- tile walking ----------------------------------------------------------- */
 
-/* Call fn(..., R, T) for the tile size nr x nt (1..4 each) as constants. */
-// clang-format off
-#define TILE_SWITCH(fn, nr, nt, ...) \
-  switch ((nr) * 8 + (nt)) { \
-    case 9: fn(__VA_ARGS__, 1, 1); break; \
-    case 10: fn(__VA_ARGS__, 1, 2); break; \
-    case 11: fn(__VA_ARGS__, 1, 3); break; \
-    case 12: fn(__VA_ARGS__, 1, 4); break; \
-    case 17: fn(__VA_ARGS__, 2, 1); break; \
-    case 18: fn(__VA_ARGS__, 2, 2); break; \
-    case 19: fn(__VA_ARGS__, 2, 3); break; \
-    case 20: fn(__VA_ARGS__, 2, 4); break; \
-    case 25: fn(__VA_ARGS__, 3, 1); break; \
-    case 26: fn(__VA_ARGS__, 3, 2); break; \
-    case 27: fn(__VA_ARGS__, 3, 3); break; \
-    case 28: fn(__VA_ARGS__, 3, 4); break; \
-    case 33: fn(__VA_ARGS__, 4, 1); break; \
-    case 34: fn(__VA_ARGS__, 4, 2); break; \
-    case 35: fn(__VA_ARGS__, 4, 3); break; \
-    default: fn(__VA_ARGS__, 4, 4); break; \
-  }
-// clang-format on
-
 /* Several tokens: rows in tiles of up to MR, each over the tokens in tiles of up to MT. */
 #define GEMM_WALK(tile, MR, MT)                                                                  \
   for (int64_t r = 0; r < nr; r += MR) {                                                         \

@@ -80,29 +80,6 @@ VNNI INLINE __m128 f32x2(const float *p, bool two) {
   return two ? _mm_castsi128_ps(_mm_loadu_si64(p)) : _mm_load_ss(p);
 }
 
-/* Call fn(..., R, T) for the tile size nr x nt (1..4 each) as constants. */
-// clang-format off
-#define TILE_SWITCH(fn, nr, nt, ...) \
-  switch ((nr) * 8 + (nt)) { \
-    case 9: fn(__VA_ARGS__, 1, 1); break; \
-    case 10: fn(__VA_ARGS__, 1, 2); break; \
-    case 11: fn(__VA_ARGS__, 1, 3); break; \
-    case 12: fn(__VA_ARGS__, 1, 4); break; \
-    case 17: fn(__VA_ARGS__, 2, 1); break; \
-    case 18: fn(__VA_ARGS__, 2, 2); break; \
-    case 19: fn(__VA_ARGS__, 2, 3); break; \
-    case 20: fn(__VA_ARGS__, 2, 4); break; \
-    case 25: fn(__VA_ARGS__, 3, 1); break; \
-    case 26: fn(__VA_ARGS__, 3, 2); break; \
-    case 27: fn(__VA_ARGS__, 3, 3); break; \
-    case 28: fn(__VA_ARGS__, 3, 4); break; \
-    case 33: fn(__VA_ARGS__, 4, 1); break; \
-    case 34: fn(__VA_ARGS__, 4, 2); break; \
-    case 35: fn(__VA_ARGS__, 4, 3); break; \
-    default: fn(__VA_ARGS__, 4, 4); break; \
-  }
-// clang-format on
-
 /* Walk the rows in tiles of MR and, for each, the tokens in tiles of MT; the
  * partial tiles token by token (with the one-token tiles, so that only one
  * more tile size is compiled per type). */

@@ -33,4 +33,28 @@ void tl_gemm_q6_k_scalar(const void *w, size_t ldw, int64_t nr, const void *x, s
  * (gemm_avx2.c, x86 only); tl_cpu_fill_avx2 calls it. */
 void tl_cpu_fill_avx2_gemm(tl_cpu_kernels *k);
 
+/* For the x86 gemm files: call fn(..., R, T) for the tile size nr x nt (1..4
+ * each) as constants. */
+// clang-format off
+#define TILE_SWITCH(fn, nr, nt, ...) \
+  switch ((nr) * 8 + (nt)) { \
+    case 9: fn(__VA_ARGS__, 1, 1); break; \
+    case 10: fn(__VA_ARGS__, 1, 2); break; \
+    case 11: fn(__VA_ARGS__, 1, 3); break; \
+    case 12: fn(__VA_ARGS__, 1, 4); break; \
+    case 17: fn(__VA_ARGS__, 2, 1); break; \
+    case 18: fn(__VA_ARGS__, 2, 2); break; \
+    case 19: fn(__VA_ARGS__, 2, 3); break; \
+    case 20: fn(__VA_ARGS__, 2, 4); break; \
+    case 25: fn(__VA_ARGS__, 3, 1); break; \
+    case 26: fn(__VA_ARGS__, 3, 2); break; \
+    case 27: fn(__VA_ARGS__, 3, 3); break; \
+    case 28: fn(__VA_ARGS__, 3, 4); break; \
+    case 33: fn(__VA_ARGS__, 4, 1); break; \
+    case 34: fn(__VA_ARGS__, 4, 2); break; \
+    case 35: fn(__VA_ARGS__, 4, 3); break; \
+    default: fn(__VA_ARGS__, 4, 4); break; \
+  }
+// clang-format on
+
 #endif
