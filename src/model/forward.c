@@ -71,12 +71,16 @@ static inline float act(tl_act_kind k, float x) {
   return x;
 }
 
-/* Byte offset of cached position pos of a layer and sequence. */
-static inline size_t kv_offset(const tl_context *c, int layer, int seq, int pos) {
-  return (((size_t)layer * c->n_seq + seq) * c->n_ctx + pos) * c->kv_row_bytes;
+/* Byte offset of cached position pos of a layer, sequence and kv head: each
+ * head's positions are contiguous, so attention streams them. */
+static inline size_t kv_offset(const tl_context *c, int layer, int seq, int kvh, int pos) {
+  return ((((size_t)layer * c->n_seq + seq) * (size_t)c->model->hp.n_head_kv + (size_t)kvh) *
+              (size_t)c->n_ctx +
+          (size_t)pos) *
+         c->kv_head_bytes;
 }
 
-/* One position's n_head_kv * head_dim values into the cache in its type. */
+/* n values into the cache in its type. */
 static void kv_store(tl_context *c, void *cache, size_t off, const float *src, size_t n) {
   uint8_t *dst = (uint8_t *)cache + off;
   if (c->kv_type == TL_KV_F32) {
@@ -95,27 +99,24 @@ typedef struct attn_task {
   const int32_t *pos, *seq;
 } attn_task;
 
-/* Rows [j, j + n) of one kv head of a cache as floats (row stride hd). */
+/* Positions [j, j + n) of one kv head of a cache as f32 rows of hd values. */
 static void kv_tile(const tl_context *c, const void *cache, int layer, int seq, int kvh, int j,
                     int n, float *dst) {
-  int hd = c->model->hp.head_dim;
-  for (int r = 0; r < n; r++) {
-    const uint8_t *src =
-        (const uint8_t *)cache + kv_offset(c, layer, seq, j + r) + (size_t)kvh * c->kv_head_bytes;
-    if (c->kv_type == TL_KV_F32)
-      memcpy(dst + (size_t)r * hd, src, sizeof(float) * (size_t)hd);
-    else if (c->kv_type == TL_KV_F16)
-      tl_cpu_f16_to_f32(src, dst + (size_t)r * hd, hd);
-    else
-      tl_dequant_q8_0(src, dst + (size_t)r * hd, hd);
-  }
+  const int64_t cnt = (int64_t)n * c->model->hp.head_dim;
+  const uint8_t *src = (const uint8_t *)cache + kv_offset(c, layer, seq, kvh, j);
+  if (c->kv_type == TL_KV_F32)
+    memcpy(dst, src, sizeof(float) * (size_t)cnt);
+  else if (c->kv_type == TL_KV_F16)
+    tl_cpu_f16_to_f32(src, dst, cnt);
+  else
+    tl_dequant_q8_0(src, dst, cnt);
 }
 
 /* Tiled attention with an online softmax ("flash" attention): one job is a
  * token and a kv head, serving the query heads that share it (GQA). K and V
  * are read in tiles of TL_ATT_TILE positions, converted to f32 once per tile
- * for all those heads. A token sees the cached positions j <= pos, and
- * j > pos - window on sliding layers. */
+ * for all those heads (an f32 cache is read in place). A token sees the
+ * cached positions j <= pos, and j > pos - window on sliding layers. */
 static void attn_run(void *arg, int ith, int nth) {
   const attn_task *a = arg;
   tl_context *c = a->c;
@@ -130,6 +131,7 @@ static void attn_run(void *arg, int ith, int nth) {
   float *mx = sc + (size_t)group * TL_ATT_TILE, *sum = mx + group;
   tl_vec_dot_fn dot = c->kernels->vec_dot[TL_TYPE_F32];
   tl_axpy_fn axpy = c->kernels->axpy[TL_TYPE_F32];
+  const bool in_place = c->kv_type == TL_KV_F32;
   int64_t b, e;
   tl_split((int64_t)a->n_tok * nkv, ith, nth, &b, &e);
   for (int64_t job = b; job < e; job++) {
@@ -145,11 +147,24 @@ static void attn_run(void *arg, int ith, int nth) {
     memset(out, 0, sizeof(float) * (size_t)group * hd);
     for (int32_t j = j0; j <= p; j += tile) {
       int n = p + 1 - j < tile ? p + 1 - j : tile;
-      kv_tile(c, c->k_cache, a->layer, s, kvh, j, n, kt);
+      const size_t at = kv_offset(c, a->layer, s, kvh, j);
+      if (j + tile <= p) { /* the next tile's keys and values, which the weights evicted */
+        const int nn = p + 1 - (j + tile) < tile ? p + 1 - (j + tile) : tile;
+        const size_t nx = at + (size_t)tile * c->kv_head_bytes, len = (size_t)nn * c->kv_head_bytes;
+        for (size_t o = 0; o < len; o += 64) {
+          __builtin_prefetch((const uint8_t *)c->k_cache + nx + o);
+          __builtin_prefetch((const uint8_t *)c->v_cache + nx + o);
+        }
+      }
+      const float *kr = kt, *vr = vt;
+      if (in_place)
+        kr = (const float *)(const void *)((const uint8_t *)c->k_cache + at);
+      else
+        kv_tile(c, c->k_cache, a->layer, s, kvh, j, n, kt);
       for (int g = 0; g < group; g++) {
         float *sg = sc + (size_t)g * TL_ATT_TILE, m = mx[g];
         for (int r = 0; r < n; r++) {
-          float v = dot(kt + (size_t)r * hd, q + (size_t)g * hd, hd) * scale;
+          float v = dot(kr + (size_t)r * hd, q + (size_t)g * hd, hd) * scale;
           if (cap > 0) v = cap * tanhf(v / cap);
           sg[r] = v;
           if (v > m) m = v;
@@ -165,10 +180,13 @@ static void attn_run(void *arg, int ith, int nth) {
         mx[g] = m;
         sum[g] = l;
       }
-      kv_tile(c, c->v_cache, a->layer, s, kvh, j, n, vt);
+      if (in_place)
+        vr = (const float *)(const void *)((const uint8_t *)c->v_cache + at);
+      else
+        kv_tile(c, c->v_cache, a->layer, s, kvh, j, n, vt);
       for (int g = 0; g < group; g++)
         for (int r = 0; r < n; r++)
-          axpy(sc[(size_t)g * TL_ATT_TILE + r], vt + (size_t)r * hd, out + (size_t)g * hd, hd);
+          axpy(sc[(size_t)g * TL_ATT_TILE + r], vr + (size_t)r * hd, out + (size_t)g * hd, hd);
     }
     for (int g = 0; g < group; g++) {
       float inv = 1.0f / sum[g];
@@ -204,9 +222,12 @@ static void attention(tl_context *c, int il, int n, const int32_t *pos, const in
   for (int t = 0; t < n; t++) {
     rope(hp, L->rope_theta, c->q + (size_t)t * qd, hp->n_head, pos[t]);
     rope(hp, L->rope_theta, c->k + (size_t)t * kvd, hp->n_head_kv, pos[t]);
-    size_t idx = kv_offset(c, il, seq[t], pos[t]);
-    kv_store(c, c->k_cache, idx, c->k + (size_t)t * kvd, (size_t)kvd);
-    kv_store(c, c->v_cache, idx, c->v + (size_t)t * kvd, (size_t)kvd);
+    for (int h = 0; h < hp->n_head_kv; h++) {
+      const size_t idx = kv_offset(c, il, seq[t], h, pos[t]),
+                   src = (size_t)t * kvd + (size_t)h * hd;
+      kv_store(c, c->k_cache, idx, c->k + src, (size_t)hd);
+      kv_store(c, c->v_cache, idx, c->v + src, (size_t)hd);
+    }
   }
   attn_task at = {c, il, n, pos, seq};
   tl_pool_run(c->pool, attn_run, &at);

@@ -93,7 +93,7 @@ struct tl_context {
   /* bytes of one cached position (n_head_kv * head_dim values in kv_type:
    * f32, f16, or Q8_0 blocks of 32 along each head) and of one head's slice */
   size_t kv_row_bytes, kv_head_bytes;
-  void *k_cache, *v_cache; /* [n_layer][n_seq][n_ctx] rows of kv_row_bytes */
+  void *k_cache, *v_cache; /* [n_layer][n_seq][n_head_kv][n_ctx] rows of kv_head_bytes */
   int32_t *seq_len;        /* cached positions per sequence */
   tl_pool *pool;
   const tl_cpu_kernels *kernels;
