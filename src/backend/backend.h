@@ -30,10 +30,21 @@ typedef float (*tl_vec_dot_fn)(const void *row, const float *x, int64_t n);
 /* y[i] += a * x[i] for x in its type (F32 or F16: KV cache rows). */
 typedef void (*tl_axpy_fn)(float a, const void *x, float *y, int64_t n);
 
+/* Attention over a tile of n cached positions held as f32 rows of hd values
+ * (row stride hd), for nq query heads. Each is the same sequence of float
+ * operations as the per-row loop it replaces, so results are bit-identical
+ * to that loop on the same kernel set; NULL where a set has none (the
+ * forward pass then runs the loop):
+ *   att_scores: s[g * lds + r] = vec_dot[F32](k row r, q + g * hd) * scale;
+ *   att_accum:  for r = 0..n-1: axpy[F32](p[g * ldp + r], v row r, o + g * hd). */
+typedef void (*tl_att_scores_fn)(const float *k, int n, const float *q, int nq, int hd, float scale,
+                                 float *s, int64_t lds);
+typedef void (*tl_att_accum_fn)(const float *v, int n, const float *p, int64_t ldp, int nq, int hd,
+                                float *o);
+
 /* dot(int8 row q[n] with scales[n / 64] (value = q / scale), x[n]) for n a
  * multiple of 64. */
-typedef float (*tl_vec_dot_i8s_fn)(const int8_t *q, const float *scales, const float *x,
-                                   int64_t n);
+typedef float (*tl_vec_dot_i8s_fn)(const int8_t *q, const float *scales, const float *x, int64_t n);
 
 /* Activation formats: how tl_cpu_matmul hands its f32 input rows to a weight
  * type's gemm kernel. Quantized weights take int8 activations quantized once
@@ -49,7 +60,9 @@ typedef enum tl_act_fmt { TL_ACT_F32 = 0, TL_ACT_Q8_32 = 1, TL_ACT_Q8_256 = 2 } 
 tl_act_fmt tl_cpu_act_fmt(uint32_t type);
 /* Bytes of one activation row of n values (a multiple of 64, so rows stay aligned). */
 size_t tl_act_row_bytes(tl_act_fmt f, int64_t n);
-static inline size_t tl_act_q_bytes(int64_t n) { return ((size_t)n + 63) & ~(size_t)63; }
+static inline size_t tl_act_q_bytes(int64_t n) {
+  return ((size_t)n + 63) & ~(size_t)63;
+}
 static inline const float *tl_act_d(const void *row, int64_t n) {
   return (const float *)((const uint8_t *)row + tl_act_q_bytes(n));
 }
@@ -73,6 +86,8 @@ typedef struct tl_cpu_kernels {
   const char *name;
   tl_vec_dot_fn vec_dot[TL_TYPE_COUNT];
   tl_axpy_fn axpy[TL_TYPE_COUNT];
+  tl_att_scores_fn att_scores;
+  tl_att_accum_fn att_accum;
   tl_vec_dot_i8s_fn vec_dot_i8s;
   /* Matrix-matrix kernels; NULL: tl_cpu_matmul uses vec_dot per row and token. */
   tl_gemm_fn gemm[TL_TYPE_COUNT];

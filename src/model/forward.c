@@ -112,14 +112,34 @@ static void kv_tile(const tl_context *c, const void *cache, int layer, int seq, 
     tl_dequant_q8_0(src, dst, cnt);
 }
 
+/* The largest of m and x[0..n): four running maxima, which give the same
+ * value as one (a maximum does not depend on the order). */
+static float max_of(const float *x, int n, float m) {
+  float m0 = m, m1 = m, m2 = m, m3 = m;
+  int r = 0;
+  for (; r + 4 <= n; r += 4) {
+    m0 = x[r] > m0 ? x[r] : m0;
+    m1 = x[r + 1] > m1 ? x[r + 1] : m1;
+    m2 = x[r + 2] > m2 ? x[r + 2] : m2;
+    m3 = x[r + 3] > m3 ? x[r + 3] : m3;
+  }
+  for (; r < n; r++) m0 = x[r] > m0 ? x[r] : m0;
+  m0 = m1 > m0 ? m1 : m0;
+  m2 = m3 > m2 ? m3 : m2;
+  return m2 > m0 ? m2 : m0;
+}
+
 /* Tiled attention with an online softmax ("flash" attention): one job is a
  * token and a kv head, serving the query heads that share it (GQA). K and V
  * are read in tiles of TL_ATT_TILE positions, converted to f32 once per tile
- * for all those heads (an f32 cache is read in place). A token sees the
+ * for all those heads (an f32 cache is read in place); the kernel set's
+ * tile kernels, where it has them, do the per-row loops for all those heads
+ * at once, with bit-identical results. A token sees the
  * cached positions j <= pos, and j > pos - window on sliding layers. */
 static void attn_run(void *arg, int ith, int nth) {
   const attn_task *a = arg;
   tl_context *c = a->c;
+  const tl_cpu_kernels *kn = c->kernels;
   const tl_hparams *hp = &c->model->hp;
   const tl_layer *L = &c->model->layers[a->layer];
   int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
@@ -161,22 +181,22 @@ static void attn_run(void *arg, int ith, int nth) {
         kr = (const float *)(const void *)((const uint8_t *)c->k_cache + at);
       else
         kv_tile(c, c->k_cache, a->layer, s, kvh, j, n, kt);
+      if (kn->att_scores) kn->att_scores(kr, n, q, group, hd, scale, sc, TL_ATT_TILE);
       for (int g = 0; g < group; g++) {
-        float *sg = sc + (size_t)g * TL_ATT_TILE, m = mx[g];
-        for (int r = 0; r < n; r++) {
-          float v = dot(kr + (size_t)r * hd, q + (size_t)g * hd, hd) * scale;
-          if (cap > 0) v = cap * tanhf(v / cap);
-          sg[r] = v;
-          if (v > m) m = v;
-        }
+        float *sg = sc + (size_t)g * TL_ATT_TILE;
+        if (!kn->att_scores)
+          for (int r = 0; r < n; r++)
+            sg[r] = dot(kr + (size_t)r * hd, q + (size_t)g * hd, hd) * scale;
+        if (cap > 0)
+          for (int r = 0; r < n; r++) sg[r] = cap * tanhf(sg[r] / cap);
+        const float m = max_of(sg, n, mx[g]);
         /* rescale what was accumulated under the old maximum */
-        float corr = expf(mx[g] - m), l = sum[g] * corr;
+        const float corr = expf(mx[g] - m);
         if (corr != 1.0f)
           for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= corr;
-        for (int r = 0; r < n; r++) {
-          sg[r] = expf(sg[r] - m);
-          l += sg[r];
-        }
+        for (int r = 0; r < n; r++) sg[r] = expf(sg[r] - m);
+        float l = sum[g] * corr;
+        for (int r = 0; r < n; r++) l += sg[r]; /* in order, whatever the kernel set */
         mx[g] = m;
         sum[g] = l;
       }
@@ -184,9 +204,12 @@ static void attn_run(void *arg, int ith, int nth) {
         vr = (const float *)(const void *)((const uint8_t *)c->v_cache + at);
       else
         kv_tile(c, c->v_cache, a->layer, s, kvh, j, n, vt);
-      for (int g = 0; g < group; g++)
-        for (int r = 0; r < n; r++)
-          axpy(sc[(size_t)g * TL_ATT_TILE + r], vr + (size_t)r * hd, out + (size_t)g * hd, hd);
+      if (kn->att_accum)
+        kn->att_accum(vr, n, sc, TL_ATT_TILE, group, hd, out);
+      else
+        for (int g = 0; g < group; g++)
+          for (int r = 0; r < n; r++)
+            axpy(sc[(size_t)g * TL_ATT_TILE + r], vr + (size_t)r * hd, out + (size_t)g * hd, hd);
     }
     for (int g = 0; g < group; g++) {
       float inv = 1.0f / sum[g];

@@ -91,7 +91,8 @@ static void test_vec_dot_vs_float64(void **state) {
           mag += fabs((double)row[c] * x[c]);
         }
         for (int k = 0; k < n_sets; k++) {
-          float got = sets[k]->vec_dot[g_types[ti]]((const uint8_t *)data + r * w.row_bytes, x, cols);
+          float got =
+              sets[k]->vec_dot[g_types[ti]]((const uint8_t *)data + r * w.row_bytes, x, cols);
           /* float32 accumulation: error bounded relative to the sum of magnitudes */
           if (fabs(got - ref) > 1e-5 * mag + 1e-6)
             fail_msg("%s %s cols %lld row %lld: got %.9g want %.9g", sets[k]->name,
@@ -107,7 +108,8 @@ static void test_vec_dot_vs_float64(void **state) {
 
 static void test_matmul_threads(void **state) {
   (void)state;
-  const int64_t shapes[][3] = {{1, 1, 256}, {37, 3, 768}, {129, 5, 256}, {3, 17, 512}, {64, 1, 1280}};
+  const int64_t shapes[][3] = {
+      {1, 1, 256}, {37, 3, 768}, {129, 5, 256}, {3, 17, 512}, {64, 1, 1280}};
   uint32_t g_types[TL_TYPE_COUNT];
   int n_types = all_types(g_types);
   for (int ti = 0; ti < n_types; ti++) {
@@ -133,9 +135,8 @@ static void test_matmul_threads(void **state) {
           for (int64_t r = 0; r < rows; r++) {
             float a = y[t * (rows + 3) + r], b = ref[t * rows + r];
             if (fabsf(a - b) > 1e-4f * (1.0f + fabsf(b)))
-              fail_msg("%s matmul %lldx%lld tok %lld threads %d: %g vs %g",
-                       tl_type_name(w.type), (long long)rows, (long long)cols, (long long)t, nth, a,
-                       b);
+              fail_msg("%s matmul %lldx%lld tok %lld threads %d: %g vs %g", tl_type_name(w.type),
+                       (long long)rows, (long long)cols, (long long)t, nth, a, b);
           }
         free(y);
         tl_pool_free(pool);
@@ -172,11 +173,80 @@ static void test_axpy(void **state) {
         sets[k]->axpy[types[t]](a, src, y, n);
         for (int i = 0; i < n; i++)
           if (fabsf(y[i] - want[i]) > 1e-6f * (1.0f + fabsf(want[i])))
-            fail_msg("%s axpy %s n=%d i=%d: %g vs %g", sets[k]->name, tl_type_name(types[t]), n,
-                     i, y[i], want[i]);
+            fail_msg("%s axpy %s n=%d i=%d: %g vs %g", sets[k]->name, tl_type_name(types[t]), n, i,
+                     y[i], want[i]);
       }
     }
   }
+}
+
+/* The attention tile kernels of every set that has them against the per-row
+ * loops they replace on that set (vec_dot / axpy on f32 rows): the same
+ * float operations in the same order, so the results must be bit-identical.
+ * Head sizes with and without SIMD tails, tiles of 1..70 rows, 1..9 heads. */
+static void test_att_kernels(void **state) {
+  (void)state;
+  const tl_cpu_kernels *sets[8];
+  int n_sets = tl_cpu_kernel_sets(sets, 8);
+  const int hds[] = {1, 8, 17, 24, 64, 80, 96, 128, 256};
+  enum { MAXN = 70, MAXQ = 9, MAXHD = 256, LDS = 72 };
+  float *k = malloc(sizeof(float) * MAXN * MAXHD), *q = malloc(sizeof(float) * MAXQ * MAXHD);
+  float *o0 = malloc(sizeof(float) * MAXQ * MAXHD), *o1 = malloc(sizeof(float) * MAXQ * MAXHD);
+  float *o2 = malloc(sizeof(float) * MAXQ * MAXHD);
+  float s0[MAXQ * LDS], s1[MAXQ * LDS], p[MAXQ * LDS];
+  int cases = 0;
+  for (int c = 0; c < n_sets; c++) {
+    const tl_cpu_kernels *ks = sets[c];
+    if (!ks->att_scores && !ks->att_accum) continue;
+    for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
+      const int hd = hds[h];
+      for (int n = 1; n <= MAXN; n += 1 + (int)h) {
+        const int nq = 1 + (n + (int)h) % MAXQ;
+        const float scale = 0.5f + 0.25f * frand();
+        for (int i = 0; i < n * hd; i++) k[i] = frand();
+        for (int i = 0; i < nq * hd; i++) {
+          q[i] = frand();
+          o0[i] = frand();
+        }
+        for (int i = 0; i < nq * LDS; i++) p[i] = frand() + 1.0f;
+        if (ks->att_scores) {
+          memset(s0, 0, sizeof s0);
+          memset(s1, 0, sizeof s1);
+          for (int g = 0; g < nq; g++)
+            for (int r = 0; r < n; r++)
+              s0[g * LDS + r] = ks->vec_dot[TL_TYPE_F32](k + r * hd, q + g * hd, hd) * scale;
+          ks->att_scores(k, n, q, nq, hd, scale, s1, LDS);
+          for (int g = 0; g < nq; g++)
+            for (int r = 0; r < LDS; r++)
+              if (memcmp(&s0[g * LDS + r], &s1[g * LDS + r], sizeof(float)) != 0)
+                fail_msg("%s att_scores hd=%d n=%d nq=%d g=%d r=%d: %.9g, per row %.9g", ks->name,
+                         hd, n, nq, g, r, s1[g * LDS + r], s0[g * LDS + r]);
+          cases++;
+        }
+        if (ks->att_accum) {
+          memcpy(o1, o0, sizeof(float) * (size_t)nq * hd);
+          memcpy(o2, o0, sizeof(float) * (size_t)nq * hd);
+          for (int g = 0; g < nq; g++)
+            for (int r = 0; r < n; r++)
+              ks->axpy[TL_TYPE_F32](p[g * LDS + r], k + r * hd, o1 + g * hd, hd);
+          ks->att_accum(k, n, p, LDS, nq, hd, o2);
+          for (int i = 0; i < nq * hd; i++)
+            if (memcmp(&o1[i], &o2[i], sizeof(float)) != 0)
+              fail_msg("%s att_accum hd=%d n=%d nq=%d i=%d: %.9g, per row %.9g", ks->name, hd, n,
+                       nq, i, o2[i], o1[i]);
+          cases++;
+        }
+      }
+    }
+  }
+#if defined(__x86_64__)
+  if (tl_cpu_has_avx512()) assert_true(cases > 200); /* the AVX-512 sets have both */
+#endif
+  free(k);
+  free(q);
+  free(o0);
+  free(o1);
+  free(o2);
 }
 
 static void test_f16_exhaustive(void **state) {
@@ -209,9 +279,9 @@ static void test_f16_exhaustive(void **state) {
   free(hs);
   free(fs);
   /* float -> half rounding against the compiler's conversion on random and edge values */
-  const float edges[] = {65504.0f, 65519.99f, 65520.0f, 1e-8f, 5.96e-8f, 2.98e-8f, 2.99e-8f,
-                         6.1e-5f, 6.097e-5f, -0.0f, INFINITY, -INFINITY, 1.00048828125f,
-                         1.000244140625f, 3.0e-7f};
+  const float edges[] = {65504.0f, 65519.99f, 65520.0f,       1e-8f,           5.96e-8f,
+                         2.98e-8f, 2.99e-8f,  6.1e-5f,        6.097e-5f,       -0.0f,
+                         INFINITY, -INFINITY, 1.00048828125f, 1.000244140625f, 3.0e-7f};
   for (int i = 0; i < 2000000 + (int)(sizeof edges / sizeof edges[0]); i++) {
     float f;
     if (i < (int)(sizeof edges / sizeof edges[0])) {
@@ -299,8 +369,12 @@ static void test_i8s(void **state) {
         fail_msg("%s vec_dot_i8s row %lld: %g vs %g", sets[k]->name, (long long)r, v, ref[r]);
     }
   }
-  tl_weight w = {.type = TL_TYPE_I8, .rows = rows, .cols = cols, .row_bytes = (size_t)cols,
-                 .data = q, .scales = sc};
+  tl_weight w = {.type = TL_TYPE_I8,
+                 .rows = rows,
+                 .cols = cols,
+                 .row_bytes = (size_t)cols,
+                 .data = q,
+                 .scales = sc};
   tl_pool *pool;
   assert_int_equal(tl_pool_new(2, &pool), TL_OK);
   float y[7], row[320];
@@ -320,8 +394,12 @@ static void test_i8s(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_i8s),
-      cmocka_unit_test(test_vec_dot_vs_float64), cmocka_unit_test(test_matmul_threads),
-      cmocka_unit_test(test_axpy),              cmocka_unit_test(test_f16_exhaustive),     cmocka_unit_test(test_bf16),
+      cmocka_unit_test(test_vec_dot_vs_float64),
+      cmocka_unit_test(test_matmul_threads),
+      cmocka_unit_test(test_axpy),
+      cmocka_unit_test(test_att_kernels),
+      cmocka_unit_test(test_f16_exhaustive),
+      cmocka_unit_test(test_bf16),
       cmocka_unit_test(test_q8_0_rule),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,7 +32,8 @@ AVX2 static float avx2_dot_f32(const void *row, const float *x, int64_t n) {
     a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
     a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
   }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+  for (; i + 8 <= n; i += 8)
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
   float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
   for (; i < n; i++) s += w[i] * x[i];
   return s;
@@ -131,6 +132,18 @@ AVX2 static void avx2_axpy_f16(float a, const void *xv, float *y, int64_t n) {
 
 /* ---- AVX-512 -------------------------------------------------------------- */
 
+/* The sum of v's lanes in a fixed order: the 256-bit halves, the 128-bit
+ * halves, lanes (0, 2) and (1, 3), then those two (the order of GCC's
+ * _mm512_reduce_add_ps, written out so that it does not depend on the
+ * compiler: attn_x86.c makes the same additions for 8 vectors at once). */
+AVX512 static inline float hsum512(__m512 v) {
+  const __m256 t3 = _mm256_add_ps(_mm512_castps512_ps256(v),
+                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  const __m128 t6 = _mm_add_ps(_mm256_castps256_ps128(t3), _mm256_extractf128_ps(t3, 1));
+  const __m128 t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+  return _mm_cvtss_f32(_mm_add_ss(t8, _mm_movehdup_ps(t8)));
+}
+
 AVX512 static float avx512_dot_f32(const void *row, const float *x, int64_t n) {
   const float *w = row;
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
@@ -145,7 +158,7 @@ AVX512 static float avx512_dot_f32(const void *row, const float *x, int64_t n) {
       a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + i), _mm512_maskz_loadu_ps(m, x + i), a0);
     }
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+  return hsum512(_mm512_add_ps(a0, a1));
 }
 
 AVX512 static float avx512_dot_f16(const void *row, const float *x, int64_t n) {
@@ -230,6 +243,7 @@ void tl_cpu_fill_avx512(tl_cpu_kernels *k) {
   k->vec_dot[TL_TYPE_BF16] = avx512_dot_bf16;
   k->vec_dot[TL_TYPE_Q8_0] = avx512_dot_q8_0;
   k->vec_dot_i8s = avx512_dot_i8s;
+  tl_cpu_fill_avx512_attn(k);
 }
 
 bool tl_cpu_has_avx2(void) {
