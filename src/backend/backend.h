@@ -125,6 +125,9 @@ void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, c
 
 /* n halves to floats (vectorized when the CPU allows). */
 void tl_cpu_f16_to_f32(const void *src, float *dst, int64_t n);
+/* n values (a multiple of 32) of Q8_0 blocks to floats, bit-identical to
+ * tl_dequant_q8_0 (vectorized when the CPU allows). */
+void tl_cpu_q8_0_to_f32(const void *src, float *dst, int64_t n);
 
 /* Row i of W as float32 into out[cols]. */
 void tl_weight_row_f32(const tl_weight *w, int64_t i, float *out);

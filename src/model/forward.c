@@ -109,7 +109,7 @@ static void kv_tile(const tl_context *c, const void *cache, int layer, int seq, 
   else if (c->kv_type == TL_KV_F16)
     tl_cpu_f16_to_f32(src, dst, cnt);
   else
-    tl_dequant_q8_0(src, dst, cnt);
+    tl_cpu_q8_0_to_f32(src, dst, cnt);
 }
 
 /* The largest of m and x[0..n): four running maxima, which give the same

@@ -249,6 +249,29 @@ static void test_att_kernels(void **state) {
   free(o2);
 }
 
+/* The bulk Q8_0 conversion of KV cache tiles against tl_dequant_q8_0, bit for
+ * bit: every int8 value, every finite f16 scale. */
+static void test_q8_0_to_f32(void **state) {
+  (void)state;
+  enum { NB = 2048 };
+  tl_block_q8_0 *b = malloc(sizeof(tl_block_q8_0) * NB);
+  float *want = malloc(sizeof(float) * NB * TL_QK8_0), *got = malloc(sizeof(float) * NB * TL_QK8_0);
+  for (uint32_t h0 = 0; h0 < 65536; h0 += NB) {
+    for (int i = 0; i < NB; i++) {
+      uint16_t h = (uint16_t)(h0 + (uint32_t)i);
+      if ((h & 0x7c00) == 0x7c00) h = 0x3c00; /* inf / NaN scales: 1.0 instead */
+      memcpy(&b[i].d, &h, 2);
+      for (int j = 0; j < TL_QK8_0; j++) b[i].qs[j] = (int8_t)((i * 37 + j * 11) & 0xff);
+    }
+    tl_dequant_q8_0(b, want, (int64_t)NB * TL_QK8_0);
+    tl_cpu_q8_0_to_f32(b, got, (int64_t)NB * TL_QK8_0);
+    assert_memory_equal(got, want, sizeof(float) * NB * TL_QK8_0);
+  }
+  free(b);
+  free(want);
+  free(got);
+}
+
 static void test_f16_exhaustive(void **state) {
   (void)state;
   for (uint32_t h = 0; h < 65536; h++) {
@@ -398,6 +421,7 @@ int main(void) {
       cmocka_unit_test(test_matmul_threads),
       cmocka_unit_test(test_axpy),
       cmocka_unit_test(test_att_kernels),
+      cmocka_unit_test(test_q8_0_to_f32),
       cmocka_unit_test(test_f16_exhaustive),
       cmocka_unit_test(test_bf16),
       cmocka_unit_test(test_q8_0_rule),
