@@ -266,6 +266,19 @@ INLINE int32x4_t hsum4(const int32x4_t v[4], const int T) {
  * and only valid lanes are stored) or T = 1 for one token (in every lane). */
 #define TOK_CHUNK 64
 
+/* The valid lanes of a row tile's accumulators (acc[q][r], lane t: token
+ * 4 q + t of the chunk at c0; rows r0..r0 + 3) into y. */
+static inline void store_tiles(float32x4_t acc[TOK_CHUNK / 4][4], int ntt, int64_t tn, int64_t nr,
+                               int64_t c0, int64_t r0, float *y, int64_t ldy) {
+  const int mr = (int)min64(4, nr - r0);
+  for (int q = 0; q < ntt; q++) {
+    float o[4][4];
+    for (int r = 0; r < 4; r++) vst1q_f32(o[r], acc[q][r]);
+    for (int t = 0; t < 4 && 4 * q + t < tn; t++)
+      for (int r = 0; r < mr; r++) y[(c0 + 4 * q + t) * ldy + r0 + r] = o[r][t];
+  }
+}
+
 /* ---- the integer kernels, twice ----------------------------------------------------- */
 
 /* Baseline: SMULL + SMLAL2 (two products per int16 lane: |w a| <= 128 * 127,

@@ -57,13 +57,7 @@ TGT INLINE void SFX(gemm32)(kind32 k, const void *w, size_t ldw, int64_t nr, con
           SFX(g32_tile)(k, wb, xr, n, i, acc[q], 4);
         }
       }
-      const int mr = (int)min64(4, nr - r0);
-      for (int q = 0; q < ntt; q++) {
-        float o[4][4];
-        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) vst1q_f32(o[r], acc[q][r]);
-        for (int t = 0; t < 4 && 4 * q + t < tn; t++)
-          for (int r = 0; r < mr; r++) y[(c0 + 4 * q + t) * ldy + r0 + r] = o[r][t];
-      }
+      store_tiles(acc, ntt, tn, nr, c0, r0, y, ldy);
     }
   }
 }
@@ -149,13 +143,7 @@ TGT INLINE void SFX(gemmk)(void (*unpack)(const uint8_t *, kblk *), size_t bsz, 
           SFX(gk_tile)(has_min, kb, xr, n, i, acc[q], 4);
         }
       }
-      const int mr = (int)min64(4, nr - r0);
-      for (int q = 0; q < ntt; q++) {
-        float o[4][4];
-        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) vst1q_f32(o[r], acc[q][r]);
-        for (int t = 0; t < 4 && 4 * q + t < tn; t++)
-          for (int r = 0; r < mr; r++) y[(c0 + 4 * q + t) * ldy + r0 + r] = o[r][t];
-      }
+      store_tiles(acc, ntt, tn, nr, c0, r0, y, ldy);
     }
   }
 }

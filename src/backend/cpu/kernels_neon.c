@@ -9,6 +9,7 @@
  * (`make test-neon`). */
 #if defined(__aarch64__)
 #include <arm_neon.h>
+#include <string.h>
 
 #include "backend/cpu/qkernels.h"
 
@@ -32,57 +33,47 @@ static inline float32x4_t ld_bf16x4(const uint8_t *p) {
 
 /* ---- f32 activations --------------------------------------------------------------- */
 
+/* Four weights of a float type as floats, and one. */
+static inline float32x4_t ld_w4(uint32_t type, const uint8_t *p) {
+  if (type == TL_TYPE_F32) return ld_f32(p);
+  return type == TL_TYPE_F16 ? ld_f16x4(p) : ld_bf16x4(p);
+}
+static inline float ld_w1(uint32_t type, const uint8_t *p) {
+  if (type == TL_TYPE_F32) {
+    float f;
+    memcpy(&f, p, sizeof f);
+    return f;
+  }
+  const uint16_t h = tl_rd_u16(p);
+  return type == TL_TYPE_F16 ? tl_f16_to_f32(h) : tl_bf16_to_f32(h);
+}
+
+/* dot(row, x) for F32 / F16 / BF16 rows: four accumulators over 16 values a
+ * step, then 4 at a time, then one at a time. */
+static inline float dot_fl(uint32_t type, const uint8_t *w, const float *x, int64_t n) {
+  const size_t es = type == TL_TYPE_F32 ? 4 : 2;
+  float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = vfmaq_f32(a0, ld_w4(type, w + es * (size_t)i), vld1q_f32(x + i));
+    a1 = vfmaq_f32(a1, ld_w4(type, w + es * (size_t)(i + 4)), vld1q_f32(x + i + 4));
+    a2 = vfmaq_f32(a2, ld_w4(type, w + es * (size_t)(i + 8)), vld1q_f32(x + i + 8));
+    a3 = vfmaq_f32(a3, ld_w4(type, w + es * (size_t)(i + 12)), vld1q_f32(x + i + 12));
+  }
+  for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, ld_w4(type, w + es * (size_t)i), vld1q_f32(x + i));
+  float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+  for (; i < n; i++) s += ld_w1(type, w + es * (size_t)i) * x[i];
+  return s;
+}
+
 static float neon_dot_f32(const void *row, const float *x, int64_t n) {
-  const float *w = row;
-  float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    a0 = vfmaq_f32(a0, ld_f32(w + i), vld1q_f32(x + i));
-    a1 = vfmaq_f32(a1, ld_f32(w + i + 4), vld1q_f32(x + i + 4));
-    a2 = vfmaq_f32(a2, ld_f32(w + i + 8), vld1q_f32(x + i + 8));
-    a3 = vfmaq_f32(a3, ld_f32(w + i + 12), vld1q_f32(x + i + 12));
-  }
-  for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, ld_f32(w + i), vld1q_f32(x + i));
-  float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-  for (; i < n; i++) s += w[i] * x[i];
-  return s;
+  return dot_fl(TL_TYPE_F32, row, x, n);
 }
-
 static float neon_dot_f16(const void *row, const float *x, int64_t n) {
-  const uint8_t *w = row;
-  float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const uint8x16_t v0 = vld1q_u8(w + 2 * i), v1 = vld1q_u8(w + 2 * i + 16);
-    const float16x8_t h0 = vreinterpretq_f16_u8(v0), h1 = vreinterpretq_f16_u8(v1);
-    a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h0)), vld1q_f32(x + i));
-    a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h0), vld1q_f32(x + i + 4));
-    a2 = vfmaq_f32(a2, vcvt_f32_f16(vget_low_f16(h1)), vld1q_f32(x + i + 8));
-    a3 = vfmaq_f32(a3, vcvt_high_f32_f16(h1), vld1q_f32(x + i + 12));
-  }
-  for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, ld_f16x4(w + 2 * i), vld1q_f32(x + i));
-  float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-  for (; i < n; i++) s += tl_f16_to_f32(tl_rd_u16(w + 2 * i)) * x[i];
-  return s;
+  return dot_fl(TL_TYPE_F16, row, x, n);
 }
-
 static float neon_dot_bf16(const void *row, const float *x, int64_t n) {
-  const uint8_t *w = row;
-  float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const uint16x8_t v0 = vreinterpretq_u16_u8(vld1q_u8(w + 2 * i));
-    const uint16x8_t v1 = vreinterpretq_u16_u8(vld1q_u8(w + 2 * i + 16));
-    a0 = vfmaq_f32(a0, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(v0), 16)), vld1q_f32(x + i));
-    a1 = vfmaq_f32(a1, vreinterpretq_f32_u32(vshll_high_n_u16(v0, 16)), vld1q_f32(x + i + 4));
-    a2 = vfmaq_f32(a2, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(v1), 16)),
-                   vld1q_f32(x + i + 8));
-    a3 = vfmaq_f32(a3, vreinterpretq_f32_u32(vshll_high_n_u16(v1, 16)), vld1q_f32(x + i + 12));
-  }
-  for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, ld_bf16x4(w + 2 * i), vld1q_f32(x + i));
-  float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-  for (; i < n; i++) s += tl_bf16_to_f32(tl_rd_u16(w + 2 * i)) * x[i];
-  return s;
+  return dot_fl(TL_TYPE_BF16, row, x, n);
 }
 
 /* Sixteen int8 as four float vectors. */
