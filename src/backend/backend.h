@@ -39,6 +39,9 @@ typedef void (*tl_axpy_fn)(float a, const void *x, float *y, int64_t n);
  *   att_accum:  for r = 0..n-1: axpy[F32](p[g * ldp + r], v row r, o + g * hd). */
 typedef void (*tl_att_scores_fn)(const float *k, int n, const float *q, int nq, int hd, float scale,
                                  float *s, int64_t lds);
+/* y[i] = expf(x[i] - m) for i < n (y may be x): bit for bit what the C
+ * library's expf returns, whichever set computes it (the scalar set calls it). */
+typedef void (*tl_exp_sub_fn)(const float *x, float m, float *y, int64_t n);
 typedef void (*tl_att_accum_fn)(const float *v, int n, const float *p, int64_t ldp, int nq, int hd,
                                 float *o);
 
@@ -88,6 +91,7 @@ typedef struct tl_cpu_kernels {
   tl_axpy_fn axpy[TL_TYPE_COUNT];
   tl_att_scores_fn att_scores;
   tl_att_accum_fn att_accum;
+  tl_exp_sub_fn exp_sub;
   tl_vec_dot_i8s_fn vec_dot_i8s;
   /* Matrix-matrix kernels; NULL: tl_cpu_matmul uses vec_dot per row and token. */
   tl_gemm_fn gemm[TL_TYPE_COUNT];

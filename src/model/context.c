@@ -117,7 +117,7 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   if (tile_env && atoi(tile_env) >= 1 && atoi(tile_env) <= TL_ATT_TILE)
     c->att_tile = atoi(tile_env);
   c->att_scratch_per_thread =
-      2 * (size_t)TL_ATT_TILE * hp->head_dim + group * TL_ATT_TILE + 2 * group + 16;
+      2 * (size_t)TL_ATT_TILE * hp->head_dim + group * TL_ATT_TILE + 3 * group + 16;
   c->att_scratch = alloc_floats((size_t)p.n_threads * c->att_scratch_per_thread);
   if (!c->k_cache || !c->v_cache || !c->seq_len || !c->x || !c->xn || !c->xb || !c->q || !c->k ||
       !c->v || !c->att || !c->ffn_a || !c->ffn_b || !c->att_scratch) {

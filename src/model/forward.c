@@ -129,6 +129,26 @@ static float max_of(const float *x, int n, float m) {
   return m2 > m0 ? m2 : m0;
 }
 
+/* sum[g] = sum[g] * corr[g] + p[g][0] + p[g][1] + ... + p[g][n - 1] for the
+ * rows p[g] (ldp apart) of g < group: each sum in position order, as one
+ * loop per row makes it, but eight rows side by side, so that their additions
+ * overlap (rows past the last repeat it; their sums are dropped). */
+static void sum_probs(const float *p, int64_t ldp, int group, int n, const float *corr,
+                      float *sum) {
+  for (int g0 = 0; g0 < group; g0 += 8) {
+    const float *row[8];
+    float l[8];
+    for (int j = 0; j < 8; j++) {
+      const int g = g0 + j < group ? g0 + j : group - 1;
+      row[j] = p + (size_t)g * (size_t)ldp;
+      l[j] = sum[g] * corr[g];
+    }
+    for (int r = 0; r < n; r++)
+      _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) l[j] += row[j][r];
+    for (int j = 0; j < 8 && g0 + j < group; j++) sum[g0 + j] = l[j];
+  }
+}
+
 /* Tiled attention with an online softmax ("flash" attention): one job is a
  * token and a kv head, serving the query heads that share it (GQA). K and V
  * are read in tiles of TL_ATT_TILE positions, converted to f32 once per tile
@@ -148,7 +168,7 @@ static void attn_run(void *arg, int ith, int nth) {
   const int tile = c->att_tile;
   float *vt = kt + (size_t)TL_ATT_TILE * hd;
   float *sc = vt + (size_t)TL_ATT_TILE * hd; /* [group][TL_ATT_TILE] */
-  float *mx = sc + (size_t)group * TL_ATT_TILE, *sum = mx + group;
+  float *mx = sc + (size_t)group * TL_ATT_TILE, *sum = mx + group, *corr = sum + group;
   tl_vec_dot_fn dot = c->kernels->vec_dot[TL_TYPE_F32];
   tl_axpy_fn axpy = c->kernels->axpy[TL_TYPE_F32];
   const bool in_place = c->kv_type == TL_KV_F32;
@@ -191,15 +211,13 @@ static void attn_run(void *arg, int ith, int nth) {
           for (int r = 0; r < n; r++) sg[r] = cap * tanhf(sg[r] / cap);
         const float m = max_of(sg, n, mx[g]);
         /* rescale what was accumulated under the old maximum */
-        const float corr = expf(mx[g] - m);
-        if (corr != 1.0f)
-          for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= corr;
-        for (int r = 0; r < n; r++) sg[r] = expf(sg[r] - m);
-        float l = sum[g] * corr;
-        for (int r = 0; r < n; r++) l += sg[r]; /* in order, whatever the kernel set */
+        corr[g] = expf(mx[g] - m);
+        if (corr[g] != 1.0f)
+          for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= corr[g];
+        kn->exp_sub(sg, m, sg, n);
         mx[g] = m;
-        sum[g] = l;
       }
+      sum_probs(sc, TL_ATT_TILE, group, n, corr, sum);
       if (in_place)
         vr = (const float *)(const void *)((const uint8_t *)c->v_cache + at);
       else

@@ -251,6 +251,81 @@ static void test_att_kernels(void **state) {
 
 /* The bulk Q8_0 conversion of KV cache tiles against tl_dequant_q8_0, bit for
  * bit: every int8 value, every finite f16 scale. */
+/* y and e the same float bits (any NaN matching any NaN). */
+static bool same_float(float y, float e) {
+  return memcmp(&y, &e, sizeof y) == 0 || (isnan(y) && isnan(e));
+}
+
+/* exp_sub of every set is bit for bit the C library's expf(x - m): on random
+ * scores and maxima at odd lengths (in place and not), on a sweep over all
+ * float bit patterns, and on the edges of its range. */
+static void test_exp_sub(void **state) {
+  (void)state;
+  const tl_cpu_kernels *sets[8];
+  const int n_sets = tl_cpu_kernel_sets(sets, 8);
+  enum { N = 4096 };
+  float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+  assert_non_null(x);
+  assert_non_null(y);
+  int simd = 0;
+  for (int c = 0; c < n_sets; c++) {
+    const tl_cpu_kernels *ks = sets[c];
+    assert_non_null(ks->exp_sub);
+    if (ks->exp_sub != tl_cpu_kernels_scalar()->exp_sub) simd++;
+    for (int n = 1; n <= 77; n += 4) {
+      for (int rep = 0; rep < 20; rep++) {
+        const float m = 12.0f * frand(), spread = rep < 10 ? 4.0f : 110.0f;
+        for (int i = 0; i < n; i++) x[i] = m + spread * frand() - (rep & 1 ? spread : 0.0f);
+        ks->exp_sub(x, m, y, n);
+        for (int i = 0; i < n; i++)
+          if (!same_float(y[i], expf(x[i] - m)))
+            fail_msg("%s exp_sub n=%d x=%a m=%a: %a, expf %a", ks->name, n, (double)x[i], (double)m,
+                     (double)y[i], (double)expf(x[i] - m));
+      }
+    }
+    /* in place: the results are those of a separate output */
+    for (int i = 0; i < 300; i++) x[i] = 20.0f * frand() - 10.0f;
+    memcpy(y, x, sizeof(float) * 300);
+    ks->exp_sub(x, 1.5f, x, 300);
+    for (int i = 0; i < 300; i++)
+      if (!same_float(x[i], expf(y[i] - 1.5f))) fail_msg("%s exp_sub in place i=%d", ks->name, i);
+    /* every 9973rd float bit pattern, m = 0 */
+    for (uint64_t u = 0; u <= 0xffffffffull;) {
+      int n = 0;
+      for (; n < N && u <= 0xffffffffull; n++, u += 9973) {
+        const uint32_t bits = (uint32_t)u;
+        memcpy(&x[n], &bits, sizeof bits);
+      }
+      ks->exp_sub(x, 0.0f, y, n);
+      for (int i = 0; i < n; i++)
+        if (!same_float(y[i], expf(x[i])))
+          fail_msg("%s exp_sub x=%a: %a, expf %a", ks->name, (double)x[i], (double)y[i],
+                   (double)expf(x[i]));
+    }
+    const float edge[] = {0.0f,       -0.0f,      1.0f,       -1.0f,     1e-30f,    -1e-30f,
+                          88.0f,      88.72283f,  88.722839f, 88.7229f,  89.0f,     -87.0f,
+                          -87.33654f, -87.33655f, -87.3366f,  -95.0f,    -103.97f,  -103.9721f,
+                          -103.98f,   -104.0f,    -150.0f,    INFINITY,  -INFINITY, NAN,
+                          1e-45f,     -1e-45f,    0x1p-126f,  -0x1p-126f};
+    const int ne = (int)(sizeof edge / sizeof edge[0]);
+    for (int shift = 0; shift < 3; shift++) { /* each edge in every lane position */
+      for (int i = 0; i < ne + shift; i++) x[i] = i < shift ? 0.5f : edge[i - shift];
+      ks->exp_sub(x, 0.0f, y, ne + shift);
+      for (int i = 0; i < ne + shift; i++)
+        if (!same_float(y[i], expf(x[i])))
+          fail_msg("%s exp_sub edge x=%a: %a, expf %a", ks->name, (double)x[i], (double)y[i],
+                   (double)expf(x[i]));
+    }
+  }
+#if defined(__x86_64__) && defined(__GLIBC__)
+  /* the AVX-512 sets install their kernel when it agrees with glibc's expf */
+  if (tl_cpu_has_avx512()) assert_true(simd >= 1);
+#endif
+  (void)simd;
+  free(x);
+  free(y);
+}
+
 static void test_q8_0_to_f32(void **state) {
   (void)state;
   enum { NB = 2048 };
@@ -421,6 +496,7 @@ int main(void) {
       cmocka_unit_test(test_matmul_threads),
       cmocka_unit_test(test_axpy),
       cmocka_unit_test(test_att_kernels),
+      cmocka_unit_test(test_exp_sub),
       cmocka_unit_test(test_q8_0_to_f32),
       cmocka_unit_test(test_f16_exhaustive),
       cmocka_unit_test(test_bf16),

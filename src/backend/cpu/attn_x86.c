@@ -12,6 +12,8 @@
  * fused multiply-add per row in row order, as axpy does. */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include <math.h>
+#include <string.h>
 
 #include "backend/cpu/qkernels.h"
 
@@ -156,8 +158,108 @@ AVX512 static void avx512_att_accum(const float *v, int n, const float *p, int64
   }
 }
 
+/* ---- exp ------------------------------------------------------------------ */
+
+/* expf(x - m), 8 lanes at a time in double precision: with y = x - m (a float
+ * subtraction, as the scalar loop makes it), e^y = 2^(k/16) e^r for
+ * k = round(16 y / ln 2) and r = y - k ln2/16 (|r| <= ln2/32); e^r comes from
+ * its Taylor polynomial to r^5 (truncation error below 2^-42), 2^(k/16) from
+ * the table of 2^(i/16) scaled by 2^(k div 16) in the exponent bits. The double
+ * result is within 2^-41 (relative) of e^y, so rounding it to float gives the
+ * correctly rounded e^y except where e^y lies that close to a midpoint between
+ * two floats. The C library's expf (glibc's and musl's: below 0.502 ulp) is
+ * correctly rounded except within 0.002 ulp of such a midpoint. So the lanes
+ * whose double result lies within 2^-8 ulp of a midpoint (about 0.8 % of
+ * them), whose result is a power of two (where the ulp changes), or whose y
+ * is outside [-87, 88] (results that are subnormal, overflow, NaN) are given to
+ * expf itself; every other lane is then exactly expf's value. Before the kernel
+ * is used, exp_sub_agrees() checks that against the library it runs with. */
+static double g_exp2_16[16]; /* 2^(i/16) */
+
+AVX512 static void avx512_exp_sub(const float *x, float m, float *y, int64_t n) {
+  const __m512d t0 = _mm512_loadu_pd(g_exp2_16), t1 = _mm512_loadu_pd(g_exp2_16 + 8);
+  const __m512d to_k = _mm512_set1_pd(16.0 / 0.693147180559945309417232121458176568);
+  const __m512d ln2_16 = _mm512_set1_pd(0.693147180559945309417232121458176568 / 16.0);
+  const __m512d one = _mm512_set1_pd(1.0), c2 = _mm512_set1_pd(1.0 / 2),
+                c3 = _mm512_set1_pd(1.0 / 6), c4 = _mm512_set1_pd(1.0 / 24),
+                c5 = _mm512_set1_pd(1.0 / 120);
+  /* a double result d rounded to f needs expf when |d - f| >= (1/2 - 2^-8) ulp(f) */
+  const __m512d near = _mm512_set1_pd((0.5 - 1.0 / 256) * 0x1p-23);
+  const __m512i expo = _mm512_set1_epi64(0x7ff0000000000000ll);
+  const __m256 vm = _mm256_set1_ps(m), lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __mmask8 lm = n - i >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - i)) - 1);
+    const __m256 yf = _mm256_sub_ps(_mm256_maskz_loadu_ps(lm, x + i), vm);
+    const __m512d yd = _mm512_cvtps_pd(yf);
+    const __m512d kd = _mm512_roundscale_pd(_mm512_mul_pd(yd, to_k), _MM_FROUND_TO_NEAREST_INT);
+    const __m512d r = _mm512_fnmadd_pd(kd, ln2_16, yd);
+    __m512d p = _mm512_fmadd_pd(c5, r, c4);
+    p = _mm512_fmadd_pd(p, r, c3);
+    p = _mm512_fmadd_pd(p, r, c2);
+    p = _mm512_fmadd_pd(p, r, one);
+    p = _mm512_fmadd_pd(p, r, one);
+    const __m512i k = _mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(kd));
+    const __m512d t = _mm512_permutex2var_pd(t0, k, t1); /* 2^((k mod 16) / 16) */
+    const __m512i sc = _mm512_slli_epi64(_mm512_srai_epi64(k, 4), 52);
+    const __m512d d =
+        _mm512_mul_pd(p, _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(t), sc)));
+    const __m256 f = _mm512_cvtpd_ps(d);
+    const __m512d fd = _mm512_cvtps_pd(f);
+    const __m512d ulp = _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(fd), expo));
+    __mmask8 redo = _mm512_cmp_pd_mask(_mm512_abs_pd(_mm512_sub_pd(d, fd)),
+                                       _mm512_mul_pd(ulp, near), _CMP_GE_OQ);
+    redo |= _mm256_cmp_ps_mask(yf, lo, _CMP_NGE_UQ) | _mm256_cmp_ps_mask(yf, hi, _CMP_NLE_UQ);
+    redo |= _mm256_testn_epi32_mask(_mm256_castps_si256(f), _mm256_set1_epi32(0x7fffff));
+    redo &= lm;
+    _mm256_mask_storeu_ps(y + i, lm, f);
+    while (redo) {
+      const int j = __builtin_ctz(redo);
+      redo &= (__mmask8)(redo - 1);
+      y[i + j] = expf(_mm256_cvtss_f32(_mm256_permutexvar_ps(_mm256_set1_epi32(j), yf)));
+    }
+  }
+}
+
+/* Whether avx512_exp_sub gives this C library's expf on a spread of inputs:
+ * 2^16 steps over every float from -104 to 89 (the range where neither
+ * function returns 0 or infinity), plus the edges and specials. */
+static bool exp_sub_agrees(void) {
+  enum { N = 1024 };
+  float x[N], y[N];
+  const uint32_t lo = 0x80000000u, hi = 0xc2d00000u; /* -0 .. -104 */
+  const uint32_t step = (hi - lo) / 32768 + 1;
+  uint32_t u = lo, v = 0;
+  for (int done = 0; done < 65536; done += N) {
+    for (int i = 0; i < N; i++) {
+      const uint32_t bits = (i & 1) ? v : u; /* negatives and positives alternate */
+      memcpy(&x[i], &bits, sizeof bits);
+      if (i & 1)
+        v += 0x42b20000u / 32768; /* 0 .. 89 */
+      else
+        u += step;
+    }
+    avx512_exp_sub(x, 0.0f, y, N);
+    for (int i = 0; i < N; i++) {
+      const float e = expf(x[i]);
+      if (memcmp(&e, &y[i], sizeof e) != 0) return false;
+    }
+  }
+  const float special[] = {0.0f,      -0.0f,    1.0f,     -1.0f,      88.0f,
+                           88.72283f, 88.7229f, -87.0f,   -87.33655f, -103.97208f,
+                           -104.0f,   -150.0f,  INFINITY, -INFINITY,  NAN};
+  const int ns = (int)(sizeof special / sizeof special[0]);
+  avx512_exp_sub(special, 0.0f, y, ns);
+  for (int i = 0; i < ns; i++) {
+    const float e = expf(special[i]);
+    if (memcmp(&e, &y[i], sizeof e) != 0 && !(isnan(e) && isnan(y[i]))) return false;
+  }
+  return true;
+}
+
 void tl_cpu_fill_avx512_attn(tl_cpu_kernels *k) {
   k->att_scores = avx512_att_scores;
   k->att_accum = avx512_att_accum;
+  for (int i = 0; i < 16; i++) g_exp2_16[i] = exp2((double)i / 16);
+  if (exp_sub_agrees()) k->exp_sub = avx512_exp_sub;
 }
 #endif

@@ -1,6 +1,7 @@
 /* Scalar reference dot products: one per weight type. Fast kernels are
  * tested against these. Several accumulators keep the loops cheap without
  * changing the meaning. */
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 
@@ -280,6 +281,10 @@ static void axpy_f16(float a, const void *xv, float *y, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] += a * tl_f16_to_f32(tl_rd_u16(x + 2 * i));
 }
 
+static void exp_sub(const float *x, float m, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = expf(x[i] - m);
+}
+
 static const tl_cpu_kernels g_scalar = {
     .name = "scalar",
     .vec_dot =
@@ -300,6 +305,7 @@ static const tl_cpu_kernels g_scalar = {
         },
     .axpy = {[TL_TYPE_F32] = axpy_f32, [TL_TYPE_F16] = axpy_f16},
     .vec_dot_i8s = dot_i8s,
+    .exp_sub = exp_sub,
     .gemm =
         {
             [TL_TYPE_Q4_0] = tl_gemm_q4_0_scalar,
@@ -316,7 +322,9 @@ static const tl_cpu_kernels g_scalar = {
     .quant_act = {[TL_ACT_Q8_32] = tl_qact_q8_32_scalar, [TL_ACT_Q8_256] = tl_qact_q8_256_scalar},
 };
 
-const tl_cpu_kernels *tl_cpu_kernels_scalar(void) { return &g_scalar; }
+const tl_cpu_kernels *tl_cpu_kernels_scalar(void) {
+  return &g_scalar;
+}
 
 bool tl_cpu_supports_type(uint32_t type) {
   return type < TL_TYPE_COUNT && g_scalar.vec_dot[type] != NULL;
