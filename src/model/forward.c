@@ -210,13 +210,15 @@ static void attn_run(void *arg, int ith, int nth) {
         if (cap > 0)
           for (int r = 0; r < n; r++) sg[r] = cap * tanhf(sg[r] / cap);
         const float m = max_of(sg, n, mx[g]);
-        /* rescale what was accumulated under the old maximum */
-        corr[g] = expf(mx[g] - m);
+        corr[g] = mx[g] - m;
+        mx[g] = m;
+        kn->exp_sub(sg, m, sg, n);
+      }
+      /* rescale what was accumulated under the old maxima, by expf(old - new) */
+      kn->exp_sub(corr, 0.0f, corr, group);
+      for (int g = 0; g < group; g++)
         if (corr[g] != 1.0f)
           for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= corr[g];
-        kn->exp_sub(sg, m, sg, n);
-        mx[g] = m;
-      }
       sum_probs(sc, TL_ATT_TILE, group, n, corr, sum);
       if (in_place)
         vr = (const float *)(const void *)((const uint8_t *)c->v_cache + at);
@@ -277,6 +279,7 @@ static void attention(tl_context *c, int il, int n, const int32_t *pos, const in
 }
 
 typedef struct act_task {
+  const tl_cpu_kernels *kn;
   tl_act_kind kind;
   bool gated;
   float *a;       /* gate in, result out */
@@ -289,6 +292,20 @@ static void act_run(void *arg, int ith, int nth) {
   const act_task *t = arg;
   int64_t i0, i1;
   tl_split((int64_t)t->n, ith, nth, &i0, &i1);
+  if (t->kind == TL_ACT_SILU) { /* x / (1 + expf(-x)), with the kernel set's expf */
+    float e[256];
+    for (int64_t c0 = i0; c0 < i1; c0 += 256) {
+      const int64_t n = i1 - c0 < 256 ? i1 - c0 : 256;
+      const float *x = (t->gated ? t->a : t->b) + c0;
+      for (int64_t i = 0; i < n; i++) e[i] = -x[i];
+      t->kn->exp_sub(e, 0.0f, e, n); /* expf(-x - 0) = expf(-x) */
+      if (t->gated)
+        for (int64_t i = 0; i < n; i++) t->a[c0 + i] = x[i] / (1.0f + e[i]) * t->b[c0 + i];
+      else
+        for (int64_t i = 0; i < n; i++) t->a[c0 + i] = x[i] / (1.0f + e[i]);
+    }
+    return;
+  }
   if (t->gated)
     for (int64_t i = i0; i < i1; i++) t->a[i] = act(t->kind, t->a[i]) * t->b[i];
   else
@@ -304,7 +321,7 @@ static void mlp(tl_context *c, int il, int n, const float *xn, float *out) {
   tl_cpu_matmul(c->pool, c->kernels, &L->w_up, xn, n, c->ffn_b, ff);
   add_bias(c->ffn_b, L->b_up, n, ff);
   if (m->arch->gated_ffn) tl_cpu_matmul(c->pool, c->kernels, &L->w_gate, xn, n, c->ffn_a, ff);
-  act_task at = {m->arch->act, m->arch->gated_ffn, c->ffn_a, c->ffn_b, nff};
+  act_task at = {c->kernels, m->arch->act, m->arch->gated_ffn, c->ffn_a, c->ffn_b, nff};
   if (nff >= 32768) /* worth waking the threads (prefill) */
     tl_pool_run(c->pool, act_run, &at);
   else
