@@ -25,6 +25,7 @@ struct tl_pool {
   void *arg;
   void *scratch;
   size_t scratch_cap;
+  float *rates;
 };
 
 typedef struct worker_arg {
@@ -72,10 +73,14 @@ tl_status tl_pool_new(int n_threads, tl_pool **out) {
   atomic_init(&p->pending, 0);
   atomic_init(&p->quit, false);
   p->threads = calloc((size_t)n_threads, sizeof(pthread_t));
-  if (!p->threads) {
+  p->rates = malloc(sizeof(float) * (size_t)n_threads);
+  if (!p->threads || !p->rates) {
+    free(p->threads);
+    free(p->rates);
     free(p);
     return tl_fail(TL_ERR_NOMEM, "out of memory");
   }
+  for (int i = 0; i < n_threads; i++) p->rates[i] = 1.0f;
   for (int i = 1; i < n_threads; i++) {
     worker_arg *wa = malloc(sizeof *wa);
     if (!wa || pthread_create(&p->threads[i], NULL, worker, (wa->p = p, wa->ith = i, wa)) != 0) {
@@ -100,7 +105,12 @@ void tl_pool_free(tl_pool *p) {
   pthread_cond_destroy(&p->cv);
   free(p->threads);
   free(p->scratch);
+  free(p->rates);
   free(p);
+}
+
+float *tl_pool_rates(tl_pool *p) {
+  return p->rates;
 }
 
 void *tl_pool_scratch(tl_pool *p, size_t bytes) {
@@ -114,7 +124,9 @@ void *tl_pool_scratch(tl_pool *p, size_t bytes) {
   return n;
 }
 
-int tl_pool_size(const tl_pool *p) { return p->n; }
+int tl_pool_size(const tl_pool *p) {
+  return p->n;
+}
 
 void tl_pool_run(tl_pool *p, tl_task_fn fn, void *arg) {
   if (p->n == 1) {

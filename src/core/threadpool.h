@@ -25,6 +25,31 @@ void tl_pool_run(tl_pool *p, tl_task_fn fn, void *arg);
  * and must not hold it across another caller's use of the pool. */
 void *tl_pool_scratch(tl_pool *p, size_t bytes);
 
+/* Per-thread speeds (rate[i] for thread i, initially all 1) that a caller
+ * may keep up to date and split work by (tl_split_rated): the pool's cores
+ * need not be equally fast (a shared virtual machine's often are not). Only
+ * thread i writes rate[i], from its task; the caller reads them between runs. */
+float *tl_pool_rates(tl_pool *p);
+
+/* Split n items in proportion to rate[0..nth): the half-open range of
+ * thread ith (ranges in thread order, covering [0, n)). */
+static inline void tl_split_rated(int64_t n, const float *rate, int ith, int nth, int64_t *begin,
+                                  int64_t *end) {
+  double total = 0, before = 0;
+  for (int i = 0; i < nth; i++) {
+    total += rate[i];
+    if (i < ith) before += rate[i];
+  }
+  if (!(total > 0)) { /* no usable rates: even */
+    const int64_t per = n / nth, rem = n % nth;
+    *begin = ith * per + (ith < rem ? ith : rem);
+    *end = *begin + per + (ith < rem ? 1 : 0);
+    return;
+  }
+  *begin = (int64_t)((double)n * before / total + 0.5);
+  *end = ith == nth - 1 ? n : (int64_t)((double)n * (before + rate[ith]) / total + 0.5);
+}
+
 /* Split n items evenly: the half-open range of thread ith. */
 static inline void tl_split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
   int64_t per = n / nth, rem = n % nth;

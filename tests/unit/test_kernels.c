@@ -251,6 +251,31 @@ static void test_att_kernels(void **state) {
 
 /* The bulk Q8_0 conversion of KV cache tiles against tl_dequant_q8_0, bit for
  * bit: every int8 value, every finite f16 scale. */
+/* tl_split_rated: ranges in thread order that cover [0, n) exactly, each
+ * within one item of n * rate / sum of rates (even when no rate is usable). */
+static void test_split_rated(void **state) {
+  (void)state;
+  const float rates[][4] = {
+      {1, 1, 1, 1}, {3, 1, 0, 0}, {0.2f, 5, 1, 1}, {0, 0, 0, 0}, {1, 2, 3, 4}};
+  for (size_t c = 0; c < sizeof rates / sizeof rates[0]; c++)
+    for (int nth = 1; nth <= 4; nth++)
+      for (int64_t n = 0; n < 300; n += 7) {
+        double total = 0;
+        for (int i = 0; i < nth; i++) total += rates[c][i];
+        int64_t prev = 0;
+        for (int i = 0; i < nth; i++) {
+          int64_t b, e;
+          tl_split_rated(n, rates[c], i, nth, &b, &e);
+          assert_int_equal(b, prev);
+          assert_true(e >= b);
+          const double want = total > 0 ? (double)n * rates[c][i] / total : (double)n / nth;
+          assert_true(fabs((double)(e - b) - want) <= 1.0);
+          prev = e;
+        }
+        assert_int_equal(prev, n);
+      }
+}
+
 /* y and e the same float bits (any NaN matching any NaN). */
 static bool same_float(float y, float e) {
   return memcmp(&y, &e, sizeof y) == 0 || (isnan(y) && isnan(e));
@@ -496,6 +521,7 @@ int main(void) {
       cmocka_unit_test(test_matmul_threads),
       cmocka_unit_test(test_axpy),
       cmocka_unit_test(test_att_kernels),
+      cmocka_unit_test(test_split_rated),
       cmocka_unit_test(test_exp_sub),
       cmocka_unit_test(test_q8_0_to_f32),
       cmocka_unit_test(test_f16_exhaustive),

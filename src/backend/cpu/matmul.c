@@ -1,4 +1,8 @@
+#include <time.h>
+
 #include "backend/backend.h"
+
+#define TL_MM_RATED_MAX 16
 
 typedef struct mm_task {
   const tl_cpu_kernels *k;
@@ -12,6 +16,11 @@ typedef struct mm_task {
   tl_quant_act_fn quant;
   void *xa;
   size_t ldx;
+  /* one token's rows split by the threads' measured speeds (rated), which
+   * each thread then updates in rates[ith] */
+  bool rated;
+  float rate[TL_MM_RATED_MAX];
+  float *rates;
 } mm_task;
 
 /* Each thread takes a contiguous range of weight rows; within it, tiles of
@@ -64,12 +73,21 @@ static void mm_quant_run(void *arg, int ith, int nth) {
 #define MM_TOK_BLOCK 64
 
 /* Each thread takes a share of the rows (in multiples of 16) or, when the
- * rows are too few to keep every thread busy, a share of the tokens. */
+ * rows are too few to keep every thread busy, a share of the tokens. For one
+ * token (decode, where every thread streams its rows from memory) the shares
+ * follow the threads' measured speeds, so that a core slowed by a neighbour
+ * on a shared machine does not leave the others waiting at the end. */
 static void mm_gemm_run(void *arg, int ith, int nth) {
   const mm_task *t = arg;
   const tl_weight *w = t->w;
   int64_t r0 = 0, r1 = w->rows, t0 = 0, t1 = t->n_tok;
-  if (t->n_tok < 4 * nth || w->rows >= 64 * nth) {
+  struct timespec ts0 = {0, 0};
+  if (t->rated) {
+    tl_split_rated((w->rows + 15) / 16, t->rate, ith, nth, &r0, &r1);
+    r0 *= 16;
+    r1 = r1 * 16 < w->rows ? r1 * 16 : w->rows;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+  } else if (t->n_tok < 4 * nth || w->rows >= 64 * nth) {
     tl_split((w->rows + 15) / 16, ith, nth, &r0, &r1);
     r0 *= 16;
     r1 = r1 * 16 < w->rows ? r1 * 16 : w->rows;
@@ -85,11 +103,19 @@ static void mm_gemm_run(void *arg, int ith, int nth) {
               t->y + tb * t->ldy + rb, t->ldy);
     }
   }
+  if (t->rated && r1 > r0) { /* this thread's speed: bytes per ns, smoothed */
+    struct timespec ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    const double ns = (double)(ts1.tv_sec - ts0.tv_sec) * 1e9 + (double)(ts1.tv_nsec - ts0.tv_nsec);
+    if (ns > 0)
+      t->rates[ith] =
+          0.8f * t->rates[ith] + 0.2f * (float)((double)(r1 - r0) * (double)w->row_bytes / ns);
+  }
 }
 
 void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, const float *x,
                    int64_t n_tok, float *y, int64_t ldy) {
-  mm_task t = {k, w, x, n_tok, y, ldy, NULL, NULL, NULL, 0};
+  mm_task t = {k, w, x, n_tok, y, ldy, NULL, NULL, NULL, 0, false, {0}, NULL};
   tl_gemm_fn gemm = w->scales || w->type >= TL_TYPE_COUNT ? NULL : k->gemm[w->type];
   if (gemm) {
     const tl_act_fmt fmt = tl_cpu_act_fmt(w->type);
@@ -107,6 +133,19 @@ void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, c
       t.gemm = NULL; /* no scratch: the f32 path */
     }
   }
+  const int nth = tl_pool_size(pool);
+  if (t.gemm && n_tok == 1 && nth > 1 && nth <= TL_MM_RATED_MAX) {
+    t.rated = true;
+    t.rates = tl_pool_rates(pool);
+    /* within a factor of two of the mean, so that no thread's share (and
+     * with it its next measurement) vanishes */
+    float mean = 0;
+    for (int i = 0; i < nth; i++) mean += t.rates[i] / (float)nth;
+    for (int i = 0; i < nth; i++)
+      t.rate[i] = t.rates[i] < 0.5f * mean ? 0.5f * mean
+                  : t.rates[i] > 2 * mean  ? 2 * mean
+                                           : t.rates[i];
+  }
   tl_pool_run(pool, t.gemm ? mm_gemm_run : mm_run, &t);
 }
 
@@ -117,6 +156,5 @@ void tl_weight_row_f32(const tl_weight *w, int64_t i, float *out) {
     for (int64_t c = 0; c < w->cols; c++) out[c] = (float)q[c] / s[c / TL_I8S_GROUP];
     return;
   }
-  tl_type_get(w->type)->to_float((const uint8_t *)w->data + (size_t)i * w->row_bytes, out,
-                                 w->cols);
+  tl_type_get(w->type)->to_float((const uint8_t *)w->data + (size_t)i * w->row_bytes, out, w->cols);
 }
