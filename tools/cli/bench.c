@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 
 #include "torchless.h"
@@ -27,33 +28,47 @@ typedef struct bench_opts {
 
 static volatile uint64_t g_bw_sink;
 
+/* The buffer is read in 4 MiB chunks that the threads take from a shared
+ * counter as they go, so a core that runs slower than the others (common on a
+ * shared virtual machine) takes fewer chunks instead of holding the
+ * measurement to its own pace: the result is what the memory delivers to
+ * `threads` threads, as generation (which splits its rows by the threads'
+ * speeds) can use it. */
+#define BW_CHUNK_WORDS ((size_t)1 << 19)
+
 typedef struct bw_job {
   const uint64_t *p;
-  size_t n; /* words */
+  size_t n_chunks;
+  atomic_size_t *next;
   uint64_t sink;
 } bw_job;
 
 static void *bw_read(void *arg) {
   bw_job *j = arg;
   uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-  for (size_t i = 0; i + 8 <= j->n; i += 8) { /* one 64-byte line per step */
-    a0 ^= j->p[i];
-    a1 ^= j->p[i + 1];
-    a2 ^= j->p[i + 2];
-    a3 ^= j->p[i + 3];
-    a4 ^= j->p[i + 4];
-    a5 ^= j->p[i + 5];
-    a6 ^= j->p[i + 6];
-    a7 ^= j->p[i + 7];
+  for (;;) {
+    const size_t c = atomic_fetch_add(j->next, 1);
+    if (c >= j->n_chunks) break;
+    const uint64_t *p = j->p + c * BW_CHUNK_WORDS;
+    for (size_t i = 0; i < BW_CHUNK_WORDS; i += 8) { /* one 64-byte line per step */
+      a0 ^= p[i];
+      a1 ^= p[i + 1];
+      a2 ^= p[i + 2];
+      a3 ^= p[i + 3];
+      a4 ^= p[i + 4];
+      a5 ^= p[i + 5];
+      a6 ^= p[i + 6];
+      a7 ^= p[i + 7];
+    }
   }
   j->sink = a0 ^ a1 ^ a2 ^ a3 ^ a4 ^ a5 ^ a6 ^ a7;
   return NULL;
 }
 
-/* Best of 5 passes of `threads` threads each reading its share of a 1 GiB
- * buffer; bytes per second, or 0 if the buffer or threads are not available. */
+/* Best of 5 passes of `threads` threads reading a 1 GiB buffer together;
+ * bytes per second, or 0 if the buffer or threads are not available. */
 static double measure_read_bw(int threads) {
-  const size_t bytes = (size_t)1 << 30, words = bytes / 8;
+  const size_t bytes = (size_t)1 << 30, words = bytes / 8, n_chunks = words / BW_CHUNK_WORDS;
   uint64_t *buf = malloc(bytes);
   if (!buf) return 0;
   for (size_t i = 0; i < words; i++) buf[i] = i * 0x9e3779b97f4a7c15ull;
@@ -63,11 +78,12 @@ static double measure_read_bw(int threads) {
   double best = 0;
   uint64_t sink = 0;
   for (int pass = 0; pass < 5; pass++) {
-    size_t per = words / (size_t)threads / 8 * 8;
+    atomic_size_t next;
+    atomic_init(&next, 0);
     int64_t t0 = tl_time_us();
     int started = 0;
     for (int t = 0; t < threads; t++) {
-      jobs[t] = (bw_job){buf + (size_t)t * per, per, 0};
+      jobs[t] = (bw_job){buf, n_chunks, &next, 0};
       if (t == 0 || pthread_create(&th[t], NULL, bw_read, &jobs[t]) == 0)
         started = t + 1;
       else
@@ -77,7 +93,7 @@ static double measure_read_bw(int threads) {
     for (int t = 1; t < started; t++) pthread_join(th[t], NULL);
     double secs = (double)(tl_time_us() - t0) / 1e6;
     for (int t = 0; t < started; t++) sink ^= jobs[t].sink;
-    double bw = secs > 0 ? (double)(per * 8 * (size_t)started) / secs : 0;
+    double bw = secs > 0 ? (double)bytes / secs : 0;
     if (started == threads && bw > best) best = bw;
   }
   free(buf);
