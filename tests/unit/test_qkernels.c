@@ -277,14 +277,15 @@ static void test_avx2_gemm_complete(void **state) {
   }
 }
 
-/* tl_cpu_matmul of every set on 1..3 threads (row split, token split, ldy >
- * rows) against the scalar set on one thread. */
+/* tl_cpu_matmul of every set on 1..3 threads (row split, also by uneven
+ * thread speeds; token split; ldy > rows) against the scalar set on one
+ * thread. */
 static void test_matmul_splits(void **state) {
   (void)state;
   const tl_cpu_kernels *sets[8];
   int n_sets = tl_cpu_kernel_sets(sets, 8);
-  const int64_t shapes[][3] = {
-      {7, 1, 256}, {33, 13, 512}, {300, 5, 256}, {20, 40, 256}, {130, 70, 768}};
+  const int64_t shapes[][3] = {{7, 1, 256},   {301, 1, 512}, {33, 13, 512},
+                               {300, 5, 256}, {20, 40, 256}, {130, 70, 768}};
   uint32_t types[TL_TYPE_COUNT];
   int n_types = 0;
   for (uint32_t t = 0; t < TL_TYPE_COUNT; t++)
@@ -311,6 +312,9 @@ static void test_matmul_splits(void **state) {
         tl_cpu_matmul(pool1, &ref_k, &w, x, ntok, ref, ldy);
         for (int p = 0; p < 3; p++) {
           for (int64_t i = 0; i < ntok * ldy; i++) y[i] = -7.0f;
+          /* uneven thread speeds, as one-token matmuls split rows by them */
+          float *rate = tl_pool_rates(pools[p]);
+          for (int i = 0; i <= p; i++) rate[i] = (float)(1 + (i + (int)si) % 3) * (i == p ? 4 : 1);
           tl_cpu_matmul(pools[p], sets[k], &w, x, ntok, y, ldy);
           for (int64_t t = 0; t < ntok; t++)
             for (int64_t r = 0; r < ldy; r++) {
@@ -366,12 +370,9 @@ static void test_expected_sets(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_quant_act),
-      cmocka_unit_test(test_scalar_vs_float64),
-      cmocka_unit_test(test_gemm_vs_scalar),
-      cmocka_unit_test(test_vnni_gemm_complete),
-      cmocka_unit_test(test_avx2_gemm_complete),
-      cmocka_unit_test(test_matmul_splits),
+      cmocka_unit_test(test_quant_act),          cmocka_unit_test(test_scalar_vs_float64),
+      cmocka_unit_test(test_gemm_vs_scalar),     cmocka_unit_test(test_vnni_gemm_complete),
+      cmocka_unit_test(test_avx2_gemm_complete), cmocka_unit_test(test_matmul_splits),
       cmocka_unit_test(test_expected_sets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
