@@ -39,11 +39,12 @@ typedef void (*tl_axpy_fn)(float a, const void *x, float *y, int64_t n);
  *   att_accum:  for r = 0..n-1: axpy[F32](p[g * ldp + r], v row r, o + g * hd). */
 typedef void (*tl_att_scores_fn)(const float *k, int n, const float *q, int nq, int hd, float scale,
                                  float *s, int64_t lds);
+typedef void (*tl_att_accum_fn)(const float *v, int n, const float *p, int64_t ldp, int nq, int hd,
+                                float *o);
+
 /* y[i] = expf(x[i] - m) for i < n (y may be x): bit for bit what the C
  * library's expf returns, whichever set computes it (the scalar set calls it). */
 typedef void (*tl_exp_sub_fn)(const float *x, float m, float *y, int64_t n);
-typedef void (*tl_att_accum_fn)(const float *v, int n, const float *p, int64_t ldp, int nq, int hd,
-                                float *o);
 
 /* dot(int8 row q[n] with scales[n / 64] (value = q / scale), x[n]) for n a
  * multiple of 64. */

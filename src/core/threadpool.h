@@ -31,6 +31,13 @@ void *tl_pool_scratch(tl_pool *p, size_t bytes);
  * thread i writes rate[i], from its task; the caller reads them between runs. */
 float *tl_pool_rates(tl_pool *p);
 
+/* Split n items evenly: the half-open range of thread ith. */
+static inline void tl_split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
+  int64_t per = n / nth, rem = n % nth;
+  *begin = ith * per + (ith < rem ? ith : rem);
+  *end = *begin + per + (ith < rem ? 1 : 0);
+}
+
 /* Split n items in proportion to rate[0..nth): the half-open range of
  * thread ith (ranges in thread order, covering [0, n)). */
 static inline void tl_split_rated(int64_t n, const float *rate, int ith, int nth, int64_t *begin,
@@ -41,20 +48,11 @@ static inline void tl_split_rated(int64_t n, const float *rate, int ith, int nth
     if (i < ith) before += rate[i];
   }
   if (!(total > 0)) { /* no usable rates: even */
-    const int64_t per = n / nth, rem = n % nth;
-    *begin = ith * per + (ith < rem ? ith : rem);
-    *end = *begin + per + (ith < rem ? 1 : 0);
+    tl_split(n, ith, nth, begin, end);
     return;
   }
   *begin = (int64_t)((double)n * before / total + 0.5);
   *end = ith == nth - 1 ? n : (int64_t)((double)n * (before + rate[ith]) / total + 0.5);
-}
-
-/* Split n items evenly: the half-open range of thread ith. */
-static inline void tl_split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
-  int64_t per = n / nth, rem = n % nth;
-  *begin = ith * per + (ith < rem ? ith : rem);
-  *end = *begin + per + (ith < rem ? 1 : 0);
 }
 
 #endif

@@ -23,9 +23,10 @@ static void *alloc_cache(size_t n, size_t size) {
   size_t total;
   if (!tl_mul_size(n, size, &total)) return NULL;
   if (total < 2 * huge) return malloc(total ? total : 1);
-  void *p = aligned_alloc(huge, (total + huge - 1) / huge * huge);
+  const size_t whole = (total + huge - 1) / huge * huge; /* aligned_alloc wants a multiple */
+  void *p = aligned_alloc(huge, whole);
 #ifdef MADV_HUGEPAGE
-  if (p) madvise(p, (total + huge - 1) / huge * huge, MADV_HUGEPAGE);
+  if (p) madvise(p, whole, MADV_HUGEPAGE);
 #endif
   return p;
 }

@@ -249,8 +249,6 @@ static void test_att_kernels(void **state) {
   free(o2);
 }
 
-/* The bulk Q8_0 conversion of KV cache tiles against tl_dequant_q8_0, bit for
- * bit: every int8 value, every finite f16 scale. */
 /* tl_split_rated: ranges in thread order that cover [0, n) exactly, each
  * within one item of n * rate / sum of rates (even when no rate is usable). */
 static void test_split_rated(void **state) {
@@ -351,6 +349,8 @@ static void test_exp_sub(void **state) {
   free(y);
 }
 
+/* The bulk Q8_0 conversion of KV cache tiles against tl_dequant_q8_0, bit for
+ * bit: every int8 value, every finite f16 scale. */
 static void test_q8_0_to_f32(void **state) {
   (void)state;
   enum { NB = 2048 };

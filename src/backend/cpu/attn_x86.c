@@ -256,10 +256,16 @@ static bool exp_sub_agrees(void) {
   return true;
 }
 
+/* Called for each AVX-512 set, once, from the kernel selection's one-time
+ * initialization: the table and the check are made by the first call. */
 void tl_cpu_fill_avx512_attn(tl_cpu_kernels *k) {
+  static int agrees = -1;
   k->att_scores = avx512_att_scores;
   k->att_accum = avx512_att_accum;
-  for (int i = 0; i < 16; i++) g_exp2_16[i] = exp2((double)i / 16);
-  if (exp_sub_agrees()) k->exp_sub = avx512_exp_sub;
+  if (agrees < 0) {
+    for (int i = 0; i < 16; i++) g_exp2_16[i] = exp2((double)i / 16);
+    agrees = exp_sub_agrees();
+  }
+  if (agrees) k->exp_sub = avx512_exp_sub;
 }
 #endif
