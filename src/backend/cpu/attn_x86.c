@@ -160,62 +160,69 @@ AVX512 static void avx512_att_accum(const float *v, int n, const float *p, int64
 
 /* ---- exp ------------------------------------------------------------------ */
 
-/* expf(x - m), 8 lanes at a time in double precision: with y = x - m (a float
- * subtraction, as the scalar loop makes it), e^y = 2^(k/16) e^r for
- * k = round(16 y / ln 2) and r = y - k ln2/16 (|r| <= ln2/32); e^r comes from
- * its Taylor polynomial to r^5 (truncation error below 2^-42), 2^(k/16) from
- * the table of 2^(i/16) scaled by 2^(k div 16) in the exponent bits. The double
- * result is within 2^-41 (relative) of e^y, so rounding it to float gives the
- * correctly rounded e^y except where e^y lies that close to a midpoint between
- * two floats. The C library's expf (glibc's and musl's: below 0.502 ulp) is
- * correctly rounded except within 0.002 ulp of such a midpoint. So the lanes
- * whose double result lies within 2^-8 ulp of a midpoint (about 0.8 % of
- * them), whose result is a power of two (where the ulp changes), or whose y
- * is outside [-87, 88] (results that are subnormal, overflow, NaN) are given to
- * expf itself; every other lane is then exactly expf's value. Before the kernel
- * is used, exp_sub_agrees() checks that against the library it runs with. */
-static double g_exp2_16[16]; /* 2^(i/16) */
+/* expf(x - m), by the algorithm of the C library's expf: glibc (2.28 and
+ * later) uses the one from Arm's optimized-routines, and on a machine with FMA
+ * its x86-64 build runs the variant compiled with fused multiply-adds. With
+ * y = x - m (a float subtraction, as the scalar loop makes it), in double
+ * precision: k = round(32 y / ln 2) by adding and removing 1.5 * 2^52 to the
+ * fused product, r = 32 y / ln 2 - k (fused), 2^(k/32) from the table of the
+ * 32 values 2^(i/32) with k div 32 added to the exponent bits, 2^(r/32) from
+ * the library's cubic in r (its published coefficients), and the double
+ * result rounded to float. The same double operations in the same order give
+ * the same float in every lane. Lanes with |y| >= 88 or NaN, which the library
+ * handles apart (overflow, underflow), are given to expf itself. Before the
+ * kernel is used, exp_sub_agrees() checks it against the C library the program
+ * runs with; where they differ (another library, or one without the FMA
+ * variant) the scalar loop of expf stays. */
+static double g_exp2_32[32]; /* the bits of 2^(i/32) less i << 47 */
+
+/* The double results of 8 lanes y (before rounding to float). */
+INLINE AVX512 __m512d exp_lanes(__m256 y, const __m512d tab[4]) {
+  const __m512d n_ln2 = _mm512_set1_pd(0x1.71547652b82fep+5); /* 32 / ln 2 */
+  const __m512d shift = _mm512_set1_pd(0x1.8p52);
+  const __m512d c0 = _mm512_set1_pd(0x1.c6af84b912394p-20);
+  const __m512d c1 = _mm512_set1_pd(0x1.ebfce50fac4f3p-13);
+  const __m512d c2 = _mm512_set1_pd(0x1.62e42ff0c52d6p-6);
+  const __m512d yd = _mm512_cvtps_pd(y);
+  const __m512d ks = _mm512_fmadd_pd(n_ln2, yd, shift); /* k + 1.5 * 2^52 */
+  const __m512i ki = _mm512_castpd_si512(ks);
+  const __m512d r = _mm512_fmsub_pd(n_ln2, yd, _mm512_sub_pd(ks, shift));
+  /* entry k mod 32: bits 0..3 pick it in a pair of registers, bit 4 the pair */
+  const __m512d tl = _mm512_permutex2var_pd(tab[0], ki, tab[1]);
+  const __m512d th = _mm512_permutex2var_pd(tab[2], ki, tab[3]);
+  const __m512d t = _mm512_mask_blend_pd(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)), tl, th);
+  const __m512d s =
+      _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(t), _mm512_slli_epi64(ki, 47)));
+  const __m512d z = _mm512_fmadd_pd(r, c0, c1);
+  const __m512d p = _mm512_fmadd_pd(r, c2, _mm512_set1_pd(1.0));
+  return _mm512_mul_pd(_mm512_fmadd_pd(z, _mm512_mul_pd(r, r), p), s);
+}
 
 AVX512 static void avx512_exp_sub(const float *x, float m, float *y, int64_t n) {
-  const __m512d t0 = _mm512_loadu_pd(g_exp2_16), t1 = _mm512_loadu_pd(g_exp2_16 + 8);
-  const __m512d to_k = _mm512_set1_pd(16.0 / 0.693147180559945309417232121458176568);
-  const __m512d ln2_16 = _mm512_set1_pd(0.693147180559945309417232121458176568 / 16.0);
-  const __m512d one = _mm512_set1_pd(1.0), c2 = _mm512_set1_pd(1.0 / 2),
-                c3 = _mm512_set1_pd(1.0 / 6), c4 = _mm512_set1_pd(1.0 / 24),
-                c5 = _mm512_set1_pd(1.0 / 120);
-  /* a double result d rounded to f needs expf when |d - f| >= (1/2 - 2^-8) ulp(f) */
-  const __m512d near = _mm512_set1_pd((0.5 - 1.0 / 256) * 0x1p-23);
-  const __m512i expo = _mm512_set1_epi64(0x7ff0000000000000ll);
-  const __m256 vm = _mm256_set1_ps(m), lo = _mm256_set1_ps(-87.0f), hi = _mm256_set1_ps(88.0f);
-  for (int64_t i = 0; i < n; i += 8) {
-    const __mmask8 lm = n - i >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - i)) - 1);
-    const __m256 yf = _mm256_sub_ps(_mm256_maskz_loadu_ps(lm, x + i), vm);
-    const __m512d yd = _mm512_cvtps_pd(yf);
-    const __m512d kd = _mm512_roundscale_pd(_mm512_mul_pd(yd, to_k), _MM_FROUND_TO_NEAREST_INT);
-    const __m512d r = _mm512_fnmadd_pd(kd, ln2_16, yd);
-    __m512d p = _mm512_fmadd_pd(c5, r, c4);
-    p = _mm512_fmadd_pd(p, r, c3);
-    p = _mm512_fmadd_pd(p, r, c2);
-    p = _mm512_fmadd_pd(p, r, one);
-    p = _mm512_fmadd_pd(p, r, one);
-    const __m512i k = _mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(kd));
-    const __m512d t = _mm512_permutex2var_pd(t0, k, t1); /* 2^((k mod 16) / 16) */
-    const __m512i sc = _mm512_slli_epi64(_mm512_srai_epi64(k, 4), 52);
-    const __m512d d =
-        _mm512_mul_pd(p, _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(t), sc)));
-    const __m256 f = _mm512_cvtpd_ps(d);
-    const __m512d fd = _mm512_cvtps_pd(f);
-    const __m512d ulp = _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(fd), expo));
-    __mmask8 redo = _mm512_cmp_pd_mask(_mm512_abs_pd(_mm512_sub_pd(d, fd)),
-                                       _mm512_mul_pd(ulp, near), _CMP_GE_OQ);
-    redo |= _mm256_cmp_ps_mask(yf, lo, _CMP_NGE_UQ) | _mm256_cmp_ps_mask(yf, hi, _CMP_NLE_UQ);
-    redo |= _mm256_testn_epi32_mask(_mm256_castps_si256(f), _mm256_set1_epi32(0x7fffff));
-    redo &= lm;
-    _mm256_mask_storeu_ps(y + i, lm, f);
-    while (redo) {
-      const int j = __builtin_ctz(redo);
-      redo &= (__mmask8)(redo - 1);
-      y[i + j] = expf(_mm256_cvtss_f32(_mm256_permutexvar_ps(_mm256_set1_epi32(j), yf)));
+  __m512d tab[4];
+  for (int i = 0; i < 4; i++) tab[i] = _mm512_loadu_pd(g_exp2_32 + 8 * i);
+  const __m512 vm = _mm512_set1_ps(m);
+  const __m512i big = _mm512_set1_epi32(0x42b00000); /* |y| >= 88 or NaN */
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 lm = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+    const __m512 yf = _mm512_sub_ps(_mm512_maskz_loadu_ps(lm, x + i), vm);
+    const __m256 f0 = _mm512_cvtpd_ps(exp_lanes(_mm512_castps512_ps256(yf), tab));
+    const __m256 f1 = _mm512_cvtpd_ps(
+        exp_lanes(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(yf), 1)), tab));
+    _mm512_mask_storeu_ps(
+        y + i, lm,
+        _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(f0)),
+                                            _mm256_castps_pd(f1), 1)));
+    const __m512i ab = _mm512_and_si512(_mm512_castps_si512(yf), _mm512_set1_epi32(0x7fffffff));
+    __mmask16 redo = _mm512_cmpge_epi32_mask(ab, big) & lm;
+    if (redo) {
+      float v[16];
+      _mm512_storeu_ps(v, yf);
+      while (redo) {
+        const int j = __builtin_ctz(redo);
+        redo &= (__mmask16)(redo - 1);
+        y[i + j] = expf(v[j]);
+      }
     }
   }
 }
@@ -263,7 +270,13 @@ void tl_cpu_fill_avx512_attn(tl_cpu_kernels *k) {
   k->att_scores = avx512_att_scores;
   k->att_accum = avx512_att_accum;
   if (agrees < 0) {
-    for (int i = 0; i < 16; i++) g_exp2_16[i] = exp2((double)i / 16);
+    for (int i = 0; i < 32; i++) { /* 2^(i/32), correctly rounded from long double */
+      const double e = (double)exp2l((long double)i / 32);
+      uint64_t u;
+      memcpy(&u, &e, sizeof u);
+      u -= (uint64_t)i << 47;
+      memcpy(&g_exp2_32[i], &u, sizeof u);
+    }
     agrees = exp_sub_agrees();
   }
   if (agrees) k->exp_sub = avx512_exp_sub;
