@@ -55,4 +55,14 @@ static inline void tl_split_rated(int64_t n, const float *rate, int ith, int nth
   *end = ith == nth - 1 ? n : (int64_t)((double)n * (before + rate[ith]) / total + 0.5);
 }
 
+/* rate[0..nth) brought within a factor of two of their mean into out, so
+ * that no thread's share of a rated split (and with it its next measurement)
+ * vanishes. */
+static inline void tl_rates_clamped(const float *rate, int nth, float *out) {
+  float mean = 0;
+  for (int i = 0; i < nth; i++) mean += rate[i] / (float)nth;
+  for (int i = 0; i < nth; i++)
+    out[i] = rate[i] < 0.5f * mean ? 0.5f * mean : rate[i] > 2 * mean ? 2 * mean : rate[i];
+}
+
 #endif

@@ -51,6 +51,7 @@ void tl_context_free(tl_context *c) {
   free(c->ffn_a);
   free(c->ffn_b);
   free(c->att_scratch);
+  free(c->att_rates);
   free(c->logits);
   free(c);
 }
@@ -138,8 +139,10 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   c->att_scratch_per_thread =
       2 * (size_t)TL_ATT_TILE * hp->head_dim + group * TL_ATT_TILE + 3 * group + 16;
   c->att_scratch = alloc_floats((size_t)p.n_threads * c->att_scratch_per_thread);
+  c->att_rates = alloc_floats((size_t)p.n_threads);
+  for (int i = 0; c->att_rates && i < p.n_threads; i++) c->att_rates[i] = 1.0f;
   if (!c->k_cache || !c->v_cache || !c->seq_len || !c->x || !c->xn || !c->xb || !c->q || !c->k ||
-      !c->v || !c->att || !c->ffn_a || !c->ffn_b || !c->att_scratch) {
+      !c->v || !c->att || !c->ffn_a || !c->ffn_b || !c->att_scratch || !c->att_rates) {
     tl_context_free(c);
     return tl_fail(TL_ERR_NOMEM,
                    "out of memory for a context of %d tokens (KV cache %.1f MiB): use a smaller "

@@ -4,6 +4,7 @@
  * prompt prefill and a decode step are the same code path. */
 #include <math.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "model/model.h"
 
@@ -93,10 +94,14 @@ static void kv_store(tl_context *c, void *cache, size_t off, const float *src, s
   }
 }
 
+#define TL_ATT_RATED_MAX 16
+
 typedef struct attn_task {
   tl_context *c;
   int layer, n_tok;
   const int32_t *pos, *seq;
+  bool rated;                   /* split the query heads by rate (one token) */
+  float rate[TL_ATT_RATED_MAX]; /* the threads' rates, clamped */
 } attn_task;
 
 /* Positions [j, j + n) of one kv head of a cache as f32 rows of hd values. */
@@ -150,12 +155,20 @@ static void sum_probs(const float *p, int64_t ldp, int group, int n, const float
 }
 
 /* Tiled attention with an online softmax ("flash" attention): one job is a
- * token and a kv head, serving the query heads that share it (GQA). K and V
- * are read in tiles of TL_ATT_TILE positions, converted to f32 once per tile
- * for all those heads (an f32 cache is read in place); the kernel set's
- * tile kernels, where it has them, do the per-row loops for all those heads
- * at once, with bit-identical results. A token sees the
- * cached positions j <= pos, and j > pos - window on sliding layers. */
+ * token and a kv head, serving the query heads that share it (GQA), or a run
+ * of those heads. K and V are read in tiles of TL_ATT_TILE positions,
+ * converted to f32 once per tile for all the job's heads (an f32 cache is
+ * read in place); the kernel set's tile kernels, where it has them, do the
+ * per-row loops for all those heads at once, with bit-identical results. A
+ * token sees the cached positions j <= pos, and j > pos - window on sliding
+ * layers.
+ *
+ * The threads take contiguous runs of the (token, query head) pairs: whole kv
+ * heads each when splitting evenly; for one token, shares in proportion to
+ * their measured speeds (in steps of up to 4 query heads), so that a slower
+ * core does not keep the other waiting. A kv head split between two threads
+ * has its tiles converted by both; every head's result is the same either
+ * way, as no operation mixes two heads. */
 static void attn_run(void *arg, int ith, int nth) {
   const attn_task *a = arg;
   tl_context *c = a->c;
@@ -173,18 +186,34 @@ static void attn_run(void *arg, int ith, int nth) {
   tl_axpy_fn axpy = c->kernels->axpy[TL_TYPE_F32];
   const bool in_place = c->kv_type == TL_KV_F32;
   int64_t b, e;
-  tl_split((int64_t)a->n_tok * nkv, ith, nth, &b, &e);
-  for (int64_t job = b; job < e; job++) {
-    int t = (int)(job / nkv), kvh = (int)(job % nkv);
+  struct timespec ts0 = {0, 0};
+  if (a->rated) {
+    const int step = group % 4 == 0 ? 4 : group % 2 == 0 ? 2 : 1;
+    tl_split_rated((int64_t)a->n_tok * nh / step, a->rate, ith, nth, &b, &e);
+    b *= step;
+    e *= step;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+  } else {
+    tl_split((int64_t)a->n_tok * nkv, ith, nth, &b, &e);
+    b *= group;
+    e *= group;
+  }
+  double work = 0; /* query heads x positions */
+  for (int64_t u = b; u < e;) {
+    const int t = (int)(u / nh), h = (int)(u % nh), kvh = h / group;
+    /* this job's heads: h up to the kv head's last, or to the thread's last */
+    const int ng = group - h % group < e - u ? group - h % group : (int)(e - u);
+    u += ng;
     int32_t p = a->pos[t], s = a->seq[t];
     int32_t j0 = L->window > 0 && p - L->window + 1 > 0 ? p - L->window + 1 : 0;
-    const float *q = c->q + ((size_t)t * nh + (size_t)kvh * group) * hd;
-    float *out = c->att + ((size_t)t * nh + (size_t)kvh * group) * hd;
-    for (int g = 0; g < group; g++) {
+    work += (double)ng * (p + 1 - j0);
+    const float *q = c->q + ((size_t)t * nh + (size_t)h) * hd;
+    float *out = c->att + ((size_t)t * nh + (size_t)h) * hd;
+    for (int g = 0; g < ng; g++) {
       mx[g] = -INFINITY;
       sum[g] = 0;
     }
-    memset(out, 0, sizeof(float) * (size_t)group * hd);
+    memset(out, 0, sizeof(float) * (size_t)ng * hd);
     for (int32_t j = j0; j <= p; j += tile) {
       int n = p + 1 - j < tile ? p + 1 - j : tile;
       const size_t at = kv_offset(c, a->layer, s, kvh, j);
@@ -201,8 +230,8 @@ static void attn_run(void *arg, int ith, int nth) {
         kr = (const float *)(const void *)((const uint8_t *)c->k_cache + at);
       else
         kv_tile(c, c->k_cache, a->layer, s, kvh, j, n, kt);
-      if (kn->att_scores) kn->att_scores(kr, n, q, group, hd, scale, sc, TL_ATT_TILE);
-      for (int g = 0; g < group; g++) {
+      if (kn->att_scores) kn->att_scores(kr, n, q, ng, hd, scale, sc, TL_ATT_TILE);
+      for (int g = 0; g < ng; g++) {
         float *sg = sc + (size_t)g * TL_ATT_TILE;
         if (!kn->att_scores)
           for (int r = 0; r < n; r++)
@@ -215,26 +244,32 @@ static void attn_run(void *arg, int ith, int nth) {
         kn->exp_sub(sg, m, sg, n);
       }
       /* rescale what was accumulated under the old maxima, by expf(old - new) */
-      kn->exp_sub(corr, 0.0f, corr, group);
-      for (int g = 0; g < group; g++)
+      kn->exp_sub(corr, 0.0f, corr, ng);
+      for (int g = 0; g < ng; g++)
         if (corr[g] != 1.0f)
           for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= corr[g];
-      sum_probs(sc, TL_ATT_TILE, group, n, corr, sum);
+      sum_probs(sc, TL_ATT_TILE, ng, n, corr, sum);
       if (in_place)
         vr = (const float *)(const void *)((const uint8_t *)c->v_cache + at);
       else
         kv_tile(c, c->v_cache, a->layer, s, kvh, j, n, vt);
       if (kn->att_accum)
-        kn->att_accum(vr, n, sc, TL_ATT_TILE, group, hd, out);
+        kn->att_accum(vr, n, sc, TL_ATT_TILE, ng, hd, out);
       else
-        for (int g = 0; g < group; g++)
+        for (int g = 0; g < ng; g++)
           for (int r = 0; r < n; r++)
             axpy(sc[(size_t)g * TL_ATT_TILE + r], vr + (size_t)r * hd, out + (size_t)g * hd, hd);
     }
-    for (int g = 0; g < group; g++) {
+    for (int g = 0; g < ng; g++) {
       float inv = 1.0f / sum[g];
       for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= inv;
     }
+  }
+  if (a->rated && e > b) { /* this thread's speed, smoothed */
+    struct timespec ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    const double ns = (double)(ts1.tv_sec - ts0.tv_sec) * 1e9 + (double)(ts1.tv_nsec - ts0.tv_nsec);
+    if (ns > 0) c->att_rates[ith] = 0.8f * c->att_rates[ith] + 0.2f * (float)(work / ns);
   }
 }
 
@@ -272,7 +307,12 @@ static void attention(tl_context *c, int il, int n, const int32_t *pos, const in
       kv_store(c, c->v_cache, idx, c->v + src, (size_t)hd);
     }
   }
-  attn_task at = {c, il, n, pos, seq};
+  attn_task at = {c, il, n, pos, seq, false, {0}};
+  const int nth = tl_pool_size(c->pool);
+  if (n == 1 && nth > 1 && nth <= TL_ATT_RATED_MAX) {
+    at.rated = true;
+    tl_rates_clamped(c->att_rates, nth, at.rate);
+  }
   tl_pool_run(c->pool, attn_run, &at);
   tl_cpu_matmul(c->pool, c->kernels, &L->wo, c->att, n, out, hp->n_embd);
   add_bias(out, L->bo, n, hp->n_embd);

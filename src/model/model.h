@@ -101,6 +101,7 @@ struct tl_context {
   float *x, *xn, *xb, *q, *k, *v, *att, *ffn_a, *ffn_b;
   float *att_scratch; /* per thread: K and V tiles, scores, running max and sum */
   size_t att_scratch_per_thread;
+  float *att_rates; /* per thread: attention work (query heads x positions) per ns, smoothed */
   int att_tile; /* positions per tile: TL_ATT_TILE, or TL_ATT_TILE=n from the environment (tests) */
   /* logits of the requested tokens */
   float *logits;

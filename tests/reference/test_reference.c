@@ -7,6 +7,7 @@
 #include <math.h>
 #include <unistd.h>
 
+#include "model/model.h" /* the context's attention rates */
 #include "testutil.h"
 
 typedef struct ref_case {
@@ -312,6 +313,53 @@ static void check_prefill_vs_decode(void **state) {
   free(model_path);
 }
 
+/* Attention shares of one token: whatever the threads' measured speeds, the
+ * split of the query heads among threads (which may cut through a kv head)
+ * gives the logits of one thread bit for bit, so no head is dropped, done
+ * twice or computed differently. The rates are set unevenly before each step
+ * (and then move with the measurements, layer by layer). */
+static void check_att_split(void **state) {
+  const ref_case *rc = *state;
+  char *model_path = tl_test_model_path(rc->arch, rc->type);
+  if (!model_path) skip();
+  tl_model *m = tl_test_load_model(model_path);
+  const int nv = tl_model_n_vocab(m);
+  tl_test_prompt ps[8];
+  const int np = tl_test_load_prompts(rc->arch, ps, 8);
+  tl_context_params cp = tl_context_default_params();
+  cp.n_ctx = 256;
+  cp.n_threads = 1;
+  tl_context *c1 = NULL, *c3 = NULL;
+  assert_int_equal(tl_context_new(m, &cp, &c1), TL_OK);
+  cp.n_threads = 3;
+  assert_int_equal(tl_context_new(m, &cp, &c3), TL_OK);
+  const float rates[][3] = {{1, 1, 1}, {3, 1, 0.4f}, {0.4f, 1, 3}, {1, 0.5f, 2}, {2, 2, 0.5f}};
+  int steps = 0;
+  for (int pi = 0; pi < np; pi++) {
+    tl_token tok = ps[pi].ids[0];
+    tl_kv_clear(c1, -1);
+    tl_kv_clear(c3, -1);
+    for (int32_t pos = 0; pos < ps[pi].n_ids + ps[pi].n_greedy; pos++, steps++) {
+      memcpy(c3->att_rates, rates[steps % 5], sizeof rates[0]);
+      tl_batch b = {.n_tokens = 1, .tokens = &tok, .pos = &pos};
+      assert_int_equal(tl_decode(c1, &b), TL_OK);
+      assert_int_equal(tl_decode(c3, &b), TL_OK);
+      const float *l1 = tl_get_logits(c1, 0), *l3 = tl_get_logits(c3, 0);
+      if (memcmp(l1, l3, sizeof(float) * (size_t)nv) != 0)
+        fail_msg("%s %s prompt %d position %d: logits differ with uneven attention shares",
+                 rc->arch, rc->type, pi, pos);
+      tok = pos + 1 < ps[pi].n_ids ? ps[pi].ids[pos + 1] : tl_test_argmax(l1, (size_t)nv);
+    }
+  }
+  printf("%s %s: %d steps with uneven attention shares, logits identical\n", rc->arch, rc->type,
+         steps);
+  tl_test_free_prompts(ps, np);
+  tl_context_free(c1);
+  tl_context_free(c3);
+  tl_model_free(m);
+  free(model_path);
+}
+
 static ref_case g_cases[] = {
     {"llama", "hf", true},
     {"llama3", "hf", true},
@@ -365,6 +413,12 @@ int main(void) {
   for (size_t i = 0; i < sizeof pvd / sizeof pvd[0]; i++) {
     snprintf(names[n], 96, "prefill vs decode %s %s", pvd[i].arch, pvd[i].type);
     tests[n] = (struct CMUnitTest){names[n], check_prefill_vs_decode, NULL, NULL, &pvd[i]};
+    n++;
+  }
+  static ref_case split[] = {{"demo", "q8_0", false}, {"llama", "q8_0", false}};
+  for (size_t i = 0; i < sizeof split / sizeof split[0]; i++) {
+    snprintf(names[n], 96, "attention shares %s %s", split[i].arch, split[i].type);
+    tests[n] = (struct CMUnitTest){names[n], check_att_split, NULL, NULL, &split[i]};
     n++;
   }
   return _cmocka_run_group_tests("reference", tests, (size_t)n, NULL, NULL);

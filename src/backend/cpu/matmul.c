@@ -137,14 +137,7 @@ void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, c
   if (t.gemm && n_tok == 1 && nth > 1 && nth <= TL_MM_RATED_MAX) {
     t.rated = true;
     t.rates = tl_pool_rates(pool);
-    /* within a factor of two of the mean, so that no thread's share (and
-     * with it its next measurement) vanishes */
-    float mean = 0;
-    for (int i = 0; i < nth; i++) mean += t.rates[i] / (float)nth;
-    for (int i = 0; i < nth; i++)
-      t.rate[i] = t.rates[i] < 0.5f * mean ? 0.5f * mean
-                  : t.rates[i] > 2 * mean  ? 2 * mean
-                                           : t.rates[i];
+    tl_rates_clamped(t.rates, nth, t.rate);
   }
   tl_pool_run(pool, t.gemm ? mm_gemm_run : mm_run, &t);
 }
