@@ -217,25 +217,40 @@ static void attn_run(void *arg, int ith, int nth) {
     for (int32_t j = j0; j <= p; j += tile) {
       int n = p + 1 - j < tile ? p + 1 - j : tile;
       const size_t at = kv_offset(c, a->layer, s, kvh, j);
-      if (j + tile <= p) { /* the next tile's keys and values, which the weights evicted */
-        const int nn = p + 1 - (j + tile) < tile ? p + 1 - (j + tile) : tile;
-        const size_t nx = at + (size_t)tile * c->kv_head_bytes, len = (size_t)nn * c->kv_head_bytes;
-        for (size_t o = 0; o < len; o += 64) {
-          __builtin_prefetch((const uint8_t *)c->k_cache + nx + o);
-          __builtin_prefetch((const uint8_t *)c->v_cache + nx + o);
-        }
-      }
+      /* the next tile's keys and values (which the weights evicted), as many
+       * positions of it as this one has, up to the end */
+      const int nn = j + tile > p ? 0 : p + 1 - (j + tile) < n ? p + 1 - (j + tile) : n;
+      const size_t nx = at + (size_t)tile * c->kv_head_bytes;
       const float *kr = kt, *vr = vt;
       if (in_place)
         kr = (const float *)(const void *)((const uint8_t *)c->k_cache + at);
       else
         kv_tile(c, c->k_cache, a->layer, s, kvh, j, n, kt);
-      if (kn->att_scores) kn->att_scores(kr, n, q, ng, hd, scale, sc, TL_ATT_TILE);
+      /* scores, 8 positions at a time; before each 8, the next tile's keys
+       * and values at those positions are prefetched. Spread over the scores
+       * so, the prefetches are in flight a few at a time and have arrived by
+       * the next tile; issued all at once they stall the core until most of
+       * them have (and some are dropped). */
+      for (int r0 = 0; r0 < n; r0 += 8) {
+        const int nr = n - r0 < 8 ? n - r0 : 8;
+        if (r0 < nn) {
+          const size_t o0 = nx + (size_t)r0 * c->kv_head_bytes,
+                       o1 = nx + (size_t)(r0 + nr < nn ? r0 + nr : nn) * c->kv_head_bytes;
+          for (size_t o = o0; o < o1; o += 64) {
+            __builtin_prefetch((const uint8_t *)c->k_cache + o);
+            __builtin_prefetch((const uint8_t *)c->v_cache + o);
+          }
+        }
+        if (kn->att_scores)
+          kn->att_scores(kr + (size_t)r0 * hd, nr, q, ng, hd, scale, sc + r0, TL_ATT_TILE);
+        else
+          for (int g = 0; g < ng; g++)
+            for (int r = r0; r < r0 + nr; r++)
+              sc[(size_t)g * TL_ATT_TILE + r] =
+                  dot(kr + (size_t)r * hd, q + (size_t)g * hd, hd) * scale;
+      }
       for (int g = 0; g < ng; g++) {
         float *sg = sc + (size_t)g * TL_ATT_TILE;
-        if (!kn->att_scores)
-          for (int r = 0; r < n; r++)
-            sg[r] = dot(kr + (size_t)r * hd, q + (size_t)g * hd, hd) * scale;
         if (cap > 0)
           for (int r = 0; r < n; r++) sg[r] = cap * tanhf(sg[r] / cap);
         const float m = max_of(sg, n, mx[g]);
