@@ -122,6 +122,63 @@ static void test_errors(void **state) {
   free(tmp);
 }
 
+static double json_num(const cJSON *o, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (!cJSON_IsNumber(v)) fail_msg("bench --json: no number '%s'", key);
+  return v->valuedouble;
+}
+
+/* bench: llama-bench's fields in --json, one object per test with the counts
+ * asked for, speeds that are positive, the weight bytes per token, peak RSS
+ * and (--membw) a measured read bandwidth; the table and roofline lines in
+ * text mode; and clear errors for bad counts. */
+static void test_bench(void **state) {
+  (void)state;
+  char *out = NULL;
+  assert_int_equal(
+      tl_test_run_cli("bench -m " DEMO " -p 16 -n 4 -r 2 -t 2 -d 8 --json --membw", &out, NULL), 0);
+  cJSON *j = cJSON_Parse(out);
+  assert_non_null(j);
+  assert_int_equal(cJSON_GetArraySize(j), 2);
+  for (int i = 0; i < 2; i++) {
+    const cJSON *o = cJSON_GetArrayItem(j, i);
+    assert_int_equal((int)json_num(o, "n_prompt"), i == 0 ? 16 : 0);
+    assert_int_equal((int)json_num(o, "n_gen"), i == 0 ? 0 : 4);
+    assert_int_equal((int)json_num(o, "n_depth"), 8);
+    assert_int_equal((int)json_num(o, "n_threads"), 2);
+    assert_int_equal((int)json_num(o, "repetitions"), 2);
+    assert_true(json_num(o, "avg_ts") > 0);
+    assert_true(json_num(o, "stddev_ts") >= 0);
+    struct stat st;
+    assert_int_equal(stat(DEMO, &st), 0);
+    /* the weights are most of the file, and all of them are read per token
+     * except the token embedding rows not looked up */
+    assert_true(json_num(o, "model_size") > 0.9 * (double)st.st_size);
+    assert_true(json_num(o, "model_size") <= (double)st.st_size);
+    assert_true(json_num(o, "bytes_per_token") > 0.5 * json_num(o, "model_size"));
+    assert_true(json_num(o, "bytes_per_token") <= json_num(o, "model_size"));
+    assert_true(json_num(o, "peak_rss_bytes") > 0);
+    /* any memory reads faster than 100 MB/s, and none at 10 TB/s */
+    assert_true(json_num(o, "read_bw_bytes_per_s") > 1e8);
+    assert_true(json_num(o, "read_bw_bytes_per_s") < 1e13);
+    const cJSON *kv = cJSON_GetObjectItemCaseSensitive(o, "type_k");
+    assert_true(cJSON_IsString(kv) && !strcmp(kv->valuestring, "f16"));
+  }
+  cJSON_Delete(j);
+  free(out);
+  out = NULL;
+  assert_int_equal(tl_test_run_cli("bench -m " DEMO " -p 8 -n 2 -r 1 --membw", &out, NULL), 0);
+  assert_non_null(strstr(out, "| pp8 |"));
+  assert_non_null(strstr(out, "| tg2 |"));
+  assert_non_null(strstr(out, "memory read bandwidth"));
+  assert_non_null(strstr(out, "tg roofline"));
+  free(out);
+  expect_error("bench -m " DEMO " -p -1", "-p");
+  expect_error("bench -m " DEMO " -r 0", "-r");
+  expect_error("bench -m " DEMO " -p 0 -n 0", "both 0");
+  expect_error("bench -m " DEMO " --kv f8", "--kv");
+}
+
 static void test_help(void **state) {
   (void)state;
   char *out = NULL;
@@ -132,9 +189,12 @@ static void test_help(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_run_greedy_text), cmocka_unit_test(test_positional_usage),
-      cmocka_unit_test(test_tokenize),        cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_run_greedy_text),
+      cmocka_unit_test(test_positional_usage),
+      cmocka_unit_test(test_tokenize),
+      cmocka_unit_test(test_errors),
       cmocka_unit_test(test_help),
+      cmocka_unit_test(test_bench),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
