@@ -278,8 +278,8 @@ static void test_avx2_gemm_complete(void **state) {
 }
 
 /* tl_cpu_matmul of every set on 1..3 threads (row split, also by uneven
- * thread speeds; token split; ldy > rows) against the scalar set on one
- * thread. */
+ * thread speeds, threads done early taking chunks of the others' shares;
+ * token split; ldy > rows) against the scalar set on one thread. */
 static void test_matmul_splits(void **state) {
   (void)state;
   const tl_cpu_kernels *sets[8];

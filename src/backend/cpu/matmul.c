@@ -1,3 +1,4 @@
+#include <stdatomic.h>
 #include <time.h>
 
 #include "backend/backend.h"
@@ -17,10 +18,17 @@ typedef struct mm_task {
   void *xa;
   size_t ldx;
   /* one token's rows split by the threads' measured speeds (rated), which
-   * each thread then updates in rates[ith] */
+   * each thread then updates in rates[ith]; share[i] holds thread i's units
+   * of 16 rows, claimed ch at a time from next up to end by thread i and,
+   * once their own are done, by the others */
   bool rated;
   float rate[TL_MM_RATED_MAX];
   float *rates;
+  int64_t ch;
+  struct {
+    _Alignas(64) atomic_llong next;
+    long long end;
+  } share[TL_MM_RATED_MAX];
 } mm_task;
 
 /* Each thread takes a contiguous range of weight rows; within it, tiles of
@@ -72,28 +80,9 @@ static void mm_quant_run(void *arg, int ith, int nth) {
 #define MM_ROW_BLOCK 64
 #define MM_TOK_BLOCK 64
 
-/* Each thread takes a share of the rows (in multiples of 16) or, when the
- * rows are too few to keep every thread busy, a share of the tokens. For one
- * token (decode, where every thread streams its rows from memory) the shares
- * follow the threads' measured speeds, so that a core slowed by a neighbour
- * on a shared machine does not leave the others waiting at the end. */
-static void mm_gemm_run(void *arg, int ith, int nth) {
-  const mm_task *t = arg;
+/* Rows [r0, r1) x tokens [t0, t1) through the gemm kernel. */
+static void mm_gemm_rows(const mm_task *t, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
   const tl_weight *w = t->w;
-  int64_t r0 = 0, r1 = w->rows, t0 = 0, t1 = t->n_tok;
-  struct timespec ts0 = {0, 0};
-  if (t->rated) {
-    tl_split_rated((w->rows + 15) / 16, t->rate, ith, nth, &r0, &r1);
-    r0 *= 16;
-    r1 = r1 * 16 < w->rows ? r1 * 16 : w->rows;
-    clock_gettime(CLOCK_MONOTONIC, &ts0);
-  } else if (t->n_tok < 4 * nth || w->rows >= 64 * nth) {
-    tl_split((w->rows + 15) / 16, ith, nth, &r0, &r1);
-    r0 *= 16;
-    r1 = r1 * 16 < w->rows ? r1 * 16 : w->rows;
-  } else {
-    tl_split(t->n_tok, ith, nth, &t0, &t1);
-  }
   for (int64_t rb = r0; rb < r1; rb += MM_ROW_BLOCK) {
     const int64_t nr = r1 - rb < MM_ROW_BLOCK ? r1 - rb : MM_ROW_BLOCK;
     for (int64_t tb = t0; tb < t1; tb += MM_TOK_BLOCK) {
@@ -103,19 +92,55 @@ static void mm_gemm_run(void *arg, int ith, int nth) {
               t->y + tb * t->ldy + rb, t->ldy);
     }
   }
-  if (t->rated && r1 > r0) { /* this thread's speed: bytes per ns, smoothed */
-    struct timespec ts1;
+}
+
+/* Each thread takes a share of the rows (in multiples of 16) or, when the
+ * rows are too few to keep every thread busy, a share of the tokens. For one
+ * token (decode, where every thread streams its rows from memory) the shares
+ * follow the threads' measured speeds, so that a core slowed by a neighbour
+ * on a shared machine does not leave the others waiting at the end; and as
+ * speeds change from one moment to the next, a thread done with its share
+ * goes on with what is left of the others' (claimed in chunks from the front,
+ * so that each share is still read in order). */
+static void mm_gemm_run(void *arg, int ith, int nth) {
+  mm_task *t = arg;
+  const tl_weight *w = t->w;
+  if (t->rated) {
+    struct timespec ts0, ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    int64_t rows = 0;
+    for (int k = 0; k < nth; k++) { /* its own share, then the others' in turn */
+      const int i = (ith + k) % nth;
+      for (;;) {
+        const int64_t u = atomic_fetch_add(&t->share[i].next, t->ch);
+        if (u >= t->share[i].end) break;
+        const int64_t ue = u + t->ch < t->share[i].end ? u + t->ch : t->share[i].end;
+        const int64_t r0 = u * 16, r1 = ue * 16 < w->rows ? ue * 16 : w->rows;
+        mm_gemm_rows(t, r0, r1, 0, 1);
+        rows += r1 - r0;
+      }
+    }
     clock_gettime(CLOCK_MONOTONIC, &ts1);
     const double ns = (double)(ts1.tv_sec - ts0.tv_sec) * 1e9 + (double)(ts1.tv_nsec - ts0.tv_nsec);
-    if (ns > 0)
+    if (rows > 0 && ns > 0) /* this thread's speed: bytes per ns, smoothed */
       t->rates[ith] =
-          0.8f * t->rates[ith] + 0.2f * (float)((double)(r1 - r0) * (double)w->row_bytes / ns);
+          0.8f * t->rates[ith] + 0.2f * (float)((double)rows * (double)w->row_bytes / ns);
+    return;
   }
+  int64_t r0 = 0, r1 = w->rows, t0 = 0, t1 = t->n_tok;
+  if (t->n_tok < 4 * nth || w->rows >= 64 * nth) {
+    tl_split((w->rows + 15) / 16, ith, nth, &r0, &r1);
+    r0 *= 16;
+    r1 = r1 * 16 < w->rows ? r1 * 16 : w->rows;
+  } else {
+    tl_split(t->n_tok, ith, nth, &t0, &t1);
+  }
+  mm_gemm_rows(t, r0, r1, t0, t1);
 }
 
 void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, const float *x,
                    int64_t n_tok, float *y, int64_t ldy) {
-  mm_task t = {k, w, x, n_tok, y, ldy, NULL, NULL, NULL, 0, false, {0}, NULL};
+  mm_task t = {k, w, x, n_tok, y, ldy, NULL, NULL, NULL, 0, false, {0}, NULL, 0, {{0}}};
   tl_gemm_fn gemm = w->scales || w->type >= TL_TYPE_COUNT ? NULL : k->gemm[w->type];
   if (gemm) {
     const tl_act_fmt fmt = tl_cpu_act_fmt(w->type);
@@ -138,6 +163,15 @@ void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, c
     t.rated = true;
     t.rates = tl_pool_rates(pool);
     tl_rates_clamped(t.rates, nth, t.rate);
+    /* chunks of at least 128 KiB of weights */
+    const int64_t units = (w->rows + 15) / 16, unit_bytes = 16 * (int64_t)w->row_bytes;
+    t.ch = unit_bytes >= 131072 ? 1 : (131072 + unit_bytes - 1) / unit_bytes;
+    for (int i = 0; i < nth; i++) {
+      int64_t b, e;
+      tl_split_rated(units, t.rate, i, nth, &b, &e);
+      atomic_init(&t.share[i].next, b);
+      t.share[i].end = e;
+    }
   }
   tl_pool_run(pool, t.gemm ? mm_gemm_run : mm_run, &t);
 }
