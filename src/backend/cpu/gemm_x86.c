@@ -822,12 +822,39 @@ VNNI INLINE void bf16_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_
   fl_tile(TL_TYPE_BF16, w, ldw, x, ldx, n, y, ldy, R, T);
 }
 
+/* One token: the rows one after another, each with four accumulators over
+ * 64 columns at a time, so that the weights are read as one sequential
+ * stream (with a prefetch pf bytes ahead of it) rather than as R streams:
+ * the memory delivers a single stream faster. */
+VNNI INLINE void fl_rows(uint32_t type, const uint8_t *w, size_t ldw, int64_t nr, const float *x,
+                         int64_t n, float *y) {
+  const size_t es = type == TL_TYPE_F32 ? 4 : 2, pf = 4096;
+  const int64_t n64 = n & ~(int64_t)63;
+  for (int64_t r = 0; r < nr; r++) {
+    const uint8_t *wr = w + (size_t)r * ldw;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < n64; i += 64) {
+      for (size_t o = 0; o < 64 * es; o += 64)
+        _mm_prefetch((const char *)wr + i * es + pf + o, _MM_HINT_T0);
+      a0 = _mm512_fmadd_ps(ld_w(type, wr + i * es, 0xffff), _mm512_loadu_ps(x + i), a0);
+      a1 = _mm512_fmadd_ps(ld_w(type, wr + (i + 16) * es, 0xffff), _mm512_loadu_ps(x + i + 16), a1);
+      a2 = _mm512_fmadd_ps(ld_w(type, wr + (i + 32) * es, 0xffff), _mm512_loadu_ps(x + i + 32), a2);
+      a3 = _mm512_fmadd_ps(ld_w(type, wr + (i + 48) * es, 0xffff), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    for (int64_t i = n64; i < n; i += 16) {
+      const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+      a0 = _mm512_fmadd_ps(ld_w(type, wr + i * es, m), _mm512_maskz_loadu_ps(m, x + i), a0);
+    }
+    y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  }
+}
+
 #define FL_MT 6
 
 VNNI static void gemm_f32(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                           int64_t nt, int64_t n, float *y, int64_t ldy) {
   if (nt == 1) {
-    GEMM_WALK_DEC(f32_tile);
+    fl_rows(TL_TYPE_F32, (const uint8_t *)w, ldw, nr, (const float *)x, n, y);
   } else {
     GEMM_WALK6(f32_tile, 4, FL_MT);
   }
@@ -836,7 +863,7 @@ VNNI static void gemm_f32(const void *w, size_t ldw, int64_t nr, const void *x, 
 VNNI static void gemm_f16(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                           int64_t nt, int64_t n, float *y, int64_t ldy) {
   if (nt == 1) {
-    GEMM_WALK_DEC(f16_tile);
+    fl_rows(TL_TYPE_F16, (const uint8_t *)w, ldw, nr, (const float *)x, n, y);
   } else {
     GEMM_WALK6(f16_tile, 4, FL_MT);
   }
@@ -845,7 +872,7 @@ VNNI static void gemm_f16(const void *w, size_t ldw, int64_t nr, const void *x, 
 VNNI static void gemm_bf16(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                            int64_t nt, int64_t n, float *y, int64_t ldy) {
   if (nt == 1) {
-    GEMM_WALK_DEC(bf16_tile);
+    fl_rows(TL_TYPE_BF16, (const uint8_t *)w, ldw, nr, (const float *)x, n, y);
   } else {
     GEMM_WALK6(bf16_tile, 4, FL_MT);
   }
