@@ -228,9 +228,10 @@ static void attn_run(void *arg, int ith, int nth) {
         kv_tile(c, c->k_cache, a->layer, s, kvh, j, n, kt);
       /* scores, 8 positions at a time; before each 8, the next tile's keys
        * and values at those positions are prefetched. Spread over the scores
-       * so, the prefetches are in flight a few at a time and have arrived by
-       * the next tile; issued all at once they stall the core until most of
-       * them have (and some are dropped). */
+       * so, a few prefetches are in flight at a time and they have arrived
+       * by the next tile; issued all at once at the tile's start, they
+       * stalled the core for a while and left the conversions still waiting
+       * (docs/performance.md, fifth session). */
       for (int r0 = 0; r0 < n; r0 += 8) {
         const int nr = n - r0 < 8 ? n - r0 : 8;
         if (r0 < nn) {
