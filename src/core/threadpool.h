@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "torchless.h"
 
@@ -63,6 +64,16 @@ static inline void tl_rates_clamped(const float *rate, int nth, float *out) {
   for (int i = 0; i < nth; i++) mean += rate[i] / (float)nth;
   for (int i = 0; i < nth; i++)
     out[i] = rate[i] < 0.5f * mean ? 0.5f * mean : rate[i] > 2 * mean ? 2 * mean : rate[i];
+}
+
+/* Fold the work a thread did since `since` (CLOCK_MONOTONIC) into its rate,
+ * smoothed over runs: rate = 0.8 rate + 0.2 work/ns. */
+static inline void tl_rate_record(float *rate, double work, const struct timespec *since) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const double ns =
+      (double)(now.tv_sec - since->tv_sec) * 1e9 + (double)(now.tv_nsec - since->tv_nsec);
+  if (work > 0 && ns > 0) *rate = 0.8f * *rate + 0.2f * (float)(work / ns);
 }
 
 #endif

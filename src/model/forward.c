@@ -281,12 +281,7 @@ static void attn_run(void *arg, int ith, int nth) {
       for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= inv;
     }
   }
-  if (a->rated && e > b) { /* this thread's speed, smoothed */
-    struct timespec ts1;
-    clock_gettime(CLOCK_MONOTONIC, &ts1);
-    const double ns = (double)(ts1.tv_sec - ts0.tv_sec) * 1e9 + (double)(ts1.tv_nsec - ts0.tv_nsec);
-    if (ns > 0) c->att_rates[ith] = 0.8f * c->att_rates[ith] + 0.2f * (float)(work / ns);
-  }
+  if (a->rated) tl_rate_record(&c->att_rates[ith], work, &ts0); /* this thread's speed */
 }
 
 /* Per-head RMS norm of q or k (Qwen 3, Gemma 3). */

@@ -22,7 +22,6 @@ typedef struct mm_task {
    * of 16 rows, claimed ch at a time from next up to end by thread i and,
    * once their own are done, by the others */
   bool rated;
-  float rate[TL_MM_RATED_MAX];
   float *rates;
   int64_t ch;
   struct {
@@ -106,7 +105,7 @@ static void mm_gemm_run(void *arg, int ith, int nth) {
   mm_task *t = arg;
   const tl_weight *w = t->w;
   if (t->rated) {
-    struct timespec ts0, ts1;
+    struct timespec ts0;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     int64_t rows = 0;
     for (int k = 0; k < nth; k++) { /* its own share, then the others' in turn */
@@ -120,11 +119,8 @@ static void mm_gemm_run(void *arg, int ith, int nth) {
         rows += r1 - r0;
       }
     }
-    clock_gettime(CLOCK_MONOTONIC, &ts1);
-    const double ns = (double)(ts1.tv_sec - ts0.tv_sec) * 1e9 + (double)(ts1.tv_nsec - ts0.tv_nsec);
-    if (rows > 0 && ns > 0) /* this thread's speed: bytes per ns, smoothed */
-      t->rates[ith] =
-          0.8f * t->rates[ith] + 0.2f * (float)((double)rows * (double)w->row_bytes / ns);
+    /* this thread's speed: bytes per ns */
+    tl_rate_record(&t->rates[ith], (double)rows * (double)w->row_bytes, &ts0);
     return;
   }
   int64_t r0 = 0, r1 = w->rows, t0 = 0, t1 = t->n_tok;
@@ -140,7 +136,7 @@ static void mm_gemm_run(void *arg, int ith, int nth) {
 
 void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, const float *x,
                    int64_t n_tok, float *y, int64_t ldy) {
-  mm_task t = {k, w, x, n_tok, y, ldy, NULL, NULL, NULL, 0, false, {0}, NULL, 0, {{0}}};
+  mm_task t = {k, w, x, n_tok, y, ldy, NULL, NULL, NULL, 0, false, NULL, 0, {{0}}};
   tl_gemm_fn gemm = w->scales || w->type >= TL_TYPE_COUNT ? NULL : k->gemm[w->type];
   if (gemm) {
     const tl_act_fmt fmt = tl_cpu_act_fmt(w->type);
@@ -162,13 +158,14 @@ void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, c
   if (t.gemm && n_tok == 1 && nth > 1 && nth <= TL_MM_RATED_MAX) {
     t.rated = true;
     t.rates = tl_pool_rates(pool);
-    tl_rates_clamped(t.rates, nth, t.rate);
+    float rate[TL_MM_RATED_MAX];
+    tl_rates_clamped(t.rates, nth, rate);
     /* chunks of at least 128 KiB of weights */
     const int64_t units = (w->rows + 15) / 16, unit_bytes = 16 * (int64_t)w->row_bytes;
     t.ch = unit_bytes >= 131072 ? 1 : (131072 + unit_bytes - 1) / unit_bytes;
     for (int i = 0; i < nth; i++) {
       int64_t b, e;
-      tl_split_rated(units, t.rate, i, nth, &b, &e);
+      tl_split_rated(units, rate, i, nth, &b, &e);
       atomic_init(&t.share[i].next, b);
       t.share[i].end = e;
     }
