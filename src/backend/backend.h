@@ -30,17 +30,22 @@ typedef float (*tl_vec_dot_fn)(const void *row, const float *x, int64_t n);
 /* y[i] += a * x[i] for x in its type (F32 or F16: KV cache rows). */
 typedef void (*tl_axpy_fn)(float a, const void *x, float *y, int64_t n);
 
-/* Attention over a tile of n cached positions held as f32 rows of hd values
- * (row stride hd), for nq query heads. Each is the same sequence of float
- * operations as the per-row loop it replaces, so results are bit-identical
- * to that loop on the same kernel set; NULL where a set has none (the
- * forward pass then runs the loop):
- *   att_scores: s[g * lds + r] = vec_dot[F32](k row r, q + g * hd) * scale;
- *   att_accum:  for r = 0..n-1: axpy[F32](p[g * ldp + r], v row r, o + g * hd). */
-typedef void (*tl_att_scores_fn)(const float *k, int n, const float *q, int nq, int hd, float scale,
-                                 float *s, int64_t lds);
-typedef void (*tl_att_accum_fn)(const float *v, int n, const float *p, int64_t ldp, int nq, int hd,
-                                float *o);
+/* Attention over a tile of n cached positions of one kv head, for nq query
+ * heads (q + g * hd), reading the cache in place in its element type (f16:
+ * IEEE half, else f32). Keys are stored transposed: the key of position r has
+ * its value d at kt[d * ldk + r], so that one cache line holds one value of 16
+ * or 32 positions; values are rows, position r's row at v + r * hd.
+ *   att_scores: s[g * lds + r] = scale * k.q, the sum over d = 0..hd-1 in
+ *               order, one fused multiply-add per d, from 0;
+ *   att_accum:  o[g * hd + i] updated by one fused multiply-add
+ *               p[g * ldp + r] * v[r][i] per row r, in row order.
+ * Every set that has them gives the same bits (they fix the order of the
+ * operations); NULL where a set has none (the forward pass then runs plain
+ * loops, which round differently). */
+typedef void (*tl_att_scores_fn)(const void *kt, bool f16, int64_t ldk, int n, const float *q,
+                                 int nq, int hd, float scale, float *s, int64_t lds);
+typedef void (*tl_att_accum_fn)(const void *v, bool f16, int n, const float *p, int64_t ldp, int nq,
+                                int hd, float *o);
 
 /* y[i] = expf(x[i] - m) for i < n (y may be x): bit for bit what the C
  * library's expf returns, whichever set computes it (the scalar set calls it). */

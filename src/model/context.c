@@ -84,6 +84,7 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   if (!c) return tl_fail(TL_ERR_NOMEM, "out of memory");
   c->model = m;
   c->n_ctx = p.n_ctx;
+  c->kv_ctx = (p.n_ctx + TL_ATT_TILE - 1) / TL_ATT_TILE * TL_ATT_TILE;
   c->n_seq = p.n_seq;
   c->n_batch = p.n_batch;
   c->n_threads = p.n_threads;
@@ -100,8 +101,9 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
     return s;
   }
   uint64_t kv_rows = 0, kv_bytes = 0, all = 0;
-  bool fits = tl_mul_u64((uint64_t)hp->n_layer * (uint64_t)p.n_seq, (uint64_t)p.n_ctx, &kv_rows) &&
-              tl_mul_u64(kv_rows, c->kv_row_bytes, &kv_bytes) && tl_mul_u64(kv_bytes, 2, &all);
+  bool fits =
+      tl_mul_u64((uint64_t)hp->n_layer * (uint64_t)p.n_seq, (uint64_t)c->kv_ctx, &kv_rows) &&
+      tl_mul_u64(kv_rows, c->kv_row_bytes, &kv_bytes) && tl_mul_u64(kv_bytes, 2, &all);
   /* Linux overcommits: malloc of more than the machine has may succeed and
    * the process be killed later, so compare with the physical memory. */
   long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);

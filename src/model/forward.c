@@ -73,24 +73,48 @@ static inline float act(tl_act_kind k, float x) {
 }
 
 /* Byte offset of cached position pos of a layer, sequence and kv head: each
- * head's positions are contiguous, so attention streams them. */
+ * head's positions are contiguous, so attention streams them (for transposed
+ * keys, pos a multiple of TL_ATT_TILE gives the start of its block). */
 static inline size_t kv_offset(const tl_context *c, int layer, int seq, int kvh, int pos) {
   return ((((size_t)layer * c->n_seq + seq) * (size_t)c->model->hp.n_head_kv + (size_t)kvh) *
-              (size_t)c->n_ctx +
+              (size_t)c->kv_ctx +
           (size_t)pos) *
          c->kv_head_bytes;
 }
 
-/* n values into the cache in its type. */
-static void kv_store(tl_context *c, void *cache, size_t off, const float *src, size_t n) {
+/* Keys are stored transposed in blocks of TL_ATT_TILE positions in an f16 or
+ * f32 cache (model.h), as rows in a Q8_0 one. */
+static inline bool keys_transposed(const tl_context *c) {
+  return c->kv_type != TL_KV_Q8_0;
+}
+
+/* n values into the cache in its type, every step-th element from off. */
+static void kv_store(tl_context *c, void *cache, size_t off, size_t step, const float *src,
+                     size_t n) {
   uint8_t *dst = (uint8_t *)cache + off;
   if (c->kv_type == TL_KV_F32) {
-    memcpy(dst, src, n * sizeof(float));
+    float *d = (float *)(void *)dst;
+    for (size_t i = 0; i < n; i++) d[i * step] = src[i];
   } else if (c->kv_type == TL_KV_F16) {
     uint16_t *d = (uint16_t *)(void *)dst;
-    for (size_t i = 0; i < n; i++) d[i] = tl_f32_to_f16(src[i]);
+    for (size_t i = 0; i < n; i++) d[i * step] = tl_f32_to_f16(src[i]);
   } else {
     tl_quant_q8_0(src, dst, (int64_t)n); /* head_dim % 32 == 0: blocks stay within heads */
+  }
+}
+
+/* Position pos of kv head kvh of layer il's keys and values into the cache. */
+static void kv_put(tl_context *c, int il, int seq, int kvh, int pos, const float *k,
+                   const float *v) {
+  const size_t hd = (size_t)c->model->hp.head_dim;
+  kv_store(c, c->v_cache, kv_offset(c, il, seq, kvh, pos), 1, v, hd);
+  if (keys_transposed(c)) {
+    const int j = pos % TL_ATT_TILE;
+    const size_t es = c->kv_type == TL_KV_F32 ? 4 : 2;
+    kv_store(c, c->k_cache, kv_offset(c, il, seq, kvh, pos - j) + (size_t)j * es, TL_ATT_TILE, k,
+             hd);
+  } else {
+    kv_store(c, c->k_cache, kv_offset(c, il, seq, kvh, pos), 1, k, hd);
   }
 }
 
@@ -104,17 +128,39 @@ typedef struct attn_task {
   float rate[TL_ATT_RATED_MAX]; /* the threads' rates, clamped */
 } attn_task;
 
-/* Positions [j, j + n) of one kv head of a cache as f32 rows of hd values. */
-static void kv_tile(const tl_context *c, const void *cache, int layer, int seq, int kvh, int j,
-                    int n, float *dst) {
-  const int64_t cnt = (int64_t)n * c->model->hp.head_dim;
+/* Positions [j, j + n) of one kv head of a Q8_0 cache as f32 rows of hd values. */
+static void kv_rows_q8(const tl_context *c, const void *cache, int layer, int seq, int kvh, int j,
+                       int n, float *dst) {
   const uint8_t *src = (const uint8_t *)cache + kv_offset(c, layer, seq, kvh, j);
-  if (c->kv_type == TL_KV_F32)
-    memcpy(dst, src, sizeof(float) * (size_t)cnt);
-  else if (c->kv_type == TL_KV_F16)
-    tl_cpu_f16_to_f32(src, dst, cnt);
-  else
-    tl_cpu_q8_0_to_f32(src, dst, cnt);
+  tl_cpu_q8_0_to_f32(src, dst, (int64_t)n * c->model->hp.head_dim);
+}
+
+static void prefetch_bytes(const void *p, size_t n) {
+  for (size_t o = 0; o < n; o += 64) __builtin_prefetch((const uint8_t *)p + o);
+}
+
+/* The scores of ng query heads over n positions of transposed keys (value d
+ * of position r at kt[d * ldk + r], f16 or f32), for a kernel set without
+ * the tile kernel: f16 keys converted to f32 in scratch first, then sums
+ * over d in order, each for all positions. */
+static void scores_loop(const void *kt, bool f16, int64_t ldk, int n, const float *q, int ng,
+                        int hd, float scale, float *s, float *scratch) {
+  const float *k = kt;
+  if (f16) {
+    for (int d = 0; d < hd; d++)
+      tl_cpu_f16_to_f32((const uint16_t *)kt + d * ldk, scratch + (size_t)d * TL_ATT_TILE, n);
+    k = scratch;
+    ldk = TL_ATT_TILE;
+  }
+  for (int g = 0; g < ng; g++) {
+    float *sg = s + (size_t)g * TL_ATT_TILE;
+    for (int r = 0; r < n; r++) sg[r] = 0;
+    for (int d = 0; d < hd; d++) {
+      const float qd = q[(size_t)g * hd + d], *kd = k + d * ldk;
+      for (int r = 0; r < n; r++) sg[r] += qd * kd[r];
+    }
+    for (int r = 0; r < n; r++) sg[r] *= scale;
+  }
 }
 
 /* The largest of m and x[0..n): four running maxima, which give the same
@@ -156,19 +202,19 @@ static void sum_probs(const float *p, int64_t ldp, int group, int n, const float
 
 /* Tiled attention with an online softmax ("flash" attention): one job is a
  * token and a kv head, serving the query heads that share it (GQA), or a run
- * of those heads. K and V are read in tiles of TL_ATT_TILE positions,
- * converted to f32 once per tile for all the job's heads (an f32 cache is
- * read in place); the kernel set's tile kernels, where it has them, do the
- * per-row loops for all those heads at once, with bit-identical results. A
- * token sees the cached positions j <= pos, and j > pos - window on sliding
- * layers.
+ * of those heads. K and V are read in tiles of up to TL_ATT_TILE positions,
+ * in place from an f16 or f32 cache (keys transposed, model.h), or converted
+ * to f32 from a Q8_0 one; the kernel set's tile kernels, where it has them,
+ * compute all the job's heads at once, each key and value loaded once for
+ * them all. A token sees the cached positions j <= pos, and j > pos - window
+ * on sliding layers.
  *
  * The threads take contiguous runs of the (token, query head) pairs: whole kv
  * heads each when splitting evenly; for one token, shares in proportion to
  * their measured speeds (in steps of up to 4 query heads), so that a slower
  * core does not keep the other waiting. A kv head split between two threads
- * has its tiles converted by both; every head's result is the same either
- * way, as no operation mixes two heads. */
+ * is read by both; every head's result is the same either way, as no
+ * operation mixes two heads. */
 static void attn_run(void *arg, int ith, int nth) {
   const attn_task *a = arg;
   tl_context *c = a->c;
@@ -182,9 +228,12 @@ static void attn_run(void *arg, int ith, int nth) {
   float *vt = kt + (size_t)TL_ATT_TILE * hd;
   float *sc = vt + (size_t)TL_ATT_TILE * hd; /* [group][TL_ATT_TILE] */
   float *mx = sc + (size_t)group * TL_ATT_TILE, *sum = mx + group, *corr = sum + group;
-  tl_vec_dot_fn dot = c->kernels->vec_dot[TL_TYPE_F32];
   tl_axpy_fn axpy = c->kernels->axpy[TL_TYPE_F32];
-  const bool in_place = c->kv_type == TL_KV_F32;
+  const bool in_place = keys_transposed(c), f16 = c->kv_type == TL_KV_F16;
+  tl_axpy_fn axpy_v = in_place && f16 ? c->kernels->axpy[TL_TYPE_F16] : axpy;
+  /* bytes of a key or value: in the cache (f16 or f32), or in f32 scratch */
+  const size_t es = c->kv_type == TL_KV_F32 ? 4 : 2, ves = in_place ? es : 4;
+  const size_t block_bytes = (size_t)TL_ATT_TILE * c->kv_head_bytes;
   int64_t b, e;
   struct timespec ts0 = {0, 0};
   if (a->rated) {
@@ -214,42 +263,30 @@ static void attn_run(void *arg, int ith, int nth) {
       sum[g] = 0;
     }
     memset(out, 0, sizeof(float) * (size_t)ng * hd);
-    for (int32_t j = j0; j <= p; j += tile) {
-      int n = p + 1 - j < tile ? p + 1 - j : tile;
-      const size_t at = kv_offset(c, a->layer, s, kvh, j);
-      /* the next tile's keys and values (which the weights evicted), as many
-       * positions of it as this one has, up to the end */
-      const int nn = j + tile > p ? 0 : p + 1 - (j + tile) < n ? p + 1 - (j + tile) : n;
-      const size_t nx = at + (size_t)tile * c->kv_head_bytes;
-      const float *kr = kt, *vr = vt;
-      if (in_place)
-        kr = (const float *)(const void *)((const uint8_t *)c->k_cache + at);
-      else
-        kv_tile(c, c->k_cache, a->layer, s, kvh, j, n, kt);
-      /* scores, 8 positions at a time; before each 8, the next tile's keys
-       * and values at those positions are prefetched. Spread over the scores
-       * so, a few prefetches are in flight at a time and they have arrived
-       * by the next tile; issued all at once at the tile's start, they
-       * stalled the core for a while and left the conversions still waiting
-       * (docs/performance.md, fifth session). */
-      for (int r0 = 0; r0 < n; r0 += 8) {
-        const int nr = n - r0 < 8 ? n - r0 : 8;
-        if (r0 < nn) {
-          const size_t o0 = nx + (size_t)r0 * c->kv_head_bytes,
-                       o1 = nx + (size_t)(r0 + nr < nn ? r0 + nr : nn) * c->kv_head_bytes;
-          for (size_t o = o0; o < o1; o += 64) {
-            __builtin_prefetch((const uint8_t *)c->k_cache + o);
-            __builtin_prefetch((const uint8_t *)c->v_cache + o);
-          }
-        }
-        if (kn->att_scores)
-          kn->att_scores(kr + (size_t)r0 * hd, nr, q, ng, hd, scale, sc + r0, TL_ATT_TILE);
-        else
-          for (int g = 0; g < ng; g++)
-            for (int r = r0; r < r0 + nr; r++)
-              sc[(size_t)g * TL_ATT_TILE + r] =
-                  dot(kr + (size_t)r * hd, q + (size_t)g * hd, hd) * scale;
+    for (int32_t j = j0, n; j <= p; j += n) {
+      /* up to the tile size, within one block, up to p */
+      const int jr = j % TL_ATT_TILE;
+      n = TL_ATT_TILE - jr < tile ? TL_ATT_TILE - jr : tile;
+      if (p + 1 - j < n) n = p + 1 - j;
+      const size_t at = kv_offset(c, a->layer, s, kvh, j),
+                   blk = kv_offset(c, a->layer, s, kvh, j - jr);
+      const void *kr = kt, *vr = vt;
+      int64_t ldk = TL_ATT_TILE;
+      if (in_place) {
+        kr = (const uint8_t *)c->k_cache + blk + (size_t)jr * es;
+      } else { /* Q8_0 rows to f32, transposed into kt */
+        kv_rows_q8(c, c->k_cache, a->layer, s, kvh, j, n, vt);
+        for (int r = 0; r < n; r++)
+          for (int d = 0; d < hd; d++) kt[(size_t)d * TL_ATT_TILE + r] = vt[(size_t)r * hd + d];
       }
+      /* the next block's keys (which the weights evicted), while this one's
+       * scores are computed */
+      const bool next = in_place && j - jr + TL_ATT_TILE <= p;
+      if (next) prefetch_bytes((const uint8_t *)c->k_cache + blk + block_bytes, block_bytes);
+      if (kn->att_scores)
+        kn->att_scores(kr, in_place && f16, ldk, n, q, ng, hd, scale, sc, TL_ATT_TILE);
+      else
+        scores_loop(kr, in_place && f16, ldk, n, q, ng, hd, scale, sc, vt);
       for (int g = 0; g < ng; g++) {
         float *sg = sc + (size_t)g * TL_ATT_TILE;
         if (cap > 0)
@@ -266,15 +303,17 @@ static void attn_run(void *arg, int ith, int nth) {
           for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= corr[g];
       sum_probs(sc, TL_ATT_TILE, ng, n, corr, sum);
       if (in_place)
-        vr = (const float *)(const void *)((const uint8_t *)c->v_cache + at);
+        vr = (const uint8_t *)c->v_cache + at;
       else
-        kv_tile(c, c->v_cache, a->layer, s, kvh, j, n, vt);
+        kv_rows_q8(c, c->v_cache, a->layer, s, kvh, j, n, vt);
+      if (next) prefetch_bytes((const uint8_t *)c->v_cache + blk + block_bytes, block_bytes);
       if (kn->att_accum)
-        kn->att_accum(vr, n, sc, TL_ATT_TILE, ng, hd, out);
+        kn->att_accum(vr, in_place && f16, n, sc, TL_ATT_TILE, ng, hd, out);
       else
         for (int g = 0; g < ng; g++)
           for (int r = 0; r < n; r++)
-            axpy(sc[(size_t)g * TL_ATT_TILE + r], vr + (size_t)r * hd, out + (size_t)g * hd, hd);
+            axpy_v(sc[(size_t)g * TL_ATT_TILE + r], (const uint8_t *)vr + (size_t)r * hd * ves,
+                   out + (size_t)g * hd, hd);
     }
     for (int g = 0; g < ng; g++) {
       float inv = 1.0f / sum[g];
@@ -312,10 +351,8 @@ static void attention(tl_context *c, int il, int n, const int32_t *pos, const in
     rope(hp, L->rope_theta, c->q + (size_t)t * qd, hp->n_head, pos[t]);
     rope(hp, L->rope_theta, c->k + (size_t)t * kvd, hp->n_head_kv, pos[t]);
     for (int h = 0; h < hp->n_head_kv; h++) {
-      const size_t idx = kv_offset(c, il, seq[t], h, pos[t]),
-                   src = (size_t)t * kvd + (size_t)h * hd;
-      kv_store(c, c->k_cache, idx, c->k + src, (size_t)hd);
-      kv_store(c, c->v_cache, idx, c->v + src, (size_t)hd);
+      const size_t src = (size_t)t * kvd + (size_t)h * hd;
+      kv_put(c, il, seq[t], h, pos[t], c->k + src, c->v + src);
     }
   }
   attn_task at = {c, il, n, pos, seq, false, {0}};

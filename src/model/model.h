@@ -82,19 +82,26 @@ struct tl_model {
 
 const tl_vocab *tl_model_vocab(const tl_model *m);
 
-/* Positions per attention tile. */
+/* Positions per attention tile, and per block of transposed keys in an f16
+ * or f32 KV cache (a tile never crosses a block). */
 #define TL_ATT_TILE 64
 
 /* The KV cache and scratch for running the decoder. */
 struct tl_context {
   tl_model *model;
   int32_t n_ctx, n_seq, n_batch, n_threads;
+  int32_t kv_ctx; /* cached positions per head: n_ctx rounded up to a whole block */
   tl_kv_type kv_type;
   /* bytes of one cached position (n_head_kv * head_dim values in kv_type:
    * f32, f16, or Q8_0 blocks of 32 along each head) and of one head's slice */
   size_t kv_row_bytes, kv_head_bytes;
-  void *k_cache, *v_cache; /* [n_layer][n_seq][n_head_kv][n_ctx] rows of kv_head_bytes */
-  int32_t *seq_len;        /* cached positions per sequence */
+  /* [n_layer][n_seq][n_head_kv][kv_ctx] positions of kv_head_bytes each. Values
+   * are rows (position-major). Keys are rows too in a Q8_0 cache (blocks of 32
+   * along the head); in an f16 or f32 cache they are transposed in blocks of
+   * TL_ATT_TILE positions: value d of position j at element
+   * (j - j % TL_ATT_TILE) * head_dim + d * TL_ATT_TILE + j % TL_ATT_TILE. */
+  void *k_cache, *v_cache;
+  int32_t *seq_len; /* cached positions per sequence */
   tl_pool *pool;
   const tl_cpu_kernels *kernels;
   /* scratch for n_batch tokens */

@@ -180,73 +180,99 @@ static void test_axpy(void **state) {
   }
 }
 
-/* The attention tile kernels of every set that has them against the per-row
- * loops they replace on that set (vec_dot / axpy on f32 rows): the same
- * float operations in the same order, so the results must be bit-identical.
- * Head sizes with and without SIMD tails, tiles of 1..70 rows, 1..9 heads. */
+/* The attention tile kernels of every set that has them against their
+ * contract (backend.h), computed here with fmaf in the stated order: the
+ * results must be bit-identical. Keys transposed with a row stride larger
+ * than the tile and an offset into it (a tile that starts inside a block),
+ * f16 and f32 caches, head sizes with and without SIMD tails, tiles of 1..70
+ * positions, 1..17 query heads (more than one group of 8); nothing past the
+ * tile's scores may be written. */
 static void test_att_kernels(void **state) {
   (void)state;
   const tl_cpu_kernels *sets[8];
   int n_sets = tl_cpu_kernel_sets(sets, 8);
   const int hds[] = {1, 8, 17, 24, 64, 80, 96, 128, 256};
-  enum { MAXN = 70, MAXQ = 9, MAXHD = 256, LDS = 72 };
-  float *k = malloc(sizeof(float) * MAXN * MAXHD), *q = malloc(sizeof(float) * MAXQ * MAXHD);
-  float *o0 = malloc(sizeof(float) * MAXQ * MAXHD), *o1 = malloc(sizeof(float) * MAXQ * MAXHD);
-  float *o2 = malloc(sizeof(float) * MAXQ * MAXHD);
-  float s0[MAXQ * LDS], s1[MAXQ * LDS], p[MAXQ * LDS];
+  enum { MAXN = 70, MAXQ = 17, MAXHD = 256, LDS = 72, LDK = 80 };
+  float *kf = malloc(sizeof(float) * MAXHD * LDK), *vf = malloc(sizeof(float) * MAXN * MAXHD);
+  uint16_t *kh = malloc(sizeof(uint16_t) * MAXHD * LDK),
+           *vh = malloc(sizeof(uint16_t) * MAXN * MAXHD);
+  float *q = malloc(sizeof(float) * MAXQ * MAXHD), *o0 = malloc(sizeof(float) * MAXQ * MAXHD);
+  float *o1 = malloc(sizeof(float) * MAXQ * MAXHD), *o2 = malloc(sizeof(float) * MAXQ * MAXHD);
+  float *s0 = malloc(sizeof(float) * MAXQ * LDS), *s1 = malloc(sizeof(float) * MAXQ * LDS);
+  float *p = malloc(sizeof(float) * MAXQ * LDS);
   int cases = 0;
   for (int c = 0; c < n_sets; c++) {
     const tl_cpu_kernels *ks = sets[c];
     if (!ks->att_scores && !ks->att_accum) continue;
-    for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
-      const int hd = hds[h];
-      for (int n = 1; n <= MAXN; n += 1 + (int)h) {
-        const int nq = 1 + (n + (int)h) % MAXQ;
-        const float scale = 0.5f + 0.25f * frand();
-        for (int i = 0; i < n * hd; i++) k[i] = frand();
-        for (int i = 0; i < nq * hd; i++) {
-          q[i] = frand();
-          o0[i] = frand();
-        }
-        for (int i = 0; i < nq * LDS; i++) p[i] = frand() + 1.0f;
-        if (ks->att_scores) {
-          memset(s0, 0, sizeof s0);
-          memset(s1, 0, sizeof s1);
-          for (int g = 0; g < nq; g++)
-            for (int r = 0; r < n; r++)
-              s0[g * LDS + r] = ks->vec_dot[TL_TYPE_F32](k + r * hd, q + g * hd, hd) * scale;
-          ks->att_scores(k, n, q, nq, hd, scale, s1, LDS);
-          for (int g = 0; g < nq; g++)
-            for (int r = 0; r < LDS; r++)
-              if (memcmp(&s0[g * LDS + r], &s1[g * LDS + r], sizeof(float)) != 0)
-                fail_msg("%s att_scores hd=%d n=%d nq=%d g=%d r=%d: %.9g, per row %.9g", ks->name,
-                         hd, n, nq, g, r, s1[g * LDS + r], s0[g * LDS + r]);
-          cases++;
-        }
-        if (ks->att_accum) {
-          memcpy(o1, o0, sizeof(float) * (size_t)nq * hd);
-          memcpy(o2, o0, sizeof(float) * (size_t)nq * hd);
-          for (int g = 0; g < nq; g++)
-            for (int r = 0; r < n; r++)
-              ks->axpy[TL_TYPE_F32](p[g * LDS + r], k + r * hd, o1 + g * hd, hd);
-          ks->att_accum(k, n, p, LDS, nq, hd, o2);
-          for (int i = 0; i < nq * hd; i++)
-            if (memcmp(&o1[i], &o2[i], sizeof(float)) != 0)
-              fail_msg("%s att_accum hd=%d n=%d nq=%d i=%d: %.9g, per row %.9g", ks->name, hd, n,
-                       nq, i, o2[i], o1[i]);
-          cases++;
+    for (int f16 = 0; f16 < 2; f16++)
+      for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
+        const int hd = hds[h];
+        for (int n = 1; n <= MAXN; n += 1 + (int)h) {
+          const int nq = 1 + (n * 3 + (int)h) % MAXQ, off = (n + (int)h) % (LDK - MAXN + 1);
+          const float scale = 0.5f + 0.25f * frand();
+          /* the cache as the kernel reads it (f16, or f32), and as f32 values */
+          for (int i = 0; i < hd * LDK; i++) {
+            kh[i] = tl_f32_to_f16(frand());
+            kf[i] = f16 ? tl_f16_to_f32(kh[i]) : frand();
+          }
+          for (int i = 0; i < n * hd; i++) {
+            vh[i] = tl_f32_to_f16(frand());
+            vf[i] = f16 ? tl_f16_to_f32(vh[i]) : frand();
+          }
+          for (int i = 0; i < nq * hd; i++) {
+            q[i] = frand();
+            o0[i] = frand();
+          }
+          for (int i = 0; i < nq * LDS; i++) p[i] = frand() + 1.0f;
+          const void *kt = f16 ? (const void *)(kh + off) : (const void *)(kf + off);
+          const void *vv = f16 ? (const void *)vh : (const void *)vf;
+          if (ks->att_scores) {
+            for (int i = 0; i < nq * LDS; i++) s0[i] = s1[i] = -7.0f; /* untouched past n */
+            for (int g = 0; g < nq; g++)
+              for (int r = 0; r < n; r++) {
+                float a = 0;
+                for (int d = 0; d < hd; d++) a = fmaf(q[g * hd + d], kf[d * LDK + off + r], a);
+                s0[g * LDS + r] = a * scale;
+              }
+            ks->att_scores(kt, f16, LDK, n, q, nq, hd, scale, s1, LDS);
+            for (int g = 0; g < nq; g++)
+              for (int r = 0; r < LDS; r++)
+                if (memcmp(&s0[g * LDS + r], &s1[g * LDS + r], sizeof(float)) != 0)
+                  fail_msg("%s att_scores %s hd=%d n=%d nq=%d g=%d r=%d: %.9g, want %.9g", ks->name,
+                           f16 ? "f16" : "f32", hd, n, nq, g, r, s1[g * LDS + r], s0[g * LDS + r]);
+            cases++;
+          }
+          if (ks->att_accum) {
+            memcpy(o1, o0, sizeof(float) * (size_t)nq * hd);
+            memcpy(o2, o0, sizeof(float) * (size_t)nq * hd);
+            for (int g = 0; g < nq; g++)
+              for (int r = 0; r < n; r++)
+                for (int i = 0; i < hd; i++)
+                  o1[g * hd + i] = fmaf(p[g * LDS + r], vf[r * hd + i], o1[g * hd + i]);
+            ks->att_accum(vv, f16, n, p, LDS, nq, hd, o2);
+            for (int i = 0; i < nq * hd; i++)
+              if (memcmp(&o1[i], &o2[i], sizeof(float)) != 0)
+                fail_msg("%s att_accum %s hd=%d n=%d nq=%d i=%d: %.9g, want %.9g", ks->name,
+                         f16 ? "f16" : "f32", hd, n, nq, i, o2[i], o1[i]);
+            cases++;
+          }
         }
       }
-    }
   }
 #if defined(__x86_64__)
-  if (tl_cpu_has_avx512()) assert_true(cases > 200); /* the AVX-512 sets have both */
+  if (tl_cpu_has_avx512()) assert_true(cases > 400); /* the AVX-512 sets have both */
 #endif
-  free(k);
+  free(kf);
+  free(vf);
+  free(kh);
+  free(vh);
   free(q);
   free(o0);
   free(o1);
   free(o2);
+  free(s0);
+  free(s1);
+  free(p);
 }
 
 /* tl_split_rated: ranges in thread order that cover [0, n) exactly, each

@@ -1,15 +1,19 @@
-/* AVX-512 attention tile kernels (contracts in backend.h). They do exactly
- * the float operations of the per-row loops they replace, in the same order,
- * so results are bit-identical to avx512_dot_f32 (scores) and avx2_axpy_f32
- * (values) on the same data; they only do them for many rows at once:
+/* AVX-512 attention tile kernels (contracts in backend.h), reading the KV
+ * cache in place, f16 or f32:
  *
- * scores: 8 rows against one query at a time, with the two accumulators per
- * row of avx512_dot_f32; their horizontal sums are computed for the 8 rows
- * together, by shuffles that pair lanes exactly as hsum512 (kernels_x86.c) does for one
- * vector (the float additions, and so the roundings, are the same);
- * values: the output slices of up to 4 query heads x 64 columns stay in
+ * scores: the keys are stored transposed (value d of 16 positions side by
+ * side), so a vector holds one value of 16 positions and each query value is
+ * broadcast: the scores of up to 8 query heads x 32 positions stay in 16
+ * registers while d runs over the head, one fused multiply-add each per d; no
+ * horizontal sums, and each key value is loaded (and converted) once for all
+ * the heads;
+ * values: the output columns [i, i + 32) of up to 8 query heads stay in
  * registers while the tile's rows stream past, each element updated by one
- * fused multiply-add per row in row order, as axpy does. */
+ * fused multiply-add per row in row order; each value is loaded (and
+ * converted) once for all the heads.
+ *
+ * The AVX2 kernels below do the same operations in the same order, 8 lanes
+ * at a time, so every x86 set gives the same bits. */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #include <math.h>
@@ -17,145 +21,246 @@
 
 #include "backend/cpu/qkernels.h"
 
-#define AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
+
+/* 16 cache values (those of mask m, the rest 0) from p as f32. */
+INLINE AVX512 __m512 ld_kv(const uint8_t *p, const bool f16, __mmask16 m) {
+  if (f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  return _mm512_maskz_loadu_ps(m, p);
+}
+
+INLINE __mmask16 mask_of(int left) {
+  return left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+}
 
 /* ---- scores --------------------------------------------------------------- */
 
-/* The two accumulators of avx512_dot_f32 for 8 rows (r[j]) and one query. */
-INLINE AVX512 void dot_acc8(const float *const r[8], const float *x, int64_t n, __m512 v[8]) {
-  __m512 a0[8], a1[8];
-  _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
-    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
-      a0[j] = _mm512_fmadd_ps(_mm512_loadu_ps(r[j] + i), x0, a0[j]);
-      a1[j] = _mm512_fmadd_ps(_mm512_loadu_ps(r[j] + i + 16), x1, a1[j]);
-    }
-  }
-  for (; i < n; i += 16) { /* masked tail */
-    const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-    const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a0[j] =
-        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r[j] + i), xv, a0[j]);
-  }
-  _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) v[j] = _mm512_add_ps(a0[j], a1[j]);
-}
-
-/* hsum512 of 8 vectors at once, in lanes 0..7 (lanes 8..15 repeat them).
- * hsum512 adds the 256-bit halves, then the 128-bit halves, then lanes
- * (0, 2) and (1, 3), then the two sums; each step below makes the same
- * additions for several vectors in one instruction. */
-INLINE AVX512 __m512 hsum512x8(const __m512 v[8]) {
-  __m512 a[4], b[2];
-  _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) /* [lo8 + hi8 of v2m, of v2m+1] */
-      a[m] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0x44),
-                           _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0xee));
-  _Pragma("GCC unroll 2") for (int m = 0; m < 2; m++) /* 128-bit lane k: lo4 + hi4 of v4m+k */
-      b[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], 0x88),
-                           _mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], 0xdd));
-  /* lane k: [e0 + e2, e1 + e3] of v_k, then of v_4+k */
-  const __m512 c = _mm512_add_ps(_mm512_shuffle_ps(b[0], b[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm512_shuffle_ps(b[0], b[1], _MM_SHUFFLE(3, 2, 3, 2)));
-  /* lane k: [sum of v_k, sum of v_4+k, the same again] */
-  const __m512 d = _mm512_add_ps(_mm512_shuffle_ps(c, c, _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm512_shuffle_ps(c, c, _MM_SHUFFLE(3, 1, 3, 1)));
-  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 4, 8, 12, 1, 5, 9, 13);
-  return _mm512_permutexvar_ps(idx, d);
-}
-
-AVX512 static void avx512_att_scores(const float *k, int n, const float *q, int nq, int hd,
-                                     float scale, float *s, int64_t lds) {
+/* G query heads x positions [0, n) of a tile, 32 positions at a time. */
+INLINE AVX512 void scores_g(const uint8_t *kt, const bool f16, int64_t ldk, int n, const float *q,
+                            int hd, float scale, float *s, int64_t lds, const int G) {
+  const size_t es = f16 ? 2 : 4, row = (size_t)ldk * es;
   const __m512 vs = _mm512_set1_ps(scale);
-  for (int r0 = 0; r0 < n; r0 += 8) {
-    const int nr = n - r0 < 8 ? n - r0 : 8; /* rows past the tile repeat its last one */
-    const float *row[8];
-    for (int j = 0; j < 8; j++) row[j] = k + (size_t)(r0 + (j < nr ? j : nr - 1)) * hd;
-    for (int g = 0; g < nq; g++) {
-      __m512 v[8];
-      dot_acc8(row, q + (size_t)g * hd, hd, v);
-      const __m512 sv = _mm512_mul_ps(hsum512x8(v), vs);
-      _mm512_mask_storeu_ps(s + g * lds + r0, (__mmask16)((1u << nr) - 1), sv);
+  for (int r0 = 0; r0 < n; r0 += 32) {
+    const __mmask16 m0 = mask_of(n - r0), m1 = mask_of(n - r0 - 16);
+    __m512 a0[8], a1[8];
+    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) a0[g] = a1[g] = _mm512_setzero_ps();
+    const uint8_t *kp = kt + (size_t)r0 * es;
+    if (m1) {
+      for (int d = 0; d < hd; d++, kp += row) {
+        const __m512 k0 = ld_kv(kp, f16, m0), k1 = ld_kv(kp + 16 * es, f16, m1);
+        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+          const __m512 qb = _mm512_set1_ps(q[(size_t)g * hd + d]);
+          a0[g] = _mm512_fmadd_ps(qb, k0, a0[g]);
+          a1[g] = _mm512_fmadd_ps(qb, k1, a1[g]);
+        }
+      }
+    } else { /* 16 positions or fewer */
+      for (int d = 0; d < hd; d++, kp += row) {
+        const __m512 k0 = ld_kv(kp, f16, m0);
+        _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) a0[g] =
+            _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)g * hd + d]), k0, a0[g]);
+      }
     }
+    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+      _mm512_mask_storeu_ps(s + g * lds + r0, m0, _mm512_mul_ps(a0[g], vs));
+      if (m1) _mm512_mask_storeu_ps(s + g * lds + r0 + 16, m1, _mm512_mul_ps(a1[g], vs));
+    }
+  }
+}
+
+// clang-format off
+#define SWITCH_G(fn, g, ...) \
+  switch (g) { \
+    case 1: fn(__VA_ARGS__, 1); break; \
+    case 2: fn(__VA_ARGS__, 2); break; \
+    case 3: fn(__VA_ARGS__, 3); break; \
+    case 4: fn(__VA_ARGS__, 4); break; \
+    case 5: fn(__VA_ARGS__, 5); break; \
+    case 6: fn(__VA_ARGS__, 6); break; \
+    case 7: fn(__VA_ARGS__, 7); break; \
+    default: fn(__VA_ARGS__, 8); break; \
+  }
+// clang-format on
+
+AVX512 static void avx512_att_scores(const void *kt, bool f16, int64_t ldk, int n, const float *q,
+                                     int nq, int hd, float scale, float *s, int64_t lds) {
+  for (int g0 = 0; g0 < nq; g0 += 8) {
+    const int ng = nq - g0 < 8 ? nq - g0 : 8;
+    const float *qg = q + (size_t)g0 * hd;
+    float *sg = s + g0 * lds;
+    if (f16)
+      SWITCH_G(scores_g, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds)
+    else
+      SWITCH_G(scores_g, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds)
   }
 }
 
 /* ---- values --------------------------------------------------------------- */
 
-/* G query heads' columns [i, i + 16 CH) (masks m) over the tile's rows. */
-INLINE AVX512 void accum_gc(const float *v, int n, const float *p, int64_t ldp, int hd, float *o,
-                            int i, const __mmask16 *m, const int G, const int CH) {
-  __m512 acc[4][4];
-  _Pragma("GCC unroll 4") for (int g = 0; g < G; g++)
-      _Pragma("GCC unroll 4") for (int c = 0; c < CH; c++) acc[g][c] =
-          _mm512_maskz_loadu_ps(m[c], o + (size_t)g * hd + i + 16 * c);
-  for (int r = 0; r < n; r++) {
-    __m512 vv[4];
-    _Pragma("GCC unroll 4") for (int c = 0; c < CH; c++) vv[c] =
-        _mm512_maskz_loadu_ps(m[c], v + (size_t)r * hd + i + 16 * c);
-    _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
-      const __m512 pg = _mm512_set1_ps(p[g * ldp + r]);
-      _Pragma("GCC unroll 4") for (int c = 0; c < CH; c++) acc[g][c] =
-          _mm512_fmadd_ps(pg, vv[c], acc[g][c]);
+/* G query heads' output columns, 32 at a time, over the tile's n rows. */
+INLINE AVX512 void accum_g(const uint8_t *v, const bool f16, int n, const float *p, int64_t ldp,
+                           int hd, float *o, const int G) {
+  const size_t es = f16 ? 2 : 4, row = (size_t)hd * es;
+  for (int i0 = 0; i0 < hd; i0 += 32) {
+    const __mmask16 m0 = mask_of(hd - i0), m1 = mask_of(hd - i0 - 16);
+    __m512 a0[8], a1[8];
+    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+      a0[g] = _mm512_maskz_loadu_ps(m0, o + (size_t)g * hd + i0);
+      a1[g] = _mm512_maskz_loadu_ps(m1, o + (size_t)g * hd + i0 + 16);
+    }
+    const uint8_t *vp = v + (size_t)i0 * es;
+    for (int r = 0; r < n; r++, vp += row) {
+      const __m512 v0 = ld_kv(vp, f16, m0), v1 = ld_kv(vp + 16 * es, f16, m1);
+      _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+        const __m512 pb = _mm512_set1_ps(p[g * ldp + r]);
+        a0[g] = _mm512_fmadd_ps(pb, v0, a0[g]);
+        a1[g] = _mm512_fmadd_ps(pb, v1, a1[g]);
+      }
+    }
+    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
+      _mm512_mask_storeu_ps(o + (size_t)g * hd + i0, m0, a0[g]);
+      _mm512_mask_storeu_ps(o + (size_t)g * hd + i0 + 16, m1, a1[g]);
     }
   }
-  _Pragma("GCC unroll 4") for (int g = 0; g < G; g++)
-      _Pragma("GCC unroll 4") for (int c = 0; c < CH; c++)
-          _mm512_mask_storeu_ps(o + (size_t)g * hd + i + 16 * c, m[c], acc[g][c]);
 }
 
-#define ACCUM_G(G)                                 \
-  switch (ch) {                                    \
-    case 1:                                        \
-      accum_gc(v, n, pg, ldp, hd, og, i, m, G, 1); \
-      break;                                       \
-    case 2:                                        \
-      accum_gc(v, n, pg, ldp, hd, og, i, m, G, 2); \
-      break;                                       \
-    case 3:                                        \
-      accum_gc(v, n, pg, ldp, hd, og, i, m, G, 3); \
-      break;                                       \
-    default:                                       \
-      accum_gc(v, n, pg, ldp, hd, og, i, m, G, 4); \
-      break;                                       \
+AVX512 static void avx512_att_accum(const void *v, bool f16, int n, const float *p, int64_t ldp,
+                                    int nq, int hd, float *o) {
+  for (int g0 = 0; g0 < nq; g0 += 8) {
+    const int ng = nq - g0 < 8 ? nq - g0 : 8;
+    const float *pg = p + g0 * ldp;
+    float *og = o + (size_t)g0 * hd;
+    if (f16)
+      SWITCH_G(accum_g, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og)
+    else
+      SWITCH_G(accum_g, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og)
   }
+}
 
-AVX512 static void avx512_att_accum(const float *v, int n, const float *p, int64_t ldp, int nq,
-                                    int hd, float *o) {
-  /* avx2_axpy_f32 updates the columns below a multiple of 8 with one fused
-   * multiply-add each, and the rest with a multiply and an add */
-  const int n8 = hd & ~7;
+/* ---- the same with AVX2 (8 lanes, 4 query heads x 16 positions or columns) ---- */
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* The first cnt (0..8) of 8 cache values from p as f32, the rest 0. */
+INLINE AVX2 __m256 ld8(const uint8_t *p, const bool f16, int cnt) {
+  if (cnt >= 8)
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p))
+               : _mm256_loadu_ps((const float *)(const void *)p);
+  if (f16) {
+    uint16_t b[8] = {0};
+    if (cnt > 0) memcpy(b, p, (size_t)cnt * 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)b));
+  }
+  float b[8] = {0};
+  if (cnt > 0) memcpy(b, p, (size_t)cnt * 4);
+  return _mm256_loadu_ps(b);
+}
+
+/* The first cnt (0..8) lanes of v to y. */
+INLINE AVX2 void st8(float *y, __m256 v, int cnt) {
+  if (cnt >= 8) {
+    _mm256_storeu_ps(y, v);
+  } else if (cnt > 0) {
+    float b[8];
+    _mm256_storeu_ps(b, v);
+    memcpy(y, b, (size_t)cnt * 4);
+  }
+}
+
+INLINE int clamp8(int left) {
+  return left >= 8 ? 8 : left > 0 ? left : 0;
+}
+
+INLINE AVX2 void scores_g4(const uint8_t *kt, const bool f16, int64_t ldk, int n, const float *q,
+                           int hd, float scale, float *s, int64_t lds, const int G) {
+  const size_t es = f16 ? 2 : 4, row = (size_t)ldk * es;
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (int r0 = 0; r0 < n; r0 += 16) {
+    const int c0 = clamp8(n - r0), c1 = clamp8(n - r0 - 8);
+    __m256 a0[4], a1[4];
+    _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) a0[g] = a1[g] = _mm256_setzero_ps();
+    const uint8_t *kp = kt + (size_t)r0 * es;
+    for (int d = 0; d < hd; d++, kp += row) {
+      const __m256 k0 = ld8(kp, f16, c0), k1 = ld8(kp + 8 * es, f16, c1);
+      _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+        const __m256 qb = _mm256_broadcast_ss(q + (size_t)g * hd + d);
+        a0[g] = _mm256_fmadd_ps(qb, k0, a0[g]);
+        a1[g] = _mm256_fmadd_ps(qb, k1, a1[g]);
+      }
+    }
+    _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+      st8(s + g * lds + r0, _mm256_mul_ps(a0[g], vs), c0);
+      st8(s + g * lds + r0 + 8, _mm256_mul_ps(a1[g], vs), c1);
+    }
+  }
+}
+
+// clang-format off
+#define SWITCH_G4(fn, g, ...) \
+  switch (g) { \
+    case 1: fn(__VA_ARGS__, 1); break; \
+    case 2: fn(__VA_ARGS__, 2); break; \
+    case 3: fn(__VA_ARGS__, 3); break; \
+    default: fn(__VA_ARGS__, 4); break; \
+  }
+// clang-format on
+
+AVX2 static void avx2_att_scores(const void *kt, bool f16, int64_t ldk, int n, const float *q,
+                                 int nq, int hd, float scale, float *s, int64_t lds) {
+  for (int g0 = 0; g0 < nq; g0 += 4) {
+    const int ng = nq - g0 < 4 ? nq - g0 : 4;
+    const float *qg = q + (size_t)g0 * hd;
+    float *sg = s + g0 * lds;
+    if (f16)
+      SWITCH_G4(scores_g4, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds)
+    else
+      SWITCH_G4(scores_g4, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds)
+  }
+}
+
+INLINE AVX2 void accum_g4(const uint8_t *v, const bool f16, int n, const float *p, int64_t ldp,
+                          int hd, float *o, const int G) {
+  const size_t es = f16 ? 2 : 4, row = (size_t)hd * es;
+  for (int i0 = 0; i0 < hd; i0 += 16) {
+    const int c0 = clamp8(hd - i0), c1 = clamp8(hd - i0 - 8);
+    __m256 a0[4], a1[4];
+    _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+      a0[g] = ld8((const uint8_t *)(o + (size_t)g * hd + i0), false, c0);
+      a1[g] = ld8((const uint8_t *)(o + (size_t)g * hd + i0 + 8), false, c1);
+    }
+    const uint8_t *vp = v + (size_t)i0 * es;
+    for (int r = 0; r < n; r++, vp += row) {
+      const __m256 v0 = ld8(vp, f16, c0), v1 = ld8(vp + 8 * es, f16, c1);
+      _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+        const __m256 pb = _mm256_broadcast_ss(p + g * ldp + r);
+        a0[g] = _mm256_fmadd_ps(pb, v0, a0[g]);
+        a1[g] = _mm256_fmadd_ps(pb, v1, a1[g]);
+      }
+    }
+    _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+      st8(o + (size_t)g * hd + i0, a0[g], c0);
+      st8(o + (size_t)g * hd + i0 + 8, a1[g], c1);
+    }
+  }
+}
+
+AVX2 static void avx2_att_accum(const void *v, bool f16, int n, const float *p, int64_t ldp, int nq,
+                                int hd, float *o) {
   for (int g0 = 0; g0 < nq; g0 += 4) {
     const int ng = nq - g0 < 4 ? nq - g0 : 4;
     const float *pg = p + g0 * ldp;
     float *og = o + (size_t)g0 * hd;
-    for (int i = 0; i < n8; i += 64) {
-      __mmask16 m[4] = {0, 0, 0, 0};
-      int ch = 0;
-      for (; ch < 4 && i + 16 * ch < n8; ch++) {
-        const int left = n8 - i - 16 * ch;
-        m[ch] = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-      }
-      switch (ng) {
-        case 1:
-          ACCUM_G(1) break;
-        case 2:
-          ACCUM_G(2) break;
-        case 3:
-          ACCUM_G(3) break;
-        default:
-          ACCUM_G(4) break;
-      }
-    }
-    for (int g = 0; g < ng; g++)
-      for (int r = 0; r < n; r++)
-        for (int i = n8; i < hd; i++) {
-          const __m128 t =
-              _mm_mul_ss(_mm_set_ss(pg[g * ldp + r]), _mm_set_ss(v[(size_t)r * hd + i]));
-          og[(size_t)g * hd + i] = _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(og[(size_t)g * hd + i]), t));
-        }
+    if (f16)
+      SWITCH_G4(accum_g4, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og)
+    else
+      SWITCH_G4(accum_g4, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og)
   }
+}
+
+void tl_cpu_fill_avx2_attn(tl_cpu_kernels *k) {
+  k->att_scores = avx2_att_scores;
+  k->att_accum = avx2_att_accum;
 }
 
 /* ---- exp ------------------------------------------------------------------ */

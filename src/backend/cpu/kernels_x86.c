@@ -233,6 +233,7 @@ void tl_cpu_fill_avx2(tl_cpu_kernels *k) {
   k->axpy[TL_TYPE_F16] = avx2_axpy_f16;
   k->vec_dot_i8s = avx2_dot_i8s;
   tl_cpu_fill_avx2_gemm(k);
+  tl_cpu_fill_avx2_attn(k);
 }
 
 void tl_cpu_fill_avx512(tl_cpu_kernels *k) {

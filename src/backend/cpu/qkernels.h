@@ -32,7 +32,9 @@ void tl_gemm_q6_k_scalar(const void *w, size_t ldw, int64_t nr, const void *x, s
 /* AVX2 activation quantizers and integer gemm for every quantized type
  * (gemm_avx2.c, x86 only); tl_cpu_fill_avx2 calls it. */
 void tl_cpu_fill_avx2_gemm(tl_cpu_kernels *k);
-/* The AVX-512 attention tile kernels (attn_x86.c); tl_cpu_fill_avx512 calls it. */
+/* The attention tile kernels (attn_x86.c): tl_cpu_fill_avx2 and
+ * tl_cpu_fill_avx512 call them. */
+void tl_cpu_fill_avx2_attn(tl_cpu_kernels *k);
 void tl_cpu_fill_avx512_attn(tl_cpu_kernels *k);
 
 /* For the x86 gemm files: call fn(..., R, T) for the tile size nr x nt (1..4
