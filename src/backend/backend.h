@@ -36,16 +36,20 @@ typedef void (*tl_axpy_fn)(float a, const void *x, float *y, int64_t n);
  * its value d at kt[d * ldk + r], so that one cache line holds one value of 16
  * or 32 positions; values are rows, position r's row at v + r * hd.
  *   att_scores: s[g * lds + r] = scale * k.q, the sum over d = 0..hd-1 in
- *               order, one fused multiply-add per d, from 0;
+ *               order, one fused multiply-add per d, from 0; and where smax
+ *               is not NULL, smax[g] = the largest of s[g * lds + 0..n) (NaNs
+ *               left out; -inf if none);
  *   att_accum:  o[g * hd + i] updated by one fused multiply-add
- *               p[g * ldp + r] * v[r][i] per row r, in row order.
+ *               p[g * ldp + r] * v[r][i] per row r, in row order; and where
+ *               sum is not NULL, sum[g] += p[g * ldp + r] for each row in
+ *               order, one float addition each.
  * Every set that has them gives the same bits (they fix the order of the
  * operations); NULL where a set has none (the forward pass then runs plain
  * loops, which round differently). */
 typedef void (*tl_att_scores_fn)(const void *kt, bool f16, int64_t ldk, int n, const float *q,
-                                 int nq, int hd, float scale, float *s, int64_t lds);
+                                 int nq, int hd, float scale, float *s, int64_t lds, float *smax);
 typedef void (*tl_att_accum_fn)(const void *v, bool f16, int n, const float *p, int64_t ldp, int nq,
-                                int hd, float *o);
+                                int hd, float *o, float *sum);
 
 /* y[i] = expf(x[i] - m) for i < n (y may be x): bit for bit what the C
  * library's expf returns, whichever set computes it (the scalar set calls it). */

@@ -227,6 +227,7 @@ static void attn_run(void *arg, int ith, int nth) {
   const int tile = c->att_tile;
   float *vt = kt + (size_t)TL_ATT_TILE * hd;
   float *sc = vt + (size_t)TL_ATT_TILE * hd; /* [group][TL_ATT_TILE] */
+  /* then per query head: running maximum, sum, correction, the tile's maximum */
   float *mx = sc + (size_t)group * TL_ATT_TILE, *sum = mx + group, *corr = sum + group;
   tl_axpy_fn axpy = c->kernels->axpy[TL_TYPE_F32];
   const bool in_place = keys_transposed(c), f16 = c->kv_type == TL_KV_F16;
@@ -283,15 +284,18 @@ static void attn_run(void *arg, int ith, int nth) {
        * scores are computed */
       const bool next = in_place && j - jr + TL_ATT_TILE <= p;
       if (next) prefetch_bytes((const uint8_t *)c->k_cache + blk + block_bytes, block_bytes);
+      /* the tile's largest scores from the kernel, unless they are capped
+       * after it (as the reference caps them) */
+      float *tmax = kn->att_scores && cap <= 0 ? corr + group : NULL;
       if (kn->att_scores)
-        kn->att_scores(kr, in_place && f16, ldk, n, q, ng, hd, scale, sc, TL_ATT_TILE);
+        kn->att_scores(kr, in_place && f16, ldk, n, q, ng, hd, scale, sc, TL_ATT_TILE, tmax);
       else
         scores_loop(kr, in_place && f16, ldk, n, q, ng, hd, scale, sc, vt);
       for (int g = 0; g < ng; g++) {
         float *sg = sc + (size_t)g * TL_ATT_TILE;
         if (cap > 0)
           for (int r = 0; r < n; r++) sg[r] = cap * tanhf(sg[r] / cap);
-        const float m = max_of(sg, n, mx[g]);
+        const float m = tmax ? (tmax[g] > mx[g] ? tmax[g] : mx[g]) : max_of(sg, n, mx[g]);
         corr[g] = mx[g] - m;
         mx[g] = m;
         kn->exp_sub(sg, m, sg, n);
@@ -301,19 +305,21 @@ static void attn_run(void *arg, int ith, int nth) {
       for (int g = 0; g < ng; g++)
         if (corr[g] != 1.0f)
           for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= corr[g];
-      sum_probs(sc, TL_ATT_TILE, ng, n, corr, sum);
       if (in_place)
         vr = (const uint8_t *)c->v_cache + at;
       else
         kv_rows_q8(c, c->v_cache, a->layer, s, kvh, j, n, vt);
       if (next) prefetch_bytes((const uint8_t *)c->v_cache + blk + block_bytes, block_bytes);
-      if (kn->att_accum)
-        kn->att_accum(vr, in_place && f16, n, sc, TL_ATT_TILE, ng, hd, out);
-      else
+      if (kn->att_accum) { /* the sums of the probabilities too */
+        for (int g = 0; g < ng; g++) sum[g] *= corr[g];
+        kn->att_accum(vr, in_place && f16, n, sc, TL_ATT_TILE, ng, hd, out, sum);
+      } else {
+        sum_probs(sc, TL_ATT_TILE, ng, n, corr, sum);
         for (int g = 0; g < ng; g++)
           for (int r = 0; r < n; r++)
             axpy_v(sc[(size_t)g * TL_ATT_TILE + r], (const uint8_t *)vr + (size_t)r * hd * ves,
                    out + (size_t)g * hd, hd);
+      }
     }
     for (int g = 0; g < ng; g++) {
       float inv = 1.0f / sum[g];

@@ -186,7 +186,8 @@ static void test_axpy(void **state) {
  * than the tile and an offset into it (a tile that starts inside a block),
  * f16 and f32 caches, head sizes with and without SIMD tails, tiles of 1..70
  * positions, 1..17 query heads (more than one group of 8); nothing past the
- * tile's scores may be written. */
+ * tile's scores may be written. The maxima and sums they may return on the
+ * side are checked too, and asking for them must not change the rest. */
 static void test_att_kernels(void **state) {
   (void)state;
   const tl_cpu_kernels *sets[8];
@@ -200,6 +201,7 @@ static void test_att_kernels(void **state) {
   float *o1 = malloc(sizeof(float) * MAXQ * MAXHD), *o2 = malloc(sizeof(float) * MAXQ * MAXHD);
   float *s0 = malloc(sizeof(float) * MAXQ * LDS), *s1 = malloc(sizeof(float) * MAXQ * LDS);
   float *p = malloc(sizeof(float) * MAXQ * LDS);
+  float mx0[MAXQ], mx1[MAXQ], l0[MAXQ], l1[MAXQ];
   int cases = 0;
   for (int c = 0; c < n_sets; c++) {
     const tl_cpu_kernels *ks = sets[c];
@@ -228,13 +230,22 @@ static void test_att_kernels(void **state) {
           const void *vv = f16 ? (const void *)vh : (const void *)vf;
           if (ks->att_scores) {
             for (int i = 0; i < nq * LDS; i++) s0[i] = s1[i] = -7.0f; /* untouched past n */
-            for (int g = 0; g < nq; g++)
+            const bool want_max = (n + (int)h) % 2 == 0;
+            for (int g = 0; g < nq; g++) {
+              mx0[g] = -INFINITY;
+              mx1[g] = 7.0f;
               for (int r = 0; r < n; r++) {
                 float a = 0;
                 for (int d = 0; d < hd; d++) a = fmaf(q[g * hd + d], kf[d * LDK + off + r], a);
                 s0[g * LDS + r] = a * scale;
+                if (s0[g * LDS + r] > mx0[g]) mx0[g] = s0[g * LDS + r];
               }
-            ks->att_scores(kt, f16, LDK, n, q, nq, hd, scale, s1, LDS);
+            }
+            ks->att_scores(kt, f16, LDK, n, q, nq, hd, scale, s1, LDS, want_max ? mx1 : NULL);
+            for (int g = 0; g < nq; g++)
+              if (want_max ? mx1[g] != mx0[g] : mx1[g] != 7.0f)
+                fail_msg("%s att_scores %s hd=%d n=%d nq=%d g=%d: max %.9g, want %.9g", ks->name,
+                         f16 ? "f16" : "f32", hd, n, nq, g, mx1[g], want_max ? mx0[g] : 7.0f);
             for (int g = 0; g < nq; g++)
               for (int r = 0; r < LDS; r++)
                 if (memcmp(&s0[g * LDS + r], &s1[g * LDS + r], sizeof(float)) != 0)
@@ -243,13 +254,21 @@ static void test_att_kernels(void **state) {
             cases++;
           }
           if (ks->att_accum) {
+            const bool want_sum = (n + (int)h) % 3 != 0;
             memcpy(o1, o0, sizeof(float) * (size_t)nq * hd);
             memcpy(o2, o0, sizeof(float) * (size_t)nq * hd);
-            for (int g = 0; g < nq; g++)
-              for (int r = 0; r < n; r++)
+            for (int g = 0; g < nq; g++) {
+              l0[g] = l1[g] = frand();
+              for (int r = 0; r < n; r++) {
                 for (int i = 0; i < hd; i++)
                   o1[g * hd + i] = fmaf(p[g * LDS + r], vf[r * hd + i], o1[g * hd + i]);
-            ks->att_accum(vv, f16, n, p, LDS, nq, hd, o2);
+                if (want_sum) l0[g] += p[g * LDS + r];
+              }
+            }
+            ks->att_accum(vv, f16, n, p, LDS, nq, hd, o2, want_sum ? l1 : NULL);
+            if (memcmp(l0, l1, sizeof(float) * (size_t)nq) != 0)
+              fail_msg("%s att_accum %s hd=%d n=%d nq=%d: sums differ", ks->name,
+                       f16 ? "f16" : "f32", hd, n, nq);
             for (int i = 0; i < nq * hd; i++)
               if (memcmp(&o1[i], &o2[i], sizeof(float)) != 0)
                 fail_msg("%s att_accum %s hd=%d n=%d nq=%d i=%d: %.9g, want %.9g", ks->name,

@@ -38,9 +38,11 @@ INLINE __mmask16 mask_of(int left) {
 
 /* G query heads x positions [0, n) of a tile, 32 positions at a time. */
 INLINE AVX512 void scores_g(const uint8_t *kt, const bool f16, int64_t ldk, int n, const float *q,
-                            int hd, float scale, float *s, int64_t lds, const int G) {
+                            int hd, float scale, float *s, int64_t lds, float *smax, const int G) {
   const size_t es = f16 ? 2 : 4, row = (size_t)ldk * es;
   const __m512 vs = _mm512_set1_ps(scale);
+  __m512 mv[8]; /* running maxima; max(x, m) is m where x is NaN */
+  _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) mv[g] = _mm512_set1_ps(-INFINITY);
   for (int r0 = 0; r0 < n; r0 += 32) {
     const __mmask16 m0 = mask_of(n - r0), m1 = mask_of(n - r0 - 16);
     __m512 a0[8], a1[8];
@@ -63,9 +65,17 @@ INLINE AVX512 void scores_g(const uint8_t *kt, const bool f16, int64_t ldk, int 
       }
     }
     _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
-      _mm512_mask_storeu_ps(s + g * lds + r0, m0, _mm512_mul_ps(a0[g], vs));
-      if (m1) _mm512_mask_storeu_ps(s + g * lds + r0 + 16, m1, _mm512_mul_ps(a1[g], vs));
+      const __m512 s0 = _mm512_mul_ps(a0[g], vs), s1 = _mm512_mul_ps(a1[g], vs);
+      _mm512_mask_storeu_ps(s + g * lds + r0, m0, s0);
+      mv[g] = _mm512_mask_max_ps(mv[g], m0, s0, mv[g]);
+      if (m1) {
+        _mm512_mask_storeu_ps(s + g * lds + r0 + 16, m1, s1);
+        mv[g] = _mm512_mask_max_ps(mv[g], m1, s1, mv[g]);
+      }
     }
+  }
+  if (smax) {
+    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) smax[g] = _mm512_reduce_max_ps(mv[g]);
   }
 }
 
@@ -84,15 +94,16 @@ INLINE AVX512 void scores_g(const uint8_t *kt, const bool f16, int64_t ldk, int 
 // clang-format on
 
 AVX512 static void avx512_att_scores(const void *kt, bool f16, int64_t ldk, int n, const float *q,
-                                     int nq, int hd, float scale, float *s, int64_t lds) {
+                                     int nq, int hd, float scale, float *s, int64_t lds,
+                                     float *smax) {
   for (int g0 = 0; g0 < nq; g0 += 8) {
     const int ng = nq - g0 < 8 ? nq - g0 : 8;
     const float *qg = q + (size_t)g0 * hd;
-    float *sg = s + g0 * lds;
+    float *sg = s + g0 * lds, *mg = smax ? smax + g0 : NULL;
     if (f16)
-      SWITCH_G(scores_g, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds)
+      SWITCH_G(scores_g, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds, mg)
     else
-      SWITCH_G(scores_g, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds)
+      SWITCH_G(scores_g, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds, mg)
   }
 }
 
@@ -100,9 +111,12 @@ AVX512 static void avx512_att_scores(const void *kt, bool f16, int64_t ldk, int 
 
 /* G query heads' output columns, 32 at a time, over the tile's n rows. */
 INLINE AVX512 void accum_g(const uint8_t *v, const bool f16, int n, const float *p, int64_t ldp,
-                           int hd, float *o, const int G) {
+                           int hd, float *o, float *sum, const int G) {
   const size_t es = f16 ? 2 : 4, row = (size_t)hd * es;
+  float l[8];
+  _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) l[g] = sum ? sum[g] : 0;
   for (int i0 = 0; i0 < hd; i0 += 32) {
+    const bool with_sum = sum && i0 == 0; /* the sums, with the first columns */
     const __mmask16 m0 = mask_of(hd - i0), m1 = mask_of(hd - i0 - 16);
     __m512 a0[8], a1[8];
     _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
@@ -116,6 +130,7 @@ INLINE AVX512 void accum_g(const uint8_t *v, const bool f16, int n, const float 
         const __m512 pb = _mm512_set1_ps(p[g * ldp + r]);
         a0[g] = _mm512_fmadd_ps(pb, v0, a0[g]);
         a1[g] = _mm512_fmadd_ps(pb, v1, a1[g]);
+        if (with_sum) l[g] += p[g * ldp + r];
       }
     }
     _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) {
@@ -123,18 +138,21 @@ INLINE AVX512 void accum_g(const uint8_t *v, const bool f16, int n, const float 
       _mm512_mask_storeu_ps(o + (size_t)g * hd + i0 + 16, m1, a1[g]);
     }
   }
+  if (sum) {
+    _Pragma("GCC unroll 8") for (int g = 0; g < G; g++) sum[g] = l[g];
+  }
 }
 
 AVX512 static void avx512_att_accum(const void *v, bool f16, int n, const float *p, int64_t ldp,
-                                    int nq, int hd, float *o) {
+                                    int nq, int hd, float *o, float *sum) {
   for (int g0 = 0; g0 < nq; g0 += 8) {
     const int ng = nq - g0 < 8 ? nq - g0 : 8;
     const float *pg = p + g0 * ldp;
-    float *og = o + (size_t)g0 * hd;
+    float *og = o + (size_t)g0 * hd, *lg = sum ? sum + g0 : NULL;
     if (f16)
-      SWITCH_G(accum_g, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og)
+      SWITCH_G(accum_g, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og, lg)
     else
-      SWITCH_G(accum_g, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og)
+      SWITCH_G(accum_g, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og, lg)
   }
 }
 
@@ -172,10 +190,25 @@ INLINE int clamp8(int left) {
   return left >= 8 ? 8 : left > 0 ? left : 0;
 }
 
+/* The first cnt (0..8) lanes of v, the others -inf. */
+INLINE AVX2 __m256 first_lanes(__m256 v, int cnt) {
+  const __m256i in =
+      _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v, _mm256_castsi256_ps(in));
+}
+
+INLINE AVX2 float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
 INLINE AVX2 void scores_g4(const uint8_t *kt, const bool f16, int64_t ldk, int n, const float *q,
-                           int hd, float scale, float *s, int64_t lds, const int G) {
+                           int hd, float scale, float *s, int64_t lds, float *smax, const int G) {
   const size_t es = f16 ? 2 : 4, row = (size_t)ldk * es;
   const __m256 vs = _mm256_set1_ps(scale);
+  __m256 mv[4]; /* running maxima; max(x, m) is m where x is NaN */
+  _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) mv[g] = _mm256_set1_ps(-INFINITY);
   for (int r0 = 0; r0 < n; r0 += 16) {
     const int c0 = clamp8(n - r0), c1 = clamp8(n - r0 - 8);
     __m256 a0[4], a1[4];
@@ -190,9 +223,15 @@ INLINE AVX2 void scores_g4(const uint8_t *kt, const bool f16, int64_t ldk, int n
       }
     }
     _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
-      st8(s + g * lds + r0, _mm256_mul_ps(a0[g], vs), c0);
-      st8(s + g * lds + r0 + 8, _mm256_mul_ps(a1[g], vs), c1);
+      const __m256 s0 = _mm256_mul_ps(a0[g], vs), s1 = _mm256_mul_ps(a1[g], vs);
+      st8(s + g * lds + r0, s0, c0);
+      st8(s + g * lds + r0 + 8, s1, c1);
+      mv[g] = _mm256_max_ps(first_lanes(s0, c0), mv[g]);
+      mv[g] = _mm256_max_ps(first_lanes(s1, c1), mv[g]);
     }
+  }
+  if (smax) {
+    _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) smax[g] = hmax8(mv[g]);
   }
 }
 
@@ -207,22 +246,25 @@ INLINE AVX2 void scores_g4(const uint8_t *kt, const bool f16, int64_t ldk, int n
 // clang-format on
 
 AVX2 static void avx2_att_scores(const void *kt, bool f16, int64_t ldk, int n, const float *q,
-                                 int nq, int hd, float scale, float *s, int64_t lds) {
+                                 int nq, int hd, float scale, float *s, int64_t lds, float *smax) {
   for (int g0 = 0; g0 < nq; g0 += 4) {
     const int ng = nq - g0 < 4 ? nq - g0 : 4;
     const float *qg = q + (size_t)g0 * hd;
-    float *sg = s + g0 * lds;
+    float *sg = s + g0 * lds, *mg = smax ? smax + g0 : NULL;
     if (f16)
-      SWITCH_G4(scores_g4, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds)
+      SWITCH_G4(scores_g4, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds, mg)
     else
-      SWITCH_G4(scores_g4, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds)
+      SWITCH_G4(scores_g4, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds, mg)
   }
 }
 
 INLINE AVX2 void accum_g4(const uint8_t *v, const bool f16, int n, const float *p, int64_t ldp,
-                          int hd, float *o, const int G) {
+                          int hd, float *o, float *sum, const int G) {
   const size_t es = f16 ? 2 : 4, row = (size_t)hd * es;
+  float l[4];
+  _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) l[g] = sum ? sum[g] : 0;
   for (int i0 = 0; i0 < hd; i0 += 16) {
+    const bool with_sum = sum && i0 == 0; /* the sums, with the first columns */
     const int c0 = clamp8(hd - i0), c1 = clamp8(hd - i0 - 8);
     __m256 a0[4], a1[4];
     _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
@@ -236,6 +278,7 @@ INLINE AVX2 void accum_g4(const uint8_t *v, const bool f16, int n, const float *
         const __m256 pb = _mm256_broadcast_ss(p + g * ldp + r);
         a0[g] = _mm256_fmadd_ps(pb, v0, a0[g]);
         a1[g] = _mm256_fmadd_ps(pb, v1, a1[g]);
+        if (with_sum) l[g] += p[g * ldp + r];
       }
     }
     _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
@@ -243,18 +286,21 @@ INLINE AVX2 void accum_g4(const uint8_t *v, const bool f16, int n, const float *
       st8(o + (size_t)g * hd + i0 + 8, a1[g], c1);
     }
   }
+  if (sum) {
+    _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) sum[g] = l[g];
+  }
 }
 
 AVX2 static void avx2_att_accum(const void *v, bool f16, int n, const float *p, int64_t ldp, int nq,
-                                int hd, float *o) {
+                                int hd, float *o, float *sum) {
   for (int g0 = 0; g0 < nq; g0 += 4) {
     const int ng = nq - g0 < 4 ? nq - g0 : 4;
     const float *pg = p + g0 * ldp;
-    float *og = o + (size_t)g0 * hd;
+    float *og = o + (size_t)g0 * hd, *lg = sum ? sum + g0 : NULL;
     if (f16)
-      SWITCH_G4(accum_g4, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og)
+      SWITCH_G4(accum_g4, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og, lg)
     else
-      SWITCH_G4(accum_g4, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og)
+      SWITCH_G4(accum_g4, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og, lg)
   }
 }
 
