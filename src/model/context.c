@@ -138,8 +138,9 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   const char *tile_env = getenv("TL_ATT_TILE");
   if (tile_env && atoi(tile_env) >= 1 && atoi(tile_env) <= TL_ATT_TILE)
     c->att_tile = atoi(tile_env);
+  /* per thread: a key and a value tile in f32, the scores, 5 floats per query head */
   c->att_scratch_per_thread =
-      2 * (size_t)TL_ATT_TILE * hp->head_dim + group * TL_ATT_TILE + 4 * group + 16;
+      2 * (size_t)TL_ATT_TILE * hp->head_dim + group * TL_ATT_TILE + 5 * group + 16;
   c->att_scratch = alloc_floats((size_t)p.n_threads * c->att_scratch_per_thread);
   c->att_rates = alloc_floats((size_t)p.n_threads);
   for (int i = 0; c->att_rates && i < p.n_threads; i++) c->att_rates[i] = 1.0f;

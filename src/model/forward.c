@@ -119,6 +119,8 @@ static void kv_put(tl_context *c, int il, int seq, int kvh, int pos, const float
 }
 
 #define TL_ATT_RATED_MAX 16
+/* Rows of a tile per call of the values kernel (twice as many for the scores). */
+#define TL_ATT_PART 16
 
 typedef struct attn_task {
   tl_context *c;
@@ -227,7 +229,7 @@ static void attn_run(void *arg, int ith, int nth) {
   const int tile = c->att_tile;
   float *vt = kt + (size_t)TL_ATT_TILE * hd;
   float *sc = vt + (size_t)TL_ATT_TILE * hd; /* [group][TL_ATT_TILE] */
-  /* then per query head: running maximum, sum, correction, the tile's maximum */
+  /* then per query head: running maximum, sum, correction, and twice the tile's maximum */
   float *mx = sc + (size_t)group * TL_ATT_TILE, *sum = mx + group, *corr = sum + group;
   tl_axpy_fn axpy = c->kernels->axpy[TL_TYPE_F32];
   const bool in_place = keys_transposed(c), f16 = c->kv_type == TL_KV_F16;
@@ -280,17 +282,31 @@ static void attn_run(void *arg, int ith, int nth) {
         for (int r = 0; r < n; r++)
           for (int d = 0; d < hd; d++) kt[(size_t)d * TL_ATT_TILE + r] = vt[(size_t)r * hd + d];
       }
-      /* the next block's keys (which the weights evicted), while this one's
-       * scores are computed */
+      /* The next block's keys and values (which the weights evicted) are
+       * prefetched in parts, one before each part of this tile's scores and
+       * values: a few at a time, they arrive while the core computes, where
+       * issued all at once they stall it until they drain. */
       const bool next = in_place && j - jr + TL_ATT_TILE <= p;
-      if (next) prefetch_bytes((const uint8_t *)c->k_cache + blk + block_bytes, block_bytes);
+      const uint8_t *nk = (const uint8_t *)c->k_cache + blk + block_bytes,
+                    *nv = (const uint8_t *)c->v_cache + blk + block_bytes;
       /* the tile's largest scores from the kernel, unless they are capped
        * after it (as the reference caps them) */
       float *tmax = kn->att_scores && cap <= 0 ? corr + group : NULL;
-      if (kn->att_scores)
-        kn->att_scores(kr, in_place && f16, ldk, n, q, ng, hd, scale, sc, TL_ATT_TILE, tmax);
-      else
+      if (kn->att_scores) {
+        for (int g = 0; g < ng && tmax; g++) tmax[g] = -INFINITY;
+        for (int r0 = 0; r0 < n; r0 += TL_ATT_PART * 2) { /* the kernel's 32 positions */
+          const int np = n - r0 < TL_ATT_PART * 2 ? n - r0 : TL_ATT_PART * 2;
+          if (next)
+            prefetch_bytes(nk + (size_t)r0 * c->kv_head_bytes, (size_t)np * c->kv_head_bytes);
+          kn->att_scores((const uint8_t *)kr + (size_t)r0 * (in_place ? es : 4), in_place && f16,
+                         ldk, np, q, ng, hd, scale, sc + r0, TL_ATT_TILE, tmax ? tmax + ng : NULL);
+          for (int g = 0; g < ng && tmax; g++)
+            tmax[g] = tmax[ng + g] > tmax[g] ? tmax[ng + g] : tmax[g];
+        }
+      } else {
+        if (next) prefetch_bytes(nk, block_bytes);
         scores_loop(kr, in_place && f16, ldk, n, q, ng, hd, scale, sc, vt);
+      }
       for (int g = 0; g < ng; g++) {
         float *sg = sc + (size_t)g * TL_ATT_TILE;
         if (cap > 0)
@@ -300,20 +316,30 @@ static void attn_run(void *arg, int ith, int nth) {
         mx[g] = m;
         kn->exp_sub(sg, m, sg, n);
       }
-      /* rescale what was accumulated under the old maxima, by expf(old - new) */
-      kn->exp_sub(corr, 0.0f, corr, ng);
+      /* rescale what was accumulated under the old maxima, by expf(old - new)
+       * (expf(0) = 1 where the maximum stayed) */
       for (int g = 0; g < ng; g++)
-        if (corr[g] != 1.0f)
+        if (corr[g] != 0.0f) {
+          kn->exp_sub(&corr[g], 0.0f, &corr[g], 1);
           for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] *= corr[g];
+        } else {
+          corr[g] = 1.0f;
+        }
       if (in_place)
         vr = (const uint8_t *)c->v_cache + at;
       else
         kv_rows_q8(c, c->v_cache, a->layer, s, kvh, j, n, vt);
-      if (next) prefetch_bytes((const uint8_t *)c->v_cache + blk + block_bytes, block_bytes);
       if (kn->att_accum) { /* the sums of the probabilities too */
         for (int g = 0; g < ng; g++) sum[g] *= corr[g];
-        kn->att_accum(vr, in_place && f16, n, sc, TL_ATT_TILE, ng, hd, out, sum);
+        for (int r0 = 0; r0 < n; r0 += TL_ATT_PART) {
+          const int np = n - r0 < TL_ATT_PART ? n - r0 : TL_ATT_PART;
+          if (next)
+            prefetch_bytes(nv + (size_t)r0 * c->kv_head_bytes, (size_t)np * c->kv_head_bytes);
+          kn->att_accum((const uint8_t *)vr + (size_t)r0 * hd * ves, in_place && f16, np, sc + r0,
+                        TL_ATT_TILE, ng, hd, out, sum);
+        }
       } else {
+        if (next) prefetch_bytes(nv, block_bytes);
         sum_probs(sc, TL_ATT_TILE, ng, n, corr, sum);
         for (int g = 0; g < ng; g++)
           for (int r = 0; r < n; r++)
