@@ -2,13 +2,15 @@
  * has) and the "neon_dotprod" set (adds the SDOT integer dot product,
  * Armv8.2+). This file: f32-activation dot products and axpy for F32, F16
  * and BF16, the int8-with-group-scales dot, the activation quantizers
- * (bit-identical to the scalar ones) and the bulk f16 conversion; the
+ * (bit-identical to the scalar ones), the attention tile kernels and the bulk
+ * f16 conversion; the
  * matrix kernels are in gemm_neon.c. Selected at run time by HWCAP
  * (dispatch.c) and tested against the scalar reference
  * (tests/unit/test_kernels.c, test_qkernels.c), under qemu-aarch64 in CI
  * (`make test-neon`). */
 #if defined(__aarch64__)
 #include <arm_neon.h>
+#include <math.h>
 #include <string.h>
 
 #include "backend/cpu/qkernels.h"
@@ -177,6 +179,148 @@ void tl_neon_f16_to_f32(const void *src, float *dst, int64_t n) {
   for (; i < n; i++) dst[i] = tl_f16_to_f32(tl_rd_u16(s + 2 * i));
 }
 
+/* ---- attention tile kernels (contracts in backend.h) ----------------------------- */
+
+/* As the x86 ones (attn_x86.c): keys transposed, so a vector holds one value
+ * of 4 positions and each query value is a scalar operand (FMLA by element,
+ * fused); up to 8 query heads x 8 positions, or x 8 value columns, stay in
+ * registers. The same operations in the same order as every other set. */
+
+/* The first cnt (0..4) of 4 cache values from p as f32, the rest 0. */
+static inline float32x4_t ld_kv4(const uint8_t *p, const bool f16, int cnt) {
+  if (cnt >= 4) return f16 ? ld_f16x4(p) : ld_f32(p);
+  uint8_t b[16] = {0};
+  if (cnt > 0) memcpy(b, p, (size_t)cnt * (f16 ? 2 : 4));
+  return f16 ? ld_f16x4(b) : ld_f32(b);
+}
+
+/* The first cnt (0..4) lanes of v to y. */
+static inline void st4(float *y, float32x4_t v, int cnt) {
+  if (cnt >= 4) {
+    vst1q_f32(y, v);
+  } else if (cnt > 0) {
+    float b[4];
+    vst1q_f32(b, v);
+    memcpy(y, b, (size_t)cnt * 4);
+  }
+}
+
+static inline int clamp4(int left) {
+  return left >= 4 ? 4 : left > 0 ? left : 0;
+}
+
+/* The first cnt (0..4) lanes of v, the others -inf. */
+static inline float32x4_t first4(float32x4_t v, int cnt) {
+  const int32_t idx[4] = {0, 1, 2, 3};
+  const uint32x4_t in = vcltq_s32(vld1q_s32(idx), vdupq_n_s32(cnt));
+  return vbslq_f32(in, v, vdupq_n_f32(-INFINITY));
+}
+
+static inline __attribute__((always_inline)) void scores_g8(const uint8_t *kt, const bool f16,
+                                                            int64_t ldk, int n, const float *q,
+                                                            int hd, float scale, float *s,
+                                                            int64_t lds, float *smax, const int G) {
+  const size_t es = f16 ? 2 : 4, row = (size_t)ldk * es;
+  float32x4_t mv[8]; /* running maxima; FMAXNM leaves NaNs out */
+  for (int g = 0; g < G; g++) mv[g] = vdupq_n_f32(-INFINITY);
+  for (int r0 = 0; r0 < n; r0 += 8) {
+    const int c0 = clamp4(n - r0), c1 = clamp4(n - r0 - 4);
+    float32x4_t a0[8], a1[8];
+    for (int g = 0; g < G; g++) a0[g] = a1[g] = vdupq_n_f32(0);
+    const uint8_t *kp = kt + (size_t)r0 * es;
+    for (int d = 0; d < hd; d++, kp += row) {
+      const float32x4_t k0 = ld_kv4(kp, f16, c0), k1 = ld_kv4(kp + 4 * es, f16, c1);
+      for (int g = 0; g < G; g++) {
+        const float qv = q[(size_t)g * hd + d];
+        a0[g] = vfmaq_n_f32(a0[g], k0, qv);
+        a1[g] = vfmaq_n_f32(a1[g], k1, qv);
+      }
+    }
+    for (int g = 0; g < G; g++) {
+      const float32x4_t s0 = vmulq_n_f32(a0[g], scale), s1 = vmulq_n_f32(a1[g], scale);
+      st4(s + g * lds + r0, s0, c0);
+      st4(s + g * lds + r0 + 4, s1, c1);
+      mv[g] = vmaxnmq_f32(mv[g], first4(s0, c0));
+      mv[g] = vmaxnmq_f32(mv[g], first4(s1, c1));
+    }
+  }
+  if (smax)
+    for (int g = 0; g < G; g++) smax[g] = vmaxnmvq_f32(mv[g]);
+}
+
+// clang-format off
+#define NEON_SWITCH_G(fn, g, ...) \
+  switch (g) { \
+    case 1: fn(__VA_ARGS__, 1); break; \
+    case 2: fn(__VA_ARGS__, 2); break; \
+    case 3: fn(__VA_ARGS__, 3); break; \
+    case 4: fn(__VA_ARGS__, 4); break; \
+    case 5: fn(__VA_ARGS__, 5); break; \
+    case 6: fn(__VA_ARGS__, 6); break; \
+    case 7: fn(__VA_ARGS__, 7); break; \
+    default: fn(__VA_ARGS__, 8); break; \
+  }
+// clang-format on
+
+static void neon_att_scores(const void *kt, bool f16, int64_t ldk, int n, const float *q, int nq,
+                            int hd, float scale, float *s, int64_t lds, float *smax) {
+  for (int g0 = 0; g0 < nq; g0 += 8) {
+    const int ng = nq - g0 < 8 ? nq - g0 : 8;
+    const float *qg = q + (size_t)g0 * hd;
+    float *sg = s + g0 * lds, *mg = smax ? smax + g0 : NULL;
+    if (f16)
+      NEON_SWITCH_G(scores_g8, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds, mg)
+    else
+      NEON_SWITCH_G(scores_g8, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds, mg)
+  }
+}
+
+static inline __attribute__((always_inline)) void accum_g8(const uint8_t *v, const bool f16, int n,
+                                                           const float *p, int64_t ldp, int hd,
+                                                           float *o, float *sum, const int G) {
+  const size_t es = f16 ? 2 : 4, row = (size_t)hd * es;
+  float l[8];
+  for (int g = 0; g < G; g++) l[g] = sum ? sum[g] : 0;
+  for (int i0 = 0; i0 < hd; i0 += 8) {
+    const bool with_sum = sum && i0 == 0; /* the sums, with the first columns */
+    const int c0 = clamp4(hd - i0), c1 = clamp4(hd - i0 - 4);
+    float32x4_t a0[8], a1[8];
+    for (int g = 0; g < G; g++) {
+      a0[g] = ld_kv4((const uint8_t *)(o + (size_t)g * hd + i0), false, c0);
+      a1[g] = ld_kv4((const uint8_t *)(o + (size_t)g * hd + i0 + 4), false, c1);
+    }
+    const uint8_t *vp = v + (size_t)i0 * es;
+    for (int r = 0; r < n; r++, vp += row) {
+      const float32x4_t v0 = ld_kv4(vp, f16, c0), v1 = ld_kv4(vp + 4 * es, f16, c1);
+      for (int g = 0; g < G; g++) {
+        const float pv = p[g * ldp + r];
+        a0[g] = vfmaq_n_f32(a0[g], v0, pv);
+        a1[g] = vfmaq_n_f32(a1[g], v1, pv);
+        if (with_sum) l[g] += pv;
+      }
+    }
+    for (int g = 0; g < G; g++) {
+      st4(o + (size_t)g * hd + i0, a0[g], c0);
+      st4(o + (size_t)g * hd + i0 + 4, a1[g], c1);
+    }
+  }
+  if (sum)
+    for (int g = 0; g < G; g++) sum[g] = l[g];
+}
+
+static void neon_att_accum(const void *v, bool f16, int n, const float *p, int64_t ldp, int nq,
+                           int hd, float *o, float *sum) {
+  for (int g0 = 0; g0 < nq; g0 += 8) {
+    const int ng = nq - g0 < 8 ? nq - g0 : 8;
+    const float *pg = p + g0 * ldp;
+    float *og = o + (size_t)g0 * hd, *lg = sum ? sum + g0 : NULL;
+    if (f16)
+      NEON_SWITCH_G(accum_g8, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og, lg)
+    else
+      NEON_SWITCH_G(accum_g8, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og, lg)
+  }
+}
+
 /* ---- the sets ------------------------------------------------------------------------ */
 
 void tl_cpu_fill_neon(tl_cpu_kernels *k) {
@@ -187,6 +331,8 @@ void tl_cpu_fill_neon(tl_cpu_kernels *k) {
   k->axpy[TL_TYPE_F32] = neon_axpy_f32;
   k->axpy[TL_TYPE_F16] = neon_axpy_f16;
   k->vec_dot_i8s = neon_dot_i8s;
+  k->att_scores = neon_att_scores;
+  k->att_accum = neon_att_accum;
   k->quant_act[TL_ACT_Q8_32] = neon_qact_q8_32;
   k->quant_act[TL_ACT_Q8_256] = neon_qact_q8_256;
   tl_neon_fill_gemm(k, false);
