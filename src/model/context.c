@@ -22,7 +22,7 @@ static void *alloc_cache(size_t n, size_t size) {
   const size_t huge = (size_t)2 << 20;
   size_t total;
   if (!tl_mul_size(n, size, &total)) return NULL;
-  if (total < 2 * huge) return malloc(total ? total : 1);
+  if (total < 2 * huge) return aligned_alloc(64, total ? (total + 63) & ~(size_t)63 : 64);
   const size_t whole = (total + huge - 1) / huge * huge; /* aligned_alloc wants a multiple */
   void *p = aligned_alloc(huge, whole);
 #ifdef MADV_HUGEPAGE
@@ -31,8 +31,13 @@ static void *alloc_cache(size_t n, size_t size) {
   return p;
 }
 
+/* Activation buffers start on a cache line: the SIMD kernels read them 64
+ * bytes at a time, and a vector that straddles two lines costs two reads
+ * (malloc gives 16-byte alignment only). */
 static void *alloc_floats(size_t n) {
-  return tl_malloc_array(n ? n : 1, sizeof(float));
+  size_t bytes;
+  if (!tl_mul_size(n ? n : 1, sizeof(float), &bytes) || bytes > SIZE_MAX - 63) return NULL;
+  return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 }
 
 void tl_context_free(tl_context *c) {
