@@ -79,20 +79,6 @@ INLINE AVX512 void scores_g(const uint8_t *kt, const bool f16, int64_t ldk, int 
   }
 }
 
-// clang-format off
-#define SWITCH_G(fn, g, ...) \
-  switch (g) { \
-    case 1: fn(__VA_ARGS__, 1); break; \
-    case 2: fn(__VA_ARGS__, 2); break; \
-    case 3: fn(__VA_ARGS__, 3); break; \
-    case 4: fn(__VA_ARGS__, 4); break; \
-    case 5: fn(__VA_ARGS__, 5); break; \
-    case 6: fn(__VA_ARGS__, 6); break; \
-    case 7: fn(__VA_ARGS__, 7); break; \
-    default: fn(__VA_ARGS__, 8); break; \
-  }
-// clang-format on
-
 AVX512 static void avx512_att_scores(const void *kt, bool f16, int64_t ldk, int n, const float *q,
                                      int nq, int hd, float scale, float *s, int64_t lds,
                                      float *smax) {
@@ -101,9 +87,9 @@ AVX512 static void avx512_att_scores(const void *kt, bool f16, int64_t ldk, int 
     const float *qg = q + (size_t)g0 * hd;
     float *sg = s + g0 * lds, *mg = smax ? smax + g0 : NULL;
     if (f16)
-      SWITCH_G(scores_g, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds, mg)
+      TL_SWITCH_G8(scores_g, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds, mg)
     else
-      SWITCH_G(scores_g, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds, mg)
+      TL_SWITCH_G8(scores_g, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds, mg)
   }
 }
 
@@ -150,9 +136,9 @@ AVX512 static void avx512_att_accum(const void *v, bool f16, int n, const float 
     const float *pg = p + g0 * ldp;
     float *og = o + (size_t)g0 * hd, *lg = sum ? sum + g0 : NULL;
     if (f16)
-      SWITCH_G(accum_g, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og, lg)
+      TL_SWITCH_G8(accum_g, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og, lg)
     else
-      SWITCH_G(accum_g, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og, lg)
+      TL_SWITCH_G8(accum_g, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og, lg)
   }
 }
 

@@ -248,20 +248,6 @@ static inline __attribute__((always_inline)) void scores_g8(const uint8_t *kt, c
     for (int g = 0; g < G; g++) smax[g] = vmaxnmvq_f32(mv[g]);
 }
 
-// clang-format off
-#define NEON_SWITCH_G(fn, g, ...) \
-  switch (g) { \
-    case 1: fn(__VA_ARGS__, 1); break; \
-    case 2: fn(__VA_ARGS__, 2); break; \
-    case 3: fn(__VA_ARGS__, 3); break; \
-    case 4: fn(__VA_ARGS__, 4); break; \
-    case 5: fn(__VA_ARGS__, 5); break; \
-    case 6: fn(__VA_ARGS__, 6); break; \
-    case 7: fn(__VA_ARGS__, 7); break; \
-    default: fn(__VA_ARGS__, 8); break; \
-  }
-// clang-format on
-
 static void neon_att_scores(const void *kt, bool f16, int64_t ldk, int n, const float *q, int nq,
                             int hd, float scale, float *s, int64_t lds, float *smax) {
   for (int g0 = 0; g0 < nq; g0 += 8) {
@@ -269,9 +255,9 @@ static void neon_att_scores(const void *kt, bool f16, int64_t ldk, int n, const 
     const float *qg = q + (size_t)g0 * hd;
     float *sg = s + g0 * lds, *mg = smax ? smax + g0 : NULL;
     if (f16)
-      NEON_SWITCH_G(scores_g8, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds, mg)
+      TL_SWITCH_G8(scores_g8, ng, (const uint8_t *)kt, true, ldk, n, qg, hd, scale, sg, lds, mg)
     else
-      NEON_SWITCH_G(scores_g8, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds, mg)
+      TL_SWITCH_G8(scores_g8, ng, (const uint8_t *)kt, false, ldk, n, qg, hd, scale, sg, lds, mg)
   }
 }
 
@@ -315,9 +301,9 @@ static void neon_att_accum(const void *v, bool f16, int n, const float *p, int64
     const float *pg = p + g0 * ldp;
     float *og = o + (size_t)g0 * hd, *lg = sum ? sum + g0 : NULL;
     if (f16)
-      NEON_SWITCH_G(accum_g8, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og, lg)
+      TL_SWITCH_G8(accum_g8, ng, (const uint8_t *)v, true, n, pg, ldp, hd, og, lg)
     else
-      NEON_SWITCH_G(accum_g8, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og, lg)
+      TL_SWITCH_G8(accum_g8, ng, (const uint8_t *)v, false, n, pg, ldp, hd, og, lg)
   }
 }
 

@@ -32,6 +32,22 @@ void tl_gemm_q6_k_scalar(const void *w, size_t ldw, int64_t nr, const void *x, s
 /* AVX2 activation quantizers and integer gemm for every quantized type
  * (gemm_avx2.c, x86 only); tl_cpu_fill_avx2 calls it. */
 void tl_cpu_fill_avx2_gemm(tl_cpu_kernels *k);
+/* For the attention tile kernels: call fn(..., G) for g query heads (1..8)
+ * as a constant, so that each head's accumulators live in registers. */
+// clang-format off
+#define TL_SWITCH_G8(fn, g, ...) \
+  switch (g) { \
+    case 1: fn(__VA_ARGS__, 1); break; \
+    case 2: fn(__VA_ARGS__, 2); break; \
+    case 3: fn(__VA_ARGS__, 3); break; \
+    case 4: fn(__VA_ARGS__, 4); break; \
+    case 5: fn(__VA_ARGS__, 5); break; \
+    case 6: fn(__VA_ARGS__, 6); break; \
+    case 7: fn(__VA_ARGS__, 7); break; \
+    default: fn(__VA_ARGS__, 8); break; \
+  }
+// clang-format on
+
 /* The attention tile kernels (attn_x86.c): tl_cpu_fill_avx2 and
  * tl_cpu_fill_avx512 call them. */
 void tl_cpu_fill_avx2_attn(tl_cpu_kernels *k);
