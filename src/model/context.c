@@ -18,11 +18,20 @@ tl_context_params tl_context_default_params(void) {
  * the weights have gone through the caches, takes few TLB misses (measured at
  * 2048 cached positions: the f16 -> f32 tile conversions, where those misses
  * land, took about 30 % less time). A hint: without it, ordinary pages. */
+/* n x size bytes (at least one) from a 64-byte boundary: the SIMD kernels
+ * read 64 bytes at a time, and a vector that straddles two cache lines costs
+ * two reads (malloc gives 16-byte alignment only). */
+static void *alloc_lines(size_t n, size_t size) {
+  size_t bytes;
+  if (!tl_mul_size(n ? n : 1, size ? size : 1, &bytes) || bytes > SIZE_MAX - 63) return NULL;
+  return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+}
+
 static void *alloc_cache(size_t n, size_t size) {
   const size_t huge = (size_t)2 << 20;
   size_t total;
   if (!tl_mul_size(n, size, &total)) return NULL;
-  if (total < 2 * huge) return aligned_alloc(64, total ? (total + 63) & ~(size_t)63 : 64);
+  if (total < 2 * huge) return alloc_lines(n, size);
   const size_t whole = (total + huge - 1) / huge * huge; /* aligned_alloc wants a multiple */
   void *p = aligned_alloc(huge, whole);
 #ifdef MADV_HUGEPAGE
@@ -31,13 +40,8 @@ static void *alloc_cache(size_t n, size_t size) {
   return p;
 }
 
-/* Activation buffers start on a cache line: the SIMD kernels read them 64
- * bytes at a time, and a vector that straddles two lines costs two reads
- * (malloc gives 16-byte alignment only). */
 static void *alloc_floats(size_t n) {
-  size_t bytes;
-  if (!tl_mul_size(n ? n : 1, sizeof(float), &bytes) || bytes > SIZE_MAX - 63) return NULL;
-  return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+  return alloc_lines(n, sizeof(float));
 }
 
 void tl_context_free(tl_context *c) {

@@ -788,21 +788,20 @@ VNNI INLINE __m512 ld_w(uint32_t type, const uint8_t *p, __mmask16 m) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* The prefill tiles (GEMM_WALK6: up to 4 rows x 6 tokens); one token takes
+ * fl_rows below. */
 VNNI INLINE void fl_tile(uint32_t type, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
                          int64_t n, float *y, int64_t ldy, const int R, const int T) {
   const size_t es = type == TL_TYPE_F32 ? 4 : 2;
-  __m512 acc[8][6];
+  __m512 acc[4][6];
   ZERO_ACC(acc, R, T);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-    __m512 wv[8];
-    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
-      if (T == 1 && (i & 31) == 0) pf_next(w + r * ldw + i * es, ldw, R, 32 * es);
-      wv[r] = ld_w(type, w + r * ldw + i * es, m);
-    }
+    __m512 wv[4];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] = ld_w(type, w + r * ldw + i * es, m);
     _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
       const __m512 xv = _mm512_maskz_loadu_ps(m, (const float *)(const void *)(x + t * ldx) + i);
-      _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[r][t] =
+      _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t] =
           _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
