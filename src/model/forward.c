@@ -231,9 +231,9 @@ static void attn_run(void *arg, int ith, int nth) {
   float *sc = vt + (size_t)TL_ATT_TILE * hd; /* [group][TL_ATT_TILE] */
   /* then per query head: running maximum, sum, correction, and twice the tile's maximum */
   float *mx = sc + (size_t)group * TL_ATT_TILE, *sum = mx + group, *corr = sum + group;
-  tl_axpy_fn axpy = c->kernels->axpy[TL_TYPE_F32];
-  const bool in_place = keys_transposed(c), f16 = c->kv_type == TL_KV_F16;
-  tl_axpy_fn axpy_v = in_place && f16 ? c->kernels->axpy[TL_TYPE_F16] : axpy;
+  const bool in_place = keys_transposed(c), f16 = c->kv_type == TL_KV_F16; /* f16: in place */
+  /* values for the plain loop: f16 rows (in place), else f32 rows */
+  tl_axpy_fn axpy_v = c->kernels->axpy[f16 ? TL_TYPE_F16 : TL_TYPE_F32];
   /* bytes of a key or value: in the cache (f16 or f32), or in f32 scratch */
   const size_t es = c->kv_type == TL_KV_F32 ? 4 : 2, ves = in_place ? es : 4;
   const size_t block_bytes = (size_t)TL_ATT_TILE * c->kv_head_bytes;
@@ -298,14 +298,14 @@ static void attn_run(void *arg, int ith, int nth) {
           const int np = n - r0 < TL_ATT_PART * 2 ? n - r0 : TL_ATT_PART * 2;
           if (next)
             prefetch_bytes(nk + (size_t)r0 * c->kv_head_bytes, (size_t)np * c->kv_head_bytes);
-          kn->att_scores((const uint8_t *)kr + (size_t)r0 * (in_place ? es : 4), in_place && f16,
-                         ldk, np, q, ng, hd, scale, sc + r0, TL_ATT_TILE, tmax ? tmax + ng : NULL);
+          kn->att_scores((const uint8_t *)kr + (size_t)r0 * ves, f16, ldk, np, q, ng, hd, scale,
+                         sc + r0, TL_ATT_TILE, tmax ? tmax + ng : NULL);
           for (int g = 0; g < ng && tmax; g++)
             tmax[g] = tmax[ng + g] > tmax[g] ? tmax[ng + g] : tmax[g];
         }
       } else {
         if (next) prefetch_bytes(nk, block_bytes);
-        scores_loop(kr, in_place && f16, ldk, n, q, ng, hd, scale, sc, vt);
+        scores_loop(kr, f16, ldk, n, q, ng, hd, scale, sc, vt);
       }
       for (int g = 0; g < ng; g++) {
         float *sg = sc + (size_t)g * TL_ATT_TILE;
@@ -335,8 +335,8 @@ static void attn_run(void *arg, int ith, int nth) {
           const int np = n - r0 < TL_ATT_PART ? n - r0 : TL_ATT_PART;
           if (next)
             prefetch_bytes(nv + (size_t)r0 * c->kv_head_bytes, (size_t)np * c->kv_head_bytes);
-          kn->att_accum((const uint8_t *)vr + (size_t)r0 * hd * ves, in_place && f16, np, sc + r0,
-                        TL_ATT_TILE, ng, hd, out, sum);
+          kn->att_accum((const uint8_t *)vr + (size_t)r0 * hd * ves, f16, np, sc + r0, TL_ATT_TILE,
+                        ng, hd, out, sum);
         }
       } else {
         if (next) prefetch_bytes(nv, block_bytes);
