@@ -182,12 +182,10 @@ static void test_gemm_vs_scalar(void **state) {
     const uint32_t type = types[ti];
     const tl_act_fmt f = tl_cpu_act_fmt(type);
     const int64_t blck = tl_type_get(type)->blck;
-    const int64_t ns[] = {blck,
-                          blck * 3,
-                          blck * 5,
-                          blck == 1 ? 1 : blck * 11,
-                          blck == 1 ? 17 : blck * 2,
-                          blck == 1 ? 100 : blck * 22};
+    const int64_t ns[] = {blck, blck * 3, blck * 5, blck == 1 ? 1 : blck * 11,
+                          blck == 1 ? 17 : blck * 2, blck == 1 ? 100 : blck * 22,
+                          /* float types: several column passes of the prefill walk */
+                          blck == 1 ? 2100 : blck * 7};
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
       const int64_t n = ns[ni], rows = 17, ntok = 9;
       size_t ldw, ldx;

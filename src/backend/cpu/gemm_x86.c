@@ -114,17 +114,6 @@ VNNI INLINE __m128 f32x2(const float *p, bool two) {
     }                                                                           \
   }
 
-/* The same with tiles of up to 4 x 6. */
-#define GEMM_WALK6(tile, MR, MT)                                                                  \
-  for (int64_t r = 0; r < nr; r += MR) {                                                          \
-    const int mr = nr - r < MR ? (int)(nr - r) : MR;                                              \
-    for (int64_t t = 0; t < nt; t += MT) {                                                        \
-      const int mt = nt - t < MT ? (int)(nt - t) : MT;                                            \
-      TILE_SWITCH6(tile, mr, mt, (const uint8_t *)w + r * ldw, ldw, (const uint8_t *)x + t * ldx, \
-                   ldx, n, y + t * ldy + r, ldy)                                                  \
-    }                                                                                             \
-  }
-
 #define ZERO_ACC(acc, R, T)                              \
   _Pragma("GCC unroll 8") for (int r_ = 0; r_ < R; r_++) \
       _Pragma("GCC unroll 6") for (int t_ = 0; t_ < T; t_++) acc[r_][t_] = _mm512_setzero_ps()
@@ -788,14 +777,19 @@ VNNI INLINE __m512 ld_w(uint32_t type, const uint8_t *p, __mmask16 m) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* The prefill tiles (GEMM_WALK6: up to 4 rows x 6 tokens); one token takes
- * fl_rows below. */
+/* The prefill tiles (FL_WALK: up to 4 rows x 6 tokens, over n columns),
+ * storing their sums in y or, with add, adding them to it; one token takes
+ * fl_rows below. With pf, the same columns of 4 rows at pf (the next row
+ * tile, on its first pass from memory) are prefetched as the tile goes. */
 VNNI INLINE void fl_tile(uint32_t type, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
-                         int64_t n, float *y, int64_t ldy, const int R, const int T) {
+                         int64_t n, float *y, int64_t ldy, bool add, const uint8_t *pf, const int R,
+                         const int T) {
   const size_t es = type == TL_TYPE_F32 ? 4 : 2;
   __m512 acc[4][6];
   ZERO_ACC(acc, R, T);
   for (int64_t i = 0; i < n; i += 16) {
+    if (pf && (i * es) % 64 == 0)
+      for (int r = 0; r < 4; r++) _mm_prefetch((const char *)pf + r * ldw + i * es, _MM_HINT_T0);
     const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
     __m512 wv[4];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] = ld_w(type, w + r * ldw + i * es, m);
@@ -805,20 +799,27 @@ VNNI INLINE void fl_tile(uint32_t type, const uint8_t *w, size_t ldw, const uint
           _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
-  STORE_ACC(acc, R, T);
+  _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+      _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
+    const float s = _mm512_reduce_add_ps(acc[r][t]);
+    y[t * ldy + r] = add ? y[t * ldy + r] + s : s;
+  }
 }
 
 VNNI INLINE void f32_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx, int64_t n,
-                          float *y, int64_t ldy, const int R, const int T) {
-  fl_tile(TL_TYPE_F32, w, ldw, x, ldx, n, y, ldy, R, T);
+                          float *y, int64_t ldy, bool add, const uint8_t *pf, const int R,
+                          const int T) {
+  fl_tile(TL_TYPE_F32, w, ldw, x, ldx, n, y, ldy, add, pf, R, T);
 }
 VNNI INLINE void f16_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx, int64_t n,
-                          float *y, int64_t ldy, const int R, const int T) {
-  fl_tile(TL_TYPE_F16, w, ldw, x, ldx, n, y, ldy, R, T);
+                          float *y, int64_t ldy, bool add, const uint8_t *pf, const int R,
+                          const int T) {
+  fl_tile(TL_TYPE_F16, w, ldw, x, ldx, n, y, ldy, add, pf, R, T);
 }
 VNNI INLINE void bf16_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx, int64_t n,
-                           float *y, int64_t ldy, const int R, const int T) {
-  fl_tile(TL_TYPE_BF16, w, ldw, x, ldx, n, y, ldy, R, T);
+                           float *y, int64_t ldy, bool add, const uint8_t *pf, const int R,
+                           const int T) {
+  fl_tile(TL_TYPE_BF16, w, ldw, x, ldx, n, y, ldy, add, pf, R, T);
 }
 
 /* One token: the rows one after another, each with four accumulators over
@@ -848,13 +849,35 @@ VNNI INLINE void fl_rows(uint32_t type, const uint8_t *w, size_t ldw, int64_t nr
 }
 
 #define FL_MT 6
+/* The prefill walk goes over the columns FL_KC at a time. Within such a
+ * pass, a token tile's 6 activation rows (24 KiB) stay in L1 while the row
+ * tiles stream past them (from L2, after the first token tile has read them
+ * from memory, prefetching one row tile ahead), rather than each 4-row tile
+ * streaming the activations from L2 or, for long rows, from L3. In-process
+ * A/B on F16 TinyLlama pp128: +14 %. */
+#define FL_KC 1024
+
+#define FL_WALK(tile, type)                                                                        \
+  for (int64_t k0 = 0; k0 < n; k0 += FL_KC) {                                                      \
+    const int64_t kn = n - k0 < FL_KC ? n - k0 : FL_KC;                                            \
+    const size_t es = (type) == TL_TYPE_F32 ? 4 : 2;                                               \
+    for (int64_t t = 0; t < nt; t += FL_MT) {                                                      \
+      const int mt = nt - t < FL_MT ? (int)(nt - t) : FL_MT;                                       \
+      for (int64_t r = 0; r < nr; r += 4) {                                                        \
+        const int mr = nr - r < 4 ? (int)(nr - r) : 4;                                             \
+        TILE_SWITCH6(tile, mr, mt, (const uint8_t *)w + r * ldw + k0 * es, ldw,                    \
+                     (const uint8_t *)x + t * ldx + k0 * 4, ldx, kn, y + t * ldy + r, ldy, k0 > 0, \
+                     t == 0 && r + 8 <= nr ? (const uint8_t *)w + (r + 4) * ldw + k0 * es : NULL)  \
+      }                                                                                            \
+    }                                                                                              \
+  }
 
 VNNI static void gemm_f32(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                           int64_t nt, int64_t n, float *y, int64_t ldy) {
   if (nt == 1) {
     fl_rows(TL_TYPE_F32, (const uint8_t *)w, ldw, nr, (const float *)x, n, y);
   } else {
-    GEMM_WALK6(f32_tile, 4, FL_MT);
+    FL_WALK(f32_tile, TL_TYPE_F32);
   }
 }
 
@@ -863,7 +886,7 @@ VNNI static void gemm_f16(const void *w, size_t ldw, int64_t nr, const void *x, 
   if (nt == 1) {
     fl_rows(TL_TYPE_F16, (const uint8_t *)w, ldw, nr, (const float *)x, n, y);
   } else {
-    GEMM_WALK6(f16_tile, 4, FL_MT);
+    FL_WALK(f16_tile, TL_TYPE_F16);
   }
 }
 
@@ -872,7 +895,7 @@ VNNI static void gemm_bf16(const void *w, size_t ldw, int64_t nr, const void *x,
   if (nt == 1) {
     fl_rows(TL_TYPE_BF16, (const uint8_t *)w, ldw, nr, (const float *)x, n, y);
   } else {
-    GEMM_WALK6(bf16_tile, 4, FL_MT);
+    FL_WALK(bf16_tile, TL_TYPE_BF16);
   }
 }
 
