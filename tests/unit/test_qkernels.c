@@ -184,8 +184,11 @@ static void test_gemm_vs_scalar(void **state) {
     const int64_t blck = tl_type_get(type)->blck;
     const int64_t ns[] = {blck, blck * 3, blck * 5, blck == 1 ? 1 : blck * 11,
                           blck == 1 ? 17 : blck * 2, blck == 1 ? 100 : blck * 22,
-                          /* float types: several column passes of the prefill walk */
-                          blck == 1 ? 2100 : blck * 7};
+                          /* several column passes of the prefill walks (float
+                           * types: 1024 columns; Q4_0 / Q8_0: 64 blocks) */
+                          blck == 1    ? 2100
+                          : blck == 32 ? blck * 70
+                                       : blck * 7};
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
       const int64_t n = ns[ni], rows = 17, ntok = 9;
       size_t ldw, ldx;

@@ -425,6 +425,154 @@ VNNI INLINE void q32_utile(q32_kind k, const void *u, int64_t ns, const uint8_t 
           _mm512_reduce_add_ps(acc[r][t]);
 }
 
+/* Prefill for Q4_0 and Q8_0 with the rows across the lanes: 16 rows are
+ * unpacked per block into 8 vectors whose lane r holds 4 u8 weights of row r
+ * (weights 4g .. 4g + 3 in vector g), so that dpbusd with a token's 4
+ * activations broadcast from memory adds to 16 rows' sums at once: a block
+ * takes 8 dpbusd per token into one int32 sum per row, and the float work
+ * (the scales) is per block, token and 16 rows, rather than per two lanes'
+ * sums as in q32_utile. The weights' offset (8 or 128) is taken off in int32
+ * by starting each sum from -off * sum(a) of the token's block, so the sums
+ * are exact; sum(a) is s / d of the activation row, exact after rounding
+ * (s = d * sum(a) in float, |sum(a)| <= 32 * 127). */
+#define QT_ROWS 16
+#define QT_TOK 8
+#define QT_KB 64 /* blocks per unpacked chunk: 16 rows x 64 blocks, 36 KiB */
+#define QT_TG 64 /* tokens whose offsets are taken per chunk */
+
+typedef struct qt_unp {
+  __m512i w[8];
+  __m512 dw;
+} qt_unp;
+
+/* Rows 0 .. 15 of w (rows from nr on repeat the last one), blocks b0 .. b0 + nbk - 1. */
+VNNI INLINE void qt_unpack(q32_kind k, const uint8_t *w, size_t ldw, int64_t nr, int64_t b0,
+                           int64_t nbk, qt_unp *u) {
+  const size_t bs = q32_bs(k);
+  int32_t offs[QT_ROWS];
+  for (int r = 0; r < QT_ROWS; r++) offs[r] = (int32_t)((r < nr ? r : nr - 1) * (int64_t)ldw);
+  const __m512i vo = _mm512_loadu_si512(offs);
+  const __m512i lo4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
+  for (int64_t b = 0; b < nbk; b++) {
+    const uint8_t *blk = w + (size_t)(b0 + b) * bs;
+    const __m512i d = _mm512_i32gather_epi32(vo, (const void *)blk, 1);
+    u[b].dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d));
+    if (k == Q32_4_0) {
+      for (int h = 0; h < 4; h++) {
+        const __m512i q = _mm512_i32gather_epi32(vo, (const void *)(blk + 2 + 4 * h), 1);
+        u[b].w[h] = _mm512_and_si512(q, lo4);
+        u[b].w[h + 4] = _mm512_and_si512(_mm512_srli_epi16(q, 4), lo4);
+      }
+    } else {
+      for (int g = 0; g < 8; g++)
+        u[b].w[g] =
+            _mm512_xor_si512(_mm512_i32gather_epi32(vo, (const void *)(blk + 2 + 4 * g), 1), flip);
+    }
+  }
+}
+
+/* cs[b] = -off * sum of the activations of blocks b0 .. b0 + nbk - 1 of one row. */
+VNNI INLINE void qt_offsets(q32_kind k, const uint8_t *xr, int64_t n, int64_t b0, int64_t nbk,
+                            int32_t *cs) {
+  const float *d = tl_act_d(xr, n) + b0, *s = tl_act_s(xr, n) + b0;
+  const __m512i off = _mm512_set1_epi32(-q32_off(k));
+  for (int64_t b = 0; b < nbk; b += 16) {
+    const __mmask16 m = nbk - b >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nbk - b)) - 1);
+    const __m512 vd = _mm512_maskz_loadu_ps(m, d + b), vs = _mm512_maskz_loadu_ps(m, s + b);
+    const __mmask16 nz = _mm512_mask_cmp_ps_mask(m, vd, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    const __m512i q = _mm512_maskz_cvtps_epi32(nz, _mm512_maskz_div_ps(nz, vs, vd));
+    _mm512_mask_storeu_epi32(cs + b, m, _mm512_mullo_epi32(q, off));
+  }
+}
+
+/* T tokens (rows of x, ldx apart; their offsets cs, QT_KB apart) over the
+ * unpacked blocks b0 .. b0 + nbk - 1: y[t * ldy + r] (r < mr) gets the sums,
+ * or with add, adds them. */
+VNNI INLINE void qt_tile(const qt_unp *u, int64_t b0, int64_t nbk, const uint8_t *x, size_t ldx,
+                         const int32_t *cs, int64_t n, float *y, int64_t ldy, int mr, bool add,
+                         const int T) {
+  __m512 acc[QT_TOK];
+  _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nbk; b++) {
+    const int64_t bb = b0 + b;
+    __m512i ia[QT_TOK];
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) ia[t] =
+        _mm512_set1_epi32(cs[t * QT_KB + b]);
+    _Pragma("GCC unroll 8") for (int g = 0; g < 8; g++) {
+      const __m512i wg = _mm512_load_si512(&u[b].w[g]);
+      _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) ia[t] = _mm512_dpbusd_epi32(
+          ia[t], wg, _mm512_set1_epi32((int)tl_rd_u32(x + t * ldx + 32 * bb + 4 * g)));
+    }
+    const __m512 dw = _mm512_load_ps((const float *)&u[b].dw);
+    _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+      const __m512 f =
+          _mm512_mul_ps(_mm512_cvtepi32_ps(ia[t]), _mm512_set1_ps(tl_act_d(x + t * ldx, n)[bb]));
+      acc[t] = _mm512_fmadd_ps(f, dw, acc[t]);
+    }
+  }
+  const __mmask16 m = (__mmask16)((1u << mr) - 1);
+  _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) {
+    float *yt = y + t * ldy;
+    __m512 v = acc[t];
+    if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, yt));
+    _mm512_mask_storeu_ps(yt, m, v);
+  }
+}
+
+/* Column chunks of QT_KB blocks (each token's offsets for it, then each row
+ * tile unpacked once and run over the token tiles), for QT_TG tokens at a time. */
+VNNI INLINE void qt_gemm(q32_kind k, const uint8_t *w, size_t ldw, int64_t nr, const uint8_t *x,
+                         size_t ldx, int64_t nt, int64_t n, float *y, int64_t ldy) {
+  qt_unp u[QT_KB];
+  int32_t cs[QT_TG * QT_KB] __attribute__((aligned(64)));
+  const int64_t nb = n / 32;
+  for (int64_t t0 = 0; t0 < nt; t0 += QT_TG) {
+    const int64_t ntg = nt - t0 < QT_TG ? nt - t0 : QT_TG;
+    for (int64_t b0 = 0; b0 < nb; b0 += QT_KB) {
+      const int64_t nbk = nb - b0 < QT_KB ? nb - b0 : QT_KB;
+      for (int64_t t = 0; t < ntg; t++)
+        qt_offsets(k, x + (t0 + t) * ldx, n, b0, nbk, cs + t * QT_KB);
+      for (int64_t r = 0; r < nr; r += QT_ROWS) {
+        const int mr = nr - r < QT_ROWS ? (int)(nr - r) : QT_ROWS;
+        qt_unpack(k, w + r * ldw, ldw, mr, b0, nbk, u);
+        for (int64_t t = 0; t < ntg; t += QT_TOK) {
+          const int64_t mt = ntg - t < QT_TOK ? ntg - t : QT_TOK;
+          const uint8_t *xt = x + (t0 + t) * ldx;
+          const int32_t *ct = cs + t * QT_KB;
+          float *yt = y + (t0 + t) * ldy + r;
+          const bool add = b0 > 0;
+          switch (mt) {
+            case 1:
+              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 1);
+              break;
+            case 2:
+              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 2);
+              break;
+            case 3:
+              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 3);
+              break;
+            case 4:
+              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 4);
+              break;
+            case 5:
+              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 5);
+              break;
+            case 6:
+              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 6);
+              break;
+            case 7:
+              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 7);
+              break;
+            default:
+              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 8);
+              break;
+          }
+        }
+      }
+    }
+  }
+}
+
 /* The tiles and the gemm of a 32-block type. */
 #define GEMM_Q32(name, kind, unp_t)                                                              \
   VNNI INLINE void name##_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,       \
@@ -439,6 +587,8 @@ VNNI INLINE void q32_utile(q32_kind k, const void *u, int64_t ns, const uint8_t 
                                int64_t nt, int64_t n, float *y, int64_t ldy) {                   \
     if (nt == 1) {                                                                               \
       GEMM_WALK_DEC(name##_dec_tile);                                                            \
+    } else if (kind == Q32_4_0 && ldw <= INT32_MAX / QT_ROWS) {                                  \
+      qt_gemm(kind, (const uint8_t *)w, ldw, nr, (const uint8_t *)x, ldx, nt, n, y, ldy);        \
     } else if (n <= UNP_MAX_COLS) {                                                              \
       GEMM_WALK_UNP(unp_t, 64, q32_unpack_row, name##_utile, 4, kind, );                         \
     } else {                                                                                     \
