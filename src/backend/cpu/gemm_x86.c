@@ -425,16 +425,23 @@ VNNI INLINE void q32_utile(q32_kind k, const void *u, int64_t ns, const uint8_t 
           _mm512_reduce_add_ps(acc[r][t]);
 }
 
-/* Prefill for Q4_0 and Q8_0 with the rows across the lanes: 16 rows are
+/* Prefill for Q4_0 with the rows across the lanes: 16 rows are
  * unpacked per block into 8 vectors whose lane r holds 4 u8 weights of row r
  * (weights 4g .. 4g + 3 in vector g), so that dpbusd with a token's 4
  * activations broadcast from memory adds to 16 rows' sums at once: a block
  * takes 8 dpbusd per token into one int32 sum per row, and the float work
  * (the scales) is per block, token and 16 rows, rather than per two lanes'
- * sums as in q32_utile. The weights' offset (8 or 128) is taken off in int32
+ * sums as in q32_utile. The weights' offset (8) is taken off in int32
  * by starting each sum from -off * sum(a) of the token's block, so the sums
  * are exact; sum(a) is s / d of the activation row, exact after rounding
- * (s = d * sum(a) in float, |sum(a)| <= 32 * 127). */
+ * (s = d * sum(a) in float, |sum(a)| <= 32 * 127).
+ * The sums round differently from the decode tile's (per block, then across
+ * blocks, rather than per lane pair, then across lanes), so a token's logits
+ * from a batch and from decoding agree to rounding, except where that moves an
+ * activation's int8 rounding (llama.cpp's gemm and gemv differ the same way).
+ * Q8_0 keeps q32_utile, which matches its decode bit for bit: the same
+ * arithmetic in decode (tried: rows summed per block, then turned across)
+ * cost a third of Q4_0's tg. */
 #define QT_ROWS 16
 #define QT_TOK 8
 #define QT_KB 64 /* blocks per unpacked chunk: 16 rows x 64 blocks, 36 KiB */
@@ -445,28 +452,22 @@ typedef struct qt_unp {
   __m512 dw;
 } qt_unp;
 
-/* Rows 0 .. 15 of w (rows from nr on repeat the last one), blocks b0 .. b0 + nbk - 1. */
+/* Q4_0 rows 0 .. 15 of w (rows from nr on repeat the last one), blocks b0 .. b0 + nbk - 1. */
 VNNI INLINE void qt_unpack(q32_kind k, const uint8_t *w, size_t ldw, int64_t nr, int64_t b0,
                            int64_t nbk, qt_unp *u) {
   const size_t bs = q32_bs(k);
   int32_t offs[QT_ROWS];
   for (int r = 0; r < QT_ROWS; r++) offs[r] = (int32_t)((r < nr ? r : nr - 1) * (int64_t)ldw);
   const __m512i vo = _mm512_loadu_si512(offs);
-  const __m512i lo4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
+  const __m512i lo4 = _mm512_set1_epi8(15);
   for (int64_t b = 0; b < nbk; b++) {
     const uint8_t *blk = w + (size_t)(b0 + b) * bs;
     const __m512i d = _mm512_i32gather_epi32(vo, (const void *)blk, 1);
     u[b].dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d));
-    if (k == Q32_4_0) {
-      for (int h = 0; h < 4; h++) {
-        const __m512i q = _mm512_i32gather_epi32(vo, (const void *)(blk + 2 + 4 * h), 1);
-        u[b].w[h] = _mm512_and_si512(q, lo4);
-        u[b].w[h + 4] = _mm512_and_si512(_mm512_srli_epi16(q, 4), lo4);
-      }
-    } else {
-      for (int g = 0; g < 8; g++)
-        u[b].w[g] =
-            _mm512_xor_si512(_mm512_i32gather_epi32(vo, (const void *)(blk + 2 + 4 * g), 1), flip);
+    for (int h = 0; h < 4; h++) {
+      const __m512i q = _mm512_i32gather_epi32(vo, (const void *)(blk + 2 + 4 * h), 1);
+      u[b].w[h] = _mm512_and_si512(q, lo4);
+      u[b].w[h + 4] = _mm512_and_si512(_mm512_srli_epi16(q, 4), lo4);
     }
   }
 }
