@@ -542,32 +542,7 @@ VNNI INLINE void qt_gemm(q32_kind k, const uint8_t *w, size_t ldw, int64_t nr, c
           const int32_t *ct = cs + t * QT_KB;
           float *yt = y + (t0 + t) * ldy + r;
           const bool add = b0 > 0;
-          switch (mt) {
-            case 1:
-              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 1);
-              break;
-            case 2:
-              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 2);
-              break;
-            case 3:
-              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 3);
-              break;
-            case 4:
-              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 4);
-              break;
-            case 5:
-              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 5);
-              break;
-            case 6:
-              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 6);
-              break;
-            case 7:
-              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 7);
-              break;
-            default:
-              qt_tile(u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add, 8);
-              break;
-          }
+          TL_SWITCH_G8(qt_tile, mt, u, b0, nbk, xt, ldx, ct, n, yt, ldy, mr, add)
         }
       }
     }
