@@ -45,9 +45,14 @@ if [ ! -x "$LB" ]; then
   [ -f "$bundle" ] || { echo "$0: node-llama-cpp@$NLC has no llama.cpp source bundle" >&2; exit 1; }
   rm -rf "$LLAMA_DIR/src"
   git clone -q "$bundle" "$LLAMA_DIR/src" 2>/dev/null
-  cmake -S "$LLAMA_DIR/src" -B "$LLAMA_DIR/src/build" -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-  cmake --build "$LLAMA_DIR/src/build" --target llama-bench -j "$(nproc)" >/dev/null
+  log=$LLAMA_DIR/build.log
+  if ! { cmake -S "$LLAMA_DIR/src" -B "$LLAMA_DIR/src/build" -DCMAKE_BUILD_TYPE=Release \
+    -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF &&
+    cmake --build "$LLAMA_DIR/src/build" --target llama-bench -j "$(nproc)"; } >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    echo "$0: building llama-bench failed; the whole log is $log" >&2
+    exit 1
+  fi
 fi
 release=$(cat "$LLAMA_DIR/npm/node_modules/node-llama-cpp/llama/binariesGithubRelease.json" 2>/dev/null |
   tr -d ' \n' | sed 's/.*"release":"\([^"]*\)".*/\1/')
