@@ -69,14 +69,17 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 echo "llama.cpp $release (node-llama-cpp $NLC) vs $("$TL" --version 2>/dev/null || echo torchless);" \
   "-p $P -n $N -r $R -t $T, $ROUNDS rounds, $(date -u '+%Y-%m-%d %H:%M UTC')"
+# "MODEL TEST TOOL T/S" for each pp/tg row of a llama-bench style table on stdin
+rows() {
+  awk -F'|' -v m="$1" -v tool="$2" \
+    '$7 ~ /(pp|tg)[0-9]/ { gsub(/ /, "", $7); split($8, v, "±"); print m, $7, tool, v[1] + 0 }'
+}
 i=1
 while [ $i -le "$ROUNDS" ]; do
   for f in "$@"; do
     m=$(basename "$f")
-    "$LB" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" 2>/dev/null |
-      awk -F'|' -v m="$m" '$7 ~ /(pp|tg)[0-9]/ { gsub(/ /, "", $7); split($8, v, "±"); print m, $7, "llama.cpp", v[1] + 0 }' >>"$out"
-    "$TL" bench -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" 2>/dev/null |
-      awk -F'|' -v m="$m" '$7 ~ /(pp|tg)[0-9]/ { gsub(/ /, "", $7); split($8, v, "±"); print m, $7, "torchless", v[1] + 0 }' >>"$out"
+    "$LB" -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" 2>/dev/null | rows "$m" llama.cpp >>"$out"
+    "$TL" bench -m "$f" -p "$P" -n "$N" -r "$R" -t "$T" 2>/dev/null | rows "$m" torchless >>"$out"
   done
   i=$((i + 1))
 done

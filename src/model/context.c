@@ -13,11 +13,6 @@ tl_context_params tl_context_default_params(void) {
   return p;
 }
 
-/* The KV cache: 2 MiB-aligned and marked for huge pages when it is large, so
- * that attention, which reads each layer's cache back once per token after
- * the weights have gone through the caches, takes few TLB misses (measured at
- * 2048 cached positions: the f16 -> f32 tile conversions, where those misses
- * land, took about 30 % less time). A hint: without it, ordinary pages. */
 /* n x size bytes (at least one) from a 64-byte boundary: the SIMD kernels
  * read 64 bytes at a time, and a vector that straddles two cache lines costs
  * two reads (malloc gives 16-byte alignment only). */
@@ -27,6 +22,11 @@ static void *alloc_lines(size_t n, size_t size) {
   return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 }
 
+/* The KV cache: 2 MiB-aligned and marked for huge pages when it is large, so
+ * that attention, which reads each layer's cache back once per token after
+ * the weights have gone through the caches, takes few TLB misses (measured at
+ * 2048 cached positions: the f16 -> f32 tile conversions, where those misses
+ * land, took about 30 % less time). A hint: without it, ordinary pages. */
 static void *alloc_cache(size_t n, size_t size) {
   const size_t huge = (size_t)2 << 20;
   size_t total;

@@ -185,7 +185,7 @@ static void test_gemm_vs_scalar(void **state) {
     const int64_t ns[] = {blck, blck * 3, blck * 5, blck == 1 ? 1 : blck * 11,
                           blck == 1 ? 17 : blck * 2, blck == 1 ? 100 : blck * 22,
                           /* several column passes of the prefill walks (float
-                           * types: 1024 columns; Q4_0 / Q8_0: 64 blocks) */
+                           * types: 1024 columns; Q4_0: 64 blocks) */
                           blck == 1    ? 2100
                           : blck == 32 ? blck * 70
                                        : blck * 7};

@@ -32,8 +32,9 @@ void tl_gemm_q6_k_scalar(const void *w, size_t ldw, int64_t nr, const void *x, s
 /* AVX2 activation quantizers and integer gemm for every quantized type
  * (gemm_avx2.c, x86 only); tl_cpu_fill_avx2 calls it. */
 void tl_cpu_fill_avx2_gemm(tl_cpu_kernels *k);
-/* For the attention tile kernels: call fn(..., G) for g query heads (1..8)
- * as a constant, so that each head's accumulators live in registers. */
+/* Call fn(..., G) with g (1..8: query heads of the attention tile kernels,
+ * tokens of the Q4_0 prefill tile) as a constant, so that the kernel's
+ * accumulators, one per head or token, live in registers. */
 // clang-format off
 #define TL_SWITCH_G8(fn, g, ...) \
   switch (g) { \
