@@ -17,11 +17,12 @@ typedef struct mm_task {
   tl_quant_act_fn quant;
   void *xa;
   size_t ldx;
-  /* one token's rows split by the threads' measured speeds (rated), which
-   * each thread then updates in rates[ith]; share[i] holds thread i's units
-   * of 16 rows, claimed ch at a time from next up to end by thread i and,
-   * once their own are done, by the others */
-  bool rated;
+  /* with shared, the rows are split into shares: share[i] holds thread i's
+   * units of 16 rows, claimed ch at a time from next up to end by thread i
+   * and, once their own are done, by the others; for one token the split
+   * follows the threads' measured speeds in rates, which each thread then
+   * updates in rates[ith] (NULL otherwise) */
+  bool shared;
   float *rates;
   int64_t ch;
   struct {
@@ -94,19 +95,20 @@ static void mm_gemm_rows(const mm_task *t, int64_t r0, int64_t r1, int64_t t0, i
 }
 
 /* Each thread takes a share of the rows (in multiples of 16) or, when the
- * rows are too few to keep every thread busy, a share of the tokens. For one
- * token (decode, where every thread streams its rows from memory) the shares
- * follow the threads' measured speeds, so that a core slowed by a neighbour
- * on a shared machine does not leave the others waiting at the end; and as
- * speeds change from one moment to the next, a thread done with its share
- * goes on with what is left of the others' (claimed in chunks from the front,
- * so that each share is still read in order). */
+ * rows are too few to keep every thread busy, a share of the tokens. Row
+ * shares are claimed a chunk at a time from the share's front, and a thread
+ * done with its own goes on with what is left of the others' (in turn from
+ * the next thread's), so that a core slowed by a neighbour on a shared
+ * machine does not leave the others waiting at the end; each share is still
+ * read in order. For one token (decode, where every thread streams its rows
+ * from memory) the shares follow the threads' measured speeds, which each
+ * thread updates from its run. */
 static void mm_gemm_run(void *arg, int ith, int nth) {
   mm_task *t = arg;
   const tl_weight *w = t->w;
-  if (t->rated) {
+  if (t->shared) {
     struct timespec ts0;
-    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    if (t->rates) clock_gettime(CLOCK_MONOTONIC, &ts0);
     int64_t rows = 0;
     for (int k = 0; k < nth; k++) { /* its own share, then the others' in turn */
       const int i = (ith + k) % nth;
@@ -115,12 +117,12 @@ static void mm_gemm_run(void *arg, int ith, int nth) {
         if (u >= t->share[i].end) break;
         const int64_t ue = u + t->ch < t->share[i].end ? u + t->ch : t->share[i].end;
         const int64_t r0 = u * 16, r1 = ue * 16 < w->rows ? ue * 16 : w->rows;
-        mm_gemm_rows(t, r0, r1, 0, 1);
+        mm_gemm_rows(t, r0, r1, 0, t->n_tok);
         rows += r1 - r0;
       }
     }
     /* this thread's speed: bytes per ns */
-    tl_rate_record(&t->rates[ith], (double)rows * (double)w->row_bytes, &ts0);
+    if (t->rates) tl_rate_record(&t->rates[ith], (double)rows * (double)w->row_bytes, &ts0);
     return;
   }
   int64_t r0 = 0, r1 = w->rows, t0 = 0, t1 = t->n_tok;
@@ -155,14 +157,21 @@ void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, c
     }
   }
   const int nth = tl_pool_size(pool);
-  if (t.gemm && n_tok == 1 && nth > 1 && nth <= TL_MM_RATED_MAX) {
-    t.rated = true;
-    t.rates = tl_pool_rates(pool);
+  const int64_t units = (w->rows + 15) / 16;
+  if (t.gemm && nth > 1 && nth <= TL_MM_RATED_MAX &&
+      (n_tok == 1 || n_tok < 4 * nth || w->rows >= 64 * nth)) {
+    t.shared = true;
     float rate[TL_MM_RATED_MAX];
-    tl_rates_clamped(t.rates, nth, rate);
-    /* chunks of at least 128 KiB of weights */
-    const int64_t units = (w->rows + 15) / 16, unit_bytes = 16 * (int64_t)w->row_bytes;
-    t.ch = unit_bytes >= 131072 ? 1 : (131072 + unit_bytes - 1) / unit_bytes;
+    if (n_tok == 1) {
+      t.rates = tl_pool_rates(pool);
+      tl_rates_clamped(t.rates, nth, rate);
+      /* chunks of at least 128 KiB of weights */
+      const int64_t unit_bytes = 16 * (int64_t)w->row_bytes;
+      t.ch = unit_bytes >= 131072 ? 1 : (131072 + unit_bytes - 1) / unit_bytes;
+    } else {
+      for (int i = 0; i < nth; i++) rate[i] = 1;
+      t.ch = MM_ROW_BLOCK / 16;
+    }
     for (int i = 0; i < nth; i++) {
       int64_t b, e;
       tl_split_rated(units, rate, i, nth, &b, &e);
