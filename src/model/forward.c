@@ -35,14 +35,57 @@ static void norm_rows(const tl_model *m, const float *x, const float *w, const f
   }
 }
 
+/* A batch's rows, a share of the tokens per thread: x += a (+ b2) where a is
+ * given, then y = norm(x) with weight w (and bias nb) where w is given. */
+typedef struct rows_task {
+  const tl_model *m;
+  float *x;
+  const float *a, *b2, *w, *nb;
+  float *y;
+  int n;
+} rows_task;
+
+static void rows_run(void *arg, int ith, int nth) {
+  const rows_task *t = arg;
+  int64_t t0, t1;
+  tl_split(t->n, ith, nth, &t0, &t1);
+  const int d = t->m->hp.n_embd;
+  for (int64_t r = t0; r < t1; r++) {
+    float *x = t->x + (size_t)r * d;
+    if (t->a) {
+      const float *a = t->a + (size_t)r * d;
+      if (t->b2) {
+        const float *b2 = t->b2 + (size_t)r * d;
+        for (int i = 0; i < d; i++) x[i] += a[i] + b2[i];
+      } else {
+        for (int i = 0; i < d; i++) x[i] += a[i];
+      }
+    }
+    if (t->w) norm_rows(t->m, x, t->w, t->nb, t->y + (size_t)r * d, 1, d);
+  }
+}
+
+/* rows_run over n tokens of n_embd values, on the pool when the batch is
+ * more than a few tokens. */
+static void rows(tl_context *c, int n, float *x, const float *a, const float *b2, const float *w,
+                 const float *nb, float *y) {
+  rows_task t = {c->model, x, a, b2, w, nb, y, n};
+  if (n >= 4)
+    tl_pool_run(c->pool, rows_run, &t);
+  else
+    rows_run(&t, 0, 1);
+}
+
 static void add_bias(float *y, const float *b, int n_tok, int n) {
   if (!b) return;
   for (int t = 0; t < n_tok; t++)
     for (int i = 0; i < n; i++) y[(size_t)t * n + i] += b[i];
 }
 
-/* Rotate the first n_rot dims of each head in place. */
-static void rope(const tl_hparams *hp, float theta, float *v, int n_heads, int32_t pos) {
+/* Rotate the first n_rot dims of each head of q (nq heads) and k (nk heads)
+ * in place, for position pos. */
+static void rope(const tl_hparams *hp, float theta, float *q, int nq, float *k, int nk,
+                 int32_t pos) {
   int half = hp->n_rot / 2;
   for (int i = 0; i < half; i++) {
     double inv = pow((double)theta, -2.0 * i / hp->n_rot);
@@ -51,8 +94,8 @@ static void rope(const tl_hparams *hp, float theta, float *v, int n_heads, int32
     float c = (float)cos(ang), s = (float)sin(ang);
     int i0 = hp->rope_kind == TL_ROPE_NORM ? 2 * i : i;
     int i1 = hp->rope_kind == TL_ROPE_NORM ? 2 * i + 1 : i + half;
-    for (int h = 0; h < n_heads; h++) {
-      float *p = v + (size_t)h * hp->head_dim;
+    for (int h = 0; h < nq + nk; h++) {
+      float *p = h < nq ? q + (size_t)h * hp->head_dim : k + (size_t)(h - nq) * hp->head_dim;
       float x0 = p[i0], x1 = p[i1];
       p[i0] = x0 * c - x1 * s;
       p[i1] = x0 * s + x1 * c;
@@ -362,6 +405,40 @@ static void head_norm(const tl_model *m, float *v, const float *w, int n_tok, in
     rms_norm(v + r * hd, w, v + r * hd, hd, m->hp.norm_eps);
 }
 
+typedef struct rope_task {
+  tl_context *c;
+  int layer, n_tok;
+  const int32_t *pos, *seq;
+} rope_task;
+
+/* Rope on the batch's query and key rows, a share of the tokens per thread. */
+static void rope_run(void *arg, int ith, int nth) {
+  const rope_task *t = arg;
+  const tl_hparams *hp = &t->c->model->hp;
+  const size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
+  const float theta = t->c->model->layers[t->layer].rope_theta;
+  int64_t t0, t1;
+  tl_split(t->n_tok, ith, nth, &t0, &t1);
+  for (int64_t i = t0; i < t1; i++)
+    rope(hp, theta, t->c->q + i * qd, hp->n_head, t->c->k + i * kvd, hp->n_head_kv, t->pos[i]);
+}
+
+/* The batch's keys and values into the cache, a share of the kv heads per
+ * thread, each head's tokens in batch order (so that of two tokens at one
+ * position, the later one stays, as when they come one after another). */
+static void kv_run(void *arg, int ith, int nth) {
+  const rope_task *t = arg;
+  const tl_hparams *hp = &t->c->model->hp;
+  const size_t kvd = (size_t)hp->n_head_kv * hp->head_dim;
+  int64_t h0, h1;
+  tl_split(hp->n_head_kv, ith, nth, &h0, &h1);
+  for (int i = 0; i < t->n_tok; i++)
+    for (int64_t h = h0; h < h1; h++) {
+      const size_t src = (size_t)i * kvd + (size_t)h * hp->head_dim;
+      kv_put(t->c, t->layer, t->seq[i], (int)h, t->pos[i], t->c->k + src, t->c->v + src);
+    }
+}
+
 /* Self-attention of layer il on the normed input xn; result in out [n][d]. */
 static void attention(tl_context *c, int il, int n, const int32_t *pos, const int32_t *seq,
                       const float *xn, float *out) {
@@ -379,13 +456,13 @@ static void attention(tl_context *c, int il, int n, const int32_t *pos, const in
     head_norm(m, c->q, L->q_norm, n, hp->n_head);
     head_norm(m, c->k, L->k_norm, n, hp->n_head_kv);
   }
-  for (int t = 0; t < n; t++) {
-    rope(hp, L->rope_theta, c->q + (size_t)t * qd, hp->n_head, pos[t]);
-    rope(hp, L->rope_theta, c->k + (size_t)t * kvd, hp->n_head_kv, pos[t]);
-    for (int h = 0; h < hp->n_head_kv; h++) {
-      const size_t src = (size_t)t * kvd + (size_t)h * hd;
-      kv_put(c, il, seq[t], h, pos[t], c->k + src, c->v + src);
-    }
+  rope_task rt = {c, il, n, pos, seq};
+  if (n >= 4) {
+    tl_pool_run(c->pool, rope_run, &rt);
+    tl_pool_run(c->pool, kv_run, &rt);
+  } else {
+    rope_run(&rt, 0, 1);
+    kv_run(&rt, 0, 1);
   }
   attn_task at = {c, il, n, pos, seq, false, {0}};
   const int nth = tl_pool_size(c->pool);
@@ -465,20 +542,19 @@ tl_status tl_forward(tl_context *c, int32_t n, const tl_token *tokens, const int
 
   for (int il = 0; il < hp->n_layer; il++) {
     const tl_layer *L = &m->layers[il];
-    norm_rows(m, c->x, L->attn_norm, L->attn_norm_b, c->xn, n, d);
+    rows(c, n, c->x, NULL, NULL, L->attn_norm, L->attn_norm_b, c->xn);
     attention(c, il, n, pos, seq, c->xn, c->xb);
     if (m->arch->parallel) {
       /* x + attn(norm(x)) + mlp(norm(x)) */
       mlp(c, il, n, c->xn, c->xn);
-      for (size_t i = 0; i < nd; i++) c->x[i] += c->xb[i] + c->xn[i];
+      rows(c, n, c->x, c->xb, c->xn, NULL, NULL, NULL);
       continue;
     }
-    if (L->post_attn_norm) norm_rows(m, c->xb, L->post_attn_norm, NULL, c->xb, n, d);
-    for (size_t i = 0; i < nd; i++) c->x[i] += c->xb[i];
-    norm_rows(m, c->x, L->ffn_norm, L->ffn_norm_b, c->xn, n, d);
+    if (L->post_attn_norm) rows(c, n, c->xb, NULL, NULL, L->post_attn_norm, NULL, c->xb);
+    rows(c, n, c->x, c->xb, NULL, L->ffn_norm, L->ffn_norm_b, c->xn); /* x += attn; norm */
     mlp(c, il, n, c->xn, c->xb);
-    if (L->post_ffn_norm) norm_rows(m, c->xb, L->post_ffn_norm, NULL, c->xb, n, d);
-    for (size_t i = 0; i < nd; i++) c->x[i] += c->xb[i];
+    if (L->post_ffn_norm) rows(c, n, c->xb, NULL, NULL, L->post_ffn_norm, NULL, c->xb);
+    rows(c, n, c->x, c->xb, NULL, NULL, NULL, NULL);
   }
 
   /* final norm and the output head, only for the tokens whose logits are wanted */
