@@ -54,6 +54,9 @@ typedef void (*tl_att_accum_fn)(const void *v, bool f16, int n, const float *p, 
 /* y[i] = expf(x[i] - m) for i < n (y may be x): bit for bit what the C
  * library's expf returns, whichever set computes it (the scalar set calls it). */
 typedef void (*tl_exp_sub_fn)(const float *x, float m, float *y, int64_t n);
+/* y[i] = x[i] / (1 + expf(-x[i])) * g[i] (SiLU, gated), or without the
+ * factor when g is NULL; y may be x. Bit for bit the scalar expression. */
+typedef void (*tl_silu_fn)(const float *x, const float *g, float *y, int64_t n);
 
 /* dot(int8 row q[n] with scales[n / 64] (value = q / scale), x[n]) for n a
  * multiple of 64. */
@@ -102,6 +105,7 @@ typedef struct tl_cpu_kernels {
   tl_att_scores_fn att_scores;
   tl_att_accum_fn att_accum;
   tl_exp_sub_fn exp_sub;
+  tl_silu_fn silu;
   tl_vec_dot_i8s_fn vec_dot_i8s;
   /* Matrix-matrix kernels; NULL: tl_cpu_matmul uses vec_dot per row and token. */
   tl_gemm_fn gemm[TL_TYPE_COUNT];

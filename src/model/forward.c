@@ -489,18 +489,11 @@ static void act_run(void *arg, int ith, int nth) {
   const act_task *t = arg;
   int64_t i0, i1;
   tl_split((int64_t)t->n, ith, nth, &i0, &i1);
-  if (t->kind == TL_ACT_SILU) { /* x / (1 + expf(-x)), with the kernel set's expf */
-    float e[256];
-    for (int64_t c0 = i0; c0 < i1; c0 += 256) {
-      const int64_t n = i1 - c0 < 256 ? i1 - c0 : 256;
-      const float *x = (t->gated ? t->a : t->b) + c0;
-      for (int64_t i = 0; i < n; i++) e[i] = -x[i];
-      t->kn->exp_sub(e, 0.0f, e, n); /* expf(-x - 0) = expf(-x) */
-      if (t->gated)
-        for (int64_t i = 0; i < n; i++) t->a[c0 + i] = x[i] / (1.0f + e[i]) * t->b[c0 + i];
-      else
-        for (int64_t i = 0; i < n; i++) t->a[c0 + i] = x[i] / (1.0f + e[i]);
-    }
+  if (t->kind == TL_ACT_SILU) { /* x / (1 + expf(-x)) by the kernel set */
+    if (t->gated)
+      t->kn->silu(t->a + i0, t->b + i0, t->a + i0, i1 - i0);
+    else
+      t->kn->silu(t->b + i0, NULL, t->a + i0, i1 - i0);
     return;
   }
   if (t->gated)

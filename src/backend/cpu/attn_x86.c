@@ -335,32 +335,62 @@ INLINE AVX512 __m512d exp_lanes(__m256 y, const __m512d tab[4]) {
   return _mm512_mul_pd(_mm512_fmadd_pd(z, _mm512_mul_pd(r, r), p), s);
 }
 
+/* expf of the lanes lm of yf; the other lanes are left undefined. */
+INLINE AVX512 __m512 exp16(__m512 yf, __mmask16 lm, const __m512d tab[4]) {
+  const __m256 f0 = _mm512_cvtpd_ps(exp_lanes(_mm512_castps512_ps256(yf), tab));
+  const __m256 f1 = _mm512_cvtpd_ps(
+      exp_lanes(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(yf), 1)), tab));
+  __m512 e = _mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(f0)), _mm256_castps_pd(f1), 1));
+  const __m512i ab = _mm512_and_si512(_mm512_castps_si512(yf), _mm512_set1_epi32(0x7fffffff));
+  /* |y| >= 88 or NaN */
+  __mmask16 redo = _mm512_cmpge_epi32_mask(ab, _mm512_set1_epi32(0x42b00000)) & lm;
+  if (redo) {
+    float v[16], r[16];
+    _mm512_storeu_ps(v, yf);
+    _mm512_storeu_ps(r, e);
+    while (redo) {
+      const int j = __builtin_ctz(redo);
+      redo &= (__mmask16)(redo - 1);
+      r[j] = expf(v[j]);
+    }
+    e = _mm512_loadu_ps(r);
+  }
+  return e;
+}
+
+INLINE AVX512 void load_tab(__m512d tab[4]) {
+  for (int i = 0; i < 4; i++) tab[i] = _mm512_loadu_pd(g_exp2_32 + 8 * i);
+}
+
 AVX512 static void avx512_exp_sub(const float *x, float m, float *y, int64_t n) {
   __m512d tab[4];
-  for (int i = 0; i < 4; i++) tab[i] = _mm512_loadu_pd(g_exp2_32 + 8 * i);
+  load_tab(tab);
   const __m512 vm = _mm512_set1_ps(m);
-  const __m512i big = _mm512_set1_epi32(0x42b00000); /* |y| >= 88 or NaN */
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 lm = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
     const __m512 yf = _mm512_sub_ps(_mm512_maskz_loadu_ps(lm, x + i), vm);
-    const __m256 f0 = _mm512_cvtpd_ps(exp_lanes(_mm512_castps512_ps256(yf), tab));
-    const __m256 f1 = _mm512_cvtpd_ps(
-        exp_lanes(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(yf), 1)), tab));
-    _mm512_mask_storeu_ps(
-        y + i, lm,
-        _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(f0)),
-                                            _mm256_castps_pd(f1), 1)));
-    const __m512i ab = _mm512_and_si512(_mm512_castps_si512(yf), _mm512_set1_epi32(0x7fffffff));
-    __mmask16 redo = _mm512_cmpge_epi32_mask(ab, big) & lm;
-    if (redo) {
-      float v[16];
-      _mm512_storeu_ps(v, yf);
-      while (redo) {
-        const int j = __builtin_ctz(redo);
-        redo &= (__mmask16)(redo - 1);
-        y[i + j] = expf(v[j]);
-      }
-    }
+    _mm512_mask_storeu_ps(y + i, lm, exp16(yf, lm, tab));
+  }
+}
+
+/* SiLU with exp16: the same float operations as the scalar kernel's. */
+AVX512 static void avx512_silu(const float *x, const float *g, float *y, int64_t n) {
+  __m512d tab[4];
+  load_tab(tab);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 lm = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+    const __m512 xv = _mm512_maskz_loadu_ps(lm, x + i);
+    const __m512 nx = _mm512_castsi512_ps(/* -x */
+                                          _mm512_xor_si512(_mm512_castps_si512(xv),
+                                                           _mm512_set1_epi32((int)0x80000000u)));
+    const __m512 e = exp16(nx, lm, tab);
+    /* masked-off lanes divide 0 by whatever e holds there: no traps, as
+     * exceptions are masked */
+    __m512 s = _mm512_div_ps(xv, _mm512_add_ps(one, e));
+    if (g) s = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(lm, g + i));
+    _mm512_mask_storeu_ps(y + i, lm, s);
   }
 }
 
@@ -416,6 +446,9 @@ void tl_cpu_fill_avx512_attn(tl_cpu_kernels *k) {
     }
     agrees = exp_sub_agrees();
   }
-  if (agrees) k->exp_sub = avx512_exp_sub;
+  if (agrees) {
+    k->exp_sub = avx512_exp_sub;
+    k->silu = avx512_silu;
+  }
 }
 #endif

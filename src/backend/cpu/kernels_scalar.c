@@ -285,6 +285,13 @@ static void exp_sub(const float *x, float m, float *y, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = expf(x[i] - m);
 }
 
+static void silu(const float *x, const float *g, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float s = x[i] / (1.0f + expf(-x[i]));
+    y[i] = g ? s * g[i] : s;
+  }
+}
+
 static const tl_cpu_kernels g_scalar = {
     .name = "scalar",
     .vec_dot =
@@ -306,6 +313,7 @@ static const tl_cpu_kernels g_scalar = {
     .axpy = {[TL_TYPE_F32] = axpy_f32, [TL_TYPE_F16] = axpy_f16},
     .vec_dot_i8s = dot_i8s,
     .exp_sub = exp_sub,
+    .silu = silu,
     .gemm =
         {
             [TL_TYPE_Q4_0] = tl_gemm_q4_0_scalar,
