@@ -113,9 +113,13 @@ static void mm_gemm_run(void *arg, int ith, int nth) {
     for (int k = 0; k < nth; k++) { /* its own share, then the others' in turn */
       const int i = (ith + k) % nth;
       for (;;) {
-        const int64_t u = atomic_fetch_add(&t->share[i].next, t->ch);
+        /* prefill: a share's last chunks in single units, so that the
+         * threads finish closer together */
+        const int64_t ch =
+            !t->rates && t->share[i].end - atomic_load(&t->share[i].next) <= 2 * t->ch ? 1 : t->ch;
+        const int64_t u = atomic_fetch_add(&t->share[i].next, ch);
         if (u >= t->share[i].end) break;
-        const int64_t ue = u + t->ch < t->share[i].end ? u + t->ch : t->share[i].end;
+        const int64_t ue = u + ch < t->share[i].end ? u + ch : t->share[i].end;
         const int64_t r0 = u * 16, r1 = ue * 16 < w->rows ? ue * 16 : w->rows;
         mm_gemm_rows(t, r0, r1, 0, t->n_tok);
         rows += r1 - r0;
