@@ -477,6 +477,111 @@ KQ_TILE(q4_k, TL_TYPE_Q4_K)
 KQ_TILE(q5_k, TL_TYPE_Q5_K)
 KQ_TILE(q6_k, TL_TYPE_Q6_K)
 
+/* ---- F32 / F16 / BF16 weights, f32 activations (prefill) -------------------- */
+
+/* 8 weights at p as floats. */
+AVX2 INLINE __m256 fl_ld8(uint32_t type, const uint8_t *p) {
+  if (type == TL_TYPE_F32) return _mm256_loadu_ps((const float *)(const void *)p);
+  const __m128i h = _mm_loadu_si128((const __m128i *)p);
+  if (type == TL_TYPE_F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* Weight i of a row as a float. */
+AVX2 INLINE float fl_at(uint32_t type, const uint8_t *row, int64_t i) {
+  if (type == TL_TYPE_F32) return ((const float *)(const void *)row)[i];
+  const uint16_t h = tl_rd_u16(row + 2 * i);
+  if (type == TL_TYPE_F16) return _cvtsh_ss(h);
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/* An R x T tile (R <= 3 rows, T <= 4 tokens: 12 accumulators, 3 weight
+ * vectors and one activation vector in the 16 registers) over n columns, its
+ * sums stored in y or, with add, added to it; the last n % 8 columns in
+ * scalar. */
+AVX2 INLINE void fl_tile(uint32_t type, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
+                         int64_t n, float *y, int64_t ldy, bool add, const int R, const int T) {
+  const size_t es = type == TL_TYPE_F32 ? 4 : 2;
+  __m256 acc[3][4];
+  _Pragma("GCC unroll 3") for (int r = 0; r < R; r++)
+      _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+  const int64_t n8 = n & ~(int64_t)7;
+  for (int64_t i = 0; i < n8; i += 8) {
+    __m256 wv[3];
+    _Pragma("GCC unroll 3") for (int r = 0; r < R; r++) wv[r] = fl_ld8(type, w + r * ldw + i * es);
+    _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+      const __m256 xv = _mm256_loadu_ps((const float *)(const void *)(x + t * ldx) + i);
+      _Pragma("GCC unroll 3") for (int r = 0; r < R; r++) acc[r][t] =
+          _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  _Pragma("GCC unroll 3") for (int r = 0; r < R; r++)
+      _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
+    const float *xt = (const float *)(const void *)(x + t * ldx);
+    float s = hsum_ps(acc[r][t]);
+    for (int64_t i = n8; i < n; i++) s += fl_at(type, w + r * ldw, i) * xt[i];
+    y[t * ldy + r] = add ? y[t * ldy + r] + s : s;
+  }
+}
+
+/* Call fl_tile(..., R, T) for nr 1..3 and nt 1..4 as constants. */
+// clang-format off
+#define FL_SWITCH(nr, nt, ...) \
+  switch ((nr) * 8 + (nt)) { \
+    case 9: fl_tile(__VA_ARGS__, 1, 1); break; \
+    case 10: fl_tile(__VA_ARGS__, 1, 2); break; \
+    case 11: fl_tile(__VA_ARGS__, 1, 3); break; \
+    case 12: fl_tile(__VA_ARGS__, 1, 4); break; \
+    case 17: fl_tile(__VA_ARGS__, 2, 1); break; \
+    case 18: fl_tile(__VA_ARGS__, 2, 2); break; \
+    case 19: fl_tile(__VA_ARGS__, 2, 3); break; \
+    case 20: fl_tile(__VA_ARGS__, 2, 4); break; \
+    case 25: fl_tile(__VA_ARGS__, 3, 1); break; \
+    case 26: fl_tile(__VA_ARGS__, 3, 2); break; \
+    case 27: fl_tile(__VA_ARGS__, 3, 3); break; \
+    default: fl_tile(__VA_ARGS__, 3, 4); break; \
+  }
+// clang-format on
+
+/* The columns FL_KC at a time, and within such a pass the token tiles
+ * outside the row tiles, so that a token tile's activations (16 KiB) stay in
+ * L1 while the pass's weight rows stream past from L2 (as the AVX-512
+ * walk). One token (decode) keeps the vec_dot rows. */
+#define FL_KC 1024
+
+AVX2 INLINE void fl_gemm(uint32_t type, const void *w, size_t ldw, int64_t nr, const void *x,
+                         size_t ldx, int64_t nt, int64_t n, float *y, int64_t ldy) {
+  const size_t es = type == TL_TYPE_F32 ? 4 : 2;
+  for (int64_t k0 = 0; k0 < n; k0 += FL_KC) {
+    const int64_t kn = n - k0 < FL_KC ? n - k0 : FL_KC;
+    for (int64_t t = 0; t < nt; t += 4) {
+      const int mt = nt - t < 4 ? (int)(nt - t) : 4;
+      for (int64_t r = 0; r < nr; r += 3) {
+        const int mr = nr - r < 3 ? (int)(nr - r) : 3;
+        FL_SWITCH(mr, mt, type, (const uint8_t *)w + r * ldw + k0 * es, ldw,
+                  (const uint8_t *)x + t * ldx + k0 * 4, ldx, kn, y + t * ldy + r, ldy, k0 > 0)
+      }
+    }
+  }
+}
+
+#define FL_GEMM(name, type, dot)                                                                 \
+  AVX2 static void gemm_##name(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx, \
+                               int64_t nt, int64_t n, float *y, int64_t ldy) {                   \
+    if (nt == 1) {                                                                               \
+      for (int64_t r = 0; r < nr; r++)                                                           \
+        y[r] = dot((const uint8_t *)w + (size_t)r * ldw, (const float *)x, n);                   \
+    } else {                                                                                     \
+      fl_gemm(type, w, ldw, nr, x, ldx, nt, n, y, ldy);                                          \
+    }                                                                                            \
+  }
+FL_GEMM(f32, TL_TYPE_F32, tl_avx2_dot_f32)
+FL_GEMM(f16, TL_TYPE_F16, tl_avx2_dot_f16)
+FL_GEMM(bf16, TL_TYPE_BF16, tl_avx2_dot_bf16)
+
 void tl_cpu_fill_avx2_gemm(tl_cpu_kernels *k) {
   k->quant_act[TL_ACT_Q8_32] = qact_q8_32;
   k->quant_act[TL_ACT_Q8_256] = qact_q8_256;
@@ -490,5 +595,8 @@ void tl_cpu_fill_avx2_gemm(tl_cpu_kernels *k) {
   k->gemm[TL_TYPE_Q4_K] = gemm_q4_k;
   k->gemm[TL_TYPE_Q5_K] = gemm_q5_k;
   k->gemm[TL_TYPE_Q6_K] = gemm_q6_k;
+  k->gemm[TL_TYPE_F32] = gemm_f32;
+  k->gemm[TL_TYPE_F16] = gemm_f16;
+  k->gemm[TL_TYPE_BF16] = gemm_bf16;
 }
 #endif

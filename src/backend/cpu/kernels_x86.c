@@ -21,7 +21,7 @@ AVX2 static inline float hsum256(__m256 v) {
 
 /* ---- AVX2 --------------------------------------------------------------- */
 
-AVX2 static float avx2_dot_f32(const void *row, const float *x, int64_t n) {
+AVX2 float tl_avx2_dot_f32(const void *row, const float *x, int64_t n) {
   const float *w = row;
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
          a3 = _mm256_setzero_ps();
@@ -43,7 +43,7 @@ AVX2 static inline __m256 ld_f16x8(const uint8_t *p) {
   return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-AVX2 static float avx2_dot_f16(const void *row, const float *x, int64_t n) {
+AVX2 float tl_avx2_dot_f16(const void *row, const float *x, int64_t n) {
   const uint8_t *w = row;
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
          a3 = _mm256_setzero_ps();
@@ -65,7 +65,7 @@ AVX2 static inline __m256 ld_bf16x8(const uint8_t *p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
-AVX2 static float avx2_dot_bf16(const void *row, const float *x, int64_t n) {
+AVX2 float tl_avx2_dot_bf16(const void *row, const float *x, int64_t n) {
   const uint8_t *w = row;
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -225,9 +225,9 @@ AVX512 static float avx512_dot_q8_0(const void *row, const float *x, int64_t n) 
 
 void tl_cpu_fill_avx2(tl_cpu_kernels *k) {
   k->name = "avx2";
-  k->vec_dot[TL_TYPE_F32] = avx2_dot_f32;
-  k->vec_dot[TL_TYPE_F16] = avx2_dot_f16;
-  k->vec_dot[TL_TYPE_BF16] = avx2_dot_bf16;
+  k->vec_dot[TL_TYPE_F32] = tl_avx2_dot_f32;
+  k->vec_dot[TL_TYPE_F16] = tl_avx2_dot_f16;
+  k->vec_dot[TL_TYPE_BF16] = tl_avx2_dot_bf16;
   k->vec_dot[TL_TYPE_Q8_0] = avx2_dot_q8_0;
   k->axpy[TL_TYPE_F32] = avx2_axpy_f32;
   k->axpy[TL_TYPE_F16] = avx2_axpy_f16;
@@ -244,6 +244,9 @@ void tl_cpu_fill_avx512(tl_cpu_kernels *k) {
   k->vec_dot[TL_TYPE_BF16] = avx512_dot_bf16;
   k->vec_dot[TL_TYPE_Q8_0] = avx512_dot_q8_0;
   k->vec_dot_i8s = avx512_dot_i8s;
+  /* float weights: the AVX-512 dots above, row by row, rather than the
+   * AVX2 gemm (whose decode uses the AVX2 dots); avx512vnni has its own */
+  k->gemm[TL_TYPE_F32] = k->gemm[TL_TYPE_F16] = k->gemm[TL_TYPE_BF16] = NULL;
   tl_cpu_fill_avx512_attn(k);
 }
 

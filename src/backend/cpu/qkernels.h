@@ -29,9 +29,15 @@ void tl_gemm_q5_k_scalar(const void *w, size_t ldw, int64_t nr, const void *x, s
 void tl_gemm_q6_k_scalar(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                          int64_t nt, int64_t n, float *y, int64_t ldy);
 
-/* AVX2 activation quantizers and integer gemm for every quantized type
- * (gemm_avx2.c, x86 only); tl_cpu_fill_avx2 calls it. */
+/* AVX2 activation quantizers and integer gemm for every quantized type, and
+ * the float types' prefill gemm (gemm_avx2.c, x86 only); tl_cpu_fill_avx2
+ * calls it. */
 void tl_cpu_fill_avx2_gemm(tl_cpu_kernels *k);
+/* The AVX2 set's float dot products (kernels_x86.c), which its float gemm
+ * takes for one token. */
+float tl_avx2_dot_f32(const void *row, const float *x, int64_t n);
+float tl_avx2_dot_f16(const void *row, const float *x, int64_t n);
+float tl_avx2_dot_bf16(const void *row, const float *x, int64_t n);
 /* Call fn(..., G) with g (1..8: query heads of the attention tile kernels,
  * tokens of the Q4_0 prefill tile) as a constant, so that the kernel's
  * accumulators, one per head or token, live in registers. */
