@@ -230,7 +230,7 @@ AVX2 INLINE void q32_tile(kind32 k, const uint8_t *w, size_t ldw, const uint8_t 
     float mw[4];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
       const uint8_t *b = w + r * ldw + (size_t)i * bs;
-      if (T == 1) pf_next(b, ldw, R, 1);
+      if (T == 1 && (i & 3) == 0) pf_next(b, ldw, R, 4 * bs);
       wv[r] = load32(k, b);
       wa[r] = q8 ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
       const float d = f16(b);
