@@ -65,15 +65,20 @@ static void rows_run(void *arg, int ith, int nth) {
   }
 }
 
-/* rows_run over n tokens of n_embd values, on the pool when the batch is
- * more than a few tokens. */
+/* fn over a batch of n tokens: on the pool when the batch is more than a
+ * few tokens, otherwise on this thread alone. */
+static void batch_run(tl_context *c, int n, tl_task_fn fn, void *arg) {
+  if (n >= 4)
+    tl_pool_run(c->pool, fn, arg);
+  else
+    fn(arg, 0, 1);
+}
+
+/* rows_run over n tokens of n_embd values. */
 static void rows(tl_context *c, int n, float *x, const float *a, const float *b2, const float *w,
                  const float *nb, float *y) {
   rows_task t = {c->model, x, a, b2, w, nb, y, n};
-  if (n >= 4)
-    tl_pool_run(c->pool, rows_run, &t);
-  else
-    rows_run(&t, 0, 1);
+  batch_run(c, n, rows_run, &t);
 }
 
 static void add_bias(float *y, const float *b, int n_tok, int n) {
@@ -405,15 +410,16 @@ static void head_norm(const tl_model *m, float *v, const float *w, int n_tok, in
     rms_norm(v + r * hd, w, v + r * hd, hd, m->hp.norm_eps);
 }
 
-typedef struct rope_task {
+/* A layer's batch of query, key and value rows (c->q, c->k, c->v). */
+typedef struct qk_task {
   tl_context *c;
   int layer, n_tok;
   const int32_t *pos, *seq;
-} rope_task;
+} qk_task;
 
 /* Rope on the batch's query and key rows, a share of the tokens per thread. */
 static void rope_run(void *arg, int ith, int nth) {
-  const rope_task *t = arg;
+  const qk_task *t = arg;
   const tl_hparams *hp = &t->c->model->hp;
   const size_t qd = (size_t)hp->n_head * hp->head_dim, kvd = (size_t)hp->n_head_kv * hp->head_dim;
   const float theta = t->c->model->layers[t->layer].rope_theta;
@@ -427,7 +433,7 @@ static void rope_run(void *arg, int ith, int nth) {
  * thread, each head's tokens in batch order (so that of two tokens at one
  * position, the later one stays, as when they come one after another). */
 static void kv_run(void *arg, int ith, int nth) {
-  const rope_task *t = arg;
+  const qk_task *t = arg;
   const tl_hparams *hp = &t->c->model->hp;
   const size_t kvd = (size_t)hp->n_head_kv * hp->head_dim;
   int64_t h0, h1;
@@ -456,14 +462,9 @@ static void attention(tl_context *c, int il, int n, const int32_t *pos, const in
     head_norm(m, c->q, L->q_norm, n, hp->n_head);
     head_norm(m, c->k, L->k_norm, n, hp->n_head_kv);
   }
-  rope_task rt = {c, il, n, pos, seq};
-  if (n >= 4) {
-    tl_pool_run(c->pool, rope_run, &rt);
-    tl_pool_run(c->pool, kv_run, &rt);
-  } else {
-    rope_run(&rt, 0, 1);
-    kv_run(&rt, 0, 1);
-  }
+  qk_task qt = {c, il, n, pos, seq};
+  batch_run(c, n, rope_run, &qt);
+  batch_run(c, n, kv_run, &qt);
   attn_task at = {c, il, n, pos, seq, false, {0}};
   const int nth = tl_pool_size(c->pool);
   if (n == 1 && nth > 1 && nth <= TL_ATT_RATED_MAX) {

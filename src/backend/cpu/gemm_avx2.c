@@ -491,11 +491,7 @@ AVX2 INLINE __m256 fl_ld8(uint32_t type, const uint8_t *p) {
 AVX2 INLINE float fl_at(uint32_t type, const uint8_t *row, int64_t i) {
   if (type == TL_TYPE_F32) return ((const float *)(const void *)row)[i];
   const uint16_t h = tl_rd_u16(row + 2 * i);
-  if (type == TL_TYPE_F16) return _cvtsh_ss(h);
-  const uint32_t u = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
+  return type == TL_TYPE_F16 ? tl_f16_to_f32(h) : tl_bf16_to_f32(h);
 }
 
 /* An R x T tile (R <= 3 rows, T <= 4 tokens: 12 accumulators, 3 weight
