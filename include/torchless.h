@@ -28,6 +28,7 @@ typedef enum tl_status {
   TL_ERR_NOMEM = 5,        /* allocation failed */
   TL_ERR_CONTEXT_FULL = 6, /* the tokens do not fit in the context */
   TL_ERR_TOKENIZER = 7,    /* the text cannot be tokenized */
+  TL_ERR_ABORTED = 8,      /* the context's abort callback asked to stop */
 } tl_status;
 
 /* Message describing the last failure on this thread ("" if none). */
@@ -130,9 +131,26 @@ const char *tl_kv_type_name(tl_kv_type t);
 typedef struct tl_context_params {
   int32_t n_ctx;     /* tokens per sequence (0: the model's training context) */
   int32_t n_seq;     /* independent sequences (KV slots) */
-  int32_t n_batch;   /* most tokens per tl_decode call (0: n_ctx) */
-  int32_t n_threads; /* 0: number of physical cores */
+  int32_t n_batch;   /* most tokens per step of tl_decode (0: 512, at most n_ctx) */
+  int32_t n_threads; /* CPU threads (0: number of physical cores) */
   tl_kv_type kv_type;
+  /* Where the decoder runs: "cpu", or "auto" / NULL (the best backend this
+   * build and machine can run; the choice is logged). A name this build does
+   * not have, or whose device is missing, fails with TL_ERR_UNSUPPORTED.
+   * tl_backend_names() lists the names. */
+  const char *backend;
+  /* CPU kernel set by name ("scalar", "avx2", "avx512", "avx512vnni", "neon",
+   * "neon_dotprod"); NULL: the best this CPU runs. For tests and
+   * comparisons; the environment variable TL_CPU_KERNELS overrides it. */
+  const char *cpu_kernels;
+  /* CPU attention tile in positions, 1..64 (0: 64). For tests; the
+   * environment variable TL_ATT_TILE overrides it. */
+  int32_t att_tile;
+  /* Called between the layers of every step of tl_decode; returning true
+   * stops the call with TL_ERR_ABORTED (a server cancels a request so). The
+   * sequences keep the tokens of the steps that had finished. NULL: never. */
+  bool (*abort_callback)(void *user);
+  void *abort_user;
 } tl_context_params;
 
 tl_context_params tl_context_default_params(void);
@@ -140,8 +158,14 @@ tl_status tl_context_new(tl_model *model, const tl_context_params *params, tl_co
 void tl_context_free(tl_context *ctx);
 int32_t tl_context_n_ctx(const tl_context *ctx);
 int32_t tl_context_n_threads(const tl_context *ctx);
-/* The CPU kernel set in use ("scalar", "avx2", "avx512", ...). */
+/* The backend in use ("cpu", ...). */
+const char *tl_context_backend(const tl_context *ctx);
+/* The CPU kernel set in use ("scalar", "avx2", "avx512", ...), or for
+ * another backend its device ("NVIDIA H100 80GB HBM3"). */
 const char *tl_context_kernels(const tl_context *ctx);
+/* Names of the backends this build has, NULL-terminated ("cpu" first;
+ * "auto" is accepted too and not listed). */
+const char *const *tl_backend_names(void);
 
 /* A batch of tokens, each with its sequence and position (as llama_batch).
  * logits[i] != 0 requests the logits of token i. logits may be NULL: then
@@ -161,6 +185,21 @@ tl_status tl_decode(tl_context *ctx, const tl_batch *batch);
 const float *tl_get_logits(const tl_context *ctx, int32_t i);
 /* Forget the cached tokens of a sequence (-1: all). */
 void tl_kv_clear(tl_context *ctx, int32_t seq);
+/* Drop positions [p0, p1) of sequence seq (seq -1: every sequence; p1 < 0:
+ * to the end). The cache holds each sequence's positions 0..n-1 densely, so
+ * the range must reach the end of what is cached (a rejected draft, an
+ * edited turn): a range that would leave a hole is TL_ERR_UNSUPPORTED and
+ * changes nothing. Afterwards the sequence holds min(n, p0) positions. */
+tl_status tl_kv_seq_rm(tl_context *ctx, int32_t seq, int32_t p0, int32_t p1);
+/* Copy positions [p0, p1) of sequence src into sequence dst (p1 < 0: to the
+ * end of src), so that dst continues from a shared prefix without
+ * recomputing it. dst must already hold at least p0 positions; its
+ * positions from p1 on are dropped. TL_ERR_INVALID_ARG for a bad sequence
+ * or range. */
+tl_status tl_kv_seq_cp(tl_context *ctx, int32_t src, int32_t dst, int32_t p0, int32_t p1);
+/* The largest cached position of a sequence, -1 when it is empty (or seq is
+ * out of range). */
+int32_t tl_kv_seq_pos_max(const tl_context *ctx, int32_t seq);
 
 /* ---- sampling ----------------------------------------------------------- */
 

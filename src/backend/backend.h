@@ -1,15 +1,37 @@
-/* Backend operations used by the forward pass. Only the CPU backend exists
- * today; its kernels sit behind a dispatch table (scalar reference first,
- * SIMD variants chosen at run time are added next to it). */
+/* The backend boundary: what the forward pass (model/forward.c) asks of a
+ * device. A backend owns its buffers, its KV cache (the layout is private:
+ * the model names a layer, a sequence and positions), its threads or streams
+ * and its kernels; the model owns the recipe (which operations, in which
+ * order, with which traits) and nothing device-specific.
+ *
+ * Shape of a step. tl_decode cuts a batch into steps of at most n_batch
+ * tokens. For each step the recipe calls step_begin with the tokens, their
+ * positions and sequences and the rows whose logits are wanted (host
+ * arrays: the backend copies what it needs), then a fixed sequence of the
+ * operations below on backend buffers, then logits_to_host and step_end.
+ * The sequence depends only on the model and the step's shape (token count,
+ * rows out), never on the values, so a GPU backend can capture one decode
+ * step as a graph and replay it; no operation returns a value to the host
+ * except logits_to_host. Operations do not fail one by one: a device error
+ * is kept and returned by step_end (or logits_to_host).
+ *
+ * Buffers. alloc gives device memory the host never dereferences (on the CPU
+ * it is host memory); the recipe passes such pointers, and pointers inside
+ * them, to the operations. Activations are float32 rows, row-major.
+ *
+ * Weights. prepare_weight / prepare_vector make one of a model's tensors
+ * available to the backend and return the backend's view of it (the CPU
+ * returns the mapped file's own view; a GPU uploads it once). */
 #ifndef TL_BACKEND_H
 #define TL_BACKEND_H
 
 #include "core/core.h"
-#include "core/threadpool.h"
 #include "quant/quant.h"
 
 /* A weight matrix for y = W x: rows output features, cols input features,
- * stored row-major in its file type (a view into the mapped file). */
+ * stored row-major in its file type. data is in the memory of whoever holds
+ * the view: the mapped file for the model's own, the device for a
+ * backend's. */
 typedef struct tl_weight {
   uint32_t type;
   int64_t rows, cols;
@@ -24,130 +46,151 @@ typedef struct tl_weight {
 /* Group size of the int8 weights with separate scales. */
 #define TL_I8S_GROUP 64
 
-/* dot(row of W in its type, x[n]) for n a multiple of the type's block. */
-typedef float (*tl_vec_dot_fn)(const void *row, const float *x, int64_t n);
-
-/* y[i] += a * x[i] for x in its type (F32 or F16: KV cache rows). */
-typedef void (*tl_axpy_fn)(float a, const void *x, float *y, int64_t n);
-
-/* Attention over a tile of n cached positions of one kv head, for nq query
- * heads (q + g * hd), reading the cache in place in its element type (f16:
- * IEEE half, else f32). Keys are stored transposed: the key of position r has
- * its value d at kt[d * ldk + r], so that one cache line holds one value of 16
- * or 32 positions; values are rows, position r's row at v + r * hd.
- *   att_scores: s[g * lds + r] = scale * k.q, the sum over d = 0..hd-1 in
- *               order, one fused multiply-add per d, from 0; and where smax
- *               is not NULL, smax[g] = the largest of s[g * lds + 0..n) (NaNs
- *               left out; -inf if none);
- *   att_accum:  o[g * hd + i] updated by one fused multiply-add
- *               p[g * ldp + r] * v[r][i] per row r, in row order; and where
- *               sum is not NULL, sum[g] += p[g * ldp + r] for each row in
- *               order, one float addition each.
- * Every set that has them gives the same bits (they fix the order of the
- * operations); NULL where a set has none (the forward pass then runs plain
- * loops, which round differently). */
-typedef void (*tl_att_scores_fn)(const void *kt, bool f16, int64_t ldk, int n, const float *q,
-                                 int nq, int hd, float scale, float *s, int64_t lds, float *smax);
-typedef void (*tl_att_accum_fn)(const void *v, bool f16, int n, const float *p, int64_t ldp, int nq,
-                                int hd, float *o, float *sum);
-
-/* y[i] = expf(x[i] - m) for i < n (y may be x): bit for bit what the C
- * library's expf returns, whichever set computes it (the scalar set calls it). */
-typedef void (*tl_exp_sub_fn)(const float *x, float m, float *y, int64_t n);
-/* y[i] = x[i] / (1 + expf(-x[i])) * g[i] (SiLU, gated), or without the
- * factor when g is NULL; y may be x. Bit for bit the scalar expression. */
-typedef void (*tl_silu_fn)(const float *x, const float *g, float *y, int64_t n);
-
-/* dot(int8 row q[n] with scales[n / 64] (value = q / scale), x[n]) for n a
- * multiple of 64. */
-typedef float (*tl_vec_dot_i8s_fn)(const int8_t *q, const float *scales, const float *x, int64_t n);
-
-/* Activation formats: how tl_cpu_matmul hands its f32 input rows to a weight
- * type's gemm kernel. Quantized weights take int8 activations quantized once
- * per call (what llama.cpp does); float weights keep the f32 rows. A row of n
- * values (n a multiple of the format's block) is tl_act_row_bytes long:
- *   Q8_32:  int8 q[n] | float d[n / 32] | float s[n / 32]   (x ~ d * q, s = d * sum(q))
- *   Q8_256: int8 q[n] | float d[n / 256] | int16 bsum[n / 16] (sums of q per 16)
- * q starts at the row start; the other arrays at tl_act_d / tl_act_s / tl_act_bsum. */
-typedef enum tl_act_fmt { TL_ACT_F32 = 0, TL_ACT_Q8_32 = 1, TL_ACT_Q8_256 = 2 } tl_act_fmt;
-#define TL_ACT_FMT_COUNT 3
-
-/* The activation format a weight type's gemm kernel takes. */
-tl_act_fmt tl_cpu_act_fmt(uint32_t type);
-/* Bytes of one activation row of n values (a multiple of 64, so rows stay aligned). */
-size_t tl_act_row_bytes(tl_act_fmt f, int64_t n);
-static inline size_t tl_act_q_bytes(int64_t n) {
-  return ((size_t)n + 63) & ~(size_t)63;
-}
-static inline const float *tl_act_d(const void *row, int64_t n) {
-  return (const float *)((const uint8_t *)row + tl_act_q_bytes(n));
-}
-static inline const float *tl_act_s(const void *row, int64_t n) {
-  return tl_act_d(row, n) + n / 32;
-}
-static inline const int16_t *tl_act_bsum(const void *row, int64_t n) {
-  return (const int16_t *)(tl_act_d(row, n) + n / 256);
-}
-
-/* Quantize one activation row of n values into a row of the format. */
-typedef void (*tl_quant_act_fn)(const float *x, void *row, int64_t n);
-
-/* y[t * ldy + r] = dot(weight row r, activation row t) for r < nr, t < nt:
- * weight rows ldw bytes apart, activation rows (in the type's format; f32 rows
- * for TL_ACT_F32) ldx bytes apart, n values each. */
-typedef void (*tl_gemm_fn)(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
-                           int64_t nt, int64_t n, float *y, int64_t ldy);
-
-typedef struct tl_cpu_kernels {
-  const char *name;
-  tl_vec_dot_fn vec_dot[TL_TYPE_COUNT];
-  tl_axpy_fn axpy[TL_TYPE_COUNT];
-  tl_att_scores_fn att_scores;
-  tl_att_accum_fn att_accum;
-  tl_exp_sub_fn exp_sub;
-  tl_silu_fn silu;
-  tl_vec_dot_i8s_fn vec_dot_i8s;
-  /* Matrix-matrix kernels; NULL: tl_cpu_matmul uses vec_dot per row and token. */
-  tl_gemm_fn gemm[TL_TYPE_COUNT];
-  tl_quant_act_fn quant_act[TL_ACT_FMT_COUNT];
-} tl_cpu_kernels;
-
-/* Fill a kernel table with the SIMD variants (x86 only). */
-void tl_cpu_fill_avx2(tl_cpu_kernels *k);
-void tl_cpu_fill_avx512(tl_cpu_kernels *k);
-/* AVX-512 plus VNNI: integer matrix kernels on quantized activations. */
-void tl_cpu_fill_avx512vnni(tl_cpu_kernels *k);
-bool tl_cpu_has_avx2(void);
-bool tl_cpu_has_avx512(void);
-bool tl_cpu_has_avx512vnni(void);
-/* AArch64 (kernels_neon.c, gemm_neon.c): baseline ASIMD ("neon"), and with
- * the dot product instructions ("neon_dotprod"); chosen by HWCAP. */
-void tl_cpu_fill_neon(tl_cpu_kernels *k);
-void tl_cpu_fill_neon_dotprod(tl_cpu_kernels *k);
-bool tl_cpu_has_neon(void);
-bool tl_cpu_has_neon_dotprod(void);
-
-/* The scalar reference kernels. */
-const tl_cpu_kernels *tl_cpu_kernels_scalar(void);
-/* The kernels selected for this CPU (TL_CPU_KERNELS=scalar forces the reference). */
-const tl_cpu_kernels *tl_cpu_kernels_best(void);
-/* Every kernel set this CPU can run, the scalar reference first. */
-int tl_cpu_kernel_sets(const tl_cpu_kernels **out, int max);
-/* Whether the CPU backend can multiply a weight of this type. */
-bool tl_cpu_supports_type(uint32_t type);
-
-/* y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tok; x is [n_tok][cols],
- * y is [n_tok][rows] (row stride ldy). */
-void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, const float *x,
-                   int64_t n_tok, float *y, int64_t ldy);
-
-/* n halves to floats (vectorized when the CPU allows). */
-void tl_cpu_f16_to_f32(const void *src, float *dst, int64_t n);
-/* n values (a multiple of 32) of Q8_0 blocks to floats, bit-identical to
- * tl_dequant_q8_0 (vectorized when the CPU allows). */
-void tl_cpu_q8_0_to_f32(const void *src, float *dst, int64_t n);
-
-/* Row i of W as float32 into out[cols]. */
+/* Row i of a host weight (the model's view) as float32 into out[cols]. */
 void tl_weight_row_f32(const tl_weight *w, int64_t i, float *out);
+
+typedef enum tl_norm_kind { TL_NORM_RMS = 0, TL_NORM_LAYER = 1 } tl_norm_kind;
+/* RoPE pairing: NORM rotates adjacent pairs (x[2i], x[2i+1]) as in GGUF
+ * LLaMA files (whose Q/K rows llama.cpp permuted); NEOX rotates the halves
+ * (x[i], x[i + n_rot/2]) as Hugging Face's rotate_half. */
+typedef enum tl_rope_kind { TL_ROPE_NORM = 0, TL_ROPE_NEOX = 1 } tl_rope_kind;
+typedef enum tl_act_kind { TL_ACT_SILU = 0, TL_ACT_GELU_TANH = 1, TL_ACT_GELU = 2 } tl_act_kind;
+
+/* What a backend instance is created for: the model's shapes, the context's
+ * sizes, and the CPU's options (ignored by other backends). */
+typedef struct tl_backend_config {
+  int32_t n_layer, n_head, n_head_kv, head_dim, n_embd;
+  int32_t n_ctx, n_seq, n_batch;
+  tl_kv_type kv_type;
+  int32_t n_threads;
+  /* CPU kernel set by name (NULL or "": the best this CPU runs; the
+   * environment's TL_CPU_KERNELS overrides, for tests) */
+  const char *cpu_kernels;
+  /* positions per attention tile (0: the backend's own; TL_ATT_TILE in the
+   * environment overrides, for tests) */
+  int32_t att_tile;
+} tl_backend_config;
+
+/* One step: n tokens, each with its position and sequence, and the n_out
+ * rows (indices into the step, ascending) whose logits are wanted. The
+ * arrays are the caller's, valid until step_end. */
+typedef struct tl_step {
+  int32_t n;
+  const tl_token *tokens;
+  const int32_t *pos, *seq;
+  int32_t n_out;
+  const int32_t *out_rows;
+} tl_step;
+
+/* y = norm(x) over rows of len values, with x first updated by a residual:
+ *   x[r] += a[r] (+ b[r])     where a is not NULL (a + b summed first)
+ *   y[r] = norm(x[r]) * w (+ nb)   where w is not NULL (y may be x)
+ * RMS: x / sqrt(mean(x^2) + eps); LAYER: (x - mean) / sqrt(var + eps), the
+ * sums in double. */
+typedef struct tl_norm_op {
+  float *x;
+  const float *a, *b;
+  const float *w, *nb;
+  float *y;
+  int64_t rows, len;
+  tl_norm_kind kind;
+  float eps;
+} tl_norm_op;
+
+/* RoPE on the step's q (n_head heads) and k (n_head_kv heads) rows, token t
+ * rotated by its position pos[t] * freq_scale: the first n_rot values of
+ * each head of head_dim, pair i at frequency theta^(-2i/n_rot), divided by
+ * freq_factors[i] where given (a backend vector). */
+typedef struct tl_rope_op {
+  float *q, *k;
+  int32_t n_head, n_head_kv, head_dim, n_rot;
+  tl_rope_kind kind;
+  float theta, freq_scale;
+  const float *freq_factors;
+} tl_rope_op;
+
+/* Attention of the step's tokens over the cache of layer `layer`: token t,
+ * query head h reads kv head h / (n_head / n_head_kv) of sequence seq[t] at
+ * positions j <= pos[t] (and j > pos[t] - window where window > 0):
+ * softmax(cap * tanh(scale * q.k / cap)) (no tanh where softcap is 0) times
+ * V. q is [n][n_head * head_dim], out the same shape. */
+typedef struct tl_attn_op {
+  int32_t layer;
+  const float *q;
+  float *out;
+  int32_t n_head, n_head_kv, head_dim, window;
+  float scale, softcap;
+} tl_attn_op;
+
+typedef struct tl_backend tl_backend;
+
+/* The table a backend fills; one instance per context (priv is its state). */
+struct tl_backend {
+  const char *name;    /* "cpu", "cuda" */
+  const char *detail;  /* e.g. the CPU kernel set or the GPU's name */
+  void *priv;
+
+  /* Whether the backend can multiply weights of this type. */
+  bool (*supports_type)(const tl_backend *be, uint32_t type);
+  void (*free)(tl_backend *be);
+
+  /* Weights: the backend's view of a host weight or a host vector of n
+   * floats (valid until free). */
+  tl_status (*prepare_weight)(tl_backend *be, const tl_weight *host, tl_weight *out);
+  tl_status (*prepare_vector)(tl_backend *be, const float *host, int64_t n, const float **out);
+
+  /* Buffers of device memory (NULL on failure), freed by buffer_free or
+   * with the backend. */
+  void *(*buffer_alloc)(tl_backend *be, size_t bytes);
+  void (*buffer_free)(tl_backend *be, void *p);
+
+  /* KV cache sequence operations (its layout is the backend's): copy the
+   * positions [p0, p1) of every layer from sequence src to dst. */
+  tl_status (*kv_copy)(tl_backend *be, int32_t src, int32_t dst, int32_t p0, int32_t p1);
+
+  /* A step: begin (the hook where a GPU backend captures or replays a
+   * graph of the operations up to step_end), the operations, end. */
+  tl_status (*step_begin)(tl_backend *be, const tl_step *st);
+  tl_status (*step_end)(tl_backend *be);
+
+  /* x[t] = row tokens[t] of the embedding table w, for the step's tokens. */
+  void (*embed)(tl_backend *be, const tl_weight *w, float *x);
+  /* y[t] = x[out_rows[t]] for the step's n_out rows of len values. */
+  void (*select_out)(tl_backend *be, const float *x, float *y, int64_t len);
+  void (*norm)(tl_backend *be, const tl_norm_op *op);
+  /* y[t][r] = sum_c W[r][c] x[t][c] (+ bias[r]) for t < n; x rows are
+   * w->cols apart, y rows ldy apart. */
+  void (*matmul)(tl_backend *be, const tl_weight *w, const float *bias, const float *x, int32_t n,
+                 float *y, int64_t ldy);
+  void (*rope)(tl_backend *be, const tl_rope_op *op);
+  /* The step's keys and values ([n][n_head_kv * head_dim] each) into the
+   * cache of layer `layer`, at their tokens' sequences and positions; of two
+   * tokens at one position, the later in the step stays. */
+  void (*kv_store)(tl_backend *be, int32_t layer, const float *k, const float *v);
+  void (*attention)(tl_backend *be, const tl_attn_op *op);
+  /* a = act(a) * b (gated) or a = act(b), n values. */
+  void (*act)(tl_backend *be, tl_act_kind kind, bool gated, float *a, const float *b, int64_t n);
+  /* x *= s, n values. */
+  void (*scale)(tl_backend *be, float *x, float s, int64_t n);
+  /* x = cap * tanh(x / cap), n values. */
+  void (*softcap)(tl_backend *be, float *x, float cap, int64_t n);
+  /* n floats from device to host (waits for the step's work). */
+  tl_status (*to_host)(tl_backend *be, const float *src, float *dst, int64_t n);
+  /* n floats from host to device (tests, and inputs a caller gives). */
+  tl_status (*from_host)(tl_backend *be, const float *src, float *dst, int64_t n);
+};
+
+/* A backend instance by name: "cpu", a GPU backend's name, or "auto" / NULL
+ * (the best that initialises, the choice and the reason logged). An unknown
+ * name or one this build or machine cannot run is TL_ERR_UNSUPPORTED. */
+tl_status tl_backend_new(const char *name, const tl_backend_config *cfg, tl_backend **out);
+void tl_backend_free(tl_backend *be);
+
+/* Whether some backend of this build multiplies weights of this type (the
+ * CPU, the reference, has every type any backend has). */
+bool tl_backend_type_supported(uint32_t type);
+
+/* The CPU backend (src/backend/cpu/backend_cpu.c). */
+tl_status tl_backend_cpu_new(const tl_backend_config *cfg, tl_backend **out);
 
 #endif

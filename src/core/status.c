@@ -55,6 +55,8 @@ const char *tl_status_name(tl_status s) {
       return "context full";
     case TL_ERR_TOKENIZER:
       return "tokenizer error";
+    case TL_ERR_ABORTED:
+      return "aborted";
   }
   return "unknown status";
 }

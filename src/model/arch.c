@@ -21,9 +21,11 @@ static const tl_arch g_archs[] = {
     {.name = "gemma", .norm = TL_NORM_RMS, .act = TL_ACT_GELU_TANH, .gated_ffn = true,
      .rope = TL_ROPE_NEOX, .embd_scale = true, .ffn_norm = true},
     {.name = "gemma2", .norm = TL_NORM_RMS, .act = TL_ACT_GELU_TANH, .gated_ffn = true,
-     .rope = TL_ROPE_NEOX, .embd_scale = true, .ffn_norm = true, .swa_default = 2},
+     .rope = TL_ROPE_NEOX, .embd_scale = true, .ffn_norm = true, .swa_period = 2,
+     .scale_by_embd_layers = 46},
     {.name = "gemma3", .norm = TL_NORM_RMS, .act = TL_ACT_GELU_TANH, .gated_ffn = true,
-     .rope = TL_ROPE_NEOX, .embd_scale = true, .ffn_norm = true, .swa_default = 6},
+     .rope = TL_ROPE_NEOX, .embd_scale = true, .ffn_norm = true, .swa_period = 6,
+     .swa_rope_base = true, .scale_by_embd_layers = 62},
 };
 
 const tl_arch *tl_arch_find(const char *name, size_t len) {

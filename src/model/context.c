@@ -1,66 +1,99 @@
-/* Contexts: the KV cache, the thread pool, scratch buffers, and tl_decode,
- * which validates a batch and runs it through the decoder in chunks. */
+/* Contexts: a backend (which owns the KV cache, threads and kernels), the
+ * activation buffers in its memory, each sequence's cached length, and
+ * tl_decode, which validates a batch and runs it through the decoder in
+ * steps of at most n_batch tokens. */
 #include <math.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "model/model.h"
 
 tl_context_params tl_context_default_params(void) {
-  tl_context_params p = {
-      .n_ctx = 0, .n_seq = 1, .n_batch = 512, .n_threads = 0, .kv_type = TL_KV_F16};
+  tl_context_params p = {.n_ctx = 0,
+                         .n_seq = 1,
+                         .n_batch = 512,
+                         .n_threads = 0,
+                         .kv_type = TL_KV_F16,
+                         .backend = NULL,
+                         .cpu_kernels = NULL,
+                         .att_tile = 0,
+                         .abort_callback = NULL,
+                         .abort_user = NULL};
   return p;
 }
 
-/* n x size bytes (at least one) from a 64-byte boundary: the SIMD kernels
- * read 64 bytes at a time, and a vector that straddles two cache lines costs
- * two reads (malloc gives 16-byte alignment only). */
-static void *alloc_lines(size_t n, size_t size) {
-  size_t bytes;
-  if (!tl_mul_size(n ? n : 1, size ? size : 1, &bytes) || bytes > SIZE_MAX - 63) return NULL;
-  return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-}
-
-/* The KV cache: 2 MiB-aligned and marked for huge pages when it is large, so
- * that attention, which reads each layer's cache back once per token after
- * the weights have gone through the caches, takes few TLB misses (measured at
- * 2048 cached positions: the f16 -> f32 tile conversions, where those misses
- * land, took about 30 % less time). A hint: without it, ordinary pages. */
-static void *alloc_cache(size_t n, size_t size) {
-  const size_t huge = (size_t)2 << 20;
-  size_t total;
-  if (!tl_mul_size(n, size, &total)) return NULL;
-  if (total < 2 * huge) return alloc_lines(n, size);
-  const size_t whole = (total + huge - 1) / huge * huge; /* aligned_alloc wants a multiple */
-  void *p = aligned_alloc(huge, whole);
-#ifdef MADV_HUGEPAGE
-  if (p) madvise(p, whole, MADV_HUGEPAGE);
-#endif
-  return p;
-}
-
-static void *alloc_floats(size_t n) {
-  return alloc_lines(n, sizeof(float));
+/* The model's weights as the backend sees them: every tensor through
+ * prepare_weight / prepare_vector (views of the mapped file on the CPU). */
+static tl_status prepare_weights(tl_context *c) {
+  const tl_model *m = c->model;
+  tl_backend *be = c->be;
+  const int32_t d = m->hp.n_embd, qd = m->hp.n_head * m->hp.head_dim,
+                kvd = m->hp.n_head_kv * m->hp.head_dim, ff = m->hp.n_ff, hd = m->hp.head_dim;
+  tl_weights *w = &c->w;
+  w->layers = calloc((size_t)m->hp.n_layer, sizeof(tl_layer));
+  if (!w->layers) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  tl_status s;
+#define MAT(dst, src)                                                          \
+  if ((src).data) {                                                            \
+    if (!(src).scales && !be->supports_type(be, (src).type))                   \
+      return tl_fail(TL_ERR_UNSUPPORTED, "the %s backend cannot multiply %s weights", be->name, \
+                     tl_type_name((src).type));                                \
+    if ((s = be->prepare_weight(be, &(src), &(dst)))) return s;                \
+  }
+  const float *v;
+#define VEC(dst, src, n)                                                       \
+  if (src) {                                                                   \
+    if ((s = be->prepare_vector(be, (src), (n), &v))) return s;                \
+    (dst) = (float *)v; /* the layer struct's vectors are not const */         \
+  }
+  MAT(w->tok_embd, m->tok_embd);
+  MAT(w->output, m->output);
+  VEC(w->output_b, m->output_b, m->hp.n_vocab);
+  VEC(w->output_norm, m->output_norm, d);
+  VEC(w->output_norm_b, m->output_norm_b, d);
+  VEC(w->rope_freqs, m->hp.rope_freq_factors, m->hp.n_rot / 2);
+  for (int il = 0; il < m->hp.n_layer; il++) {
+    const tl_layer *L = &m->layers[il];
+    tl_layer *B = &w->layers[il];
+    *B = *L; /* the scalars (window, rope base); every tensor replaced below */
+    MAT(B->wq, L->wq);
+    MAT(B->wk, L->wk);
+    MAT(B->wv, L->wv);
+    MAT(B->wo, L->wo);
+    MAT(B->w_gate, L->w_gate);
+    MAT(B->w_up, L->w_up);
+    MAT(B->w_down, L->w_down);
+    VEC(B->attn_norm, L->attn_norm, d);
+    VEC(B->attn_norm_b, L->attn_norm_b, d);
+    VEC(B->ffn_norm, L->ffn_norm, d);
+    VEC(B->ffn_norm_b, L->ffn_norm_b, d);
+    VEC(B->post_attn_norm, L->post_attn_norm, d);
+    VEC(B->post_ffn_norm, L->post_ffn_norm, d);
+    VEC(B->q_norm, L->q_norm, hd);
+    VEC(B->k_norm, L->k_norm, hd);
+    VEC(B->bq, L->bq, qd);
+    VEC(B->bk, L->bk, kvd);
+    VEC(B->bv, L->bv, kvd);
+    VEC(B->bo, L->bo, d);
+    VEC(B->b_up, L->b_up, ff);
+    VEC(B->b_down, L->b_down, d);
+  }
+#undef MAT
+#undef VEC
+  return TL_OK;
 }
 
 void tl_context_free(tl_context *c) {
   if (!c) return;
-  tl_pool_free(c->pool);
-  free(c->k_cache);
-  free(c->v_cache);
+  if (c->be) {
+    float *bufs[] = {c->x,   c->xn,    c->xb,    c->q, c->k, c->v,
+                     c->att, c->ffn_a, c->ffn_b, c->logits_dev};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+      if (bufs[i]) c->be->buffer_free(c->be, bufs[i]);
+    tl_backend_free(c->be);
+  }
+  free(c->w.layers);
   free(c->seq_len);
-  free(c->x);
-  free(c->xn);
-  free(c->xb);
-  free(c->q);
-  free(c->k);
-  free(c->v);
-  free(c->att);
-  free(c->ffn_a);
-  free(c->ffn_b);
-  free(c->att_scratch);
-  free(c->att_rates);
+  free(c->out_rows);
   free(c->logits);
   free(c);
 }
@@ -93,78 +126,62 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   if (!c) return tl_fail(TL_ERR_NOMEM, "out of memory");
   c->model = m;
   c->n_ctx = p.n_ctx;
-  c->kv_ctx = (p.n_ctx + TL_ATT_TILE - 1) / TL_ATT_TILE * TL_ATT_TILE;
   c->n_seq = p.n_seq;
   c->n_batch = p.n_batch;
   c->n_threads = p.n_threads;
   c->kv_type = p.kv_type;
-  const size_t hd = (size_t)hp->head_dim;
-  c->kv_head_bytes = p.kv_type == TL_KV_F32   ? hd * 4
-                     : p.kv_type == TL_KV_F16 ? hd * 2
-                                              : hd / TL_QK8_0 * sizeof(tl_block_q8_0);
-  c->kv_row_bytes = c->kv_head_bytes * (size_t)hp->n_head_kv;
-  c->kernels = tl_cpu_kernels_best();
-  tl_status s = tl_pool_new(p.n_threads, &c->pool);
+  c->abort_cb = p.abort_callback;
+  c->abort_user = p.abort_user;
+  tl_backend_config bc = {.n_layer = hp->n_layer,
+                          .n_head = hp->n_head,
+                          .n_head_kv = hp->n_head_kv,
+                          .head_dim = hp->head_dim,
+                          .n_embd = hp->n_embd,
+                          .n_ctx = p.n_ctx,
+                          .n_seq = p.n_seq,
+                          .n_batch = p.n_batch,
+                          .kv_type = p.kv_type,
+                          .n_threads = p.n_threads,
+                          .cpu_kernels = p.cpu_kernels,
+                          .att_tile = p.att_tile};
+  tl_status s = tl_backend_new(p.backend, &bc, &c->be);
+  if (!s) s = prepare_weights(c);
   if (s) {
     tl_context_free(c);
     return s;
   }
-  uint64_t kv_rows = 0, kv_bytes = 0, all = 0;
-  bool fits =
-      tl_mul_u64((uint64_t)hp->n_layer * (uint64_t)p.n_seq, (uint64_t)c->kv_ctx, &kv_rows) &&
-      tl_mul_u64(kv_rows, c->kv_row_bytes, &kv_bytes) && tl_mul_u64(kv_bytes, 2, &all);
-  /* Linux overcommits: malloc of more than the machine has may succeed and
-   * the process be killed later, so compare with the physical memory. */
-  long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-  uint64_t phys = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
-  if (!fits || (phys && all > phys)) {
-    tl_context_free(c);
-    return tl_fail(TL_ERR_NOMEM,
-                   "a context of %d tokens needs a KV cache of %.1f GiB, more than this machine's "
-                   "%.1f GiB of memory: use a smaller context (-c)%s",
-                   p.n_ctx, fits ? (double)all / 1073741824.0 : 1e30, (double)phys / 1073741824.0,
-                   p.kv_type == TL_KV_F32   ? " or an f16 KV cache (--kv f16)"
-                   : p.kv_type == TL_KV_F16 ? " or a q8_0 KV cache (--kv q8_0)"
-                                            : "");
-  }
-  c->k_cache = alloc_cache((size_t)kv_rows, c->kv_row_bytes);
-  c->v_cache = alloc_cache((size_t)kv_rows, c->kv_row_bytes);
+  tl_backend *be = c->be;
   c->seq_len = calloc((size_t)p.n_seq, sizeof(int32_t));
-  size_t nb = (size_t)p.n_batch;
+  c->out_rows = calloc((size_t)p.n_batch, sizeof(int32_t));
+  const size_t nb = (size_t)p.n_batch, fl = sizeof(float);
   size_t wide = (size_t)hp->n_head * hp->head_dim;
   if (wide < (size_t)hp->n_embd) wide = (size_t)hp->n_embd;
-  c->x = alloc_floats(nb * hp->n_embd);
-  c->xn = alloc_floats(nb * wide);
-  c->xb = alloc_floats(nb * wide);
-  c->q = alloc_floats(nb * hp->n_head * hp->head_dim);
-  c->k = alloc_floats(nb * hp->n_head_kv * hp->head_dim);
-  c->v = alloc_floats(nb * hp->n_head_kv * hp->head_dim);
-  c->att = alloc_floats(nb * hp->n_head * hp->head_dim);
-  c->ffn_a = alloc_floats(nb * hp->n_ff);
-  c->ffn_b = alloc_floats(nb * hp->n_ff);
-  size_t group = (size_t)(hp->n_head / hp->n_head_kv);
-  c->att_tile = TL_ATT_TILE;
-  const char *tile_env = getenv("TL_ATT_TILE");
-  if (tile_env && atoi(tile_env) >= 1 && atoi(tile_env) <= TL_ATT_TILE)
-    c->att_tile = atoi(tile_env);
-  /* per thread: a key and a value tile in f32, the scores, 5 floats per query head */
-  c->att_scratch_per_thread =
-      2 * (size_t)TL_ATT_TILE * hp->head_dim + group * TL_ATT_TILE + 5 * group + 16;
-  c->att_scratch = alloc_floats((size_t)p.n_threads * c->att_scratch_per_thread);
-  c->att_rates = alloc_floats((size_t)p.n_threads);
-  for (int i = 0; c->att_rates && i < p.n_threads; i++) c->att_rates[i] = 1.0f;
-  if (!c->k_cache || !c->v_cache || !c->seq_len || !c->x || !c->xn || !c->xb || !c->q || !c->k ||
-      !c->v || !c->att || !c->ffn_a || !c->ffn_b || !c->att_scratch || !c->att_rates) {
+  c->x = be->buffer_alloc(be, nb * hp->n_embd * fl);
+  c->xn = be->buffer_alloc(be, nb * wide * fl);
+  c->xb = be->buffer_alloc(be, nb * wide * fl);
+  c->q = be->buffer_alloc(be, nb * hp->n_head * hp->head_dim * fl);
+  c->k = be->buffer_alloc(be, nb * hp->n_head_kv * hp->head_dim * fl);
+  c->v = be->buffer_alloc(be, nb * hp->n_head_kv * hp->head_dim * fl);
+  c->att = be->buffer_alloc(be, nb * hp->n_head * hp->head_dim * fl);
+  c->ffn_a = be->buffer_alloc(be, nb * hp->n_ff * fl);
+  c->ffn_b = be->buffer_alloc(be, nb * hp->n_ff * fl);
+  if (!c->seq_len || !c->out_rows || !c->x || !c->xn || !c->xb || !c->q || !c->k || !c->v ||
+      !c->att || !c->ffn_a || !c->ffn_b) {
     tl_context_free(c);
     return tl_fail(TL_ERR_NOMEM,
-                   "out of memory for a context of %d tokens (KV cache %.1f MiB): use a smaller "
-                   "context (-c)",
-                   p.n_ctx, (double)kv_bytes * 2 / (1024.0 * 1024.0));
+                   "out of memory for the activations of a batch of %d tokens: use a smaller "
+                   "batch (-b) or context (-c)",
+                   p.n_batch);
   }
+  const double kv_mib = 2.0 * hp->n_layer * p.n_seq * (double)p.n_ctx * hp->n_head_kv *
+                        (p.kv_type == TL_KV_F32   ? hp->head_dim * 4.0
+                         : p.kv_type == TL_KV_F16 ? hp->head_dim * 2.0
+                                                  : hp->head_dim / 32.0 * 34.0) /
+                        (1024.0 * 1024.0);
   tl_log(TL_LOG_INFO,
-         "context: %d tokens x %d sequences, KV cache %s %.1f MiB, %d threads, %s kernels", p.n_ctx,
-         p.n_seq, tl_kv_type_name(p.kv_type), (double)kv_bytes * 2 / (1024.0 * 1024.0), p.n_threads,
-         c->kernels->name);
+         "context: %d tokens x %d sequences, KV cache %s %.1f MiB, %d threads, backend %s (%s)",
+         p.n_ctx, p.n_seq, tl_kv_type_name(p.kv_type), kv_mib, p.n_threads, be->name,
+         be->detail);
   *out = c;
   return TL_OK;
 }
@@ -188,9 +205,60 @@ int32_t tl_context_n_threads(const tl_context *c) {
   return c->n_threads;
 }
 
+const char *tl_context_backend(const tl_context *c) {
+  return c->be->name;
+}
+
+const char *tl_context_kernels(const tl_context *c) {
+  return c->be->detail;
+}
+
 void tl_kv_clear(tl_context *c, int32_t seq) {
   for (int32_t s = 0; s < c->n_seq; s++)
     if (seq < 0 || seq == s) c->seq_len[s] = 0;
+}
+
+tl_status tl_kv_seq_rm(tl_context *c, int32_t seq, int32_t p0, int32_t p1) {
+  if (!c || seq < -1 || seq >= c->n_seq || p0 < 0 || (p1 >= 0 && p1 < p0))
+    return tl_fail(TL_ERR_INVALID_ARG, "tl_kv_seq_rm: bad sequence %d or range [%d, %d)", seq, p0,
+                   p1);
+  for (int32_t s = 0; s < c->n_seq; s++)
+    if ((seq < 0 || seq == s) && p1 >= 0 && p1 < c->seq_len[s] && p0 < p1)
+      return tl_fail(TL_ERR_UNSUPPORTED,
+                     "tl_kv_seq_rm: dropping positions [%d, %d) of sequence %d would leave a hole "
+                     "before the rest of its %d cached positions; only a range to the end can "
+                     "be dropped",
+                     p0, p1, s, c->seq_len[s]);
+  for (int32_t s = 0; s < c->n_seq; s++)
+    if ((seq < 0 || seq == s) && p0 < c->seq_len[s] && p0 != p1) c->seq_len[s] = p0;
+  return TL_OK;
+}
+
+tl_status tl_kv_seq_cp(tl_context *c, int32_t src, int32_t dst, int32_t p0, int32_t p1) {
+  if (!c || src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq)
+    return tl_fail(TL_ERR_INVALID_ARG, "tl_kv_seq_cp: sequence %d or %d is out of range (0..%d)",
+                   src, dst, c ? c->n_seq - 1 : 0);
+  if (p1 < 0) p1 = c->seq_len[src];
+  if (p0 < 0 || p0 > p1 || p1 > c->seq_len[src])
+    return tl_fail(TL_ERR_INVALID_ARG,
+                   "tl_kv_seq_cp: range [%d, %d) is not within the %d cached positions of "
+                   "sequence %d",
+                   p0, p1, c->seq_len[src], src);
+  if (src == dst) return TL_OK;
+  if (p0 > c->seq_len[dst])
+    return tl_fail(TL_ERR_INVALID_ARG,
+                   "tl_kv_seq_cp: sequence %d holds %d positions; a copy from position %d "
+                   "would leave a hole",
+                   dst, c->seq_len[dst], p0);
+  tl_status s = c->be->kv_copy(c->be, src, dst, p0, p1);
+  if (s) return s;
+  c->seq_len[dst] = p1;
+  return TL_OK;
+}
+
+int32_t tl_kv_seq_pos_max(const tl_context *c, int32_t seq) {
+  if (!c || seq < 0 || seq >= c->n_seq) return -1;
+  return c->seq_len[seq] - 1;
 }
 
 tl_status tl_decode(tl_context *c, const tl_batch *b) {

@@ -26,5 +26,3 @@ const char *tl_model_weight_type(const tl_model *m) {
     if (bytes[t] > bytes[best]) best = t;
   return tl_type_name(best);
 }
-
-const char *tl_context_kernels(const tl_context *c) { return c->kernels->name; }

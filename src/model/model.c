@@ -130,8 +130,7 @@ static tl_status load_hparams(tl_model *m) {
   /* Query scale: the file's, else 1/sqrt(head_dim); llama.cpp's GGUF files of
    * Gemma 2/3 27B carry none and use 1/sqrt(hidden/heads), as we do. */
   float def_scale = 1.0f / sqrtf((float)hp->head_dim);
-  if ((!strcmp(m->arch_name, "gemma2") && hp->n_layer == 46) ||
-      (!strcmp(m->arch_name, "gemma3") && hp->n_layer == 62))
+  if (m->arch->scale_by_embd_layers > 0 && hp->n_layer == m->arch->scale_by_embd_layers)
     def_scale = 1.0f / sqrtf((float)hp->n_embd / (float)hp->n_head);
   if ((s = get_f32(m, "attention.scale", def_scale, &hp->attn_scale))) return s;
   if (!(hp->attn_scale > 0)) return tl_fail(TL_ERR_FORMAT, "attention scale must be positive");
@@ -228,7 +227,7 @@ static tl_status bind_matrix(tl_model *m, const char *name, int64_t cols, int64_
     m->weight_bytes += t->nbytes + st->nbytes;
     return TL_OK;
   }
-  if (!tl_cpu_supports_type(t->type))
+  if (!tl_backend_type_supported(t->type))
     return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type %s, which is not supported yet",
                    name, tl_type_name(t->type));
   w->type = t->type;
@@ -292,10 +291,8 @@ static tl_status sliding_layers(tl_model *m) {
       if (!tl_gguf_get_u32(m->gguf, key, &period) || period == 0)
         return tl_fail(TL_ERR_FORMAT, "%s must be a positive period or an array", key);
       swa = (uint32_t)(il + 1) % period != 0;
-    } else if (m->arch->swa_default == 2) {
-      swa = il % 2 == 0;
-    } else if (m->arch->swa_default == 6) {
-      swa = (il + 1) % 6 != 0;
+    } else if (m->arch->swa_period > 0) {
+      swa = (il + 1) % m->arch->swa_period != 0;
     } else {
       swa = hp->swa_window > 0; /* Mistral-style: every layer */
     }
@@ -303,7 +300,7 @@ static tl_status sliding_layers(tl_model *m) {
       return tl_fail(TL_ERR_FORMAT, "layer %d uses sliding attention but no window is given", il);
     m->layers[il].window = swa ? hp->swa_window : 0;
     m->layers[il].rope_theta =
-        swa && !strcmp(m->arch_name, "gemma3") ? hp->rope_theta_swa : hp->rope_theta;
+        swa && m->arch->swa_rope_base ? hp->rope_theta_swa : hp->rope_theta;
   }
   return TL_OK;
 }

@@ -7,12 +7,6 @@
 #include "format/gguf.h"
 #include "tokenizer/tokenizer.h"
 
-typedef enum tl_norm_kind { TL_NORM_RMS = 0, TL_NORM_LAYER = 1 } tl_norm_kind;
-/* RoPE pairing: NORM rotates adjacent pairs (x[2i], x[2i+1]) as in GGUF
- * LLaMA files (whose Q/K rows llama.cpp permuted); NEOX rotates the halves
- * (x[i], x[i + n_rot/2]) as Hugging Face's rotate_half. */
-typedef enum tl_rope_kind { TL_ROPE_NORM = 0, TL_ROPE_NEOX = 1 } tl_rope_kind;
-typedef enum tl_act_kind { TL_ACT_SILU = 0, TL_ACT_GELU_TANH = 1, TL_ACT_GELU = 2 } tl_act_kind;
 
 /* One row of traits per architecture; forward.c applies them. Optional
  * tensors (biases, q/k norms, post norms, fused QKV) are used whenever the
@@ -26,8 +20,18 @@ typedef struct tl_arch {
   bool parallel;     /* attention and MLP both read one norm of x (Phi-2) */
   bool embd_scale;   /* embeddings times sqrt(n_embd) (Gemma) */
   bool ffn_norm;     /* has a separate pre-MLP norm (all but Phi-2) */
-  int swa_default;   /* layers with sliding attention when the file gives no pattern:
-                        0 none, 2 even layers (Gemma 2), 6 all but every 6th (Gemma 3) */
+  /* Sliding-window layers when the file gives no pattern: with a period p,
+   * layer i slides unless (i + 1) % p == 0 (2: the even layers, Gemma 2; 6:
+   * five of every six, Gemma 3); 0: every layer when the file gives a
+   * window (Mistral), else none. */
+  int swa_period;
+  /* sliding layers use their own RoPE base (rope.freq_base_swa; Gemma 3) */
+  bool swa_rope_base;
+  /* Query scale default 1/sqrt(n_embd / n_head) instead of 1/sqrt(head_dim)
+   * for the variant with this many layers, where llama.cpp's files carry no
+   * attention.scale (Gemma 2 27B: 46, Gemma 3 27B: 62); the file's
+   * attention.scale, or an override of it, wins. 0: none. */
+  int scale_by_embd_layers;
 } tl_arch;
 
 const tl_arch *tl_arch_find(const char *name, size_t len);
@@ -82,35 +86,33 @@ struct tl_model {
 
 const tl_vocab *tl_model_vocab(const tl_model *m);
 
-/* Positions per attention tile, and per block of transposed keys in an f16
- * or f32 KV cache (a tile never crosses a block). */
-#define TL_ATT_TILE 64
+/* A model's weights as one backend sees them (a copy of the model's views
+ * with each tensor replaced by the backend's: tl_backend.prepare_*). */
+typedef struct tl_weights {
+  tl_weight tok_embd, output;
+  const float *output_b, *output_norm, *output_norm_b;
+  const float *rope_freqs; /* hp.rope_freq_factors, or NULL */
+  tl_layer *layers;        /* [n_layer], owned */
+} tl_weights;
 
-/* The KV cache and scratch for running the decoder. */
+/* A context: the backend (which owns the KV cache, threads and kernels),
+ * the activation buffers in its memory, and what the model level keeps of
+ * the cache (each sequence's length). */
 struct tl_context {
   tl_model *model;
   int32_t n_ctx, n_seq, n_batch, n_threads;
-  int32_t kv_ctx; /* cached positions per head: n_ctx rounded up to a whole block */
   tl_kv_type kv_type;
-  /* bytes of one cached position (n_head_kv * head_dim values in kv_type:
-   * f32, f16, or Q8_0 blocks of 32 along each head) and of one head's slice */
-  size_t kv_row_bytes, kv_head_bytes;
-  /* [n_layer][n_seq][n_head_kv][kv_ctx] positions of kv_head_bytes each. Values
-   * are rows (position-major). Keys are rows too in a Q8_0 cache (blocks of 32
-   * along the head); in an f16 or f32 cache they are transposed in blocks of
-   * TL_ATT_TILE positions: value d of position j at element
-   * (j - j % TL_ATT_TILE) * head_dim + d * TL_ATT_TILE + j % TL_ATT_TILE. */
-  void *k_cache, *v_cache;
-  int32_t *seq_len; /* cached positions per sequence */
-  tl_pool *pool;
-  const tl_cpu_kernels *kernels;
-  /* scratch for n_batch tokens */
+  tl_backend *be;
+  tl_weights w;
+  int32_t *seq_len;  /* cached positions per sequence */
+  int32_t *out_rows; /* [n_batch]: a step's rows whose logits are wanted */
+  bool (*abort_cb)(void *user);
+  void *abort_user;
+  /* activation buffers for n_batch tokens, in the backend's memory */
   float *x, *xn, *xb, *q, *k, *v, *att, *ffn_a, *ffn_b;
-  float *att_scratch; /* per thread: K and V tiles, scores, running max and sum */
-  size_t att_scratch_per_thread;
-  float *att_rates; /* per thread: attention work (query heads x positions) per ns, smoothed */
-  int att_tile; /* positions per tile: TL_ATT_TILE, or TL_ATT_TILE=n from the environment (tests) */
-  /* logits of the requested tokens */
+  float *logits_dev; /* the wanted rows' logits, in the backend's memory */
+  int32_t logits_dev_cap;
+  /* logits of the requested tokens, on the host */
   float *logits;
   int32_t n_logits;
   int32_t logits_cap;

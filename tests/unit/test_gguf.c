@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "format/gguf.h"
 #include "quant/quant.h"
 

@@ -4,7 +4,7 @@
  * conversions exhaustively. */
 #include <math.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "core/threadpool.h"
 #include "quant/quant.h"
 #include "testutil.h"

@@ -6,7 +6,7 @@
  * token splits) against the one-thread scalar one. */
 #include <math.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "core/threadpool.h"
 #include "quant/quant.h"
 #include "testutil.h"

@@ -5,7 +5,7 @@
  * only checked against themselves). */
 #include <math.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "format/gguf.h"
 #include "quant/quant.h"
 #include "testutil.h"

@@ -3,7 +3,7 @@
  * is the reference. */
 #include <pthread.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

@@ -5,7 +5,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 
 #if defined(__aarch64__)
 #include <sys/auxv.h>

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "backend/cpu/qkernels.h"
 
 static float dot_f32(const void *row, const float *x, int64_t n) {

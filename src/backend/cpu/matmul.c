@@ -1,7 +1,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 
 #define TL_MM_RATED_MAX 16
 

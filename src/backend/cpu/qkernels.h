@@ -3,7 +3,7 @@
 #ifndef TL_QKERNELS_H
 #define TL_QKERNELS_H
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 
 void tl_qact_q8_32_scalar(const float *x, void *row, int64_t n);
 void tl_qact_q8_256_scalar(const float *x, void *row, int64_t n);
