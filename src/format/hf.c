@@ -3,12 +3,12 @@
  * tensor_mapping.py). */
 #include "format/hf.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include "format/json.h"
 #include "format/safetensors.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
@@ -81,25 +81,15 @@ static bool ends_with(const char *s, const char *suffix) {
 
 /* ---- config.json values --------------------------------------------------- */
 
-static const char *json_type(const cJSON *j) {
-  if (cJSON_IsString(j)) return "a string";
-  if (cJSON_IsNumber(j)) return "a number";
-  if (cJSON_IsBool(j)) return "a boolean";
-  if (cJSON_IsArray(j)) return "an array";
-  if (cJSON_IsObject(j)) return "an object";
-  if (cJSON_IsNull(j)) return "null";
-  return "invalid";
-}
-
 /* A member that is present and not null. */
 static const cJSON *jget(const cJSON *o, const char *k) {
-  const cJSON *j = o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+  const cJSON *j = tl_json_get(o, k);
   return j && !cJSON_IsNull(j) ? j : NULL;
 }
 
 static tl_status bad(const hf *h, const char *k, const char *want, const cJSON *j) {
   return tl_fail(TL_ERR_FORMAT, "'%s/config.json': '%s' must be %s (it is %s)", h->dir, k, want,
-                 json_type(j));
+                 tl_json_type(j));
 }
 
 static tl_status cfg_int(const hf *h, const cJSON *o, const char *k, bool required, int64_t def,

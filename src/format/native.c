@@ -1,7 +1,6 @@
 /* Torchless .bin reader: see native.h. */
 #include "format/native.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 
 #include "format/hf.h"
+#include "format/json.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 
@@ -49,21 +49,6 @@ typedef struct rd {
   double theta, eps;
 } rd;
 
-static const char *jtype(const cJSON *j) {
-  if (!j) return "missing";
-  if (cJSON_IsString(j)) return "a string";
-  if (cJSON_IsNumber(j)) return "a number";
-  if (cJSON_IsBool(j)) return "a boolean";
-  if (cJSON_IsArray(j)) return "an array";
-  if (cJSON_IsObject(j)) return "an object";
-  if (cJSON_IsNull(j)) return "null";
-  return "invalid";
-}
-
-static const cJSON *get(const cJSON *o, const char *k) {
-  return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
-}
-
 /* A metadata value as text: a string (the classic form) or a JSON number. */
 static bool meta_text(const cJSON *j, char *buf, size_t cap) {
   if (cJSON_IsString(j) && j->valuestring) {
@@ -82,7 +67,7 @@ static bool meta_text(const cJSON *j, char *buf, size_t cap) {
 /* A decimal integer in [lo, hi]: digits only (a JSON number must be integral). */
 static tl_status meta_int(const rd *r, const cJSON *md, const char *k, bool required, int64_t def,
                           int64_t lo, int64_t hi, int64_t *out) {
-  const cJSON *j = get(md, k);
+  const cJSON *j = tl_json_get(md, k);
   if (!j) {
     if (required) return tl_fail(TL_ERR_FORMAT, "'%s': metadata has no '%s'", r->path, k);
     *out = def;
@@ -91,7 +76,7 @@ static tl_status meta_int(const rd *r, const cJSON *md, const char *k, bool requ
   char buf[64];
   if (!meta_text(j, buf, sizeof buf))
     return tl_fail(TL_ERR_FORMAT, "'%s': metadata '%s' must be an integer string (it is %s)",
-                   r->path, k, jtype(j));
+                   r->path, k, tl_json_type(j));
   size_t n = strlen(buf);
   int64_t v = 0;
   for (size_t i = 0; i < n; i++) {
@@ -109,12 +94,12 @@ static tl_status meta_int(const rd *r, const cJSON *md, const char *k, bool requ
 
 /* A finite positive number ("10000.0", "1e-05"). */
 static tl_status meta_pos(const rd *r, const cJSON *md, const char *k, double *out) {
-  const cJSON *j = get(md, k);
+  const cJSON *j = tl_json_get(md, k);
   if (!j) return tl_fail(TL_ERR_FORMAT, "'%s': metadata has no '%s'", r->path, k);
   char buf[64];
   if (!meta_text(j, buf, sizeof buf))
     return tl_fail(TL_ERR_FORMAT, "'%s': metadata '%s' must be a number string (it is %s)",
-                   r->path, k, jtype(j));
+                   r->path, k, tl_json_type(j));
   char *end;
   errno = 0;
   double v = strtod(buf, &end);
@@ -148,13 +133,13 @@ static tl_status read_metadata(rd *r, const cJSON *md) {
                    (long long)r->n_head, (long long)r->n_kv);
   /* sliding_window: an integer, or None / null / 0 for none */
   r->window = 0;
-  const cJSON *sw = get(md, "sliding_window");
+  const cJSON *sw = tl_json_get(md, "sliding_window");
   if (sw && !cJSON_IsNull(sw) &&
       !(cJSON_IsString(sw) && (!strcmp(sw->valuestring, "None") ||
                                !strcmp(sw->valuestring, "null") || !sw->valuestring[0]))) {
     if ((s = meta_int(r, md, "sliding_window", false, 0, 0, INT32_MAX, &r->window))) return s;
   }
-  if (get(md, "head_dim")) {
+  if (tl_json_get(md, "head_dim")) {
     if ((s = meta_int(r, md, "head_dim", false, 0, 2, 4096, &r->head_dim))) return s;
   } else {
     if (r->hidden % r->n_head)
@@ -165,7 +150,7 @@ static tl_status read_metadata(rd *r, const cJSON *md) {
   if (r->head_dim % 2)
     return tl_fail(TL_ERR_UNSUPPORTED, "'%s': head size %lld is odd", r->path,
                    (long long)r->head_dim);
-  const cJSON *act = get(md, "act_type");
+  const cJSON *act = tl_json_get(md, "act_type");
   if (act) {
     if (!cJSON_IsString(act))
       return tl_fail(TL_ERR_FORMAT, "'%s': metadata 'act_type' is not a string", r->path);
@@ -173,7 +158,7 @@ static tl_status read_metadata(rd *r, const cJSON *md) {
       return tl_fail(TL_ERR_UNSUPPORTED, "'%s': activation '%.32s' is not supported (only silu)",
                      r->path, act->valuestring);
   }
-  const cJSON *q = get(md, "quant");
+  const cJSON *q = tl_json_get(md, "quant");
   if (q && (!cJSON_IsString(q) ||
             (strcmp(q->valuestring, "f32") != 0 && strcmp(q->valuestring, "int8") != 0)))
     return tl_fail(TL_ERR_FORMAT, "'%s': metadata 'quant' must be \"f32\" or \"int8\"", r->path);
@@ -202,10 +187,9 @@ static tl_status read_metadata(rd *r, const cJSON *md) {
 
 /* A JSON number that is an integer in [0, 2^53]. */
 static bool json_u53(const cJSON *j, uint64_t *out) {
-  if (!cJSON_IsNumber(j)) return false;
-  double d = j->valuedouble;
-  if (!(d >= 0 && d <= MAX_EXACT) || floor(d) != d) return false;
-  *out = (uint64_t)d;
+  int64_t v;
+  if (!tl_json_int(j, 0, MAX_EXACT, &v)) return false;
+  *out = (uint64_t)v;
   return true;
 }
 
@@ -250,7 +234,7 @@ static tl_status add_one(rd *r, const cJSON *e) {
   const char *name = e->string ? e->string : "";
   if (!cJSON_IsObject(e))
     return tl_fail(TL_ERR_FORMAT, "'%s': tensor '%.100s' is not an object", r->path, name);
-  const cJSON *dt = get(e, "dtype"), *sh = get(e, "shape");
+  const cJSON *dt = tl_json_get(e, "dtype"), *sh = tl_json_get(e, "shape");
   bool i8;
   if (cJSON_IsString(dt) && !strcmp(dt->valuestring, "f32"))
     i8 = false;
@@ -259,7 +243,8 @@ static tl_status add_one(rd *r, const cJSON *e) {
   else
     return tl_fail(TL_ERR_FORMAT, "'%s': tensor '%.100s' has dtype %s%.16s%s (f32 or int8 expected)",
                    r->path, name, cJSON_IsString(dt) ? "'" : "",
-                   cJSON_IsString(dt) ? dt->valuestring : jtype(dt), cJSON_IsString(dt) ? "'" : "");
+                   cJSON_IsString(dt) ? dt->valuestring : tl_json_type(dt),
+                   cJSON_IsString(dt) ? "'" : "");
   int nd = cJSON_IsArray(sh) ? cJSON_GetArraySize(sh) : -1;
   if (nd < 1 || nd > TL_GGUF_MAX_DIMS)
     return tl_fail(TL_ERR_FORMAT, "'%s': tensor '%.100s' needs a shape of 1 to 4 dimensions",
@@ -277,7 +262,7 @@ static tl_status add_one(rd *r, const cJSON *e) {
     shape[i] = (int64_t)v;
   }
   uint64_t off, nbytes = i8 ? numel : numel * 4, end;
-  if (!json_u53(get(e, "offset"), &off))
+  if (!json_u53(tl_json_get(e, "offset"), &off))
     return tl_fail(TL_ERR_FORMAT, "'%s': tensor '%.100s' has no valid 'offset'", r->path, name);
   if (!tl_add_u64(off, nbytes, &end) || end > r->payload_size)
     return tl_fail(TL_ERR_FORMAT,
@@ -320,7 +305,7 @@ static tl_status add_one(rd *r, const cJSON *e) {
   if (!i8) return tl_gguf_add_tensor(r->g, gname, TL_TYPE_F32, (uint32_t)nd, ne, data, nbytes);
   /* int8: numel / 64 scales, groups never crossing a row (checked above) */
   uint64_t n_sc = numel / GROUP, soff = off + numel, ssize;
-  const cJSON *so = get(e, "scale_offset"), *ss = get(e, "scale_size");
+  const cJSON *so = tl_json_get(e, "scale_offset"), *ss = tl_json_get(e, "scale_size");
   if (so && !json_u53(so, &soff))
     return tl_fail(TL_ERR_FORMAT, "'%s': int8 tensor '%.100s' has an invalid 'scale_offset'",
                    r->path, name);
@@ -380,7 +365,7 @@ static bool vocab_is_spm(const cJSON *vocab) {
 
 /* An optional string member of the tokenizer object (a torchless extension). */
 static tl_status tok_str(const rd *r, const cJSON *tok, const char *k, const char **out) {
-  const cJSON *j = get(tok, k);
+  const cJSON *j = tl_json_get(tok, k);
   *out = NULL;
   if (!j || cJSON_IsNull(j)) return TL_OK;
   if (!cJSON_IsString(j) || !j->valuestring[0] || strlen(j->valuestring) > 256)
@@ -409,7 +394,7 @@ static tl_status read_tokenizer(rd *r, const cJSON *tok) {
     tl_log(TL_LOG_WARN, "'%s' has no tokenizer (the model loads without one)", r->path);
     return TL_OK;
   }
-  const cJSON *vocab = get(tok, "vocab"), *merges = get(tok, "merges");
+  const cJSON *vocab = tl_json_get(tok, "vocab"), *merges = tl_json_get(tok, "merges");
   if (!cJSON_IsObject(tok) || !cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
     return tl_fail(TL_ERR_FORMAT,
                    "'%s': 'tokenizer' must be an object with a 'vocab' object and a 'merges' "
@@ -524,11 +509,11 @@ static tl_status parse(rd *r, const tl_mmap *m) {
     }
   if (!s && !cJSON_IsObject(root))
     s = tl_fail(TL_ERR_FORMAT, "'%s': the JSON header is not an object", r->path);
-  if (!s && !get(root, "metadata") && !get(root, "tensors")) {
+  if (!s && !tl_json_get(root, "metadata") && !tl_json_get(root, "tensors")) {
     /* the same framing as safetensors: say which one it is */
     const cJSON *e;
-    bool st = get(root, "__metadata__") != NULL;
-    cJSON_ArrayForEach(e, root) if (get(e, "data_offsets")) st = true;
+    bool st = tl_json_get(root, "__metadata__") != NULL;
+    cJSON_ArrayForEach(e, root) if (tl_json_get(e, "data_offsets")) st = true;
     s = st ? tl_fail(TL_ERR_FORMAT,
                      "'%s' is a safetensors file, not a Torchless .bin (load the Hugging Face "
                      "folder that holds it)",
@@ -540,9 +525,9 @@ static tl_status parse(rd *r, const tl_mmap *m) {
   }
   r->payload = m->data + 8 + hs;
   r->payload_size = (uint64_t)m->size - 8 - hs;
-  if (!s) s = read_metadata(r, get(root, "metadata"));
-  if (!s) s = read_tensors(r, get(root, "tensors"));
-  if (!s) s = read_tokenizer(r, get(root, "tokenizer"));
+  if (!s) s = read_metadata(r, tl_json_get(root, "metadata"));
+  if (!s) s = read_tensors(r, tl_json_get(root, "tensors"));
+  if (!s) s = read_tokenizer(r, tl_json_get(root, "tokenizer"));
   cJSON_Delete(root);
   return s;
 }

@@ -1,16 +1,18 @@
 /* Loading a model from a GGUF file: hyper-parameters, weights mapped to
- * their slots with every shape and type checked, and the tokenizer. */
+ * their slots with every shape and type checked, and the tokenizer
+ * (tl_model_load_as_is; tl_model_load, in convert/load.c, quantizes first
+ * when asked). */
 #include "model/model.h"
 
 #include "format/hf.h"
 #include "format/native.h"
+#include "model/load.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 tl_model_params tl_model_default_params(void) {
   tl_model_params p = {
@@ -472,47 +474,7 @@ static tl_status load(tl_model *m, const char *path, const tl_model_params *p) {
   return TL_OK;
 }
 
-static bool quant_progress(const tl_quantize_progress *p, void *user) {
-  (void)user;
-  tl_log(TL_LOG_INFO, "quantizing [%d/%d] %s %s -> %s", p->index + 1, p->count, p->name,
-         p->src_type, p->dst_type);
-  return true;
-}
-
-/* Quantize into a temporary GGUF, load that (mapped), unlink it. */
-static tl_status load_quantized(const char *path, const tl_model_params *params, tl_model **out) {
-  const char *dir = getenv("TMPDIR");
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s/torchless-quant-XXXXXX", dir && *dir ? dir : "/tmp");
-  int fd = mkstemp(tmp);
-  if (fd < 0) return tl_fail(TL_ERR_IO, "cannot create a temporary file in %s: %s",
-                             dir && *dir ? dir : "/tmp", strerror(errno));
-  close(fd);
-  tl_quantize_params qp = tl_quantize_default_params();
-  qp.ftype = (tl_ftype)params->quant_ftype;
-  qp.progress = quant_progress;
-  int64_t t0 = tl_time_us();
-  tl_status s = tl_model_quantize(path, tmp, &qp);
-  if (s) {
-    unlink(tmp);
-    return s;
-  }
-  tl_log(TL_LOG_INFO, "quantized '%s' to %s in %.1f s", path, tl_ftype_name(qp.ftype),
-         (double)(tl_time_us() - t0) / 1e6);
-  tl_model_params p2 = *params;
-  p2.quant_ftype = -1;
-  s = tl_model_load(tmp, &p2, out);
-  unlink(tmp); /* the mapping stays valid */
-  return s;
-}
-
-tl_status tl_model_load(const char *path, const tl_model_params *params, tl_model **out) {
-  if (!out) return tl_fail(TL_ERR_INVALID_ARG, "tl_model_load: out is NULL");
-  *out = NULL;
-  if (!path) return tl_fail(TL_ERR_INVALID_ARG, "tl_model_load: path is NULL");
-  tl_model_params def = tl_model_default_params();
-  if (!params) params = &def;
-  if (params->quant_ftype >= 0 && !params->vocab_only) return load_quantized(path, params, out);
+tl_status tl_model_load_as_is(const char *path, const tl_model_params *params, tl_model **out) {
   tl_model *m = calloc(1, sizeof *m);
   if (!m) return tl_fail(TL_ERR_NOMEM, "out of memory");
   m->path = tl_strndup(path, strlen(path));

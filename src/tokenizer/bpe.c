@@ -2,14 +2,13 @@
  * Hugging Face tokenizers and llama.cpp do it:
  *  1. special tokens split the text into fragments, longest first
  *     (user-defined ones always, control and unknown ones with
- *     parse_special);
+ *     parse_special; front.c);
  *  2. each text fragment is NFC-normalized when the vocabulary asks for it,
  *     then cut into pieces by the pre-tokenizer regex;
  *  3. inside a piece every byte starts as the token of its GPT-2
  *     bytes_to_unicode character; the adjacent pair with the lowest merge
  *     rank (ties: leftmost) merges until no merge rule applies;
  *  4. with ignore_merges, a piece that is a whole token is that token. */
-#include <ctype.h>
 #include <stdlib.h>
 
 #include "core/heap.h"
@@ -24,85 +23,6 @@ const tl_bpe_merge *tl_bpe_find_merge(const tl_vocab *v, tl_token left, tl_token
     if (m->left == left && m->right == right) return m;
     i = (i + 1) & v->merge_mask;
   }
-}
-
-/* ---- output and fragments ------------------------------------------------- */
-
-typedef struct {
-  tl_token *out;
-  size_t cap, n;
-} emitter;
-
-static void emit(emitter *e, tl_token t) {
-  if (e->n < e->cap) e->out[e->n] = t;
-  e->n++;
-}
-
-typedef struct {
-  tl_token token; /* -1: text */
-  size_t off, len;
-} frag;
-
-typedef struct {
-  frag *v;
-  size_t n, cap;
-} frag_list;
-
-static bool frag_push(frag_list *l, tl_token token, size_t off, size_t len) {
-  if (l->n == l->cap) {
-    size_t nc = l->cap ? l->cap * 2 : 16;
-    frag *p = realloc(l->v, nc * sizeof *p);
-    if (!p) return false;
-    l->v = p;
-    l->cap = nc;
-  }
-  l->v[l->n++] = (frag){token, off, len};
-  return true;
-}
-
-/* Cut the text fragments of *in at every occurrence of special token id. */
-static tl_status split_special(const tl_vocab *v, tl_token id, const char *text, frag_list *in,
-                               frag_list *tmp) {
-  const char *tok = v->text + v->text_off[id];
-  size_t tl = v->text_len[id];
-  bool any = false;
-  for (size_t i = 0; i < in->n && !any; i++) {
-    const frag *f = &in->v[i];
-    any = f->token < 0 && f->len >= tl && memmem(text + f->off, f->len, tok, tl) != NULL;
-  }
-  if (!any) return TL_OK;
-  tmp->n = 0;
-  for (size_t i = 0; i < in->n; i++) {
-    frag f = in->v[i];
-    if (f.token >= 0) {
-      if (!frag_push(tmp, f.token, 0, 0)) return tl_fail(TL_ERR_NOMEM, "out of memory");
-      continue;
-    }
-    size_t off = f.off, end = f.off + f.len;
-    while (off < end) {
-      const char *m = end - off >= tl ? memmem(text + off, end - off, tok, tl) : NULL;
-      if (!m) {
-        if (!frag_push(tmp, -1, off, end - off)) return tl_fail(TL_ERR_NOMEM, "out of memory");
-        break;
-      }
-      size_t mo = (size_t)(m - text), left = mo - off;
-      if (v->flags[id] & TL_TOKFLAG_LSTRIP) {
-        while (left > 0 && isspace((unsigned char)text[off + left - 1])) left--;
-      }
-      if (left > 0 && !frag_push(tmp, -1, off, left)) {
-        return tl_fail(TL_ERR_NOMEM, "out of memory");
-      }
-      if (!frag_push(tmp, id, 0, 0)) return tl_fail(TL_ERR_NOMEM, "out of memory");
-      off = mo + tl;
-      if (v->flags[id] & TL_TOKFLAG_RSTRIP) {
-        while (off < end && isspace((unsigned char)text[off])) off++;
-      }
-    }
-  }
-  frag_list swap = *in;
-  *in = *tmp;
-  *tmp = swap;
-  return TL_OK;
 }
 
 /* ---- the merges ------------------------------------------------------------ */
@@ -127,7 +47,7 @@ static bool cand_before(const void *pa, const void *pb) {
 typedef struct {
   const tl_vocab *v;
   const char *text; /* the (normalized) fragment */
-  emitter *e;
+  tl_tok_out *e;
   sym *syms;
   size_t syms_cap;
   char *word; /* a piece as bytes_to_unicode characters */
@@ -172,7 +92,7 @@ static tl_status bpe_piece(void *user, size_t off, size_t len) {
     for (size_t i = 0; i < len; i++) m += put_cp(s->word + m, tl_byte_to_cp(p[i]));
     tl_token t = tl_vocab_find(v, s->word, m);
     if (t >= 0) {
-      emit(s->e, t);
+      tl_tok_emit(s->e, t);
       return TL_OK;
     }
   }
@@ -211,7 +131,7 @@ static tl_status bpe_piece(void *user, size_t off, size_t len) {
   for (int32_t i = 0; i >= 0; i = s->syms[i].next) {
     const sym *y = &s->syms[i];
     if (y->id >= 0) {
-      emit(s->e, y->id);
+      tl_tok_emit(s->e, y->id);
       continue;
     }
     /* a byte with no token: the unknown token, if any */
@@ -220,64 +140,22 @@ static tl_status bpe_piece(void *user, size_t off, size_t len) {
                      "byte 0x%02x has no token in this vocabulary (and there is no unknown token)",
                      (unsigned)p[y->off]);
     }
-    emit(s->e, v->unk);
+    tl_tok_emit(s->e, v->unk);
   }
   return TL_OK;
 }
 
-static size_t invalid_utf8_at(const char *s, size_t n) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t i = 0;
-  while (i < n) {
-    size_t l = tl_utf8_len(p + i, n - i);
-    if (l == 0) return i;
-    i += l;
-  }
-  return n;
-}
-
-tl_status tl_bpe_tokenize(const tl_vocab *v, const char *text, size_t len, bool add_bos,
-                          bool parse_special, tl_token *out, size_t cap, size_t *n_out) {
-  if (n_out) *n_out = 0;
-  if (!v || !n_out || (!text && len > 0) || (!out && cap > 0)) {
-    return tl_fail(TL_ERR_INVALID_ARG, "tokenize: NULL argument");
-  }
-  if (v->kind != TL_VOCAB_BPE || !v->pretok) {
-    return tl_fail(TL_ERR_UNSUPPORTED, "tokenize: not a byte-level BPE vocabulary");
-  }
-  if (!tl_utf8_valid(text, len)) {
-    size_t at = invalid_utf8_at(text, len);
-    return tl_fail(TL_ERR_TOKENIZER, "the text is not valid UTF-8 (bad byte 0x%02x at offset %zu)",
-                   (unsigned)(unsigned char)text[at], at);
-  }
-
-  emitter e = {out, cap, 0};
-  frag_list frags = {0}, tmp = {0};
-  session s = {.v = v, .e = &e};
+tl_status tl_bpe_encode(const tl_vocab *v, const char *text, size_t len, const tl_tok_frag *frags,
+                        size_t n_frags, tl_tok_out *o) {
+  session s = {.v = v, .e = o};
   tl_heap_init(&s.q, sizeof(cand), cand_before);
   char *norm = NULL;
   tl_status st = TL_OK;
 
-  if (add_bos && v->bos >= 0) emit(&e, v->bos);
-
-  if (len > 0) {
-    if (!frag_push(&frags, -1, 0, len)) {
-      st = nomem();
-      goto done;
-    }
-    for (int32_t k = 0; k < v->n_special; k++) {
-      tl_token id = v->special[k];
-      uint8_t ty = v->type[id];
-      if (!parse_special && (ty == TL_TOKTYPE_CONTROL || ty == TL_TOKTYPE_UNKNOWN)) continue;
-      st = split_special(v, id, text, &frags, &tmp);
-      if (st != TL_OK) goto done;
-    }
-  }
-
-  for (size_t i = 0; i < frags.n; i++) {
-    const frag *f = &frags.v[i];
+  for (size_t i = 0; i < n_frags; i++) {
+    const tl_tok_frag *f = &frags[i];
     if (f->token >= 0) {
-      emit(&e, f->token);
+      tl_tok_emit(o, f->token);
       continue;
     }
     const char *ftext = text + f->off;
@@ -311,15 +189,7 @@ tl_status tl_bpe_tokenize(const tl_vocab *v, const char *text, size_t len, bool 
     if (st != TL_OK) goto done;
   }
 
-  *n_out = e.n;
-  if (e.n > cap) {
-    st =
-        tl_fail(TL_ERR_INVALID_ARG, "tokenize: %zu tokens do not fit in a buffer of %zu", e.n, cap);
-  }
-
 done:
-  free(frags.v);
-  free(tmp.v);
   free(s.syms);
   free(s.word);
   tl_heap_free(&s.q);

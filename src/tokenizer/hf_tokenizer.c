@@ -11,7 +11,6 @@
  *    protobuf decoder): model "llama" with its pieces, scores and types;
  * plus tokenizer_config.json (special tokens, add_bos/eos, chat template),
  * chat_template.jinja and generation_config.json (end-of-generation ids). */
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -19,6 +18,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include "format/json.h"
 #include "tokenizer/tokenizer.h"
 
 #define MAX_TOKENS (1 << 24)
@@ -93,22 +93,9 @@ static tl_status parse_json(const char *dir, const char *name, cJSON **out, bool
   return TL_OK;
 }
 
-static const cJSON *get(const cJSON *o, const char *key) {
-  return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
-}
-
 static bool is_type(const cJSON *o, const char *type) {
-  const cJSON *t = get(o, "type");
+  const cJSON *t = tl_json_get(o, "type");
   return cJSON_IsString(t) && strcmp(t->valuestring, type) == 0;
-}
-
-/* A JSON number that is an integer in [lo, hi]. */
-static bool json_int(const cJSON *j, double lo, double hi, int64_t *out) {
-  if (!cJSON_IsNumber(j)) return false;
-  double d = j->valuedouble;
-  if (!(d >= lo && d <= hi) || floor(d) != d) return false;
-  *out = (int64_t)d;
-  return true;
 }
 
 /* ---- the token table being built --------------------------------------------- */
@@ -254,29 +241,29 @@ typedef struct {
 
 static void scan_pre(const cJSON *p, pre_info *pi) {
   if (!cJSON_IsObject(p)) return;
-  const cJSON *t = get(p, "type");
+  const cJSON *t = tl_json_get(p, "type");
   if (!cJSON_IsString(t)) return;
   const char *type = t->valuestring;
   if (strcmp(type, "Sequence") == 0) {
     const cJSON *e;
-    cJSON_ArrayForEach(e, get(p, "pretokenizers")) scan_pre(e, pi);
+    cJSON_ArrayForEach(e, tl_json_get(p, "pretokenizers")) scan_pre(e, pi);
   } else if (strcmp(type, "ByteLevel") == 0) {
     pi->byte_level = true;
-    const cJSON *ur = get(p, "use_regex");
+    const cJSON *ur = tl_json_get(p, "use_regex");
     pi->bl_regex = !cJSON_IsBool(ur) || cJSON_IsTrue(ur);
   } else if (strcmp(type, "Split") == 0) {
-    const cJSON *re = get(get(p, "pattern"), "Regex");
+    const cJSON *re = tl_json_get(tl_json_get(p, "pattern"), "Regex");
     if (cJSON_IsString(re)) {
       pi->split_regex = re->valuestring;
     } else {
       /* Split on a plain string (Gemma 3's " " after the normalizer made
        * every space a "▁": nothing left to split) */
-      const cJSON *str = get(get(p, "pattern"), "String");
+      const cJSON *str = tl_json_get(tl_json_get(p, "pattern"), "String");
       if (!cJSON_IsString(str) || strcmp(str->valuestring, " ") != 0) pi->other = "Split";
     }
   } else if (strcmp(type, "Metaspace") == 0) {
     pi->metaspace = true;
-    const cJSON *ps = get(p, "prepend_scheme"), *aps = get(p, "add_prefix_space");
+    const cJSON *ps = tl_json_get(p, "prepend_scheme"), *aps = tl_json_get(p, "add_prefix_space");
     pi->metaspace_prefix = cJSON_IsString(ps) ? strcmp(ps->valuestring, "never") != 0
                                               : (!cJSON_IsBool(aps) || cJSON_IsTrue(aps));
   } else {
@@ -292,7 +279,7 @@ typedef struct {
 
 static void scan_norm(const cJSON *n, norm_info *ni) {
   if (!cJSON_IsObject(n)) return;
-  const cJSON *t = get(n, "type");
+  const cJSON *t = tl_json_get(n, "type");
   if (!cJSON_IsString(t)) {
     ni->other = "(no type)";
     return;
@@ -300,11 +287,12 @@ static void scan_norm(const cJSON *n, norm_info *ni) {
   const char *type = t->valuestring;
   if (strcmp(type, "Sequence") == 0) {
     const cJSON *e;
-    cJSON_ArrayForEach(e, get(n, "normalizers")) scan_norm(e, ni);
+    cJSON_ArrayForEach(e, tl_json_get(n, "normalizers")) scan_norm(e, ni);
   } else if (strcmp(type, "NFC") == 0) {
     ni->nfc = true;
   } else if (strcmp(type, "Replace") == 0) {
-    const cJSON *pat = get(get(n, "pattern"), "String"), *c = get(n, "content");
+    const cJSON *pat = tl_json_get(tl_json_get(n, "pattern"), "String"),
+                *c = tl_json_get(n, "content");
     if (cJSON_IsString(pat) && cJSON_IsString(c) && strcmp(pat->valuestring, " ") == 0 &&
         strcmp(c->valuestring, "\xe2\x96\x81") == 0) {
       ni->replace_space = true;
@@ -312,7 +300,7 @@ static void scan_norm(const cJSON *n, norm_info *ni) {
       ni->other = "Replace";
     }
   } else if (strcmp(type, "Prepend") == 0) {
-    const cJSON *p = get(n, "prepend");
+    const cJSON *p = tl_json_get(n, "prepend");
     if (cJSON_IsString(p) && strcmp(p->valuestring, "\xe2\x96\x81") == 0) {
       ni->prepend = true;
     } else {
@@ -340,19 +328,19 @@ static bool is_byte_token(const char *s, size_t n) {
 static tl_status load_tokenizer_json(tl_gguf *g, builder *b, const cJSON *root) {
   if (!b->file) b->file = "tokenizer.json";
   if (!cJSON_IsObject(root)) return JFAIL(b, "the top level is not an object");
-  const cJSON *model = get(root, "model");
+  const cJSON *model = tl_json_get(root, "model");
   if (!cJSON_IsObject(model)) return JFAIL(b, "'model' is missing or not an object");
-  const cJSON *mt = get(model, "type");
+  const cJSON *mt = tl_json_get(model, "type");
   if (mt && !cJSON_IsString(mt)) return JFAIL(b, "'model.type' is not a string");
   if (mt && strcmp(mt->valuestring, "BPE") != 0) {
     return tl_fail(TL_ERR_UNSUPPORTED, "%s/%s: model type '%s' is not supported (only BPE)", b->dir,
                    b->file, mt->valuestring);
   }
-  const cJSON *vocab = get(model, "vocab");
+  const cJSON *vocab = tl_json_get(model, "vocab");
   if (!cJSON_IsObject(vocab)) return JFAIL(b, "'model.vocab' is missing or not an object");
-  const cJSON *merges = get(model, "merges");
+  const cJSON *merges = tl_json_get(model, "merges");
   if (!cJSON_IsArray(merges)) return JFAIL(b, "'model.merges' is missing or not an array");
-  const cJSON *added = get(root, "added_tokens");
+  const cJSON *added = tl_json_get(root, "added_tokens");
   if (added && !cJSON_IsArray(added) && !cJSON_IsNull(added)) {
     return JFAIL(b, "'added_tokens' is not an array");
   }
@@ -362,7 +350,7 @@ static tl_status load_tokenizer_json(tl_gguf *g, builder *b, const cJSON *root) 
   const cJSON *e;
   cJSON_ArrayForEach(e, vocab) {
     int64_t id;
-    if (!json_int(e, 0, MAX_TOKENS - 1, &id)) {
+    if (!tl_json_int(e, 0, MAX_TOKENS - 1, &id)) {
       return JFAIL(b, "'model.vocab' entry '%.64s' is not a token id in [0, %d)", e->string,
                    MAX_TOKENS);
     }
@@ -370,12 +358,12 @@ static tl_status load_tokenizer_json(tl_gguf *g, builder *b, const cJSON *root) 
   }
   cJSON_ArrayForEach(e, added) {
     int64_t id;
-    const cJSON *c = get(e, "content");
-    if (!cJSON_IsObject(e) || !json_int(get(e, "id"), 0, MAX_TOKENS - 1, &id) ||
+    const cJSON *c = tl_json_get(e, "content");
+    if (!cJSON_IsObject(e) || !tl_json_int(tl_json_get(e, "id"), 0, MAX_TOKENS - 1, &id) ||
         !cJSON_IsString(c)) {
       return JFAIL(b, "an 'added_tokens' entry lacks an integer 'id' or a string 'content'");
     }
-    const cJSON *sp = get(e, "special");
+    const cJSON *sp = tl_json_get(e, "special");
     if (sp && !cJSON_IsBool(sp))
       return JFAIL(b, "'added_tokens' '%.64s': 'special' is not a boolean", c->valuestring);
     if (id > max_id) max_id = id;
@@ -399,11 +387,11 @@ static tl_status load_tokenizer_json(tl_gguf *g, builder *b, const cJSON *root) 
   /* byte-level or SentencePiece style? */
   pre_info pi = {0};
   norm_info ni = {0};
-  scan_pre(get(root, "pre_tokenizer"), &pi);
-  scan_norm(get(root, "normalizer"), &ni);
-  const cJSON *bf = get(model, "byte_fallback");
+  scan_pre(tl_json_get(root, "pre_tokenizer"), &pi);
+  scan_norm(tl_json_get(root, "normalizer"), &ni);
+  const cJSON *bf = tl_json_get(model, "byte_fallback");
   if (bf && !cJSON_IsBool(bf)) return JFAIL(b, "'model.byte_fallback' is not a boolean");
-  const cJSON *im = get(model, "ignore_merges");
+  const cJSON *im = tl_json_get(model, "ignore_merges");
   if (im && !cJSON_IsBool(im)) return JFAIL(b, "'model.ignore_merges' is not a boolean");
   b->spm = !pi.byte_level && (cJSON_IsTrue(bf) || ni.replace_space || pi.metaspace);
 
@@ -460,15 +448,16 @@ static tl_status load_tokenizer_json(tl_gguf *g, builder *b, const cJSON *root) 
 
   /* added tokens: control (special) or user-defined */
   cJSON_ArrayForEach(e, added) {
-    int32_t id = (int32_t)get(e, "id")->valuedouble;
-    const char *c = get(e, "content")->valuestring;
+    int32_t id = (int32_t)tl_json_get(e, "id")->valuedouble;
+    const char *c = tl_json_get(e, "content")->valuestring;
     b->tok[id] = (tl_str){c, strlen(c)};
-    b->type[id] = cJSON_IsTrue(get(e, "special")) ? TL_TOKTYPE_CONTROL : TL_TOKTYPE_USER_DEFINED;
+    b->type[id] =
+        cJSON_IsTrue(tl_json_get(e, "special")) ? TL_TOKTYPE_CONTROL : TL_TOKTYPE_USER_DEFINED;
   }
   if ((st = fill_gaps(b)) != TL_OK) return st;
   builder_index(b);
 
-  const cJSON *unk = get(model, "unk_token");
+  const cJSON *unk = tl_json_get(model, "unk_token");
   if (unk && !cJSON_IsString(unk) && !cJSON_IsNull(unk)) {
     return JFAIL(b, "'model.unk_token' is not a string");
   }
@@ -561,11 +550,11 @@ static tl_status load_tokenizer_json(tl_gguf *g, builder *b, const cJSON *root) 
   }
 
   /* a template post-processor that starts with a special token adds BOS */
-  const cJSON *post = get(root, "post_processor");
+  const cJSON *post = tl_json_get(root, "post_processor");
   if (is_type(post, "TemplateProcessing")) {
-    const cJSON *single = get(post, "single");
+    const cJSON *single = tl_json_get(post, "single");
     const cJSON *first = cJSON_IsArray(single) ? cJSON_GetArrayItem(single, 0) : NULL;
-    const cJSON *stok = get(get(first, "SpecialToken"), "id");
+    const cJSON *stok = tl_json_get(tl_json_get(first, "SpecialToken"), "id");
     if (cJSON_IsString(stok)) {
       tl_token t = builder_find(b, stok->valuestring, strlen(stok->valuestring));
       if (t >= 0) {
@@ -745,13 +734,13 @@ static tl_status load_tokenizer_model(tl_gguf *g, builder *b, const uint8_t *dat
 /* A special token given as a string, {"content": ...} or null. *id: -1 for
  * null, unchanged when absent. */
 static tl_status config_token(builder *b, const cJSON *cfg, const char *key, tl_token *id) {
-  const cJSON *t = get(cfg, key);
+  const cJSON *t = tl_json_get(cfg, key);
   if (!t) return TL_OK;
   if (cJSON_IsNull(t)) {
     *id = -1;
     return TL_OK;
   }
-  if (cJSON_IsObject(t)) t = get(t, "content");
+  if (cJSON_IsObject(t)) t = tl_json_get(t, "content");
   if (!cJSON_IsString(t))
     return JFAIL(b, "'%s' is not a string, an object with content or null", key);
   tl_token found = builder_find(b, t->valuestring, strlen(t->valuestring));
@@ -763,7 +752,7 @@ static tl_status config_token(builder *b, const cJSON *cfg, const char *key, tl_
 }
 
 static tl_status config_bool(builder *b, const cJSON *cfg, const char *key, int *out) {
-  const cJSON *t = get(cfg, key);
+  const cJSON *t = tl_json_get(cfg, key);
   if (!t || cJSON_IsNull(t)) return TL_OK;
   if (!cJSON_IsBool(t)) return JFAIL(b, "'%s' is not a boolean", key);
   *out = cJSON_IsTrue(t) ? 1 : 0;
@@ -778,7 +767,7 @@ static tl_status set_template(tl_gguf *g, builder *b, const cJSON *ct) {
   if (!cJSON_IsArray(ct)) return JFAIL(b, "'chat_template' is not a string or a list");
   const cJSON *e;
   cJSON_ArrayForEach(e, ct) {
-    const cJSON *name = get(e, "name"), *tmpl = get(e, "template");
+    const cJSON *name = tl_json_get(e, "name"), *tmpl = tl_json_get(e, "template");
     if (!cJSON_IsString(name) || !cJSON_IsString(tmpl)) {
       return JFAIL(b, "a 'chat_template' entry lacks a string 'name' or 'template'");
     }
@@ -808,7 +797,7 @@ static tl_status load_config(tl_gguf *g, builder *b, const char *dir) {
         (st = config_token(b, cfg, "pad_token", &b->pad)) == TL_OK &&
         (st = config_bool(b, cfg, "add_bos_token", &b->add_bos)) == TL_OK &&
         (st = config_bool(b, cfg, "add_eos_token", &b->add_eos)) == TL_OK) {
-      st = set_template(g, b, get(cfg, "chat_template"));
+      st = set_template(g, b, tl_json_get(cfg, "chat_template"));
     }
   }
   cJSON_Delete(cfg);
@@ -839,21 +828,21 @@ static tl_status load_config(tl_gguf *g, builder *b, const char *dir) {
   int32_t eog[64];
   int n_eog = 0;
   if (exists) {
-    const cJSON *e = get(gen, "eos_token_id");
+    const cJSON *e = tl_json_get(gen, "eos_token_id");
     if (!cJSON_IsObject(gen)) {
       st = JFAIL(b, "the top level is not an object");
     } else if (e && !cJSON_IsNull(e)) {
       const cJSON *it;
       if (cJSON_IsNumber(e)) {
         int64_t id;
-        if (!json_int(e, 0, b->n - 1, &id))
+        if (!tl_json_int(e, 0, b->n - 1, &id))
           st = JFAIL(b, "'eos_token_id' is not a token id");
         else
           eog[n_eog++] = (int32_t)id;
       } else if (cJSON_IsArray(e)) {
         cJSON_ArrayForEach(it, e) {
           int64_t id;
-          if (!json_int(it, 0, b->n - 1, &id)) {
+          if (!tl_json_int(it, 0, b->n - 1, &id)) {
             st = JFAIL(b, "'eos_token_id' has an entry that is not a token id");
             break;
           }

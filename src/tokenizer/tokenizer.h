@@ -52,7 +52,7 @@ tl_status tl_utf8_nfc(const char *s, size_t n, char **out, size_t *out_len);
 
 typedef struct tl_vocab tl_vocab;
 
-/* Internal layout, shared by vocab.c (loading, pieces) and spm.c. */
+/* Internal layout, shared by vocab.c (loading, pieces), front.c, spm.c and bpe.c. */
 enum { TL_TOKFLAG_LSTRIP = 1, TL_TOKFLAG_RSTRIP = 2 };
 #define TL_VOCAB_MAX_EOG 8
 
@@ -98,11 +98,35 @@ static inline uint32_t tl_bpe_pair_hash(int32_t left, int32_t right) {
   return (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 32);
 }
 
-/* Byte-level BPE tokenization (tl_vocab_tokenize dispatches here). */
-tl_status tl_bpe_tokenize(const tl_vocab *v, const char *text, size_t len, bool add_bos,
-                          bool parse_special, tl_token *out, size_t cap, size_t *n_out);
 /* The merge rule of a token pair, NULL when none. */
 const tl_bpe_merge *tl_bpe_find_merge(const tl_vocab *v, tl_token left, tl_token right);
+
+/* ---- the encoders under tl_vocab_tokenize (front.c) ----------------------- */
+
+/* A piece of the text between special tokens (token -1: text[off, off+len)),
+ * or a special token. */
+typedef struct tl_tok_frag {
+  tl_token token;
+  size_t off, len;
+} tl_tok_frag;
+
+/* The output: n counts every token emitted, also those past cap. */
+typedef struct tl_tok_out {
+  tl_token *out;
+  size_t cap, n;
+} tl_tok_out;
+
+static inline void tl_tok_emit(tl_tok_out *o, tl_token t) {
+  if (o->n < o->cap) o->out[o->n] = t;
+  o->n++;
+}
+
+/* Emit the tokens of the fragments of text[0, len) (valid UTF-8), in order:
+ * SentencePiece BPE (spm.c) and byte-level BPE (bpe.c). */
+tl_status tl_spm_encode(const tl_vocab *v, const char *text, size_t len, const tl_tok_frag *frags,
+                        size_t n_frags, tl_tok_out *o);
+tl_status tl_bpe_encode(const tl_vocab *v, const char *text, size_t len, const tl_tok_frag *frags,
+                        size_t n_frags, tl_tok_out *o);
 
 /* ---- Hugging Face tokenizer files (hf_tokenizer.c) ----------------------- */
 

@@ -8,10 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "convert/quantize_model.h"
 #include "format/gguf.h"
 #include "format/gguf_write.h"
 #include "quant/quant.h"
-#include "quant/quantize.h"
 #include "testutil.h"
 
 #define DEMO TL_TEST_DATA "/../../models/kjv-llama-11m-q8_0.gguf"

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "convert/quantize_model.h"
 #include "core/threadpool.h"
 #include "format/gguf_write.h"
 #include "format/hf.h"
