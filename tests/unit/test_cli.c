@@ -81,15 +81,19 @@ static void test_tokenize(void **state) {
   cJSON_Delete(j);
 }
 
-/* Each bad input: exit code 1, a message on stderr naming the problem. */
-static void expect_error(const char *args, const char *needle) {
+/* Each bad input: exit code `status`, a message on stderr naming the problem. */
+static void expect_status(const char *args, int status, const char *needle) {
   char *out = NULL, *err = NULL;
   int rc = tl_test_run_cli(args, &out, &err);
-  if (rc != 1 || !err || !strstr(err, needle))
-    fail_msg("torchless %s: exit %d, stderr '%s' (wanted exit 1 and '%s')", args, rc,
-             err ? err : "", needle);
+  if (rc != status || !err || !strstr(err, needle))
+    fail_msg("torchless %s: exit %d, stderr '%s' (wanted exit %d and '%s')", args, rc,
+             err ? err : "", status, needle);
   free(out);
   free(err);
+}
+
+static void expect_error(const char *args, const char *needle) {
+  expect_status(args, 1, needle);
 }
 
 static void test_errors(void **state) {
@@ -106,6 +110,11 @@ static void test_errors(void **state) {
   expect_error("run -m " DEMO " -p hi --kv f8", "--kv");
   expect_error("run -m " DEMO " -p hi --temp nan", "--temp");
   expect_error("run -m " DEMO " -p hi --backend cuda", "not available");
+  expect_status("run -m " DEMO " -p hi --backend nosuch", 2, "unknown backend 'nosuch'");
+  expect_status("eval -m " DEMO " --ids 1 --backend nosuch", 2, "unknown backend 'nosuch'");
+  expect_status("bench -m " DEMO " --backend nosuch", 2, "unknown backend 'nosuch'");
+  expect_error("bench -m " DEMO " --backend cuda", "not available");
+  expect_error("run -m " DEMO " -p hi --backend", "needs a value");
   expect_error("run -m " DEMO " -p", "needs a value");
   /* a prompt longer than the context */
   expect_error("run -m " DEMO " -c 4 -p 'And the LORD said unto Moses, go'", "context");
@@ -120,6 +129,27 @@ static void test_errors(void **state) {
   expect_error(args, "not a GGUF");
   unlink(tmp);
   free(tmp);
+}
+
+/* quantize, synth and convert: their options and positional arguments. */
+static void test_file_command_errors(void **state) {
+  (void)state;
+  expect_error("quantize a b", "usage");
+  expect_error("quantize a b q8_0 extra", "extra argument 'extra'");
+  expect_error("quantize a b q8_0 --bogus", "unknown option");
+  expect_error("quantize a b q8_0 --mix", "needs a value");
+  expect_error("quantize a b q8_0 -t x", "-t");
+  expect_error("quantize a a q8_0", "same file");
+  expect_error("synth --preset tiny", "-o");
+  expect_error("synth --type q9 -o x.gguf", "unknown type 'q9'");
+  expect_error("synth --layers 0 -o x.gguf", "--layers");
+  expect_error("synth --seed x -o x.gguf", "--seed");
+  expect_error("synth stray -o x.gguf", "unknown option 'stray'");
+  expect_error("synth --preset qwen2.5-7b --arch llama -o x.gguf", "architecture");
+  expect_error("convert a", "usage");
+  expect_error("convert a b c", "extra argument 'c'");
+  expect_error("convert a b --quant q4", "--quant");
+  expect_error("convert a b -t 2", "unknown option");
 }
 
 static double json_num(const cJSON *o, const char *key) {
@@ -177,6 +207,8 @@ static void test_bench(void **state) {
   expect_error("bench -m " DEMO " -r 0", "-r");
   expect_error("bench -m " DEMO " -p 0 -n 0", "both 0");
   expect_error("bench -m " DEMO " --kv f8", "--kv");
+  expect_error("bench -m " DEMO " --bogus", "unknown option");
+  expect_error("bench -m " DEMO " -t 0", "-t");
 }
 
 static void test_help(void **state) {
@@ -193,6 +225,7 @@ int main(void) {
       cmocka_unit_test(test_positional_usage),
       cmocka_unit_test(test_tokenize),
       cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_file_command_errors),
       cmocka_unit_test(test_help),
       cmocka_unit_test(test_bench),
   };
