@@ -166,6 +166,15 @@ double tl_test_rel_err(const float *a, const float *b, size_t n) {
   return sqrt(num / den);
 }
 
+float tl_test_frand(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  *state = x;
+  return (float)((x >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
 int32_t tl_test_argmax(const float *x, size_t n) {
   size_t best = 0;
   for (size_t i = 1; i < n; i++)

@@ -36,6 +36,10 @@ tl_test_st *tl_test_st_open(const char *path);
 const float *tl_test_st_get(const tl_test_st *st, const char *name, int64_t shape[4], int *ndim);
 void tl_test_st_free(tl_test_st *st);
 
+/* Uniform in [-1, 1): a xorshift64 step of *state (each test file keeps
+ * its own seed). */
+float tl_test_frand(uint64_t *state);
+
 /* Relative L2 error ||a - b|| / ||b||. */
 double tl_test_rel_err(const float *a, const float *b, size_t n);
 /* Fraction of rows whose argmax agrees. */

@@ -150,10 +150,7 @@ static tdef g_t[] = {
 
 static uint64_t g_rng = 0x243f6a8885a308d3ull;
 static float frand(void) {
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return (float)((g_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+  return tl_test_frand(&g_rng);
 }
 
 static int g_made[3];
