@@ -117,9 +117,7 @@ static void test_vocab_llama_bpe(void **state) {
 /* ---- 2. the fixture model folders ------------------------------------------- */
 
 static void check_fixture(const char *arch, int *n_total) {
-  char rel[256];
-  snprintf(rel, sizeof rel, "%s/reference.json", arch);
-  char *json = tl_test_fixture_or_skip(rel);
+  char *json = tl_test_fixture_or_skipf("%s/reference.json", arch);
   if (!json) return;
   char *dir = strdup(json);
   *strrchr(dir, '/') = '\0';
@@ -154,16 +152,9 @@ static void test_fixture_ggufs(void **state) {
   (void)state;
   static const char *const archs[] = {"llama3", "qwen2", "phi2"};
   for (size_t a = 0; a < 3; a++) {
-    char rel[256];
-    snprintf(rel, sizeof rel, "%s/model-q8_0.gguf", archs[a]);
-    char *gguf = tl_test_fixture_or_skip(rel);
-    snprintf(rel, sizeof rel, "%s/reference.json", archs[a]);
-    char *json = tl_test_fixture_or_skip(rel);
-    if (!gguf || !json) {
-      free(gguf);
-      free(json);
-      continue;
-    }
+    char *gguf = tl_test_fixture_or_skipf("%s/model-q8_0.gguf", archs[a]);
+    char *json = tl_test_fixture_or_skipf("%s/reference.json", archs[a]);
+    if (!tl_test_both(&gguf, &json)) continue;
     tl_vocab *v = tl_test_vocab_gguf(gguf);
     assert_int_equal(tl_vocab_get_kind(v), TL_VOCAB_BPE);
     char *dir = strdup(json);

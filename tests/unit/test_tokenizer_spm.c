@@ -72,19 +72,13 @@ typedef struct {
 
 static void check_reference(const ref_case *rc) {
   char *gguf = rc->gguf[0] == '/' ? strdup(rc->gguf) : tl_test_fixture_or_skip(rc->gguf);
-  char rel[256];
-  snprintf(rel, sizeof rel, "%s/reference.json", rc->name);
-  char *json = tl_test_fixture_or_skip(rel);
+  char *json = tl_test_fixture_or_skipf("%s/reference.json", rc->name);
   if (gguf && access(gguf, R_OK) != 0) {
     printf("SKIPPED: %s (fixture not found)\n", gguf);
     free(gguf);
     gguf = NULL;
   }
-  if (!gguf || !json) {
-    free(gguf);
-    free(json);
-    return;
-  }
+  if (!tl_test_both(&gguf, &json)) return;
   tl_vocab *v = tl_test_vocab_gguf(gguf);
   assert_non_null(v);
   /* The fixture's Hugging Face tokenizer adds SentencePiece's dummy prefix
