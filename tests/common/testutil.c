@@ -48,6 +48,24 @@ char *tl_test_fixture_or_skip(const char *rel) {
   return p;
 }
 
+char *tl_test_fixture_or_skipf(const char *fmt, ...) {
+  char rel[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  const int n = vsnprintf(rel, sizeof rel, fmt, ap);
+  va_end(ap);
+  assert_true(n >= 0 && (size_t)n < sizeof rel);
+  return tl_test_fixture_or_skip(rel);
+}
+
+bool tl_test_both(char **a, char **b) {
+  if (*a && *b) return true;
+  free(*a);
+  free(*b);
+  *a = *b = NULL;
+  return false;
+}
+
 char *tl_test_read_file(const char *path, size_t *size) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
@@ -72,6 +90,17 @@ char *tl_test_read_file(const char *path, size_t *size) {
     if (size) *size = (size_t)n;
   }
   return buf;
+}
+
+void tl_test_assert_same_file(const char *a, const char *b) {
+  size_t na = 0, nb = 0;
+  char *x = tl_test_read_file(a, &na), *y = tl_test_read_file(b, &nb);
+  assert_non_null(x);
+  assert_non_null(y);
+  assert_int_equal(na, nb);
+  assert_memory_equal(x, y, na);
+  free(x);
+  free(y);
 }
 
 int tl_test_write_file(const char *path, const void *data, size_t size) {
@@ -164,6 +193,15 @@ double tl_test_rel_err(const float *a, const float *b, size_t n) {
   }
   if (den == 0) return num == 0 ? 0 : INFINITY;
   return sqrt(num / den);
+}
+
+float tl_test_frand(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  *state = x;
+  return (float)((x >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
 int32_t tl_test_argmax(const float *x, size_t n) {

@@ -21,11 +21,18 @@ char *tl_test_fixture(const char *rel);
 /* Like tl_test_fixture, but when the file is absent prints
  * "SKIPPED: <rel> (fixture not found)" and returns NULL. */
 char *tl_test_fixture_or_skip(const char *rel);
+/* tl_test_fixture_or_skip of a printf-formatted path. */
+char *tl_test_fixture_or_skipf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Both paths or neither: when *a or *b is NULL (a fixture not found), frees
+ * the other, sets both to NULL and returns false. */
+bool tl_test_both(char **a, char **b);
 
 /* Whole file into memory (NUL-terminated); NULL if unreadable. */
 char *tl_test_read_file(const char *path, size_t *size);
 /* Write a buffer to a file; 0 on success. */
 int tl_test_write_file(const char *path, const void *data, size_t size);
+/* Fails the test unless files a and b both read and hold the same bytes. */
+void tl_test_assert_same_file(const char *a, const char *b);
 /* A fresh temporary file path (malloc'd) in $TMPDIR or /tmp. */
 char *tl_test_tmpfile(const char *suffix);
 
@@ -35,6 +42,10 @@ tl_test_st *tl_test_st_open(const char *path);
 /* Tensor data (float32) and shape; NULL if absent or not F32. */
 const float *tl_test_st_get(const tl_test_st *st, const char *name, int64_t shape[4], int *ndim);
 void tl_test_st_free(tl_test_st *st);
+
+/* Uniform in [-1, 1): a xorshift64 step of *state (each test file keeps
+ * its own seed). */
+float tl_test_frand(uint64_t *state);
 
 /* Relative L2 error ||a - b|| / ||b||. */
 double tl_test_rel_err(const float *a, const float *b, size_t n);

@@ -53,6 +53,33 @@ char *tl_test_pieces(const tl_vocab *v, const tl_token *t, size_t n, size_t *len
   return s;
 }
 
+int tl_test_reference_ids(const tl_vocab *v, const char *arch, const char *prefix, int *n_prompts) {
+  tl_test_prompt ps[16];
+  const int np = tl_test_load_prompts(arch, ps, 16);
+  int n_ok = 0;
+  for (int i = 0; i < np; i++) {
+    size_t lp = strlen(prefix), lt = strlen(ps[i].text);
+    char *txt = malloc(lp + lt + 1);
+    assert_non_null(txt);
+    memcpy(txt, prefix, lp);
+    memcpy(txt + lp, ps[i].text, lt + 1);
+    size_t n = 0;
+    tl_token *got = tl_test_tokenize(v, txt, lp + lt, tl_vocab_add_bos(v), true, &n);
+    const bool ok = n == (size_t)ps[i].n_ids && memcmp(got, ps[i].ids, n * sizeof *got) == 0;
+    if (!ok) {
+      printf("MISMATCH %s prompt %d: '%s'\n", arch, i, txt);
+      tl_test_print_ids("expected", ps[i].ids, (size_t)ps[i].n_ids);
+      tl_test_print_ids("got     ", got, n);
+    }
+    n_ok += ok;
+    free(got);
+    free(txt);
+  }
+  tl_test_free_prompts(ps, np);
+  *n_prompts = np;
+  return n_ok;
+}
+
 #define SEP "\n__ggml_vocab_test__\n"
 
 int tl_test_vocab_cases(const tl_vocab *v, const char *inp_path, const char *out_path,

@@ -81,35 +81,80 @@ static void test_tokenize(void **state) {
   cJSON_Delete(j);
 }
 
-/* Each bad input: exit code 1, a message on stderr naming the problem. */
-static void expect_error(const char *args, const char *needle) {
+/* Each bad input: exit code `status`, a message on stderr naming the problem. */
+static void expect_status(const char *args, int status, const char *needle) {
   char *out = NULL, *err = NULL;
   int rc = tl_test_run_cli(args, &out, &err);
-  if (rc != 1 || !err || !strstr(err, needle))
-    fail_msg("torchless %s: exit %d, stderr '%s' (wanted exit 1 and '%s')", args, rc,
-             err ? err : "", needle);
+  if (rc != status || !err || !strstr(err, needle))
+    fail_msg("torchless %s: exit %d, stderr '%s' (wanted exit %d and '%s')", args, rc,
+             err ? err : "", status, needle);
   free(out);
   free(err);
 }
 
+static void expect_error(const char *args, const char *needle) {
+  expect_status(args, 1, needle);
+}
+
+/* Bad input: the arguments, the exit status, what stderr names. */
+typedef struct cli_case {
+  const char *args;
+  int status;
+  const char *needle;
+} cli_case;
+
+static const cli_case g_errors[] = {
+    {"run -m /nonexistent/model.gguf -p hi", 1, "cannot open"},
+    {"run -m /tmp -p hi", 1, "config.json"},
+    {"eval -m " DEMO " --ids 1,2,99999", 1, "outside the vocabulary"},
+    {"eval -m " DEMO " --ids 1,x", 1, "--ids"},
+    {"eval -m " DEMO, 1, "--ids"},
+    {"run -m " DEMO " -p hi --bogus", 1, "unknown option"},
+    {"run -m " DEMO " -p hi -t 0", 1, "-t"},
+    {"run -m " DEMO " -p hi -n -3", 1, "-n"},
+    {"run -m " DEMO " -p hi --kv f8", 1, "--kv"},
+    {"run -m " DEMO " -p hi --temp nan", 1, "--temp"},
+    {"run -m " DEMO " -p hi --backend cuda", 1, "not available"},
+    {"run -m " DEMO " -p hi --backend nosuch", 2, "unknown backend 'nosuch'"},
+    {"eval -m " DEMO " --ids 1 --backend nosuch", 2, "unknown backend 'nosuch'"},
+    {"bench -m " DEMO " --backend nosuch", 2, "unknown backend 'nosuch'"},
+    {"bench -m " DEMO " --backend cuda", 1, "not available"},
+    {"run -m " DEMO " -p hi --backend", 1, "needs a value"},
+    {"run -m " DEMO " -p", 1, "needs a value"},
+    /* a prompt longer than the context */
+    {"run -m " DEMO " -c 4 -p 'And the LORD said unto Moses, go'", 1, "context"},
+    {"eval -m " DEMO " -c 2 --ids 1,2,3", 1, "context"},
+    /* bench */
+    {"bench -m " DEMO " -p -1", 1, "-p"},
+    {"bench -m " DEMO " -r 0", 1, "-r"},
+    {"bench -m " DEMO " -p 0 -n 0", 1, "both 0"},
+    {"bench -m " DEMO " --kv f8", 1, "--kv"},
+    {"bench -m " DEMO " --bogus", 1, "unknown option"},
+    {"bench -m " DEMO " -t 0", 1, "-t"},
+    /* quantize, synth and convert: their options and positional arguments */
+    {"quantize a b", 1, "usage"},
+    {"quantize a b q8_0 extra", 1, "extra argument 'extra'"},
+    {"quantize a b q8_0 --bogus", 1, "unknown option"},
+    {"quantize a b q8_0 --mix", 1, "needs a value"},
+    {"quantize a b q8_0 -t x", 1, "-t"},
+    {"quantize a a q8_0", 1, "same file"},
+    {"synth --preset tiny", 1, "-o"},
+    {"synth --type q9 -o x.gguf", 1, "unknown type 'q9'"},
+    {"synth --layers 0 -o x.gguf", 1, "--layers"},
+    {"synth --seed x -o x.gguf", 1, "--seed"},
+    {"synth stray -o x.gguf", 1, "unknown option 'stray'"},
+    {"synth --preset qwen2.5-7b --arch llama -o x.gguf", 1, "architecture"},
+    {"convert a", 1, "usage"},
+    {"convert a b c", 1, "extra argument 'c'"},
+    {"convert a b --quant q4", 1, "--quant"},
+    {"convert a b -t 2", 1, "unknown option"},
+};
+
 static void test_errors(void **state) {
   (void)state;
   char args[2048];
-  expect_error("run -m /nonexistent/model.gguf -p hi", "cannot open");
-  expect_error("run -m /tmp -p hi", "config.json");
-  expect_error("eval -m " DEMO " --ids 1,2,99999", "outside the vocabulary");
-  expect_error("eval -m " DEMO " --ids 1,x", "--ids");
-  expect_error("eval -m " DEMO, "--ids");
-  expect_error("run -m " DEMO " -p hi --bogus", "unknown option");
-  expect_error("run -m " DEMO " -p hi -t 0", "-t");
-  expect_error("run -m " DEMO " -p hi -n -3", "-n");
-  expect_error("run -m " DEMO " -p hi --kv f8", "--kv");
-  expect_error("run -m " DEMO " -p hi --temp nan", "--temp");
-  expect_error("run -m " DEMO " -p hi --backend cuda", "not available");
-  expect_error("run -m " DEMO " -p", "needs a value");
-  /* a prompt longer than the context */
-  expect_error("run -m " DEMO " -c 4 -p 'And the LORD said unto Moses, go'", "context");
-  expect_error("eval -m " DEMO " -c 2 --ids 1,2,3", "context");
+  for (size_t i = 0; i < sizeof g_errors / sizeof g_errors[0]; i++)
+    expect_status(g_errors[i].args, g_errors[i].status, g_errors[i].needle);
   /* invalid UTF-8 is rejected, not mangled */
   snprintf(args, sizeof args, "run -m %s -p \"$(printf 'abc\\377\\376')\"", DEMO);
   expect_error(args, "UTF-8");
@@ -131,7 +176,7 @@ static double json_num(const cJSON *o, const char *key) {
 /* bench: llama-bench's fields in --json, one object per test with the counts
  * asked for, speeds that are positive, the weight bytes per token, peak RSS
  * and (--membw) a measured read bandwidth; the table and roofline lines in
- * text mode; and clear errors for bad counts. */
+ * text mode. (Its errors for bad counts are in g_errors.) */
 static void test_bench(void **state) {
   (void)state;
   char *out = NULL;
@@ -173,10 +218,6 @@ static void test_bench(void **state) {
   assert_non_null(strstr(out, "memory read bandwidth"));
   assert_non_null(strstr(out, "tg roofline"));
   free(out);
-  expect_error("bench -m " DEMO " -p -1", "-p");
-  expect_error("bench -m " DEMO " -r 0", "-r");
-  expect_error("bench -m " DEMO " -p 0 -n 0", "both 0");
-  expect_error("bench -m " DEMO " --kv f8", "--kv");
 }
 
 static void test_help(void **state) {

@@ -271,26 +271,29 @@ static uint32_t dtype_type(const char *d) {
   return 0;
 }
 
-static uint32_t key_u32(const tl_gguf *g, const char *arch, const char *suffix) {
-  char k[128];
+/* The metadata key "ARCH.SUFFIX" (in a static buffer). */
+static const char *arch_key(const char *arch, const char *suffix) {
+  static char k[128];
   snprintf(k, sizeof k, "%s.%s", arch, suffix);
+  return k;
+}
+
+static uint32_t key_u32(const tl_gguf *g, const char *arch, const char *suffix) {
   uint32_t v = 0;
-  if (!tl_gguf_get_u32(g, k, &v)) fail_msg("missing u32 key %s", k);
+  if (!tl_gguf_get_u32(g, arch_key(arch, suffix), &v))
+    fail_msg("missing u32 key %s.%s", arch, suffix);
   return v;
 }
 
 static float key_f32(const tl_gguf *g, const char *arch, const char *suffix) {
-  char k[128];
-  snprintf(k, sizeof k, "%s.%s", arch, suffix);
   float v = 0;
-  if (!tl_gguf_get_f32(g, k, &v)) fail_msg("missing f32 key %s", k);
+  if (!tl_gguf_get_f32(g, arch_key(arch, suffix), &v))
+    fail_msg("missing f32 key %s.%s", arch, suffix);
   return v;
 }
 
 static bool has_key(const tl_gguf *g, const char *arch, const char *suffix) {
-  char k[128];
-  snprintf(k, sizeof k, "%s.%s", arch, suffix);
-  return tl_gguf_get(g, k) != NULL;
+  return tl_gguf_get(g, arch_key(arch, suffix)) != NULL;
 }
 
 static void check_pattern(const tl_gguf *g, const char *arch, const bool *want, int n) {

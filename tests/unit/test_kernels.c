@@ -6,59 +6,18 @@
 
 #include "backend/cpu/cpu.h"
 #include "core/threadpool.h"
-#include "quant/quant.h"
-#include "testutil.h"
+#include "weightutil.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static float frand(void) { /* uniform in [-1, 1) */
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return (float)((g_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
+static float frand(void) {
+  return tl_test_frand(&g_rng);
+} /* uniform in [-1, 1) */
 
-/* Every weight type the scalar reference multiplies. */
-static int all_types(uint32_t *out) {
-  int n = 0;
-  for (uint32_t t = 0; t < TL_TYPE_COUNT; t++)
-    if (tl_cpu_supports_type(t)) out[n++] = t;
-  return n;
-}
-
-static bool block_ok(const tl_type_info *ti, const uint8_t *b) {
-  float v[256];
-  ti->to_float(b, v, ti->blck);
-  for (int i = 0; i < ti->blck; i++)
-    if (!isfinite(v[i]) || fabsf(v[i]) > 1e4f) return false;
-  return true;
-}
-
-/* A random weight matrix of the given type: quantized random floats where a
- * quantizer exists, else random blocks (bytes with bit 6 cleared when
- * needed, which keeps every f16 scale finite). */
+/* A random weight matrix of the given type (weightutil.h), viewed as w. */
 static void *make_weight(uint32_t type, int64_t rows, int64_t cols, tl_weight *w) {
-  const tl_type_info *ti = tl_type_get(type);
-  uint64_t rb;
-  assert_true(tl_type_row_size(type, cols, &rb));
-  uint8_t *data = malloc((size_t)(rb * (uint64_t)rows));
-  float *tmp = malloc(sizeof(float) * (size_t)cols);
-  for (int64_t r = 0; r < rows; r++) {
-    uint8_t *row = data + r * rb;
-    if (ti->from_float) {
-      for (int64_t c = 0; c < cols; c++) tmp[c] = frand() * (1.0f + (float)(r % 7));
-      ti->from_float(tmp, row, cols);
-      continue;
-    }
-    for (int64_t b = 0; b < cols / ti->blck; b++) {
-      uint8_t *blk = row + b * ti->type_size;
-      for (size_t i = 0; i < ti->type_size; i++) blk[i] = (uint8_t)(frand() * 128.0f + 128.0f);
-      if (!block_ok(ti, blk))
-        for (size_t i = 0; i < ti->type_size; i++) blk[i] &= 0xbf;
-      assert_true(block_ok(ti, blk));
-    }
-  }
-  free(tmp);
-  *w = (tl_weight){type, rows, cols, (size_t)rb, data};
+  size_t rb;
+  uint8_t *data = tl_test_random_weight(type, rows, cols, 7, &g_rng, &rb);
+  *w = (tl_weight){type, rows, cols, rb, data};
   return data;
 }
 
@@ -67,7 +26,7 @@ static void test_vec_dot_vs_float64(void **state) {
   const tl_cpu_kernels *sets[8];
   int n_sets = tl_cpu_kernel_sets(sets, 8);
   uint32_t g_types[TL_TYPE_COUNT];
-  int n_types = all_types(g_types);
+  int n_types = tl_test_cpu_types(g_types);
   const int64_t col_sizes[] = {256, 512, 768, 1280, 2816};
   for (int ti = 0; ti < n_types; ti++) {
     int64_t blck = tl_type_get(g_types[ti])->blck;
@@ -111,7 +70,7 @@ static void test_matmul_threads(void **state) {
   const int64_t shapes[][3] = {
       {1, 1, 256}, {37, 3, 768}, {129, 5, 256}, {3, 17, 512}, {64, 1, 1280}};
   uint32_t g_types[TL_TYPE_COUNT];
-  int n_types = all_types(g_types);
+  int n_types = tl_test_cpu_types(g_types);
   for (int ti = 0; ti < n_types; ti++) {
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
       int64_t rows = shapes[si][0], ntok = shapes[si][1], cols = shapes[si][2];

@@ -95,12 +95,7 @@ static void check_fixture(void **state) {
     if (!int8 && exact_src) {
       char *again = tl_test_tmpfile(".bin");
       assert_int_equal(tl_model_convert_native(out, again, false, NULL, NULL), TL_OK);
-      size_t n1, n2;
-      char *a = tl_test_read_file(out, &n1), *b = tl_test_read_file(again, &n2);
-      assert_int_equal(n1, n2);
-      assert_memory_equal(a, b, n1);
-      free(a);
-      free(b);
+      tl_test_assert_same_file(out, again);
       unlink(again);
       free(again);
     }
@@ -150,10 +145,7 @@ static tdef g_t[] = {
 
 static uint64_t g_rng = 0x243f6a8885a308d3ull;
 static float frand(void) {
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return (float)((g_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+  return tl_test_frand(&g_rng);
 }
 
 static int g_made[3];

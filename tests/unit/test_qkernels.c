@@ -8,51 +8,16 @@
 
 #include "backend/cpu/cpu.h"
 #include "core/threadpool.h"
-#include "quant/quant.h"
-#include "testutil.h"
+#include "weightutil.h"
 
 static uint64_t g_rng = 0x243f6a8885a308d3ull;
-static float frand(void) { /* uniform in [-1, 1) */
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return (float)((g_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
+static float frand(void) {
+  return tl_test_frand(&g_rng);
+} /* uniform in [-1, 1) */
 
-static bool block_ok(const tl_type_info *ti, const uint8_t *b) {
-  float v[256];
-  ti->to_float(b, v, ti->blck);
-  for (int i = 0; i < ti->blck; i++)
-    if (!isfinite(v[i]) || fabsf(v[i]) > 1e4f) return false;
-  return true;
-}
-
-/* rows x cols weights of a type: quantized random floats where a quantizer
- * exists, else random blocks with finite scales. */
+/* rows x cols random weights of a type (weightutil.h). */
 static uint8_t *make_weight(uint32_t type, int64_t rows, int64_t cols, size_t *row_bytes) {
-  const tl_type_info *ti = tl_type_get(type);
-  uint64_t rb;
-  assert_true(tl_type_row_size(type, cols, &rb));
-  uint8_t *data = malloc((size_t)(rb * (uint64_t)rows));
-  float *tmp = malloc(sizeof(float) * (size_t)cols);
-  for (int64_t r = 0; r < rows; r++) {
-    uint8_t *row = data + r * rb;
-    if (ti->from_float) {
-      for (int64_t c = 0; c < cols; c++) tmp[c] = frand() * (1.0f + (float)(r % 5));
-      ti->from_float(tmp, row, cols);
-      continue;
-    }
-    for (int64_t b = 0; b < cols / ti->blck; b++) {
-      uint8_t *blk = row + b * ti->type_size;
-      for (size_t i = 0; i < ti->type_size; i++) blk[i] = (uint8_t)(frand() * 128.0f + 128.0f);
-      if (!block_ok(ti, blk))
-        for (size_t i = 0; i < ti->type_size; i++) blk[i] &= 0xbf;
-      assert_true(block_ok(ti, blk));
-    }
-  }
-  free(tmp);
-  *row_bytes = (size_t)rb;
-  return data;
+  return tl_test_random_weight(type, rows, cols, 5, &g_rng, row_bytes);
 }
 
 /* Activations with a spread of magnitudes, a zero block and exact ties. */
@@ -174,9 +139,7 @@ static void test_gemm_vs_scalar(void **state) {
   int n_sets = tl_cpu_kernel_sets(sets, 8);
   const tl_cpu_kernels *sc = sets[0];
   uint32_t types[TL_TYPE_COUNT];
-  int n_types = 0;
-  for (uint32_t t = 0; t < TL_TYPE_COUNT; t++)
-    if (tl_cpu_supports_type(t)) types[n_types++] = t;
+  int n_types = tl_test_cpu_types(types);
   const int64_t nrs[] = {1, 3, 4, 5, 9, 17}, nts[] = {1, 2, 3, 4, 5, 7, 9};
   for (int ti = 0; ti < n_types; ti++) {
     const uint32_t type = types[ti];
@@ -288,9 +251,7 @@ static void test_matmul_splits(void **state) {
   const int64_t shapes[][3] = {{7, 1, 256},   {301, 1, 512}, {33, 13, 512},
                                {300, 5, 256}, {20, 40, 256}, {130, 70, 768}};
   uint32_t types[TL_TYPE_COUNT];
-  int n_types = 0;
-  for (uint32_t t = 0; t < TL_TYPE_COUNT; t++)
-    if (tl_cpu_supports_type(t)) types[n_types++] = t;
+  int n_types = tl_test_cpu_types(types);
   tl_pool *pools[3], *pool1;
   for (int i = 0; i < 3; i++) assert_int_equal(tl_pool_new(i + 1, &pools[i]), TL_OK);
   pool1 = pools[0];

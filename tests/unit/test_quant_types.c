@@ -46,16 +46,9 @@ static void test_fixture_dequant(void **state) {
   cmp_stats per_type[TL_TYPE_COUNT] = {0};
   int files = 0;
   for (size_t f = 0; f < sizeof g_fixtures / sizeof g_fixtures[0]; f++) {
-    char rel[128];
-    snprintf(rel, sizeof rel, "llama/model-%s.gguf", g_fixtures[f]);
-    char *gpath = tl_test_fixture_or_skip(rel);
-    snprintf(rel, sizeof rel, "llama/model-%s.dequant.safetensors", g_fixtures[f]);
-    char *dpath = tl_test_fixture_or_skip(rel);
-    if (!gpath || !dpath) {
-      free(gpath);
-      free(dpath);
-      continue;
-    }
+    char *gpath = tl_test_fixture_or_skipf("llama/model-%s.gguf", g_fixtures[f]);
+    char *dpath = tl_test_fixture_or_skipf("llama/model-%s.dequant.safetensors", g_fixtures[f]);
+    if (!tl_test_both(&gpath, &dpath)) continue;
     tl_gguf *g = NULL;
     assert_int_equal(tl_gguf_open(gpath, &g), TL_OK);
     tl_test_st *st = tl_test_st_open(dpath);

@@ -49,6 +49,15 @@ static float *dequantize(const void *q, uint32_t type, int64_t n) {
 
 /* Our mix's type for every tensor of f32, checked against the types in
  * llama.cpp's file ref. Returns the number of tensors compared. */
+/* in quantized to out as ftype on 2 threads; fails the test on an error. */
+static void quantize_file(const char *in, const char *out, tl_ftype ftype) {
+  tl_quantize_params qp = tl_quantize_default_params();
+  qp.ftype = ftype;
+  qp.n_threads = 2;
+  if (tl_model_quantize(in, out, &qp) != TL_OK)
+    fail_msg("%s as %s: %s", in, tl_ftype_name(ftype), tl_last_error());
+}
+
 static int check_types(const tl_gguf *f32, const tl_gguf *ref, tl_ftype ftype) {
   uint64_t n = f32->n_tensors;
   char **names = calloc((size_t)n, sizeof *names);
@@ -144,10 +153,7 @@ static void test_fixture_bytes(void **state) {
     assert_int_equal(same, total);
     /* the whole file, through the public API */
     char *out = tl_test_tmpfile(".gguf");
-    tl_quantize_params qp = tl_quantize_default_params();
-    qp.ftype = cases[c].ftype;
-    qp.n_threads = 2;
-    assert_int_equal(tl_model_quantize(f32p, out, &qp), TL_OK);
+    quantize_file(f32p, out, cases[c].ftype);
     size_t on = 0, rn = 0;
     char *ob = tl_test_read_file(out, &on), *rb = tl_test_read_file(rp, &rn);
     assert_non_null(ob);
@@ -329,11 +335,7 @@ static void test_round_trip_all_types(void **state) {
     tl_ftype back;
     assert_int_equal(tl_ftype_from_name(tl_ftype_name(all[i]), &back), TL_OK);
     assert_int_equal(back, all[i]);
-    tl_quantize_params qp = tl_quantize_default_params();
-    qp.ftype = all[i];
-    qp.n_threads = 2;
-    if (tl_model_quantize(src, out, &qp) != TL_OK)
-      fail_msg("%s: %s", tl_ftype_name(all[i]), tl_last_error());
+    quantize_file(src, out, all[i]);
     eval_finite(out);
   }
   unlink(out);
@@ -360,10 +362,7 @@ static void test_hf_folder(void **state) {
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     char *rp = tl_test_fixture_or_skip(cases[c].file);
     if (!rp) continue;
-    tl_quantize_params qp = tl_quantize_default_params();
-    qp.ftype = cases[c].ftype;
-    qp.n_threads = 2;
-    if (tl_model_quantize(cfg, out, &qp) != TL_OK) fail_msg("%s", tl_last_error());
+    quantize_file(cfg, out, cases[c].ftype);
     tl_gguf *ours = NULL, *ref = NULL;
     assert_int_equal(tl_gguf_open(out, &ours), TL_OK);
     assert_int_equal(tl_gguf_open(rp, &ref), TL_OK);
@@ -550,12 +549,7 @@ static void test_writer_rewrites_fixture(void **state) {
   assert_int_equal(tl_gguf_open(p, &g), TL_OK);
   char *out = tl_test_tmpfile(".gguf");
   assert_int_equal(tl_gguf_write(g, out), TL_OK);
-  size_t a = 0, b = 0;
-  char *x = tl_test_read_file(p, &a), *y = tl_test_read_file(out, &b);
-  assert_int_equal(a, b);
-  assert_memory_equal(x, y, a);
-  free(x);
-  free(y);
+  tl_test_assert_same_file(p, out);
   unlink(out);
   free(out);
   tl_gguf_free(g);

@@ -140,6 +140,44 @@ static void logits_from_probs(const double *pr, const int *perm, int n, float *o
   for (int i = 0; i < n; i++) out[perm ? perm[i] : i] = (float)log(pr[i]);
 }
 
+/* n logits (malloc'd), each (level + lo) / div for a pseudo-random level in
+ * [0, levels) (a 64-bit LCG seeded with seed, its bits from `shift` up): few
+ * levels give many exact ties. */
+static float *lcg_logits(int n, uint64_t seed, int shift, int levels, int lo, float div) {
+  float *l = malloc((size_t)n * sizeof(float));
+  assert_non_null(l);
+  uint64_t x = seed;
+  for (int i = 0; i < n; i++) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    l[i] = (float)((int)((x >> shift) % (uint64_t)levels) + lo) / div;
+  }
+  return l;
+}
+
+/* Draws of a sampler with params p follow the best `keep` of the n
+ * probabilities pr (sorted, placed at token ids perm) renormalized, and
+ * nothing else. */
+static void check_keeps_best(tl_sampler_params p, const float *logits, const double *pr,
+                             const int *perm, int n, int keep) {
+  double prob[8] = {0}, z = 0;
+  assert_true(n <= 8);
+  for (int i = 0; i < keep; i++) z += pr[i];
+  for (int i = 0; i < keep; i++) prob[perm[i]] = pr[i] / z;
+  tl_sampler *s = make(p);
+  check_freq(s, logits, n, prob, N_DRAWS);
+  tl_sampler_free(s);
+}
+
+/* The token a fresh sampler with params p draws from the n logits l after
+ * accepting prev. */
+static tl_token sample_after(tl_sampler_params p, tl_token prev, const float *l, int n) {
+  tl_sampler *s = make(p);
+  tl_sampler_accept(s, prev);
+  tl_token t = tl_sampler_sample(s, l, n);
+  tl_sampler_free(s);
+  return t;
+}
+
 /* ---- tests ------------------------------------------------------------- */
 
 static void test_defaults(void **state) {
@@ -234,12 +272,7 @@ static void test_greedy(void **state) {
 
   /* a large vocabulary */
   int n = 256000;
-  float *big = malloc((size_t)n * sizeof(float));
-  uint64_t x = 12345;
-  for (int i = 0; i < n; i++) {
-    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-    big[i] = (float)((x >> 40) % 100000) / 10000.0f;
-  }
+  float *big = lcg_logits(n, 12345, 40, 100000, 0, 10000.0f);
   big[201234] = 11.0f;
   s = make(plain(0.0f, 1));
   assert_int_equal(tl_sampler_sample(s, big, n), 201234);
@@ -366,12 +399,7 @@ static void test_top_k(void **state) {
 
   /* a 256k vocabulary with many near ties: draws stay in the exact top 40 */
   int n = 256000;
-  float *big = malloc((size_t)n * sizeof(float));
-  uint64_t x = 777;
-  for (int i = 0; i < n; i++) {
-    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-    big[i] = (float)((x >> 33) % 2000) / 100.0f; /* many exact ties */
-  }
+  float *big = lcg_logits(n, 777, 33, 2000, 0, 100.0f); /* many exact ties */
   p = plain(1.0f, 10);
   p.top_k = 40;
   s = make(p);
@@ -400,12 +428,7 @@ static void test_top_p(void **state) {
   for (int c = 0; c < 5; c++) {
     tl_sampler_params p = plain(1.0f, 100 + (uint64_t)c);
     p.top_p = cases[c].top_p;
-    tl_sampler *s = make(p);
-    double prob[4] = {0}, z = 0;
-    for (int i = 0; i < cases[c].keep; i++) z += pr[i];
-    for (int i = 0; i < cases[c].keep; i++) prob[perm[i]] = pr[i] / z;
-    check_freq(s, logits, 4, prob, N_DRAWS);
-    tl_sampler_free(s);
+    check_keeps_best(p, logits, pr, perm, 4, cases[c].keep);
   }
 
   /* top-p sees the temperature-1 probabilities (llama.cpp order): with
@@ -424,12 +447,7 @@ static void test_top_p(void **state) {
 
   /* a large vocabulary (exercises the partial sort) against the reference */
   int n = 2048;
-  float *big = malloc((size_t)n * sizeof(float));
-  uint64_t x = 99;
-  for (int i = 0; i < n; i++) {
-    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-    big[i] = (float)((x >> 33) % 100000) / 8000.0f; /* spread 12.5 */
-  }
+  float *big = lcg_logits(n, 99, 33, 100000, 0, 8000.0f); /* spread 12.5 */
   for (int k = 0; k < 3; k++) {
     float tps[3] = {0.5f, 0.9f, 0.999f};
     p = plain(1.0f, 200 + (uint64_t)k);
@@ -457,12 +475,7 @@ static void test_min_p(void **state) {
   for (int c = 0; c < 6; c++) {
     tl_sampler_params p = plain(1.0f, 500 + (uint64_t)c);
     p.min_p = cases[c].min_p;
-    tl_sampler *s = make(p);
-    double prob[5] = {0}, z = 0;
-    for (int i = 0; i < cases[c].keep; i++) z += pr[i];
-    for (int i = 0; i < cases[c].keep; i++) prob[perm[i]] = pr[i] / z;
-    check_freq(s, logits, 5, prob, N_DRAWS);
-    tl_sampler_free(s);
+    check_keeps_best(p, logits, pr, perm, 5, cases[c].keep);
   }
   /* with temperature: survivors reweighted by exp(l / T) */
   tl_sampler_params p = plain(0.5f, 600);
@@ -473,12 +486,7 @@ static void test_min_p(void **state) {
 static void test_chain_vs_reference(void **state) {
   (void)state;
   int n = 300;
-  float *logits = malloc((size_t)n * sizeof(float));
-  uint64_t x = 4242;
-  for (int i = 0; i < n; i++) {
-    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-    logits[i] = (float)((int)((x >> 33) % 4000) - 2000) / 400.0f;
-  }
+  float *logits = lcg_logits(n, 4242, 33, 4000, -2000, 400.0f);
   int hist[20];
   for (int i = 0; i < 20; i++) hist[i] = (i * 37) % n;
   hist[5] = hist[6] = hist[7] = tl_test_argmax(logits, (size_t)n);
@@ -552,23 +560,14 @@ static void test_repeat_penalty(void **state) {
 
   /* repeat_last_n 0 and penalty 1 are off */
   p.repeat_last_n = 0;
-  s = make(p);
-  tl_sampler_accept(s, 0);
-  assert_int_equal(tl_sampler_sample(s, l, 4), 0);
-  tl_sampler_free(s);
+  assert_int_equal(sample_after(p, 0, l, 4), 0);
   p.repeat_last_n = 64;
   p.repeat_penalty = 1.0f;
-  s = make(p);
-  tl_sampler_accept(s, 0);
-  assert_int_equal(tl_sampler_sample(s, l, 4), 0);
-  tl_sampler_free(s);
+  assert_int_equal(sample_after(p, 0, l, 4), 0);
 
   /* a penalty < 1 boosts */
   p.repeat_penalty = 0.5f;
-  s = make(p);
-  tl_sampler_accept(s, 1);
-  assert_int_equal(tl_sampler_sample(s, l, 4), 1); /* 1.9 / 0.5 = 3.8 */
-  tl_sampler_free(s);
+  assert_int_equal(sample_after(p, 1, l, 4), 1); /* 1.9 / 0.5 = 3.8 */
 
   /* the sampled distribution: logits 1, 0 with token 0 penalised by 2 -> 0.5, 0 */
   p = plain(1.0f, 31);

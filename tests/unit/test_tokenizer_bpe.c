@@ -117,56 +117,21 @@ static void test_vocab_llama_bpe(void **state) {
 /* ---- 2. the fixture model folders ------------------------------------------- */
 
 static void check_fixture(const char *arch, int *n_total) {
-  char rel[256];
-  snprintf(rel, sizeof rel, "%s/reference.json", arch);
-  char *json = tl_test_fixture_or_skip(rel);
+  char *json = tl_test_fixture_or_skipf("%s/reference.json", arch);
   if (!json) return;
   char *dir = strdup(json);
   *strrchr(dir, '/') = '\0';
   tl_status st;
   tl_vocab *v = load_hf_vocab(dir, &st);
   if (!v) fail_msg("%s: %s", dir, tl_last_error());
-  size_t js_n = 0;
-  char *js = tl_test_read_file(json, &js_n);
-  assert_non_null(js);
-  cJSON *root = cJSON_Parse(js);
-  assert_non_null(root);
-  const cJSON *prompts = cJSON_GetObjectItemCaseSensitive(root, "prompts");
-  assert_true(cJSON_IsArray(prompts));
-  int n_prompts = 0, n_ok = 0;
-  const cJSON *pr;
-  cJSON_ArrayForEach(pr, prompts) {
-    const cJSON *text = cJSON_GetObjectItemCaseSensitive(pr, "text");
-    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(pr, "input_ids");
-    assert_true(cJSON_IsString(text));
-    assert_true(cJSON_IsArray(ids));
-    size_t n_exp = (size_t)cJSON_GetArraySize(ids);
-    tl_token *exp = malloc((n_exp + 1) * sizeof *exp);
-    size_t k = 0;
-    const cJSON *id;
-    cJSON_ArrayForEach(id, ids) exp[k++] = (tl_token)id->valuedouble;
-    const char *txt = text->valuestring;
-    size_t n = 0;
-    tl_token *got = tl_test_tokenize(v, txt, strlen(txt), tl_vocab_add_bos(v), true, &n);
-    bool ok = n == n_exp && memcmp(got, exp, n * sizeof *got) == 0;
-    if (!ok) {
-      printf("MISMATCH %s prompt %d: '%s'\n", arch, n_prompts, txt);
-      tl_test_print_ids("expected", exp, n_exp);
-      tl_test_print_ids("got     ", got, n);
-    }
-    n_ok += ok;
-    free(got);
-    free(exp);
-    n_prompts++;
-  }
+  int n_prompts = 0;
+  const int n_ok = tl_test_reference_ids(v, arch, "", &n_prompts);
   printf("%s (%s): input_ids of %d/%d prompts match\n", arch,
          tl_vocab_get_kind(v) == TL_VOCAB_BPE ? "byte-level BPE" : "SentencePiece", n_ok,
          n_prompts);
   assert_true(n_prompts > 0);
   assert_int_equal(n_ok, n_prompts);
   *n_total += n_prompts;
-  cJSON_Delete(root);
-  free(js);
   tl_vocab_free(v);
   free(dir);
   free(json);
@@ -187,16 +152,9 @@ static void test_fixture_ggufs(void **state) {
   (void)state;
   static const char *const archs[] = {"llama3", "qwen2", "phi2"};
   for (size_t a = 0; a < 3; a++) {
-    char rel[256];
-    snprintf(rel, sizeof rel, "%s/model-q8_0.gguf", archs[a]);
-    char *gguf = tl_test_fixture_or_skip(rel);
-    snprintf(rel, sizeof rel, "%s/reference.json", archs[a]);
-    char *json = tl_test_fixture_or_skip(rel);
-    if (!gguf || !json) {
-      free(gguf);
-      free(json);
-      continue;
-    }
+    char *gguf = tl_test_fixture_or_skipf("%s/model-q8_0.gguf", archs[a]);
+    char *json = tl_test_fixture_or_skipf("%s/reference.json", archs[a]);
+    if (!tl_test_both(&gguf, &json)) continue;
     tl_vocab *v = tl_test_vocab_gguf(gguf);
     assert_int_equal(tl_vocab_get_kind(v), TL_VOCAB_BPE);
     char *dir = strdup(json);
@@ -216,30 +174,12 @@ static void test_fixture_ggufs(void **state) {
       assert_memory_equal(t1, t2, l1);
       assert_int_equal(tl_vocab_type(v, i), tl_vocab_type(h, i));
     }
-    size_t js_n = 0;
-    char *js = tl_test_read_file(json, &js_n);
-    cJSON *root = cJSON_Parse(js);
-    assert_non_null(root);
     int n_prompts = 0;
-    const cJSON *pr;
-    cJSON_ArrayForEach(pr, cJSON_GetObjectItemCaseSensitive(root, "prompts")) {
-      const char *txt = cJSON_GetObjectItemCaseSensitive(pr, "text")->valuestring;
-      const cJSON *ids = cJSON_GetObjectItemCaseSensitive(pr, "input_ids");
-      bool bos = tl_vocab_add_bos(v);
-      size_t n = 0;
-      tl_token *got = tl_test_tokenize(v, txt, strlen(txt), bos, true, &n);
-      assert_int_equal(n, (size_t)cJSON_GetArraySize(ids));
-      for (size_t i = 0; i < n; i++) {
-        assert_int_equal(got[i], cJSON_GetArrayItem(ids, (int)i)->valueint);
-      }
-      free(got);
-      n_prompts++;
-    }
+    const int n_ok = tl_test_reference_ids(v, archs[a], "", &n_prompts);
     printf("%s GGUF: input_ids of %d prompts match, vocabulary equals the folder's\n", archs[a],
            n_prompts);
     assert_true(n_prompts > 0);
-    cJSON_Delete(root);
-    free(js);
+    assert_int_equal(n_ok, n_prompts);
     tl_vocab_free(h);
     tl_vocab_free(v);
     free(dir);

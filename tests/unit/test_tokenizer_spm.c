@@ -3,7 +3,6 @@
  * special tokens, error handling and GGUF validation. */
 #include "vocabutil.h"
 
-#include <cjson/cJSON.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,78 +65,31 @@ static void test_vocab_phi3(void **state) {
 /* ---- 2. input_ids of the reference fixtures -------------------------------- */
 
 typedef struct {
-  const char *name;
-  const char *gguf; /* fixture-relative, or absolute */
-  const char *json;
+  const char *name;  /* the fixture folder of reference.json */
+  const char *gguf;  /* fixture-relative, or absolute */
   bool dummy_prefix; /* the reference tokenizer always adds a leading space */
 } ref_case;
 
 static void check_reference(const ref_case *rc) {
   char *gguf = rc->gguf[0] == '/' ? strdup(rc->gguf) : tl_test_fixture_or_skip(rc->gguf);
-  char *json = tl_test_fixture_or_skip(rc->json);
+  char *json = tl_test_fixture_or_skipf("%s/reference.json", rc->name);
   if (gguf && access(gguf, R_OK) != 0) {
     printf("SKIPPED: %s (fixture not found)\n", gguf);
     free(gguf);
     gguf = NULL;
   }
-  if (!gguf || !json) {
-    free(gguf);
-    free(json);
-    return;
-  }
+  if (!tl_test_both(&gguf, &json)) return;
   tl_vocab *v = tl_test_vocab_gguf(gguf);
   assert_non_null(v);
-  size_t js_n = 0;
-  char *js = tl_test_read_file(json, &js_n);
-  assert_non_null(js);
-  cJSON *root = cJSON_Parse(js);
-  assert_non_null(root);
-  const cJSON *prompts = cJSON_GetObjectItemCaseSensitive(root, "prompts");
-  assert_true(cJSON_IsArray(prompts));
+  /* The fixture's Hugging Face tokenizer adds SentencePiece's dummy prefix
+   * while its GGUF says add_space_prefix = false (as llama.cpp's Gemma
+   * converter always writes): the ids match with an explicit leading space. */
+  const char *prefix = rc->dummy_prefix && !v->add_space_prefix ? " " : "";
   int n_prompts = 0;
-  const cJSON *pr;
-  cJSON_ArrayForEach(pr, prompts) {
-    const cJSON *text = cJSON_GetObjectItemCaseSensitive(pr, "text");
-    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(pr, "input_ids");
-    assert_true(cJSON_IsString(text));
-    assert_true(cJSON_IsArray(ids));
-    size_t n_exp = (size_t)cJSON_GetArraySize(ids);
-    tl_token *exp = malloc((n_exp + 1) * sizeof *exp);
-    size_t k = 0;
-    const cJSON *id;
-    cJSON_ArrayForEach(id, ids) exp[k++] = (tl_token)id->valuedouble;
-
-    const char *txt = text->valuestring;
-    char *spaced = NULL;
-    if (rc->dummy_prefix && !v->add_space_prefix) {
-      /* The fixture's Hugging Face tokenizer adds SentencePiece's dummy
-       * prefix while its GGUF says add_space_prefix = false (as llama.cpp's
-       * Gemma converter always writes): the ids match with an explicit
-       * leading space. */
-      size_t l = strlen(txt);
-      spaced = malloc(l + 2);
-      spaced[0] = ' ';
-      memcpy(spaced + 1, txt, l + 1);
-      txt = spaced;
-    }
-    size_t n = 0;
-    tl_token *got = tl_test_tokenize(v, txt, strlen(txt), tl_vocab_add_bos(v), true, &n);
-    free(spaced);
-    bool ok = n == n_exp && memcmp(got, exp, n * sizeof *got) == 0;
-    if (!ok) {
-      printf("MISMATCH %s prompt %d: '%s'\n", rc->name, n_prompts, text->valuestring);
-      tl_test_print_ids("expected", exp, n_exp);
-      tl_test_print_ids("got     ", got, n);
-    }
-    assert_true(ok);
-    free(got);
-    free(exp);
-    n_prompts++;
-  }
+  const int n_ok = tl_test_reference_ids(v, rc->name, prefix, &n_prompts);
   assert_true(n_prompts > 0);
+  assert_int_equal(n_ok, n_prompts);
   printf("%s: input_ids of %d prompts match\n", rc->name, n_prompts);
-  cJSON_Delete(root);
-  free(js);
   tl_vocab_free(v);
   free(gguf);
   free(json);
@@ -146,12 +98,12 @@ static void check_reference(const ref_case *rc) {
 static void test_reference_input_ids(void **state) {
   (void)state;
   static const ref_case cases[] = {
-      {"llama", "llama/model-q8_0.gguf", "llama/reference.json", false},
-      {"mistral", "mistral/model-q8_0.gguf", "mistral/reference.json", false},
-      {"phi3", "phi3/model-q8_0.gguf", "phi3/reference.json", false},
-      {"gemma", "gemma/model-q8_0.gguf", "gemma/reference.json", true},
-      {"gemma2", "gemma2/model-q8_0.gguf", "gemma2/reference.json", true},
-      {"demo", TL_TEST_DATA "/../../models/kjv-llama-11m-q8_0.gguf", "demo/reference.json", false},
+      {"llama", "llama/model-q8_0.gguf", false},
+      {"mistral", "mistral/model-q8_0.gguf", false},
+      {"phi3", "phi3/model-q8_0.gguf", false},
+      {"gemma", "gemma/model-q8_0.gguf", true},
+      {"gemma2", "gemma2/model-q8_0.gguf", true},
+      {"demo", TL_TEST_DATA "/../../models/kjv-llama-11m-q8_0.gguf", false},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_reference(&cases[i]);
 }

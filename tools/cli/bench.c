@@ -3,7 +3,6 @@
  * empty cache, tg = n tokens decoded one at a time from an empty cache. Each
  * test runs once as a warm-up, then r times; mean and standard deviation of
  * tokens/s are reported. --json prints llama-bench's field names. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,17 +11,7 @@
 #include <stdatomic.h>
 #include <sys/resource.h>
 
-#include "torchless.h"
-
-int cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-typedef struct bench_opts {
-  const char *model;
-  int n_prompt, n_gen, reps, threads;
-  int depth; /* tokens already in the cache before each test (llama-bench -d) */
-  bool json, mlock, membw;
-  tl_kv_type kv;
-} bench_opts;
+#include "cli.h"
 
 /* ---- memory read bandwidth (--membw): the roofline of generation ---------- */
 
@@ -169,7 +158,7 @@ typedef struct result {
   double avg, sd;
 } result;
 
-static tl_status measure(tl_context *c, int32_t nv, const bench_opts *o, bool pp, result *r) {
+static tl_status measure(tl_context *c, int32_t nv, const cli_opts *o, bool pp, result *r) {
   int n = pp ? o->n_prompt : o->n_gen;
   double ts[64], secs;
   int d = o->depth;
@@ -189,93 +178,26 @@ static tl_status measure(tl_context *c, int32_t nv, const bench_opts *o, bool pp
   return TL_OK;
 }
 
-static bool parse_count(const char *s, int lo, int hi, int *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return false;
-  *out = (int)v;
-  return true;
-}
-
-int cmd_bench(int argc, char **argv, const char *default_model) {
-  bench_opts o = {.model = default_model,
-                  .n_prompt = 512,
-                  .n_gen = 128,
-                  .reps = 3,
-                  .threads = 0,
-                  .kv = TL_KV_F16};
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    bool has = v != NULL;
-    if (!strcmp(a, "--json")) {
-      o.json = true;
-      continue;
-    }
-    if (!strcmp(a, "--mlock")) {
-      o.mlock = true;
-      continue;
-    }
-    if (!strcmp(a, "--membw")) {
-      o.membw = true;
-      continue;
-    }
-    if (!has) return cli_die("option %s of 'bench' needs a value (see torchless --help)", a);
-    i++;
-    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-      o.model = v;
-    } else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
-      if (!parse_count(v, 0, 1 << 20, &o.n_prompt)) return cli_die("-p needs a count, got '%s'", v);
-    } else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
-      if (!parse_count(v, 0, 1 << 20, &o.n_gen)) return cli_die("-n needs a count, got '%s'", v);
-    } else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) {
-      if (!parse_count(v, 0, 1 << 22, &o.depth)) return cli_die("-d needs a count, got '%s'", v);
-    } else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) {
-      if (!parse_count(v, 1, 64, &o.reps)) return cli_die("-r needs 1..64, got '%s'", v);
-    } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-      if (!parse_count(v, 1, 1024, &o.threads)) return cli_die("-t needs 1..1024, got '%s'", v);
-    } else if (!strcmp(a, "--kv")) {
-      if (!strcmp(v, "f16"))
-        o.kv = TL_KV_F16;
-      else if (!strcmp(v, "f32"))
-        o.kv = TL_KV_F32;
-      else if (!strcmp(v, "q8_0"))
-        o.kv = TL_KV_Q8_0;
-      else
-        return cli_die("--kv must be f16, f32 or q8_0, got '%s'", v);
-    } else if (!strcmp(a, "--backend")) {
-      if (strcmp(v, "auto") && strcmp(v, "cpu"))
-        return cli_die("backend '%s' is not available in this build (available: cpu)", v);
-    } else {
-      return cli_die("unknown option '%s' for 'bench' (see torchless --help)", a);
-    }
-  }
-  if (o.n_prompt == 0 && o.n_gen == 0) return cli_die("bench: -p and -n are both 0");
-  tl_model *m = NULL;
-  tl_model_params mp = tl_model_default_params();
-  mp.use_mlock = o.mlock;
-  tl_status s = tl_model_load(o.model, &mp, &m);
-  if (s) return cli_die("%s", tl_last_error());
-  tl_context_params cp = tl_context_default_params();
-  int need = o.depth + (o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen);
-  cp.n_ctx = need;
-  cp.n_batch = o.n_prompt > 512 ? o.n_prompt : 512;
-  cp.n_threads = o.threads;
-  cp.kv_type = o.kv;
-  tl_context *c = NULL;
-  if ((s = tl_context_new(m, &cp, &c))) {
+int cmd_bench(cli_opts *o) {
+  if (o->n_prompt == 0 && o->n_gen == 0) return cli_die("bench: -p and -n are both 0");
+  tl_model *m = cli_load_model(o, false, NULL);
+  if (!m) return 1;
+  int need = o->depth + (o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen);
+  tl_context *c = cli_new_context(m, o, need, o->n_prompt > 512 ? o->n_prompt : 512);
+  if (!c) {
     tl_model_free(m);
-    return cli_die("%s", tl_last_error());
+    return 1;
   }
   int32_t nv = tl_model_n_vocab(m);
   result res[2];
   int nres = 0;
-  if (o.n_prompt > 0 && !(s = measure(c, nv, &o, true, &res[nres]))) nres++;
-  if (!s && o.n_gen > 0 && !(s = measure(c, nv, &o, false, &res[nres]))) nres++;
+  tl_status s = TL_OK;
+  if (o->n_prompt > 0 && !(s = measure(c, nv, o, true, &res[nres]))) nres++;
+  if (!s && o->n_gen > 0 && !(s = measure(c, nv, o, false, &res[nres]))) nres++;
   if (s) {
     tl_context_free(c);
     tl_model_free(m);
-    return cli_die("%s", tl_last_error());
+    return cli_fail(s);
   }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -283,8 +205,9 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
   uint64_t bytes_tok = tl_model_decode_bytes(m);
   const char *desc = tl_model_desc(m);
   int nt = tl_context_n_threads(c);
-  double bw = o.membw ? measure_read_bw(nt) : 0;
-  if (o.json) {
+  double bw = o->membw ? measure_read_bw(nt) : 0;
+  const char *kv = tl_kv_type_name((tl_kv_type)o->kv);
+  if (o->json) {
     printf("[\n");
     for (int i = 0; i < nres; i++) {
       printf(
@@ -294,10 +217,10 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
           "\"type_k\": \"%s\", \"type_v\": \"%s\", \"bytes_per_token\": %llu, "
           "\"peak_rss_bytes\": %llu, \"read_bw_bytes_per_s\": %.0f, \"kernels\": \"%s\"}%s\n",
           desc, tl_model_weight_type(m), (unsigned long long)tl_model_size_bytes(m),
-          (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen, o.depth,
-          res[i].avg, res[i].sd, o.reps, tl_kv_type_name(o.kv), tl_kv_type_name(o.kv),
-          (unsigned long long)bytes_tok, (unsigned long long)ru.ru_maxrss * 1024ull, bw,
-          tl_context_kernels(c), i + 1 < nres ? "," : "");
+          (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen, o->depth,
+          res[i].avg, res[i].sd, o->reps, kv, kv, (unsigned long long)bytes_tok,
+          (unsigned long long)ru.ru_maxrss * 1024ull, bw, tl_context_kernels(c),
+          i + 1 < nres ? "," : "");
     }
     printf("]\n");
   } else {
@@ -307,7 +230,7 @@ int cmd_bench(int argc, char **argv, const char *default_model) {
       char test[32];
       int k = res[i].n_prompt ? snprintf(test, sizeof test, "pp%d", res[i].n_prompt)
                               : snprintf(test, sizeof test, "tg%d", res[i].n_gen);
-      if (o.depth) snprintf(test + k, sizeof test - (size_t)k, " @ d%d", o.depth);
+      if (o->depth) snprintf(test + k, sizeof test - (size_t)k, " @ d%d", o->depth);
       printf("| %s | %.2f GiB | %.2f B | cpu (%s) | %d | %s | %.2f ± %.2f |\n", desc,
              (double)tl_model_size_bytes(m) / (1024.0 * 1024.0 * 1024.0),
              (double)tl_model_n_params(m) / 1e9, tl_context_kernels(c), nt, test, res[i].avg,

@@ -1,0 +1,294 @@
+/* torchless, the command-line tool: the options of every command (one table,
+ * one parser), errors, and loading a model with the options. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* int options are stored through an int *, also into int32_t fields */
+_Static_assert(_Generic((int32_t)0, int : 1, default : 0), "int32_t is int");
+
+int cli_die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "torchless: error: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+  return 1;
+}
+
+int cli_fail(tl_status s) {
+  return cli_die("%s (%s)", tl_last_error(), tl_status_name(s));
+}
+
+/* The one place that knows the backends: replace it when the library names
+ * them. */
+int cli_check_backend(const char *name) {
+  if (!strcmp(name, "auto") || !strcmp(name, "cpu")) return 0;
+  if (!strcmp(name, "cuda") || !strcmp(name, "opencl"))
+    return cli_die("backend '%s' is not available in this build (available: cpu)", name);
+  cli_die("unknown backend '%s' (auto, cpu)", name);
+  return 2;
+}
+
+/* ---- the options ------------------------------------------------------------ */
+
+typedef enum opt_kind {
+  OPT_FLAG,     /* bool = true, no value */
+  OPT_STR,      /* const char * */
+  OPT_INT,      /* int in lo..hi */
+  OPT_FLOAT,    /* float, finite */
+  OPT_U64,      /* uint64_t */
+  OPT_NAME,     /* int: the value of one of names */
+  OPT_FTYPE,    /* int: a tl_ftype by its name */
+  OPT_OVERRIDE, /* one more --override-kv */
+  OPT_BACKEND,  /* const char *, checked by cli_check_backend */
+} opt_kind;
+
+typedef struct opt_name {
+  const char *name;
+  int value;
+} opt_name;
+
+typedef struct opt {
+  const char *name, *alias; /* "-t", "--threads" (alias may be NULL) */
+  unsigned cmds;            /* the commands (CLI_* bits) that take it */
+  opt_kind kind;
+  size_t off; /* the field of cli_opts */
+  long lo, hi;
+  const char *bad; /* the error for a bad value: a format with one %s, the value */
+  const opt_name *names;
+} opt;
+
+#define GEN (CLI_RUN | CLI_EVAL | CLI_TOKENIZE)
+#define LOAD (GEN | CLI_BENCH)
+#define ALL (LOAD | CLI_QUANTIZE | CLI_SYNTH | CLI_CONVERT)
+#define AT(field) offsetof(cli_opts, field)
+#define FTYPES \
+  "(f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k)"
+
+static const opt_name kv_names[] = {
+    {"f16", TL_KV_F16}, {"f32", TL_KV_F32}, {"q8_0", TL_KV_Q8_0}, {NULL, 0}};
+static const opt_name bin_names[] = {{"f32", 0}, {"int8", 1}, {NULL, 0}};
+
+/* An option's name may stand twice for different commands (-p is bench's
+ * prompt length, the others' prompt). */
+static const opt g_opts[] = {
+    /* the model and its context */
+    {"-m", "--model", LOAD, OPT_STR, AT(model), 0, 0, NULL, NULL},
+    {"--backend", NULL, LOAD, OPT_BACKEND, AT(backend), 0, 0, NULL, NULL},
+    {"-t", "--threads", LOAD | CLI_QUANTIZE | CLI_SYNTH, OPT_INT, AT(threads), 1, 1024,
+     "-t needs a thread count in 1..1024, got '%s'", NULL},
+    {"-c", "--ctx", GEN, OPT_INT, AT(ctx), 1, 1 << 24,
+     "-c needs a context size in 1..16777216, got '%s'", NULL},
+    {"--kv", NULL, LOAD, OPT_NAME, AT(kv), 0, 0, "--kv must be f16, f32 or q8_0, got '%s'",
+     kv_names},
+    {"--quant", NULL, GEN, OPT_FTYPE, AT(quant), 0, 0, "--quant: unknown type '%s' " FTYPES, NULL},
+    {"--override-kv", NULL, GEN, OPT_OVERRIDE, 0, 0, 0, NULL, NULL},
+    {"--mlock", NULL, LOAD, OPT_FLAG, AT(mlock), 0, 0, NULL, NULL},
+    {"-v", "--verbose", ALL, OPT_FLAG, AT(verbose), 0, 0, NULL, NULL},
+    /* run, eval, tokenize */
+    {"-p", "--prompt", GEN, OPT_STR, AT(prompt), 0, 0, NULL, NULL},
+    {"--ids", NULL, GEN, OPT_STR, AT(ids), 0, 0, NULL, NULL},
+    {"--logits", NULL, GEN, OPT_STR, AT(logits_out), 0, 0, NULL, NULL},
+    {"-n", "--n-predict", GEN, OPT_INT, AT(n_predict), 0, INT_MAX,
+     "-n needs a count >= 0, got '%s'", NULL},
+    {"--greedy", NULL, GEN, OPT_INT, AT(greedy), 0, INT_MAX,
+     "--greedy needs a count >= 0, got '%s'", NULL},
+    {"--temp", NULL, GEN, OPT_FLOAT, AT(sp.temperature), 0, 0, "--temp needs a number, got '%s'",
+     NULL},
+    {"--top-k", NULL, GEN, OPT_INT, AT(sp.top_k), 0, INT_MAX,
+     "--top-k needs a count >= 0, got '%s'", NULL},
+    {"--top-p", NULL, GEN, OPT_FLOAT, AT(sp.top_p), 0, 0, "--top-p needs a number, got '%s'", NULL},
+    {"--min-p", NULL, GEN, OPT_FLOAT, AT(sp.min_p), 0, 0, "--min-p needs a number, got '%s'", NULL},
+    {"--repeat-penalty", NULL, GEN, OPT_FLOAT, AT(sp.repeat_penalty), 0, 0,
+     "--repeat-penalty needs a number, got '%s'", NULL},
+    {"--seed", NULL, GEN | CLI_SYNTH, OPT_U64, AT(seed), 0, 0,
+     "--seed needs a non-negative integer, got '%s'", NULL},
+    {"--truncate", NULL, GEN, OPT_FLAG, AT(truncate), 0, 0, NULL, NULL},
+    {"--no-bos", NULL, GEN, OPT_FLAG, AT(no_bos), 0, 0, NULL, NULL},
+    /* bench */
+    {"-p", "--n-prompt", CLI_BENCH, OPT_INT, AT(n_prompt), 0, 1 << 20, "-p needs a count, got '%s'",
+     NULL},
+    {"-n", "--n-gen", CLI_BENCH, OPT_INT, AT(n_gen), 0, 1 << 20, "-n needs a count, got '%s'",
+     NULL},
+    {"-d", "--n-depth", CLI_BENCH, OPT_INT, AT(depth), 0, 1 << 22, "-d needs a count, got '%s'",
+     NULL},
+    {"-r", "--repetitions", CLI_BENCH, OPT_INT, AT(reps), 1, 64, "-r needs 1..64, got '%s'", NULL},
+    {"--json", NULL, CLI_BENCH, OPT_FLAG, AT(json), 0, 0, NULL, NULL},
+    {"--membw", NULL, CLI_BENCH, OPT_FLAG, AT(membw), 0, 0, NULL, NULL},
+    /* quantize */
+    {"--mix", NULL, CLI_QUANTIZE, OPT_STR, AT(mix), 0, 0, NULL, NULL},
+    {"--pure", NULL, CLI_QUANTIZE, OPT_FLAG, AT(pure), 0, 0, NULL, NULL},
+    /* synth */
+    {"--preset", NULL, CLI_SYNTH, OPT_STR, AT(preset), 0, 0, NULL, NULL},
+    {"--arch", NULL, CLI_SYNTH, OPT_STR, AT(arch), 0, 0, NULL, NULL},
+    {"--type", NULL, CLI_SYNTH, OPT_FTYPE, AT(type), 0, 0, "--type: unknown type '%s' " FTYPES,
+     NULL},
+    {"-o", "--output", CLI_SYNTH, OPT_STR, AT(out), 0, 0, NULL, NULL},
+    {"--layers", NULL, CLI_SYNTH, OPT_INT, AT(layers), 1, 4096,
+     "--layers needs a count in 1..4096, got '%s'", NULL}, /* hidden: fewer layers for tests */
+    {"--tokenizer", NULL, CLI_SYNTH, OPT_STR, AT(tokenizer), 0, 0, NULL, NULL},
+    /* convert */
+    {"--quant", NULL, CLI_CONVERT, OPT_NAME, AT(int8), 0, 0,
+     "--quant must be f32 or int8, got '%s'", bin_names},
+};
+
+void cli_opts_init(cli_opts *o, unsigned bit) {
+  *o = (cli_opts){.model = TL_DEFAULT_MODEL,
+                  .backend = "auto",
+                  .kv = TL_KV_F16,
+                  .quant = -1,
+                  .n_predict = 128,
+                  .n_prompt = 512,
+                  .n_gen = 128,
+                  .reps = 3,
+                  .tokenizer = TL_DEFAULT_MODEL,
+                  .type = -1};
+  o->sp = tl_sampler_default_params();
+  o->seed = bit == CLI_SYNTH ? tl_synth_default_params().seed : (uint64_t)time(NULL);
+}
+
+static bool parse_long(const char *s, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+static bool parse_float(const char *s, float *out) {
+  char *end;
+  errno = 0;
+  float v = strtof(s, &end);
+  if (errno || end == s || *end || !isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+static bool parse_u64(const char *s, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || *end) return false;
+  *out = v;
+  return true;
+}
+
+static const opt *find_opt(const char *a, unsigned bit) {
+  for (size_t i = 0; i < sizeof g_opts / sizeof g_opts[0]; i++) {
+    const opt *d = &g_opts[i];
+    if ((d->cmds & bit) && (!strcmp(a, d->name) || (d->alias && !strcmp(a, d->alias)))) return d;
+  }
+  return NULL;
+}
+
+/* Store option d's value v; 0, or the exit status after printing. */
+static int set_value(cli_opts *o, const opt *d, const char *v) {
+  void *p = (char *)o + d->off;
+  long lv;
+  tl_ftype ft;
+  switch (d->kind) {
+    case OPT_STR:
+      *(const char **)p = v;
+      return 0;
+    case OPT_INT:
+      if (!parse_long(v, d->lo, d->hi, &lv)) break;
+      *(int *)p = (int)lv;
+      return 0;
+    case OPT_FLOAT:
+      if (!parse_float(v, p)) break;
+      return 0;
+    case OPT_U64:
+      if (!parse_u64(v, p)) break;
+      return 0;
+    case OPT_NAME:
+      for (const opt_name *n = d->names; n->name; n++)
+        if (!strcmp(v, n->name)) {
+          *(int *)p = n->value;
+          return 0;
+        }
+      break;
+    case OPT_FTYPE:
+      if (tl_ftype_from_name(v, &ft) != TL_OK) break;
+      *(int *)p = (int)ft;
+      return 0;
+    case OPT_OVERRIDE:
+      if (o->n_overrides == CLI_MAX_OVERRIDES)
+        return cli_die("at most %d --override-kv options", CLI_MAX_OVERRIDES);
+      o->overrides[o->n_overrides++] = v;
+      o->overrides[o->n_overrides] = NULL;
+      return 0;
+    case OPT_BACKEND:
+      *(const char **)p = v;
+      return cli_check_backend(v);
+    case OPT_FLAG:
+      break;
+  }
+  return cli_die(d->bad, v);
+}
+
+int cli_parse(int argc, char **argv, int start, const cli_command *cmd, cli_opts *o) {
+  for (int i = start; i < argc; i++) {
+    const char *a = argv[i];
+    if (cmd->max_pos > 0 && (a[0] != '-' || !a[1])) {
+      if (o->n_pos == cmd->max_pos)
+        return cli_die("%s takes %s, got an extra argument '%s'", cmd->name, cmd->pos_names, a);
+      o->pos[o->n_pos++] = a;
+      continue;
+    }
+    const opt *d = find_opt(a, cmd->bit);
+    if (!d) return cli_die("unknown option '%s' for '%s' (see torchless --help)", a, cmd->name);
+    if (d->kind == OPT_FLAG) {
+      *(bool *)((char *)o + d->off) = true;
+      continue;
+    }
+    if (i + 1 == argc) return cli_die("option %s of '%s' needs a value", a, cmd->name);
+    int rc = set_value(o, d, argv[++i]);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* ---- loading ---------------------------------------------------------------- */
+
+tl_model *cli_load_model(const cli_opts *o, bool vocab_only, double *ms) {
+  int64_t t0 = tl_time_us();
+  tl_model_params mp = tl_model_default_params();
+  mp.vocab_only = vocab_only;
+  mp.kv_overrides = o->n_overrides ? o->overrides : NULL;
+  mp.quant_ftype = o->quant;
+  mp.use_mlock = o->mlock;
+  tl_model *m = NULL;
+  tl_status s = tl_model_load(o->model, &mp, &m);
+  if (s) {
+    cli_fail(s);
+    return NULL;
+  }
+  if (ms) *ms = (double)(tl_time_us() - t0) / 1000.0;
+  return m;
+}
+
+tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_batch) {
+  tl_context_params cp = tl_context_default_params();
+  cp.n_ctx = n_ctx;
+  if (n_batch > 0) cp.n_batch = n_batch;
+  cp.n_threads = o->threads;
+  cp.kv_type = (tl_kv_type)o->kv;
+  tl_context *c = NULL;
+  tl_status s = tl_context_new(m, &cp, &c);
+  if (s) {
+    cli_fail(s);
+    return NULL;
+  }
+  return c;
+}

@@ -1,0 +1,108 @@
+/* torchless, the command-line tool: what its command files share. The
+ * commands' options all go into one cli_opts, filled by one parser
+ * (cli_parse) from one table of options (cli.c) in which each option names
+ * the commands that take it. The tool uses only the public API. */
+#ifndef TL_CLI_H
+#define TL_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "torchless.h"
+
+#ifndef TL_DEFAULT_MODEL
+#define TL_DEFAULT_MODEL "models/kjv-llama-11m-q8_0.gguf"
+#endif
+
+/* The sub-commands as bits: each option names the commands that take it. */
+enum {
+  CLI_RUN = 1 << 0, /* run, and torchless [MODEL] [PROMPT] */
+  CLI_EVAL = 1 << 1,
+  CLI_TOKENIZE = 1 << 2,
+  CLI_BENCH = 1 << 3,
+  CLI_QUANTIZE = 1 << 4,
+  CLI_SYNTH = 1 << 5,
+  CLI_CONVERT = 1 << 6,
+};
+
+#define CLI_MAX_OVERRIDES 32
+
+/* The options of every command; cli_opts_init sets the defaults. */
+typedef struct cli_opts {
+  /* the model and its context: run, eval, tokenize, bench */
+  const char *model;
+  const char *backend; /* --backend: "auto" or "cpu" (see cli_check_backend) */
+  int threads;         /* 0: the library's choice (also quantize, synth) */
+  int ctx;             /* 0: the model's training context */
+  int kv;              /* a tl_kv_type */
+  int quant;           /* -1 or a tl_ftype: quantize while loading */
+  bool mlock;
+  const char *overrides[CLI_MAX_OVERRIDES + 1]; /* NULL-terminated --override-kv */
+  int n_overrides;
+  bool verbose;
+  /* run, eval, tokenize */
+  const char *prompt;
+  const char *ids;
+  const char *logits_out;
+  int n_predict;
+  int greedy;
+  bool no_bos;
+  bool truncate; /* run: cut a prompt longer than the context */
+  tl_sampler_params sp;
+  uint64_t seed; /* run: the sampler's, synth: the weights' */
+  /* bench */
+  int n_prompt, n_gen, reps;
+  int depth; /* tokens already in the cache before each test (llama-bench -d) */
+  bool json, membw;
+  /* quantize, synth, convert */
+  const char *pos[3]; /* positional arguments (IN OUT [TYPE]) */
+  int n_pos;
+  const char *mix;
+  bool pure;
+  const char *out, *preset, *arch, *tokenizer;
+  int type;   /* synth --type: -1 or a tl_ftype */
+  int layers; /* synth --layers: 0 or a layer count */
+  int int8;   /* convert --quant: 0 f32, 1 int8 */
+} cli_opts;
+
+/* A sub-command: its name, its bit, how many positional arguments it takes
+ * (their names for messages), and what runs it. */
+typedef struct cli_command {
+  const char *name;
+  unsigned bit;
+  int max_pos;
+  const char *pos_names; /* "IN OUT TYPE" */
+  int (*run)(cli_opts *o);
+} cli_command;
+
+/* The defaults of command `bit`'s options. */
+void cli_opts_init(cli_opts *o, unsigned bit);
+/* Parse argv[start..] as options of `cmd` into o. Returns 0, or (after
+ * printing one error) the exit status. */
+int cli_parse(int argc, char **argv, int start, const cli_command *cmd, cli_opts *o);
+/* --backend NAME: 0 if this build has it, else (after printing) the exit
+ * status: 1 for a backend this build lacks, 2 for an unknown name. */
+int cli_check_backend(const char *name);
+
+/* "torchless: error: ..." on stderr; returns 1 (the exit status). */
+int cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The library's last error and the status' name; returns 1. */
+int cli_fail(tl_status s);
+
+/* Load o->model (its vocabulary only if vocab_only) with o's load options;
+ * the load time in milliseconds in *ms (may be NULL). NULL after printing. */
+tl_model *cli_load_model(const cli_opts *o, bool vocab_only, double *ms);
+/* A context of n_ctx tokens with o's threads and cache type, n_batch tokens
+ * a batch (0: the default). NULL after printing. */
+tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_batch);
+
+/* The commands. */
+int cmd_run(cli_opts *o);
+int cmd_eval(cli_opts *o);
+int cmd_tokenize(cli_opts *o);
+int cmd_bench(cli_opts *o);
+int cmd_quantize(cli_opts *o);
+int cmd_synth(cli_opts *o);
+int cmd_convert(cli_opts *o);
+
+#endif

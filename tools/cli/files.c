@@ -1,0 +1,118 @@
+/* torchless quantize, synth and convert: the commands that write model
+ * files, with a progress line per tensor and Ctrl-C to cancel. */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+static volatile sig_atomic_t g_interrupted = 0;
+static void on_sigint(int sig) {
+  (void)sig;
+  g_interrupted = 1;
+}
+
+/* One progress line per tensor on stderr; a Ctrl-C cancels at the next
+ * tensor (the library then removes its temporary file). */
+static bool progress_cb(const tl_quantize_progress *p, void *user) {
+  (void)user;
+  fprintf(stderr,
+          "[%4d/%4d] %-36s [%6" PRId64 ", %6" PRId64 "] %-5s -> %-5s %9.2f MiB -> %9.2f MiB\n",
+          p->index + 1, p->count, p->name, p->ne[0], p->ne[1], p->src_type, p->dst_type,
+          (double)p->src_bytes / 1048576.0, (double)p->dst_bytes / 1048576.0);
+  return !g_interrupted;
+}
+
+static void catch_sigint(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+int cmd_quantize(cli_opts *o) {
+  const char *const *pos = o->pos;
+  const char *mix = o->mix;
+  tl_quantize_params qp = tl_quantize_default_params();
+  qp.pure = o->pure;
+  qp.n_threads = o->threads;
+  if (o->n_pos < 3)
+    return cli_die("usage: torchless quantize IN OUT TYPE [--mix q4_k_m|q5_k_m|q3_k_m]");
+  tl_ftype ft;
+  tl_status s = tl_ftype_from_name(pos[2], &ft);
+  if (s) return cli_fail(s);
+  if (mix) {
+    tl_ftype mf;
+    if ((s = tl_ftype_from_name(mix, &mf))) return cli_fail(s);
+    /* the mix must be one of TYPE's: q4_k --mix q4_k_m (or q4_k_m --mix q4_k_m) */
+    const char *tn = tl_ftype_name(ft), *mn = tl_ftype_name(mf);
+    if (strncmp(tn, mn, 4) != 0 || strlen(mn) != 6 || mn[3] != 'K')
+      return cli_die(
+          "--mix %s does not apply to type %s (use q3_k, q4_k or q5_k with their "
+          "_s/_m/_l mixes)",
+          mix, pos[2]);
+    ft = mf;
+  }
+  qp.ftype = ft;
+  qp.progress = progress_cb;
+  if (!strcmp(pos[0], pos[1])) return cli_die("IN and OUT are the same file");
+  catch_sigint();
+  int64_t t0 = tl_time_us();
+  s = tl_model_quantize(pos[0], pos[1], &qp);
+  if (s) return cli_fail(s);
+  struct stat sti, sto;
+  double mo = stat(pos[1], &sto) == 0 ? (double)sto.st_size / 1048576.0 : 0;
+  if (stat(pos[0], &sti) == 0 && S_ISREG(sti.st_mode))
+    fprintf(stderr, "wrote %s (%s): %.2f MiB -> %.2f MiB in %.1f s\n", pos[1], tl_ftype_name(ft),
+            (double)sti.st_size / 1048576.0, mo, (double)(tl_time_us() - t0) / 1e6);
+  else
+    fprintf(stderr, "wrote %s (%s): %.2f MiB in %.1f s\n", pos[1], tl_ftype_name(ft), mo,
+            (double)(tl_time_us() - t0) / 1e6);
+  return 0;
+}
+
+int cmd_synth(cli_opts *o) {
+  tl_synth_params sp = tl_synth_default_params();
+  if (o->preset) sp.preset = o->preset;
+  if (o->type >= 0) sp.ftype = (tl_ftype)o->type;
+  sp.seed = o->seed;
+  sp.tokenizer_model = o->tokenizer;
+  if (o->layers) sp.n_layer = o->layers;
+  sp.n_threads = o->threads;
+  const char *out = o->out, *arch = o->arch;
+  if (!out) return cli_die("synth needs -o OUT.gguf");
+  if (arch) {
+    bool qwen = !strncmp(sp.preset, "qwen", 4);
+    if (strcmp(arch, qwen ? "qwen2" : "llama") != 0)
+      return cli_die("preset '%s' has architecture %s, not '%s'", sp.preset,
+                     qwen ? "qwen2" : "llama", arch);
+  }
+  sp.progress = progress_cb;
+  catch_sigint();
+  int64_t t0 = tl_time_us();
+  tl_status s = tl_synth_model(out, &sp);
+  if (s) return cli_fail(s);
+  fprintf(stderr, "wrote %s (%s, %s, seed %" PRIu64 ") in %.1f s\n", out, sp.preset,
+          tl_ftype_name(sp.ftype), sp.seed, (double)(tl_time_us() - t0) / 1e6);
+  return 0;
+}
+
+/* torchless convert IN OUT.bin [--quant f32|int8]: a Torchless .bin file */
+int cmd_convert(cli_opts *o) {
+  const char *const *pos = o->pos;
+  bool int8 = o->int8;
+  if (o->n_pos < 2) return cli_die("usage: torchless convert IN OUT.bin [--quant f32|int8]");
+  if (!strcmp(pos[0], pos[1])) return cli_die("IN and OUT are the same file");
+  catch_sigint();
+  int64_t t0 = tl_time_us();
+  tl_status s = tl_model_convert_native(pos[0], pos[1], int8, progress_cb, NULL);
+  if (s) return cli_fail(s);
+  struct stat sto;
+  double mo = stat(pos[1], &sto) == 0 ? (double)sto.st_size / 1048576.0 : 0;
+  fprintf(stderr, "wrote %s (Torchless .bin, %s): %.2f MiB in %.1f s\n", pos[1],
+          int8 ? "int8" : "f32", mo, (double)(tl_time_us() - t0) / 1e6);
+  return 0;
+}

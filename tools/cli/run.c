@@ -1,0 +1,289 @@
+/* torchless run, eval and tokenize: text from a prompt, logits and greedy
+ * continuations of token ids, and token ids of a text. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Tokenize into a malloc'd array. */
+static tl_token *tokenize(const tl_model *m, const char *text, bool add_bos, size_t *n) {
+  size_t len = strlen(text), cap = len + 8;
+  tl_token *toks = malloc(cap * sizeof(tl_token));
+  if (!toks) return NULL;
+  tl_status s = tl_tokenize(m, text, len, add_bos, true, toks, cap, n);
+  if (s == TL_ERR_INVALID_ARG && *n > cap) {
+    cap = *n;
+    tl_token *t2 = realloc(toks, cap * sizeof(tl_token));
+    if (!t2) {
+      free(toks);
+      return NULL;
+    }
+    toks = t2;
+    s = tl_tokenize(m, text, len, add_bos, true, toks, cap, n);
+  }
+  if (s) {
+    cli_fail(s);
+    free(toks);
+    return NULL;
+  }
+  return toks;
+}
+
+/* Prefill tokens [0, n) at positions 0.. of sequence 0, logits of the last. */
+static tl_status prefill(tl_context *c, const tl_token *toks, int32_t n, bool all_logits) {
+  int32_t *pos = malloc((size_t)n * sizeof(int32_t));
+  int8_t *want = malloc((size_t)n);
+  if (!pos || !want) {
+    free(pos);
+    free(want);
+    return TL_ERR_NOMEM;
+  }
+  for (int32_t i = 0; i < n; i++) {
+    pos[i] = i;
+    want[i] = all_logits || i == n - 1;
+  }
+  tl_batch b = {.n_tokens = n, .tokens = toks, .pos = pos, .logits = want};
+  tl_status s = tl_decode(c, &b);
+  free(pos);
+  free(want);
+  return s;
+}
+
+static tl_status decode_one(tl_context *c, tl_token t, int32_t pos) {
+  int8_t want = 1;
+  tl_batch b = {.n_tokens = 1, .tokens = &t, .pos = &pos, .logits = &want};
+  return tl_decode(c, &b);
+}
+
+int cmd_run(cli_opts *o) {
+  if (!o->prompt) return cli_die("run needs -p PROMPT");
+  double load_ms;
+  tl_model *m = cli_load_model(o, false, &load_ms);
+  if (!m) return 1;
+  int rc = 1;
+  tl_context *c = NULL;
+  tl_sampler *smp = NULL;
+  tl_detok *dt = NULL;
+  size_t n_prompt = 0;
+  tl_token *toks = tokenize(m, o->prompt, tl_model_add_bos(m), &n_prompt);
+  if (!toks) goto done;
+  if (n_prompt == 0) {
+    rc = cli_die("the prompt is empty and the model adds no BOS token: nothing to generate from");
+    goto done;
+  }
+  int n_ctx = o->ctx ? o->ctx : tl_model_n_ctx_train(m);
+  if (n_prompt > (size_t)n_ctx && !o->truncate) {
+    rc = cli_die(
+        "the prompt has %zu tokens but the context holds %d (use a shorter prompt, -c or "
+        "--truncate)",
+        n_prompt, n_ctx);
+    goto done;
+  }
+  if (o->truncate && n_prompt > (size_t)n_ctx) {
+    /* keep the BOS token and the end of the prompt, leaving room for
+     * min(n, n_ctx / 2) generated tokens */
+    int room = o->n_predict < n_ctx / 2 ? o->n_predict : n_ctx / 2;
+    size_t keep = (size_t)(n_ctx - room > 1 ? n_ctx - room : 1);
+    size_t head = tl_model_add_bos(m) && keep > 1 ? 1 : 0;
+    memmove(toks + head, toks + n_prompt - (keep - head), (keep - head) * sizeof *toks);
+    fprintf(stderr, "torchless: the prompt of %zu tokens was truncated to its last %zu%s\n",
+            n_prompt, keep - head, head ? " (after BOS)" : "");
+    n_prompt = keep;
+  }
+  if (!(c = cli_new_context(m, o, n_ctx, 0))) goto done;
+  o->sp.seed = o->seed;
+  tl_status s = tl_sampler_new(&o->sp, &smp);
+  if (s) {
+    rc = cli_fail(s);
+    goto done;
+  }
+  if ((s = tl_detok_new(m, &dt))) {
+    rc = cli_fail(s);
+    goto done;
+  }
+  for (size_t i = 0; i < n_prompt; i++) tl_sampler_accept(smp, toks[i]);
+  fputs(o->prompt, stdout);
+  fflush(stdout);
+  int64_t t0 = tl_time_us();
+  if ((s = prefill(c, toks, (int32_t)n_prompt, false))) {
+    rc = cli_fail(s);
+    goto done;
+  }
+  int64_t t1 = tl_time_us();
+  int n_gen = 0;
+  int32_t pos = (int32_t)n_prompt;
+  char buf[256];
+  const float *logits = tl_get_logits(c, 0);
+  int32_t n_vocab = tl_model_n_vocab(m);
+  bool ctx_full = false;
+  while (n_gen < o->n_predict) {
+    tl_token t = tl_sampler_sample(smp, logits, n_vocab);
+    if (tl_token_is_eog(m, t)) break;
+    tl_sampler_accept(smp, t);
+    n_gen++;
+    size_t nb = tl_detok_push(dt, t, buf, sizeof buf);
+    fwrite(buf, 1, nb, stdout);
+    fflush(stdout);
+    if (n_gen == o->n_predict) break;
+    if (pos >= n_ctx) {
+      ctx_full = true;
+      break;
+    }
+    if ((s = decode_one(c, t, pos++))) {
+      rc = cli_fail(s);
+      goto done;
+    }
+    logits = tl_get_logits(c, 0);
+  }
+  size_t nb = tl_detok_flush(dt, buf, sizeof buf);
+  fwrite(buf, 1, nb, stdout);
+  fputc('\n', stdout);
+  fflush(stdout);
+  int64_t t2 = tl_time_us();
+  if (ctx_full) fprintf(stderr, "torchless: stopped: the context of %d tokens is full\n", n_ctx);
+  double pp_s = (double)(t1 - t0) / 1e6, tg_s = (double)(t2 - t1) / 1e6;
+  fprintf(stderr,
+          "\n%s | load %.0f ms | prompt %zu tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | "
+          "%d threads\n",
+          tl_model_desc(m), load_ms, n_prompt, pp_s > 0 ? (double)n_prompt / pp_s : 0.0, n_gen,
+          tg_s > 0 && n_gen > 0 ? (double)n_gen / tg_s : 0.0, tl_context_n_threads(c));
+  rc = 0;
+done:
+  tl_detok_free(dt);
+  tl_sampler_free(smp);
+  tl_context_free(c);
+  free(toks);
+  tl_model_free(m);
+  return rc;
+}
+
+static int parse_ids(const char *s, tl_token **out, size_t *n) {
+  size_t cap = 16, k = 0;
+  tl_token *ids = malloc(cap * sizeof(tl_token));
+  const char *p = s;
+  while (*p) {
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (end == p || errno || v < 0 || v > INT32_MAX) {
+      free(ids);
+      return cli_die("--ids must be comma-separated non-negative integers, got '%s'", s);
+    }
+    if (k == cap) {
+      cap *= 2;
+      ids = realloc(ids, cap * sizeof(tl_token));
+    }
+    ids[k++] = (tl_token)v;
+    p = end;
+    while (*p == ',' || *p == ' ') p++;
+  }
+  if (k == 0) {
+    free(ids);
+    return cli_die("--ids is empty");
+  }
+  *out = ids;
+  *n = k;
+  return 0;
+}
+
+int cmd_eval(cli_opts *o) {
+  if (!o->ids) return cli_die("eval needs --ids (comma-separated token ids)");
+  tl_token *ids = NULL;
+  size_t n = 0;
+  if (parse_ids(o->ids, &ids, &n)) return 1;
+  tl_model *m = cli_load_model(o, false, NULL);
+  if (!m) {
+    free(ids);
+    return 1;
+  }
+  int rc = 1;
+  tl_context *c = NULL;
+  FILE *f = NULL;
+  int32_t nv = tl_model_n_vocab(m);
+  int n_ctx = o->ctx ? o->ctx : tl_model_n_ctx_train(m);
+  if (n > (size_t)n_ctx) {
+    rc = cli_die("%zu ids do not fit in the context of %d tokens (use -c)", n, n_ctx);
+    goto done;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] >= nv) {
+      rc = cli_die("token id %d is outside the vocabulary of %d tokens", ids[i], nv);
+      goto done;
+    }
+  if (!(c = cli_new_context(m, o, n_ctx, 0))) goto done;
+  tl_status s;
+  if (o->logits_out) {
+    if ((s = prefill(c, ids, (int32_t)n, true))) {
+      rc = cli_fail(s);
+      goto done;
+    }
+    f = fopen(o->logits_out, "wb");
+    if (!f) {
+      rc = cli_die("cannot write '%s': %s", o->logits_out, strerror(errno));
+      goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+      if (fwrite(tl_get_logits(c, (int32_t)i), sizeof(float), (size_t)nv, f) != (size_t)nv) {
+        rc = cli_die("cannot write '%s': %s", o->logits_out, strerror(errno));
+        goto done;
+      }
+    if (fclose(f) != 0) {
+      f = NULL;
+      rc = cli_die("cannot write '%s': %s", o->logits_out, strerror(errno));
+      goto done;
+    }
+    f = NULL;
+  }
+  if (o->greedy > 0) {
+    tl_kv_clear(c, -1);
+    if ((s = prefill(c, ids, (int32_t)n, false))) {
+      rc = cli_fail(s);
+      goto done;
+    }
+    int32_t pos = (int32_t)n;
+    for (int g = 0; g < o->greedy; g++) {
+      const float *lg = tl_get_logits(c, 0);
+      tl_token best = 0;
+      for (int32_t v = 1; v < nv; v++)
+        if (lg[v] > lg[best]) best = v;
+      printf(g ? " %d" : "%d", best);
+      if (g + 1 == o->greedy) break;
+      if (pos >= n_ctx) {
+        printf("\n");
+        rc = cli_die("the context of %d tokens is full after %d greedy tokens", n_ctx, g + 1);
+        goto done;
+      }
+      if ((s = decode_one(c, best, pos++))) {
+        rc = cli_fail(s);
+        goto done;
+      }
+    }
+    printf("\n");
+  }
+  rc = 0;
+done:
+  if (f) fclose(f);
+  tl_context_free(c);
+  tl_model_free(m);
+  free(ids);
+  return rc;
+}
+
+int cmd_tokenize(cli_opts *o) {
+  if (!o->prompt) return cli_die("tokenize needs -p TEXT");
+  tl_model *m = cli_load_model(o, true, NULL);
+  if (!m) return 1;
+  size_t n = 0;
+  tl_token *toks = tokenize(m, o->prompt, !o->no_bos && tl_model_add_bos(m), &n);
+  int rc = 1;
+  if (toks) {
+    for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", toks[i]);
+    printf("\n");
+    rc = 0;
+  }
+  free(toks);
+  tl_model_free(m);
+  return rc;
+}
