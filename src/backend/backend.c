@@ -27,3 +27,16 @@ void tl_backend_free(tl_backend *be) {
 bool tl_backend_type_supported(uint32_t type) {
   return tl_cpu_supports_type(type);
 }
+
+void tl_backend_config_options(tl_backend_config *cfg, const tl_context_params *p) {
+  cfg->cpu_kernels = p->cpu_kernels;
+  cfg->att_tile = p->att_tile;
+}
+
+/* The model level's accessor (model/context.c); the public calls that name
+ * the backend's compute are answered here. */
+const tl_backend *tl_context_get_backend(const tl_context *c);
+
+const char *tl_context_kernels(const tl_context *c) {
+  return tl_context_get_backend(c)->detail;
+}

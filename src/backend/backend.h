@@ -71,6 +71,10 @@ typedef struct tl_backend_config {
   int32_t att_tile;
 } tl_backend_config;
 
+/* The options of a context's parameters that are the backend's (the CPU
+ * kernel set, the attention tile), into cfg. */
+void tl_backend_config_options(tl_backend_config *cfg, const tl_context_params *p);
+
 /* One step: n tokens, each with its position and sequence, and the n_out
  * rows (indices into the step, ascending) whose logits are wanted. The
  * arrays are the caller's, valid until step_end. */

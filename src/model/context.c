@@ -1,4 +1,4 @@
-/* Contexts: a backend (which owns the KV cache, threads and kernels), the
+/* Contexts: a backend (which owns the KV cache, threads and compute), the
  * activation buffers in its memory, each sequence's cached length, and
  * tl_decode, which validates a batch and runs it through the decoder in
  * steps of at most n_batch tokens. */
@@ -14,7 +14,6 @@ tl_context_params tl_context_default_params(void) {
                          .n_threads = 0,
                          .kv_type = TL_KV_F16,
                          .backend = NULL,
-                         .cpu_kernels = NULL,
                          .att_tile = 0,
                          .abort_callback = NULL,
                          .abort_user = NULL};
@@ -141,9 +140,8 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
                           .n_seq = p.n_seq,
                           .n_batch = p.n_batch,
                           .kv_type = p.kv_type,
-                          .n_threads = p.n_threads,
-                          .cpu_kernels = p.cpu_kernels,
-                          .att_tile = p.att_tile};
+                          .n_threads = p.n_threads};
+  tl_backend_config_options(&bc, &p);
   tl_status s = tl_backend_new(p.backend, &bc, &c->be);
   if (!s) s = prepare_weights(c);
   if (s) {
@@ -209,8 +207,8 @@ const char *tl_context_backend(const tl_context *c) {
   return c->be->name;
 }
 
-const char *tl_context_kernels(const tl_context *c) {
-  return c->be->detail;
+const tl_backend *tl_context_get_backend(const tl_context *c) {
+  return c->be;
 }
 
 void tl_kv_clear(tl_context *c, int32_t seq) {

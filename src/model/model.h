@@ -95,7 +95,7 @@ typedef struct tl_weights {
   tl_layer *layers;        /* [n_layer], owned */
 } tl_weights;
 
-/* A context: the backend (which owns the KV cache, threads and kernels),
+/* A context: the backend (which owns the KV cache, threads and compute),
  * the activation buffers in its memory, and what the model level keeps of
  * the cache (each sequence's length). */
 struct tl_context {
@@ -117,6 +117,9 @@ struct tl_context {
   int32_t n_logits;
   int32_t logits_cap;
 };
+
+/* The context's backend. */
+const tl_backend *tl_context_get_backend(const tl_context *c);
 
 /* Run the decoder on up to n_batch tokens; fills ctx->logits for the tokens
  * with want_logits[i] != 0 (in order). */

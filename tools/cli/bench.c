@@ -215,11 +215,12 @@ int cmd_bench(cli_opts *o) {
           "\"model_n_params\": %llu, \"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
           "\"n_depth\": %d, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"repetitions\": %d, "
           "\"type_k\": \"%s\", \"type_v\": \"%s\", \"bytes_per_token\": %llu, "
-          "\"peak_rss_bytes\": %llu, \"read_bw_bytes_per_s\": %.0f, \"kernels\": \"%s\"}%s\n",
+          "\"peak_rss_bytes\": %llu, \"read_bw_bytes_per_s\": %.0f, \"backend\": \"%s\", "
+          "\"kernels\": \"%s\"}%s\n",
           desc, tl_model_weight_type(m), (unsigned long long)tl_model_size_bytes(m),
           (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen, o->depth,
           res[i].avg, res[i].sd, o->reps, kv, kv, (unsigned long long)bytes_tok,
-          (unsigned long long)ru.ru_maxrss * 1024ull, bw, tl_context_kernels(c),
+          (unsigned long long)ru.ru_maxrss * 1024ull, bw, tl_context_backend(c), tl_context_kernels(c),
           i + 1 < nres ? "," : "");
     }
     printf("]\n");
@@ -231,9 +232,10 @@ int cmd_bench(cli_opts *o) {
       int k = res[i].n_prompt ? snprintf(test, sizeof test, "pp%d", res[i].n_prompt)
                               : snprintf(test, sizeof test, "tg%d", res[i].n_gen);
       if (o->depth) snprintf(test + k, sizeof test - (size_t)k, " @ d%d", o->depth);
-      printf("| %s | %.2f GiB | %.2f B | cpu (%s) | %d | %s | %.2f ± %.2f |\n", desc,
+      printf("| %s | %.2f GiB | %.2f B | %s (%s) | %d | %s | %.2f ± %.2f |\n", desc,
              (double)tl_model_size_bytes(m) / (1024.0 * 1024.0 * 1024.0),
-             (double)tl_model_n_params(m) / 1e9, tl_context_kernels(c), nt, test, res[i].avg,
+             (double)tl_model_n_params(m) / 1e9, tl_context_backend(c), tl_context_kernels(c),
+             nt, test, res[i].avg,
              res[i].sd);
     }
     for (int i = 0; i < nres; i++)

@@ -29,13 +29,21 @@ int cli_fail(tl_status s) {
   return cli_die("%s (%s)", tl_last_error(), tl_status_name(s));
 }
 
-/* The one place that knows the backends: replace it when the library names
- * them. */
+/* --backend NAME against the backends the library has (tl_backend_names):
+ * a GPU backend this build was made without is "not available" (exit 1), a
+ * name nobody knows is a usage error (exit 2). Whether the device is there
+ * is the library's to say when the context is made. */
 int cli_check_backend(const char *name) {
-  if (!strcmp(name, "auto") || !strcmp(name, "cpu")) return 0;
-  if (!strcmp(name, "cuda") || !strcmp(name, "opencl"))
-    return cli_die("backend '%s' is not available in this build (available: cpu)", name);
-  cli_die("unknown backend '%s' (auto, cpu)", name);
+  char have[128] = "auto";
+  for (const char *const *b = tl_backend_names(); *b; b++) {
+    if (!strcmp(name, *b) || !strcmp(name, "auto")) return 0;
+    snprintf(have + strlen(have), sizeof have - strlen(have), ", %s", *b);
+  }
+  static const char *const gpu[] = {"cuda", "hip", "opencl"};
+  for (size_t i = 0; i < sizeof gpu / sizeof gpu[0]; i++)
+    if (!strcmp(name, gpu[i]))
+      return cli_die("backend '%s' is not available in this build (available: %s)", name, have);
+  cli_die("unknown backend '%s' (%s)", name, have);
   return 2;
 }
 
@@ -284,6 +292,7 @@ tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_bat
   if (n_batch > 0) cp.n_batch = n_batch;
   cp.n_threads = o->threads;
   cp.kv_type = (tl_kv_type)o->kv;
+  cp.backend = o->backend;
   tl_context *c = NULL;
   tl_status s = tl_context_new(m, &cp, &c);
   if (s) {
