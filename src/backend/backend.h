@@ -25,8 +25,11 @@
 #ifndef TL_BACKEND_H
 #define TL_BACKEND_H
 
-#include "core/core.h"
-#include "quant/quant.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "torchless.h"
 
 /* A weight matrix for y = W x: rows output features, cols input features,
  * stored row-major in its file type. data is in the memory of whoever holds

@@ -4,6 +4,7 @@
 #define TL_MODEL_H
 
 #include "backend/backend.h"
+#include "quant/quant.h"
 #include "format/gguf.h"
 #include "tokenizer/tokenizer.h"
 

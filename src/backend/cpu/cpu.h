@@ -7,7 +7,9 @@
 #define TL_BACKEND_CPU_H
 
 #include "backend/backend.h"
+#include "core/core.h"
 #include "core/threadpool.h"
+#include "quant/quant.h"
 
 /* dot(row of W in its type, x[n]) for n a multiple of the type's block. */
 typedef float (*tl_vec_dot_fn)(const void *row, const float *x, int64_t n);

@@ -1,0 +1,60 @@
+#!/bin/bash
+# On a machine with an NVIDIA GPU: the CUDA backend's checks in one run.
+#   scripts/gpu-check.sh [BUILD_DIR] [--quick]
+# 1. test_backend_ops --backend cuda (every operation against the reference);
+# 2. the reference fixture table and the sequence tests on the cuda backend
+#    (TL_TEST_BACKENDS=cuda);
+# 3. eval --logits on the demo model, cuda against cpu;
+# 4. torchless bench --backend cuda -p 512 -n 128 on synthetic Mistral-7B
+#    files of each type (made here with `torchless synth`; skipped with --quick).
+# Prints a summary at the end; exits non-zero if a check failed.
+set -u
+B=${1:-build}
+QUICK=0; [ "${2:-}" = "--quick" ] && QUICK=1
+T=$(mktemp -d)
+sum=()
+ok() { sum+=("PASS $1"); }
+bad() { sum+=("FAIL $1"); fail=1; }
+fail=0
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+
+echo "== test_backend_ops --backend cuda"
+if "$B/test_backend_ops" --backend cuda >"$T/ops.log" 2>&1; then ok "test_backend_ops"; else bad "test_backend_ops"; fi
+grep -E "seed|checks, worst|SKIPPED|ERROR|skipped" "$T/ops.log"
+
+for t in test_reference test_sequences; do
+  [ -x "$B/$t" ] || continue
+  echo "== $t on cuda"
+  if TL_TEST_BACKENDS=cuda "$B/$t" >"$T/$t.log" 2>&1; then ok "$t (cuda)"; else bad "$t (cuda)"; fi
+  grep -E "FAILED|ERROR|SKIPPED|PASSED" "$T/$t.log" | head -40
+done
+
+echo "== demo model: eval --logits, cuda against cpu"
+ids=1,450,2201,13,77,900,31,4000,512,8,1200,3
+M=models/kjv-llama-11m-q8_0.gguf
+for kv in f32 f16; do
+  "$B/torchless" eval -m $M --ids $ids --kv $kv --backend cpu --logits "$T/cpu.f32" --greedy 16 >"$T/cpu.txt" &&
+  "$B/torchless" eval -m $M --ids $ids --kv $kv --backend cuda --logits "$T/cuda.f32" --greedy 16 >"$T/cuda.txt" || { bad "eval demo kv $kv"; continue; }
+  r=$(python3 -c "
+import numpy as np
+a=np.fromfile('$T/cpu.f32',np.float32);b=np.fromfile('$T/cuda.f32',np.float32)
+print('%.3g'%(np.linalg.norm(a-b)/np.linalg.norm(a)))")
+  same=$(cmp -s "$T/cpu.txt" "$T/cuda.txt" && echo same || echo different)
+  echo "kv $kv: relative error $r, greedy tokens $same"
+  [ "$same" = same ] && python3 -c "import sys; sys.exit(0 if $r <= (1e-4 if '$kv'=='f32' else 2e-3) else 1)" &&
+    ok "eval demo kv $kv ($r)" || bad "eval demo kv $kv ($r, greedy $same)"
+done
+
+if [ $QUICK = 0 ]; then
+  echo "== bench --backend cuda, synthetic mistral-7b"
+  for ty in q4_k_m q4_0 q8_0 f16; do
+    f=$T/mistral-$ty.gguf
+    "$B/torchless" synth --preset mistral-7b --type $ty -o "$f" >/dev/null 2>&1 || { bad "synth $ty"; continue; }
+    "$B/torchless" bench -m "$f" --backend cuda -p 512 -n 128 -r 3 2>&1 | grep -E "^\| (llama|mistral)|GB/s|error"
+    rm -f "$f"
+  done
+fi
+rm -rf "$T"
+echo "== summary"
+printf '%s\n' "${sum[@]}"
+exit $fail
