@@ -114,11 +114,11 @@ static const cli_case g_errors[] = {
     {"run -m " DEMO " -p hi -n -3", 1, "-n"},
     {"run -m " DEMO " -p hi --kv f8", 1, "--kv"},
     {"run -m " DEMO " -p hi --temp nan", 1, "--temp"},
-    {"run -m " DEMO " -p hi --backend cuda", 1, "not available"},
+    {"run -m " DEMO " -p hi --backend opencl", 1, "not available"},
     {"run -m " DEMO " -p hi --backend nosuch", 2, "unknown backend 'nosuch'"},
     {"eval -m " DEMO " --ids 1 --backend nosuch", 2, "unknown backend 'nosuch'"},
     {"bench -m " DEMO " --backend nosuch", 2, "unknown backend 'nosuch'"},
-    {"bench -m " DEMO " --backend cuda", 1, "not available"},
+    {"bench -m " DEMO " --backend hip", 1, "not available"},
     {"run -m " DEMO " -p hi --backend", 1, "needs a value"},
     {"run -m " DEMO " -p", 1, "needs a value"},
     /* a prompt longer than the context */
