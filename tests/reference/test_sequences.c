@@ -93,8 +93,8 @@ static double assert_close(const float *a, const float *ref, int nv, const char 
 
 static void assert_status(tl_status got, tl_status want, const char *what) {
   if (got != want)
-    fail_msg("%s: %s, expected %s (%s)", what, tl_status_name(got), tl_status_name(want),
-             tl_last_error());
+    fail_msg("%s: %s, expected %s%s%s", what, tl_status_name(got), tl_status_name(want),
+             got ? ": " : "", got ? tl_last_error() : "");
   if (want != TL_OK && !*tl_last_error()) fail_msg("%s: no error message", what);
 }
 
