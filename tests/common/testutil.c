@@ -320,14 +320,24 @@ tl_model *tl_test_load_model(const char *path) {
   return m;
 }
 
-tl_context *tl_test_new_ctx(tl_model *m, tl_kv_type kv, int n_ctx) {
+tl_context_params tl_test_ctx_params(void) {
   tl_context_params cp = tl_context_default_params();
+  cp.n_threads = 2;
+  cp.backend = tl_test_backend;
+  return cp;
+}
+
+tl_context *tl_test_ctx(tl_model *m, const tl_context_params *cp) {
+  tl_context *c = NULL;
+  if (tl_context_new(m, cp, &c) != TL_OK) fail_msg("context: %s", tl_last_error());
+  return c;
+}
+
+tl_context *tl_test_new_ctx(tl_model *m, tl_kv_type kv, int n_ctx) {
+  tl_context_params cp = tl_test_ctx_params();
   cp.n_ctx = n_ctx;
   cp.kv_type = kv;
-  cp.n_threads = 2;
-  tl_context *c = NULL;
-  if (tl_context_new(m, &cp, &c) != TL_OK) fail_msg("context: %s", tl_last_error());
-  return c;
+  return tl_test_ctx(m, &cp);
 }
 
 void tl_test_prefill(tl_context *c, const tl_token *ids, int n, float *out, int nv) {
@@ -344,4 +354,106 @@ void tl_test_prefill(tl_context *c, const tl_token *ids, int n, float *out, int 
   for (int i = 0; i < n; i++) memcpy(out + (size_t)i * nv, tl_get_logits(c, i), sizeof(float) * nv);
   free(pos);
   free(want);
+}
+
+/* ---- one group of tests per backend ------------------------------------- */
+
+const char *tl_test_backend = NULL;
+
+int tl_test_backends(const char **names, int max) {
+  static char list[512];
+  const char *want[32];
+  int n_want = 0;
+  const char *env = getenv("TL_TEST_BACKENDS");
+  if (env && *env) {
+    snprintf(list, sizeof list, "%s", env);
+    char *save = NULL;
+    for (char *t = strtok_r(list, ", ", &save); t && n_want < 32; t = strtok_r(NULL, ", ", &save))
+      want[n_want++] = t;
+  } else {
+    for (const char *const *b = tl_backend_names(); *b && n_want < 32; b++) want[n_want++] = *b;
+  }
+  /* a backend is tested if it can make a context for the demo model */
+  char *demo = tl_test_fixture("demo/model-q8_0.gguf");
+  tl_model *m = NULL;
+  if (!demo || tl_model_load(demo, NULL, &m) != TL_OK) {
+    printf("no demo model to probe the backends with (%s): testing every one\n",
+           demo ? tl_last_error() : "demo/model-q8_0.gguf not found");
+    m = NULL;
+  }
+  free(demo);
+  int n = 0;
+  for (int i = 0; i < n_want && n < max; i++) {
+    if (m) {
+      tl_context_params cp = tl_context_default_params();
+      cp.n_ctx = 64;
+      cp.n_threads = 1;
+      cp.backend = want[i];
+      tl_context *c = NULL;
+      if (tl_context_new(m, &cp, &c) != TL_OK) {
+        printf("SKIPPED: backend %s: %s\n", want[i], tl_last_error());
+        continue;
+      }
+      printf("backend %s: %s (%s)\n", want[i], tl_context_backend(c), tl_context_kernels(c));
+      tl_context_free(c);
+    }
+    names[n++] = want[i];
+  }
+  tl_model_free(m);
+  return n;
+}
+
+/* TL_TEST_FILTER / TL_TEST_SKIP for the names of one backend's group: a
+ * pattern without a ':' gets the "BACKEND: " prefix. */
+static const char *backend_pattern(const char *var, const char *backend, char *buf, size_t cap) {
+  const char *p = getenv(var);
+  if (!p || !*p) return NULL;
+  if (strchr(p, ':')) return p;
+  snprintf(buf, cap, "%s: %s", backend, p);
+  return buf;
+}
+
+int tl_test_run_on_backend(const char *backend, const char *group, const struct CMUnitTest *tests,
+                           size_t n) {
+  if (n == 0) return 0;
+  /* cmocka keeps the pattern pointers */
+  static char run_buf[512], skip_buf[512];
+  const char *run = backend_pattern("TL_TEST_FILTER", backend, run_buf, sizeof run_buf);
+  const char *skip = backend_pattern("TL_TEST_SKIP", backend, skip_buf, sizeof skip_buf);
+  if (run) cmocka_set_test_filter(run);
+  if (skip) cmocka_set_skip_filter(skip);
+  struct CMUnitTest *t = calloc(n, sizeof *t);
+  char(*names)[192] = calloc(n, sizeof *names);
+  assert_true(t && names);
+  for (size_t i = 0; i < n; i++) {
+    snprintf(names[i], sizeof names[i], "%s: %s", backend, tests[i].name);
+    t[i] = tests[i];
+    t[i].name = names[i];
+  }
+  char gname[192];
+  snprintf(gname, sizeof gname, "%s %s", group, backend);
+  tl_test_backend = backend;
+  const int failed = _cmocka_run_group_tests(gname, t, n, NULL, NULL);
+  tl_test_backend = NULL;
+  free(t);
+  free(names);
+  return failed;
+}
+
+int tl_test_main_per_backend(const char *group,
+                             int (*make)(const char *backend, struct CMUnitTest *tests, int max)) {
+  const char *backends[32];
+  const int nb = tl_test_backends(backends, 32);
+  if (nb == 0) {
+    printf("%s: no backend can run (TL_TEST_BACKENDS=%s)\n", group,
+           getenv("TL_TEST_BACKENDS") ? getenv("TL_TEST_BACKENDS") : "");
+    return 1;
+  }
+  int failed = 0;
+  static struct CMUnitTest tests[256];
+  for (int i = 0; i < nb; i++) {
+    const int n = make(backends[i], tests, 256);
+    failed += tl_test_run_on_backend(backends[i], group, tests, (size_t)n);
+  }
+  return failed ? 1 : 0;
 }

@@ -74,11 +74,43 @@ void tl_test_free_prompts(tl_test_prompt *ps, int n);
 char *tl_test_model_path(const char *arch, const char *type);
 /* tl_model_load with default parameters; fails the test on an error. */
 tl_model *tl_test_load_model(const char *path);
-/* A context of n_ctx tokens, 2 threads, KV cache kv; fails the test on an error. */
+/* tl_context_default_params with 2 threads and the backend under test
+ * (tl_test_backend). */
+tl_context_params tl_test_ctx_params(void);
+/* tl_context_new; fails the test on an error. */
+tl_context *tl_test_ctx(tl_model *m, const tl_context_params *cp);
+/* A context of n_ctx tokens, 2 threads, KV cache kv, on tl_test_backend;
+ * fails the test on an error. */
 tl_context *tl_test_new_ctx(tl_model *m, tl_kv_type kv, int n_ctx);
 /* Prefill n tokens (positions 0..n-1) from an empty cache, every logit into
  * out[n][nv]. */
 void tl_test_prefill(tl_context *c, const tl_token *ids, int n, float *out, int nv);
+
+/* ---- one group of tests per backend ---- */
+
+/* The backend the tests' contexts use (tl_test_ctx_params, tl_test_new_ctx):
+ * a name of tl_backend_names(), or NULL for the library's default. */
+extern const char *tl_test_backend;
+/* The backends to test: tl_backend_names(), or the comma-separated list of
+ * the environment variable TL_TEST_BACKENDS (a GPU machine runs
+ * TL_TEST_BACKENDS=cuda), less those that cannot make a context for the demo
+ * model (tests/data/demo/model-q8_0.gguf), which are reported as
+ * "SKIPPED: backend NAME: <tl_last_error()>". At most max names into names;
+ * returns their count. */
+int tl_test_backends(const char **names, int max);
+/* Runs the tests as the cmocka group "GROUP BACKEND" with tl_test_backend
+ * set to backend and every name prefixed "BACKEND: " ("cpu: reference llama
+ * q8_0"). A TL_TEST_FILTER / TL_TEST_SKIP pattern without a ':' matches the
+ * names without that prefix. Returns the number of failed tests. */
+int tl_test_run_on_backend(const char *backend, const char *group, const struct CMUnitTest *tests,
+                           size_t n);
+/* The usual main of a test file whose tests run once per backend: for every
+ * backend of tl_test_backends, make(backend, tests, max) fills tests (the
+ * tests for that backend, at most max) and returns their count, and they
+ * run by tl_test_run_on_backend. Returns 0 when every group passed, 1 when
+ * a test failed or TL_TEST_BACKENDS named backends of which none could run. */
+int tl_test_main_per_backend(const char *group,
+                             int (*make)(const char *backend, struct CMUnitTest *tests, int max));
 
 /* Run the CLI (TL_CLI_PATH) with a shell argument string; captures stdout
  * (malloc'd, may be NULL) and returns the exit status (-1 on failure). */

@@ -2,7 +2,9 @@
  * in every type they come in (float and quantized), against the outputs of the reference
  * implementation (Hugging Face transformers, float32), through the library
  * (prefill logits, teacher-forced decoding with the KV cache, greedy
- * generation) and through `torchless eval`. Tolerances from DESIGN.md. */
+ * generation) and through `torchless eval`, once per backend the build has
+ * (tl_test_backends: TL_TEST_BACKENDS restricts them). Tolerances from
+ * DESIGN.md. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <unistd.h>
@@ -129,10 +131,9 @@ static void check_case(void **state) {
   tl_context *c16 = tl_test_new_ctx(m, TL_KV_F16, 256);
   /* the q8_0 KV cache, where the head size allows it */
   tl_context *c8 = NULL;
-  tl_context_params cp8 = tl_context_default_params();
+  tl_context_params cp8 = tl_test_ctx_params();
   cp8.n_ctx = 256;
   cp8.kv_type = TL_KV_Q8_0;
-  cp8.n_threads = 2;
   if (tl_context_new(m, &cp8, &c8) != TL_OK) {
     assert_non_null(strstr(tl_last_error(), "multiple of 32"));
     printf("%s %s: no q8_0 KV cache (%s)\n", rc->arch, rc->type, tl_last_error());
@@ -254,8 +255,9 @@ static void check_cli(void **state) {
     snprintf(ids + strlen(ids), sizeof ids - strlen(ids), i ? ",%d" : "%d", ps[0].ids[i]);
   char *lpath = tl_test_tmpfile(".f32");
   char args[8192];
-  snprintf(args, sizeof args, "eval -m '%s' --ids %s --logits '%s' --greedy %d --kv f32 -t 2",
-           model_path, ids, lpath, ps[0].n_greedy);
+  snprintf(args, sizeof args,
+           "eval -m '%s' --ids %s --logits '%s' --greedy %d --kv f32 -t 2 --backend %s", model_path,
+           ids, lpath, ps[0].n_greedy, tl_test_backend ? tl_test_backend : "auto");
   char *out = NULL;
   assert_int_equal(tl_test_run_cli(args, &out, NULL), 0);
   /* greedy ids printed on one line */
@@ -327,7 +329,7 @@ static void check_att_split(void **state) {
   const int nv = tl_model_n_vocab(m);
   tl_test_prompt ps[8];
   const int np = tl_test_load_prompts(rc->arch, ps, 8);
-  tl_context_params cp = tl_context_default_params();
+  tl_context_params cp = tl_test_ctx_params();
   cp.n_ctx = 256;
   cp.n_threads = 1;
   tl_context *c1 = NULL, *c3 = NULL;
@@ -398,8 +400,10 @@ static ref_case g_cases[] = {
     {"gemma2", "q8_0", false, "gemma2.attention.scale=float:0.125"},
 };
 
-int main(void) {
-  struct CMUnitTest tests[64];
+/* The table for one backend (max >= 64); the attention shares are the CPU
+ * backend's. */
+static int make_tests(const char *backend, struct CMUnitTest *tests, int max) {
+  (void)max;
   int n = 0;
   static char names[64][96];
   for (size_t i = 0; i < sizeof g_cases / sizeof g_cases[0]; i++) {
@@ -420,10 +424,15 @@ int main(void) {
     n++;
   }
   static ref_case split[] = {{"demo", "q8_0", false}, {"llama", "q8_0", false}};
-  for (size_t i = 0; i < sizeof split / sizeof split[0]; i++) {
+  for (size_t i = 0; i < sizeof split / sizeof split[0] && !strcmp(backend, "cpu"); i++) {
     snprintf(names[n], 96, "attention shares %s %s", split[i].arch, split[i].type);
     tests[n] = (struct CMUnitTest){names[n], check_att_split, NULL, NULL, &split[i]};
     n++;
   }
-  return _cmocka_run_group_tests("reference", tests, (size_t)n, NULL, NULL);
+  return n;
+}
+
+/* The whole table once per backend (tl_test_backends). */
+int main(void) {
+  return tl_test_main_per_backend("reference", make_tests);
 }
