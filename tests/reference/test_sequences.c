@@ -4,7 +4,12 @@
  * tl_kv_seq_rm, tl_kv_seq_pos_max and the abort callback. Where the same
  * computation runs twice (a copied or re-decoded sequence), the logits are
  * bit for bit equal on the CPU and within 1e-6 elsewhere; where the batch
- * changes, within 1e-5 (relative L2 per row) with the same argmax. */
+ * changes, within 1e-5 (relative L2 per row) with the same argmax, or 1e-4
+ * where an f16 KV cache stores what the other batch computed: the CPU's
+ * batch and single-token float kernels differ by about 5e-7, and such a
+ * difference can move a stored value by one f16 step (2^-11 of it), which
+ * the next tokens read (seen: 3.1e-5 with the avx2 set on the llama f16
+ * file; 6e-7 with an f32 cache). */
 #include "testutil.h"
 
 typedef struct seq_case {
@@ -81,14 +86,19 @@ static void assert_same(const tl_context *c, const float *a, const float *b, int
     fail_msg("%s %d: logits differ (rel err %.3g)", what, i, e);
 }
 
-/* Logits of one row computed in another batch: relative L2 error <= 1e-5
+/* Logits of one row computed in another batch: relative L2 error <= bound
  * and the same argmax. Returns the error. */
-static double assert_close(const float *a, const float *ref, int nv, const char *what, int i) {
+static double assert_close_b(const float *a, const float *ref, int nv, const char *what, int i,
+                             double bound) {
   const double e = tl_test_rel_err(a, ref, (size_t)nv);
   const int32_t ia = tl_test_argmax(a, (size_t)nv), ir = tl_test_argmax(ref, (size_t)nv);
-  if (e > 1e-5 || ia != ir)
-    fail_msg("%s %d: rel err %.3g (bound 1e-5), argmax %d vs %d", what, i, e, ia, ir);
+  if (e > bound || ia != ir)
+    fail_msg("%s %d: rel err %.3g (bound %g), argmax %d vs %d", what, i, e, bound, ia, ir);
   return e;
+}
+
+static double assert_close(const float *a, const float *ref, int nv, const char *what, int i) {
+  return assert_close_b(a, ref, nv, what, i, 1e-5);
 }
 
 static void assert_status(tl_status got, tl_status want, const char *what) {
@@ -169,7 +179,8 @@ static void check_batched(void **state) {
         char what[64];
         snprintf(what, sizeof what, "kv %s sequence %d (%d tokens) step", tl_kv_type_name(kvs[ki]),
                  s, len[s]);
-        const double e = assert_close(ROW(s, k), alone + (size_t)k * nv, nv, what, k);
+        const double e = assert_close_b(ROW(s, k), alone + (size_t)k * nv, nv, what, k,
+                                        kvs[ki] == TL_KV_F16 ? 1e-4 : 1e-5);
         if (e > worst) worst = e;
         bits += !memcmp(ROW(s, k), alone + (size_t)k * nv, sizeof(float) * (size_t)nv);
       }
