@@ -34,7 +34,7 @@ test: build peer
 	@$(call SKIPS,$(BUILD))
 
 test-asan: deps peer
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTL_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTL_SANITIZE=ON -DTL_CUDA=OFF $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 	@$(call SKIPS,$(ASAN_BUILD))
@@ -80,7 +80,7 @@ neon-deps:
 
 test-neon: neon-deps
 	cmake -S . -B $(NEON_BUILD) -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cmake/aarch64-linux-gnu.cmake \
-	  -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	  -DCMAKE_BUILD_TYPE=Release -DTL_CUDA=OFF $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(NEON_BUILD) -j $(JOBS)
 	cd $(NEON_BUILD) && TL_EXPECT_KERNELS=neon,neon_dotprod \
 	  ctest --output-on-failure -j $(JOBS) -R '^test_(kernels|qkernels)$$'
