@@ -45,7 +45,10 @@ static tl_status prepare_weights(tl_context *c) {
     (dst) = (float *)v; /* the layer struct's vectors are not const */         \
   }
   MAT(w->tok_embd, m->tok_embd);
-  MAT(w->output, m->output);
+  if (m->output.data == m->tok_embd.data) /* tied: one copy on the backend */
+    w->output = w->tok_embd;
+  else
+    MAT(w->output, m->output);
   VEC(w->output_b, m->output_b, m->hp.n_vocab);
   VEC(w->output_norm, m->output_norm, d);
   VEC(w->output_norm_b, m->output_norm_b, d);

@@ -360,6 +360,10 @@ void tl_test_prefill(tl_context *c, const tl_token *ids, int n, float *out, int 
 
 const char *tl_test_backend = NULL;
 
+const char *tl_test_backend_name(void) {
+  return tl_test_backend ? tl_test_backend : "auto";
+}
+
 int tl_test_backends(const char **names, int max) {
   static char list[512];
   const char *want[32];

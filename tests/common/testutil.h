@@ -91,6 +91,8 @@ void tl_test_prefill(tl_context *c, const tl_token *ids, int n, float *out, int 
 /* The backend the tests' contexts use (tl_test_ctx_params, tl_test_new_ctx):
  * a name of tl_backend_names(), or NULL for the library's default. */
 extern const char *tl_test_backend;
+/* tl_test_backend's name, "auto" when it is NULL. */
+const char *tl_test_backend_name(void);
 /* The backends to test: tl_backend_names(), or the comma-separated list of
  * the environment variable TL_TEST_BACKENDS (a GPU machine runs
  * TL_TEST_BACKENDS=cuda), less those that cannot make a context for the demo

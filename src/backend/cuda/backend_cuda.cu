@@ -265,6 +265,7 @@ __global__ void __launch_bounds__(MM_WARPS * 32)
   for (int t = 0; t < NT; t++) acc[t] = 0.0f;
   constexpr int CPB = blk<T>::n / 8; /* 8-value pieces per block */
   const int chunks = cols / 8;
+#pragma unroll 4
   for (int c = lane; c < chunks; c += 32) {
     float v[8];
     dq8<T>(wr + (size_t)(c / CPB) * blk<T>::bytes, c % CPB, v);
@@ -497,7 +498,7 @@ typedef struct cuda_ctx {
   int64_t kv_ctx;
   int32_t *d_tok, *d_pos, *d_seq, *d_out; /* the step's arrays, n_batch each */
   int32_t n, n_out;
-  /* uploaded weights, by host address (a tied output reuses the embedding) */
+  /* uploaded weights and vectors (a tied output is shared by the context) */
   struct up {
     const void *host;
     void *dev;
@@ -548,13 +549,8 @@ static void cuda_buffer_free(tl_backend *be, void *p) {
   if (p) cudaFree(p);
 }
 
-/* host bytes onto the device once per host address */
+/* host bytes onto the device (kept in ups, freed with the backend) */
 static tl_status upload(cuda_ctx *c, const void *host, size_t bytes, void **out) {
-  for (int i = 0; i < c->n_ups; i++)
-    if (c->ups[i].host == host) {
-      *out = c->ups[i].dev;
-      return TL_OK;
-    }
   if (c->n_ups == c->cap_ups) {
     int cap = c->cap_ups ? 2 * c->cap_ups : 256;
     void *n = realloc(c->ups, sizeof *c->ups * (size_t)cap);
