@@ -8,12 +8,14 @@
  * tokens. For each step the recipe calls step_begin with the tokens, their
  * positions and sequences and the rows whose logits are wanted (host
  * arrays: the backend copies what it needs), then a fixed sequence of the
- * operations below on backend buffers, then logits_to_host and step_end.
+ * operations below on backend buffers, then to_host and step_end.
  * The sequence depends only on the model and the step's shape (token count,
  * rows out), never on the values, so a GPU backend can capture one decode
  * step as a graph and replay it; no operation returns a value to the host
- * except logits_to_host. Operations do not fail one by one: a device error
- * is kept and returned by step_end (or logits_to_host).
+ * except to_host. Operations do not fail one by one: a device error
+ * is kept and returned by step_end (or to_host). Between step_begin
+ * and step_end only the operations are called (no to_host, from_host,
+ * kv_copy, prepare or buffer calls): a GPU backend may be capturing them.
  *
  * Buffers. alloc gives device memory the host never dereferences (on the CPU
  * it is host memory); the recipe passes such pointers, and pointers inside

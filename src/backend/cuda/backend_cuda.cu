@@ -505,6 +505,13 @@ typedef struct cuda_ctx {
   } *ups;
   int n_ups, cap_ups;
   int grid_cap; /* blocks for grid-stride loops */
+  /* decode steps (one token) are captured as a graph and launched whole:
+   * the kernels then run back to back without the gaps of separate
+   * launches. Each step is captured anew and the executable graph updated
+   * in place (cheap when only parameters changed), so every operation the
+   * recipe calls is run; TL_CUDA_GRAPHS=0 turns this off. */
+  bool graphs, capturing;
+  cudaGraphExec_t exec;
 } cuda_ctx;
 
 static cuda_ctx *cu(tl_backend *be) {
@@ -638,11 +645,33 @@ static tl_status cuda_step_begin(tl_backend *be, const tl_step *st) {
                             cudaMemcpyHostToDevice, c->stream), "step");
   /* pageable sources: the copies may read them after this returns */
   note(c, cudaStreamSynchronize(c->stream), "step");
+  if (c->err) return fail_cuda(c);
+  if (c->graphs && st->n == 1) {
+    note(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "graph capture");
+    c->capturing = c->err == cudaSuccess;
+  }
   return c->err ? fail_cuda(c) : TL_OK;
 }
 
 static tl_status cuda_step_end(tl_backend *be) {
   cuda_ctx *c = cu(be);
+  if (c->capturing) {
+    c->capturing = false;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    note(c, e, "graph capture");
+    if (e == cudaSuccess && !c->err) {
+      cudaGraphExecUpdateResultInfo info;
+      if (!c->exec || cudaGraphExecUpdate(c->exec, g, &info) != cudaSuccess) {
+        cudaGetLastError();
+        if (c->exec) cudaGraphExecDestroy(c->exec);
+        c->exec = NULL;
+        note(c, cudaGraphInstantiate(&c->exec, g, 0), "graph instantiate");
+      }
+      if (!c->err) note(c, cudaGraphLaunch(c->exec, c->stream), "graph launch");
+    }
+    if (g) cudaGraphDestroy(g);
+  }
   note(c, cudaStreamSynchronize(c->stream), "step");
   return c->err ? fail_cuda(c) : TL_OK;
 }
@@ -799,6 +828,7 @@ static void cuda_free(tl_backend *be) {
   cudaFree(c->d_pos);
   cudaFree(c->d_seq);
   cudaFree(c->d_out);
+  if (c->exec) cudaGraphExecDestroy(c->exec);
   if (c->stream) cudaStreamDestroy(c->stream);
   free(c);
 }
@@ -838,6 +868,8 @@ tl_cuda_backend_create(const tl_cuda_host *host, const tl_backend_config *cfg, t
   }
   snprintf(c->name, sizeof c->name, "%s", prop.name);
   c->grid_cap = prop.multiProcessorCount * 8;
+  const char *graphs = getenv("TL_CUDA_GRAPHS");
+  c->graphs = !(graphs && !strcmp(graphs, "0"));
   c->be.name = "cuda";
   c->be.detail = c->name;
   c->be.priv = c;
