@@ -8,7 +8,8 @@
  * tokens. For each step the recipe calls step_begin with the tokens, their
  * positions and sequences and the rows whose logits are wanted (host
  * arrays: the backend copies what it needs), then a fixed sequence of the
- * operations below on backend buffers, then to_host and step_end.
+ * operations below on backend buffers, then step_end, then to_host for the
+ * wanted rows of logits.
  * The sequence depends only on the model and the step's shape (token count,
  * rows out), never on the values, so a GPU backend can capture one decode
  * step as a graph and replay it; no operation returns a value to the host
