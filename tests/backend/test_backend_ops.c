@@ -348,7 +348,7 @@ static void test_matmul(void **state) {
   dev d;
   tl_backend_config cfg = base_config();
   dev_open(&d, &cfg);
-  const int ntoks[] = {1, 3, 17};
+  const int ntoks[] = {1, 3, 17, 40}; /* 40: two token tiles of a GPU's batch kernel */
   for (size_t ti = 0; ti < N_TYPES; ti++) {
     const uint32_t type = g_types[ti];
     if (!d.be->supports_type(d.be, type)) {
@@ -359,7 +359,7 @@ static void test_matmul(void **state) {
     /* an odd number of blocks where the block is small; two super-blocks for K types */
     const int64_t colss[] = {blck >= 256 ? 512 : blck * 7, blck >= 256 ? 1280 : 2112};
     for (int ci = 0; ci < 2; ci++)
-      for (int ni = 0; ni < 3; ni++)
+      for (int ni = 0; ni < 4; ni++)
         for (int bias = 0; bias < 2; bias++) {
           const int64_t rows = 67, cols = colss[ci], ldy = rows + 5;
           const int n = ntoks[ni];
@@ -371,8 +371,8 @@ static void test_matmul(void **state) {
           float *x = dev_floats(&d, hx, (size_t)n * cols);
           float *y = dev_floats(&d, NULL, (size_t)n * ldy);
           const float *b = bias ? dev_vector(&d, hb, rows) : NULL;
-          tl_token tok[17] = {0};
-          int32_t pos[17] = {0}, seq[17] = {0};
+          tl_token tok[40] = {0};
+          int32_t pos[40] = {0}, seq[40] = {0};
           step(&d, n, tok, pos, seq, 0, NULL);
           d.be->matmul(d.be, &w, b, x, n, y, ldy);
           step_end(&d);

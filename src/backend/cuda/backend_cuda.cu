@@ -294,6 +294,64 @@ __global__ void __launch_bounds__(MM_WARPS * 32)
   }
 }
 
+/* Batches (prefill): tiles of TM rows x TN tokens per block of 256
+ * threads. Each step over 32 columns dequantizes the weight tile into shared
+ * memory once (one dq8 per thread) and stages the activations beside it;
+ * each thread then accumulates 4 rows x 2 tokens in float32. cols must be a
+ * multiple of 32. */
+#define GT_M 64
+#define GT_N 32
+#define GT_K 32
+template <int T>
+__global__ void __launch_bounds__(256)
+    k_matmul_tiled(const uint8_t *__restrict__ W, size_t ldw, int rows, int cols,
+                   const float *__restrict__ x, int n, const float *__restrict__ bias,
+                   float *__restrict__ y, int64_t ldy) {
+  __shared__ float ws[GT_M][GT_K + 1], xs[GT_N][GT_K + 1];
+  const int tid = threadIdx.x, r0 = blockIdx.x * GT_M, t0 = blockIdx.y * GT_N;
+  const int tr = tid / 16, tt = tid % 16; /* rows tr*4 .. +3, tokens tt, tt + 16 */
+  float acc[4][2] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
+  constexpr int CPB = blk<T>::n / 8;
+  const int wr = tid / 4, wk = tid % 4; /* the weight piece this thread dequantizes */
+  for (int c0 = 0; c0 < cols; c0 += GT_K) {
+    float v[8];
+    if (r0 + wr < rows) {
+      const int ch = (c0 + 8 * wk) / 8;
+      dq8<T>(W + (size_t)(r0 + wr) * ldw + (size_t)(ch / CPB) * blk<T>::bytes, ch % CPB, v);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; j++) v[j] = 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < 8; j++) ws[wr][8 * wk + j] = v[j];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const int e = tid + 256 * i, tk = e / GT_K, kk = e % GT_K;
+      xs[tk][kk] = t0 + tk < n ? x[(size_t)(t0 + tk) * cols + c0 + kk] : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int kk = 0; kk < GT_K; kk++) {
+      const float x0 = xs[tt][kk], x1 = xs[tt + 16][kk];
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        const float w = ws[tr * 4 + i][kk];
+        acc[i][0] = fmaf(w, x0, acc[i][0]);
+        acc[i][1] = fmaf(w, x1, acc[i][1]);
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const int r = r0 + tr * 4 + i;
+    if (r >= rows) continue;
+    const float b = bias ? bias[r] : 0.0f;
+    if (t0 + tt < n) y[(size_t)(t0 + tt) * ldy + r] = acc[i][0] + b;
+    if (t0 + tt + 16 < n) y[(size_t)(t0 + tt + 16) * ldy + r] = acc[i][1] + b;
+  }
+}
+
 /* x[t] = row tokens[t] of the table, one thread per 8 values. */
 template <int T>
 __global__ void k_embed(const uint8_t *__restrict__ W, size_t ldw, int cols,
@@ -733,6 +791,11 @@ static void cuda_matmul(tl_backend *be, const tl_weight *w, const float *bias, c
 #define MM1(T) k_matmul<T, 1><<<dim3(gx, 1), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
     TYPE_SWITCH(w->type, MM1)
 #undef MM1
+  } else if (n >= 16 && cols % GT_K == 0) {
+    const dim3 g((unsigned)((rows + GT_M - 1) / GT_M), (unsigned)((n + GT_N - 1) / GT_N));
+#define MMT(T) k_matmul_tiled<T><<<g, 256, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+    TYPE_SWITCH(w->type, MMT)
+#undef MMT
   } else {
     const unsigned gy = (unsigned)((n + 7) / 8);
 #define MM8(T) k_matmul<T, 8><<<dim3(gx, gy), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
