@@ -395,7 +395,7 @@ int tl_test_backends(const char **names, int max) {
       cp.backend = want[i];
       tl_context *c = NULL;
       if (tl_context_new(m, &cp, &c) != TL_OK) {
-        printf("SKIPPED: backend %s: %s\n", want[i], tl_last_error());
+        printf("SKIPPED: %s (backend %s)\n", tl_last_error(), want[i]);
         continue;
       }
       printf("backend %s: %s (%s)\n", want[i], tl_context_backend(c), tl_context_kernels(c));
