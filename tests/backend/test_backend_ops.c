@@ -21,22 +21,16 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
 #include "testutil.h"
+#include "weightutil.h"
 
 static const char *g_backend = "cpu";
 static const char *g_kernels; /* the set under test (CPU) */
 static uint64_t g_rng;
 
-static double urand(void) { /* uniform in [-1, 1) */
-  g_rng ^= g_rng << 13;
-  g_rng ^= g_rng >> 7;
-  g_rng ^= g_rng << 17;
-  return (double)(g_rng >> 11) / (double)(1ull << 52) - 1.0;
-}
-
 static float *rand_floats(size_t n, double scale) {
   float *v = malloc(sizeof(float) * (n ? n : 1));
   assert_non_null(v);
-  for (size_t i = 0; i < n; i++) v[i] = (float)(urand() * scale);
+  for (size_t i = 0; i < n; i++) v[i] = (float)(tl_test_frand(&g_rng) * scale);
   return v;
 }
 
@@ -173,27 +167,22 @@ static const uint32_t g_types[] = {TL_TYPE_F32,  TL_TYPE_F16,  TL_TYPE_BF16, TL_
                                    TL_TYPE_Q6_K};
 #define N_TYPES (sizeof g_types / sizeof g_types[0])
 
-/* A host weight of the type from random floats (rows x cols), and those
- * values as the type stores them (dequantized) in deq. */
+/* A random host weight of the type (weightutil.h: quantized random floats),
+ * and its values as the type stores them (dequantized) in deq. */
 static tl_weight host_weight(uint32_t type, int64_t rows, int64_t cols, void **data, double **deq) {
   const tl_type_info *ti = tl_type_get(type);
-  assert_non_null(ti->from_float);
-  uint64_t rb;
-  assert_true(tl_type_row_size(type, cols, &rb));
-  uint8_t *buf = malloc((size_t)rb * (size_t)rows);
+  size_t rb;
+  uint8_t *buf = tl_test_random_weight(type, rows, cols, 1, &g_rng, &rb);
   float *row = malloc(sizeof(float) * (size_t)cols);
   *deq = malloc(sizeof(double) * (size_t)(rows * cols));
-  assert_true(buf && row && *deq);
+  assert_true(row && *deq);
   for (int64_t r = 0; r < rows; r++) {
-    for (int64_t c = 0; c < cols; c++) row[c] = (float)urand();
-    ti->from_float(row, buf + (size_t)r * rb, cols);
     ti->to_float(buf + (size_t)r * rb, row, cols);
     for (int64_t c = 0; c < cols; c++) (*deq)[r * cols + c] = row[c];
   }
   free(row);
   *data = buf;
-  return (tl_weight){.type = type, .rows = rows, .cols = cols, .row_bytes = (size_t)rb,
-                     .data = buf};
+  return (tl_weight){.type = type, .rows = rows, .cols = cols, .row_bytes = rb, .data = buf};
 }
 
 static void test_embed(void **state) {
