@@ -7,7 +7,6 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -27,24 +26,6 @@ const char *const *tl_backend_names(void) {
 }
 
 #ifdef TL_HAVE_CUDA
-static void host_log(tl_log_level level, const char *fmt, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  tl_log(level, "%s", buf);
-}
-
-static tl_status host_fail(tl_status s, const char *fmt, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  return tl_fail(s, "%s", buf);
-}
-
 static pthread_once_t g_cuda_once = PTHREAD_ONCE_INIT;
 static tl_cuda_create_fn g_cuda_create;
 static char g_cuda_why[512];
@@ -71,8 +52,8 @@ static void open_cuda(void) {
   }
   if (!h) {
     const char *e = dlerror();
-    snprintf(g_cuda_why, sizeof g_cuda_why, "cannot open %s: %s", env && *env ? env : TL_CUDA_LIBRARY,
-             e ? e : "not found");
+    snprintf(g_cuda_why, sizeof g_cuda_why, "cannot open %s: %s",
+             env && *env ? env : TL_CUDA_LIBRARY, e ? e : "not found");
     return;
   }
   g_cuda_create = (tl_cuda_create_fn)dlsym(h, TL_CUDA_ENTRY);
@@ -83,7 +64,7 @@ static void open_cuda(void) {
 static tl_status cuda_new(const tl_backend_config *cfg, tl_backend **out) {
   pthread_once(&g_cuda_once, open_cuda);
   if (!g_cuda_create) return tl_fail(TL_ERR_UNSUPPORTED, "backend cuda: %s", g_cuda_why);
-  static const tl_cuda_host host = {TL_CUDA_ABI, host_fail, host_log};
+  static const tl_cuda_host host = {TL_CUDA_ABI, tl_fail, tl_log};
   tl_status s = g_cuda_create(&host, cfg, out);
   if (s) tl_fail_prefix(s, "backend cuda");
   return s;

@@ -56,10 +56,17 @@ template <> struct blk<T_Q4_K> { enum { n = 256, bytes = 144 }; };
 template <> struct blk<T_Q5_K> { enum { n = 256, bytes = 176 }; };
 template <> struct blk<T_Q6_K> { enum { n = 256, bytes = 210 }; };
 
+/* Every type this backend multiplies: X(T, A) for each, for the switches
+ * below (A passed through). */
+#define CUDA_TYPES(X, A)                                                                      \
+  X(T_F32, A) X(T_F16, A) X(T_BF16, A) X(T_Q8_0, A) X(T_Q4_0, A) X(T_Q4_1, A) X(T_Q5_0, A)    \
+  X(T_Q5_1, A) X(T_Q2_K, A) X(T_Q3_K, A) X(T_Q4_K, A) X(T_Q5_K, A) X(T_Q6_K, A)
+
 static bool type_known(uint32_t t) {
   switch (t) {
-    case T_F32: case T_F16: case T_BF16: case T_Q4_0: case T_Q4_1: case T_Q5_0: case T_Q5_1:
-    case T_Q8_0: case T_Q2_K: case T_Q3_K: case T_Q4_K: case T_Q5_K: case T_Q6_K:
+#define KNOWN(T, A) case T:
+    CUDA_TYPES(KNOWN, _)
+#undef KNOWN
       return true;
   }
   return false;
@@ -557,10 +564,7 @@ typedef struct cuda_ctx {
   int32_t *d_tok, *d_pos, *d_seq, *d_out; /* the step's arrays, n_batch each */
   int32_t n, n_out;
   /* uploaded weights and vectors (a tied output is shared by the context) */
-  struct up {
-    const void *host;
-    void *dev;
-  } *ups;
+  void **ups;
   int n_ups, cap_ups;
   int grid_cap; /* blocks for grid-stride loops */
   /* decode steps (one token) are captured as a graph and launched whole:
@@ -620,7 +624,7 @@ static tl_status upload(cuda_ctx *c, const void *host, size_t bytes, void **out)
     int cap = c->cap_ups ? 2 * c->cap_ups : 256;
     void *n = realloc(c->ups, sizeof *c->ups * (size_t)cap);
     if (!n) return g_host->fail(TL_ERR_NOMEM, "out of memory");
-    c->ups = (struct cuda_ctx::up *)n;
+    c->ups = (void **)n;
     c->cap_ups = cap;
   }
   void *d = NULL;
@@ -640,9 +644,7 @@ static tl_status upload(cuda_ctx *c, const void *host, size_t bytes, void **out)
     note(c, e, "upload");
     return fail_cuda(c);
   }
-  c->ups[c->n_ups].host = host;
-  c->ups[c->n_ups].dev = d;
-  c->n_ups++;
+  c->ups[c->n_ups++] = d;
   *out = d;
   return TL_OK;
 }
@@ -734,22 +736,15 @@ static tl_status cuda_step_end(tl_backend *be) {
   return c->err ? fail_cuda(c) : TL_OK;
 }
 
-#define TYPE_SWITCH(type, F)                                                                  \
-  switch (type) {                                                                             \
-    case T_F32: F(T_F32); break;                                                              \
-    case T_F16: F(T_F16); break;                                                              \
-    case T_BF16: F(T_BF16); break;                                                            \
-    case T_Q8_0: F(T_Q8_0); break;                                                            \
-    case T_Q4_0: F(T_Q4_0); break;                                                            \
-    case T_Q4_1: F(T_Q4_1); break;                                                            \
-    case T_Q5_0: F(T_Q5_0); break;                                                            \
-    case T_Q5_1: F(T_Q5_1); break;                                                            \
-    case T_Q2_K: F(T_Q2_K); break;                                                            \
-    case T_Q3_K: F(T_Q3_K); break;                                                            \
-    case T_Q4_K: F(T_Q4_K); break;                                                            \
-    case T_Q5_K: F(T_Q5_K); break;                                                            \
-    case T_Q6_K: F(T_Q6_K); break;                                                            \
-    default: note(c, cudaErrorInvalidValue, "weight type"); break;                            \
+/* F(T) for the weight type, one instantiation per type. */
+#define TYPE_CASE(T, F) \
+  case T:                \
+    F(T);                \
+    break;
+#define TYPE_SWITCH(type, F)                                                \
+  switch (type) {                                                           \
+    CUDA_TYPES(TYPE_CASE, F)                                                \
+    default: note(c, cudaErrorInvalidValue, "weight type"); break;          \
   }
 
 static void cuda_embed(tl_backend *be, const tl_weight *w, float *x) {
@@ -883,7 +878,7 @@ static tl_status cuda_from_host(tl_backend *be, const float *src, float *dst, in
 static void cuda_free(tl_backend *be) {
   if (!be) return;
   cuda_ctx *c = cu(be);
-  for (int i = 0; i < c->n_ups; i++) cudaFree(c->ups[i].dev);
+  for (int i = 0; i < c->n_ups; i++) cudaFree(c->ups[i]);
   free(c->ups);
   cudaFree(c->k_cache);
   cudaFree(c->v_cache);
