@@ -174,15 +174,8 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
                    "batch (-b) or context (-c)",
                    p.n_batch);
   }
-  const double kv_mib = 2.0 * hp->n_layer * p.n_seq * (double)p.n_ctx * hp->n_head_kv *
-                        (p.kv_type == TL_KV_F32   ? hp->head_dim * 4.0
-                         : p.kv_type == TL_KV_F16 ? hp->head_dim * 2.0
-                                                  : hp->head_dim / 32.0 * 34.0) /
-                        (1024.0 * 1024.0);
-  tl_log(TL_LOG_INFO,
-         "context: %d tokens x %d sequences, KV cache %s %.1f MiB, %d threads, backend %s (%s)",
-         p.n_ctx, p.n_seq, tl_kv_type_name(p.kv_type), kv_mib, p.n_threads, be->name,
-         be->detail);
+  tl_log(TL_LOG_INFO, "context: %d tokens x %d sequences, KV cache %s, %d threads, backend %s (%s)",
+         p.n_ctx, p.n_seq, tl_kv_type_name(p.kv_type), p.n_threads, be->name, be->detail);
   *out = c;
   return TL_OK;
 }

@@ -497,8 +497,8 @@ static void cpu_attention(tl_backend *be, const tl_attn_op *op) {
 }
 
 /* Positions [p0, p1) of every layer and kv head from sequence src to dst:
- * values and Q8_0 keys are rows; f16/f32 keys are copied value by value
- * through their transposed blocks. */
+ * values and Q8_0 keys are rows; f16/f32 keys are transposed in blocks, so
+ * each block's part of the range is one run per value d. */
 static tl_status cpu_kv_copy(tl_backend *be, int32_t src, int32_t dst, int32_t p0, int32_t p1) {
   cpu_ctx *c = cpu_of(be);
   if (src == dst || p1 <= p0) return TL_OK;
@@ -512,13 +512,17 @@ static tl_status cpu_kv_copy(tl_backend *be, int32_t src, int32_t dst, int32_t p
         memcpy((uint8_t *)c->k_cache + to, (const uint8_t *)c->k_cache + from, bytes);
         continue;
       }
-      for (int32_t p = p0; p < p1; p++) {
-        const int j = p % TL_ATT_TILE;
-        const size_t fb = kv_offset(c, il, src, h, p - j), tb = kv_offset(c, il, dst, h, p - j);
+      /* per block, positions [j0, j1) of it: one run of each value d */
+      for (int32_t p = p0; p < p1;) {
+        const int j0 = p % TL_ATT_TILE, blk = p - j0;
+        const int j1 = p1 - blk < TL_ATT_TILE ? p1 - blk : TL_ATT_TILE;
+        const size_t fb = kv_offset(c, il, src, h, blk), tb = kv_offset(c, il, dst, h, blk);
         for (int d = 0; d < c->cfg.head_dim; d++) {
-          const size_t e = ((size_t)d * TL_ATT_TILE + (size_t)j) * es;
-          memcpy((uint8_t *)c->k_cache + tb + e, (const uint8_t *)c->k_cache + fb + e, es);
+          const size_t e = ((size_t)d * TL_ATT_TILE + (size_t)j0) * es;
+          memcpy((uint8_t *)c->k_cache + tb + e, (const uint8_t *)c->k_cache + fb + e,
+                 (size_t)(j1 - j0) * es);
         }
+        p += j1 - j0;
       }
     }
   return TL_OK;
@@ -763,6 +767,8 @@ tl_status tl_backend_cpu_new(const tl_backend_config *cfg, tl_backend **out) {
                    "context (-c)",
                    cfg->n_ctx, (double)kv_bytes * 2 / (1024.0 * 1024.0));
   }
+  tl_log(TL_LOG_INFO, "cpu: KV cache %.1f MiB, %s kernels", (double)all / (1024.0 * 1024.0),
+         kn->name);
   *out = &c->be;
   return TL_OK;
 }
