@@ -139,6 +139,11 @@ typedef struct tl_context_params {
    * not have, or whose device is missing, fails with TL_ERR_UNSUPPORTED.
    * tl_backend_names() lists the names. */
   const char *backend;
+  /* With a GPU backend: how many layers run on it (-1: all). The first
+   * n_gpu_layers layers and the token embedding go to the GPU, the rest and
+   * the output head to the CPU, the activations crossing once per step (for
+   * models larger than the card). Ignored by the CPU backend. */
+  int32_t n_gpu_layers;
   /* CPU kernel set by name ("scalar", "avx2", "avx512", "avx512vnni", "neon",
    * "neon_dotprod"); NULL: the best this CPU runs. For tests and
    * comparisons; the environment variable TL_CPU_KERNELS overrides it. */
@@ -163,6 +168,11 @@ const char *tl_context_backend(const tl_context *ctx);
 /* The CPU kernel set in use ("scalar", "avx2", "avx512", ...), or for
  * another backend its device ("NVIDIA H100 80GB HBM3"). */
 const char *tl_context_kernels(const tl_context *ctx);
+/* A GPU backend's memory: the bytes its allocations hold now and at most
+ * so far (weights, KV cache, buffers, scratch), and what the whole device
+ * has in use. false (and zeros) where the backend uses the host's memory. */
+bool tl_context_device_memory(const tl_context *ctx, uint64_t *now, uint64_t *peak,
+                              uint64_t *device_used);
 /* Names of the backends this build has, NULL-terminated ("cpu" first;
  * "auto" is accepted too and not listed). */
 const char *const *tl_backend_names(void);

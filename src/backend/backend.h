@@ -188,6 +188,10 @@ struct tl_backend {
   tl_status (*to_host)(tl_backend *be, const float *src, float *dst, int64_t n);
   /* n floats from host to device (tests, and inputs a caller gives). */
   tl_status (*from_host)(tl_backend *be, const float *src, float *dst, int64_t n);
+  /* Device memory (NULL where the backend's memory is the host's): the
+   * bytes the backend holds now and at most so far, and what the whole
+   * device has in use (other processes and the runtime's own included). */
+  void (*memory)(tl_backend *be, uint64_t *now, uint64_t *peak, uint64_t *device_used);
 };
 
 /* A backend instance by name: "cpu", a GPU backend's name, or "auto" / NULL

@@ -141,6 +141,11 @@ typedef struct tl_mmap {
 
 tl_status tl_mmap_open(const char *path, tl_mmap *out);
 void tl_mmap_close(tl_mmap *m);
+/* Drops the pages wholly inside [p, p + n) of a file mapping from the
+ * process (touched again, they are read again from the file): a GPU
+ * backend's weights, once uploaded, then have no second copy in RAM.
+ * Nothing where m is not a file mapping or the range is not inside it. */
+void tl_mmap_release(const tl_mmap *m, const void *p, size_t n);
 
 /* A length-delimited string (not NUL-terminated), usually a view into a file. */
 typedef struct tl_str {

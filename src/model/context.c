@@ -14,48 +14,58 @@ tl_context_params tl_context_default_params(void) {
                          .n_threads = 0,
                          .kv_type = TL_KV_F16,
                          .backend = NULL,
+                         .n_gpu_layers = -1,
                          .att_tile = 0,
                          .abort_callback = NULL,
                          .abort_user = NULL};
   return p;
 }
 
-/* The model's weights as the backend sees them: every tensor through
- * prepare_weight / prepare_vector (views of the mapped file on the CPU). */
-static tl_status prepare_weights(tl_context *c) {
+/* A part's weights as its backend sees them: every tensor through
+ * prepare_weight / prepare_vector (views of the mapped file on the CPU):
+ * its layers, the embedding on the first part, the output head on the
+ * last. */
+static tl_status prepare_weights(tl_context *c, tl_part *P, bool first, bool last) {
   const tl_model *m = c->model;
-  tl_backend *be = c->be;
+  tl_backend *be = P->be;
   const int32_t d = m->hp.n_embd, qd = m->hp.n_head * m->hp.head_dim,
                 kvd = m->hp.n_head_kv * m->hp.head_dim, ff = m->hp.n_ff, hd = m->hp.head_dim;
-  tl_weights *w = &c->w;
-  w->layers = calloc((size_t)m->hp.n_layer, sizeof(tl_layer));
+  tl_weights *w = &P->w;
+  /* a backend with its own memory: the file's pages of each weight are
+   * dropped once it is uploaded (the CPU keeps no second copy) */
+  const bool gpu = be->memory != NULL;
+  w->layers = calloc((size_t)(P->l1 - P->l0 > 0 ? P->l1 - P->l0 : 1), sizeof(tl_layer));
   if (!w->layers) return tl_fail(TL_ERR_NOMEM, "out of memory");
   tl_status s;
-#define MAT(dst, src)                                                          \
-  if ((src).data) {                                                            \
-    if (!(src).scales && !be->supports_type(be, (src).type))                   \
+#define MAT(dst, src)                                                                           \
+  if ((src).data) {                                                                             \
+    if (!(src).scales && !be->supports_type(be, (src).type))                                    \
       return tl_fail(TL_ERR_UNSUPPORTED, "the %s backend cannot multiply %s weights", be->name, \
-                     tl_type_name((src).type));                                \
-    if ((s = be->prepare_weight(be, &(src), &(dst)))) return s;                \
+                     tl_type_name((src).type));                                                 \
+    if ((s = be->prepare_weight(be, &(src), &(dst)))) return s;                                 \
+    if (gpu && m->gguf)                                                                         \
+      tl_mmap_release(&m->gguf->map, (src).data, (src).row_bytes *(size_t)(src).rows);          \
   }
   const float *v;
-#define VEC(dst, src, n)                                                       \
-  if (src) {                                                                   \
-    if ((s = be->prepare_vector(be, (src), (n), &v))) return s;                \
-    (dst) = (float *)v; /* the layer struct's vectors are not const */         \
+#define VEC(dst, src, n)                                               \
+  if (src) {                                                           \
+    if ((s = be->prepare_vector(be, (src), (n), &v))) return s;        \
+    (dst) = (float *)v; /* the layer struct's vectors are not const */ \
   }
-  MAT(w->tok_embd, m->tok_embd);
-  if (m->output.data == m->tok_embd.data) /* tied: one copy on the backend */
-    w->output = w->tok_embd;
-  else
-    MAT(w->output, m->output);
-  VEC(w->output_b, m->output_b, m->hp.n_vocab);
-  VEC(w->output_norm, m->output_norm, d);
-  VEC(w->output_norm_b, m->output_norm_b, d);
+  if (first) MAT(w->tok_embd, m->tok_embd);
+  if (last) {
+    if (first && m->output.data == m->tok_embd.data) /* tied: one copy on the backend */
+      w->output = w->tok_embd;
+    else
+      MAT(w->output, m->output);
+    VEC(w->output_b, m->output_b, m->hp.n_vocab);
+    VEC(w->output_norm, m->output_norm, d);
+    VEC(w->output_norm_b, m->output_norm_b, d);
+  }
   VEC(w->rope_freqs, m->hp.rope_freq_factors, m->hp.n_rot / 2);
-  for (int il = 0; il < m->hp.n_layer; il++) {
+  for (int il = P->l0; il < P->l1; il++) {
     const tl_layer *L = &m->layers[il];
-    tl_layer *B = &w->layers[il];
+    tl_layer *B = &w->layers[il - P->l0];
     *B = *L; /* the scalars (window, rope base); every tensor replaced below */
     MAT(B->wq, L->wq);
     MAT(B->wk, L->wk);
@@ -84,16 +94,64 @@ static tl_status prepare_weights(tl_context *c) {
   return TL_OK;
 }
 
+static void part_free(tl_part *P) {
+  if (P->be) {
+    float *bufs[] = {P->x, P->xn,  P->xb,    P->q,     P->k,
+                     P->v, P->att, P->ffn_a, P->ffn_b, P->logits_dev};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+      if (bufs[i]) P->be->buffer_free(P->be, bufs[i]);
+    tl_backend_free(P->be);
+  }
+  free(P->w.layers);
+}
+
+/* A part of layers [l0, l1) on the named backend: the backend, its weights
+ * and its activation buffers. */
+static tl_status part_new(tl_context *c, tl_part *P, const char *backend,
+                          const tl_context_params *p, int32_t l0, int32_t l1, bool first,
+                          bool last) {
+  const tl_hparams *hp = &c->model->hp;
+  P->l0 = l0;
+  P->l1 = l1;
+  tl_backend_config bc = {.n_layer = l1 - l0 > 0 ? l1 - l0 : 1,
+                          .n_head = hp->n_head,
+                          .n_head_kv = hp->n_head_kv,
+                          .head_dim = hp->head_dim,
+                          .n_embd = hp->n_embd,
+                          .n_ctx = p->n_ctx,
+                          .n_seq = p->n_seq,
+                          .n_batch = p->n_batch,
+                          .kv_type = p->kv_type,
+                          .n_threads = p->n_threads};
+  tl_backend_config_options(&bc, p);
+  tl_status s = tl_backend_new(backend, &bc, &P->be);
+  if (!s) s = prepare_weights(c, P, first, last);
+  if (s) return s;
+  tl_backend *be = P->be;
+  const size_t nb = (size_t)p->n_batch, fl = sizeof(float);
+  size_t wide = (size_t)hp->n_head * hp->head_dim;
+  if (wide < (size_t)hp->n_embd) wide = (size_t)hp->n_embd;
+  P->x = be->buffer_alloc(be, nb * hp->n_embd * fl);
+  P->xn = be->buffer_alloc(be, nb * wide * fl);
+  P->xb = be->buffer_alloc(be, nb * wide * fl);
+  P->q = be->buffer_alloc(be, nb * hp->n_head * hp->head_dim * fl);
+  P->k = be->buffer_alloc(be, nb * hp->n_head_kv * hp->head_dim * fl);
+  P->v = be->buffer_alloc(be, nb * hp->n_head_kv * hp->head_dim * fl);
+  P->att = be->buffer_alloc(be, nb * hp->n_head * hp->head_dim * fl);
+  P->ffn_a = be->buffer_alloc(be, nb * hp->n_ff * fl);
+  P->ffn_b = be->buffer_alloc(be, nb * hp->n_ff * fl);
+  if (!P->x || !P->xn || !P->xb || !P->q || !P->k || !P->v || !P->att || !P->ffn_a || !P->ffn_b)
+    return tl_fail(TL_ERR_NOMEM,
+                   "out of %s memory for the activations of a batch of %d tokens: use a smaller "
+                   "batch (-b) or context (-c)",
+                   be->name, p->n_batch);
+  return TL_OK;
+}
+
 void tl_context_free(tl_context *c) {
   if (!c) return;
-  if (c->be) {
-    float *bufs[] = {c->x,   c->xn,    c->xb,    c->q, c->k, c->v,
-                     c->att, c->ffn_a, c->ffn_b, c->logits_dev};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-      if (bufs[i]) c->be->buffer_free(c->be, bufs[i]);
-    tl_backend_free(c->be);
-  }
-  free(c->w.layers);
+  for (int i = 0; i < 2; i++) part_free(&c->part[i]);
+  free(c->handoff);
   free(c->seq_len);
   free(c->out_rows);
   free(c->logits);
@@ -134,46 +192,40 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   c->kv_type = p.kv_type;
   c->abort_cb = p.abort_callback;
   c->abort_user = p.abort_user;
-  tl_backend_config bc = {.n_layer = hp->n_layer,
-                          .n_head = hp->n_head,
-                          .n_head_kv = hp->n_head_kv,
-                          .head_dim = hp->head_dim,
-                          .n_embd = hp->n_embd,
-                          .n_ctx = p.n_ctx,
-                          .n_seq = p.n_seq,
-                          .n_batch = p.n_batch,
-                          .kv_type = p.kv_type,
-                          .n_threads = p.n_threads};
-  tl_backend_config_options(&bc, &p);
-  tl_status s = tl_backend_new(p.backend, &bc, &c->be);
-  if (!s) s = prepare_weights(c);
+  /* a GPU backend with n_gpu_layers below the model's: its layers first,
+   * then the CPU's (the CPU backend ignores n_gpu_layers: tried with the
+   * GPU's share first, it is made again with every layer, which costs it
+   * no upload) */
+  const int32_t L = hp->n_layer, g = p.n_gpu_layers;
+  const bool split = g >= 0 && g < L;
+  tl_status s = part_new(c, &c->part[0], p.backend, &p, 0, split ? g : L, true, !split);
+  c->n_part = 1;
+  /* TL_SPLIT_CPU=1: the split made on the CPU too (two CPU backends), so
+   * that tests check the hand-over where there is no GPU */
+  const char *sc = getenv("TL_SPLIT_CPU");
+  const bool split_cpu = sc && !strcmp(sc, "1");
+  if (!s && split && !c->part[0].be->memory && !split_cpu) {
+    part_free(&c->part[0]);
+    memset(&c->part[0], 0, sizeof c->part[0]);
+    s = part_new(c, &c->part[0], p.backend, &p, 0, L, true, true);
+  } else if (!s && split) {
+    c->n_part = 2;
+    s = part_new(c, &c->part[1], "cpu", &p, g, L, false, true);
+    if (!s && !(c->handoff = malloc(sizeof(float) * (size_t)p.n_batch * hp->n_embd)))
+      s = tl_fail(TL_ERR_NOMEM, "out of memory");
+    if (!s)
+      tl_log(TL_LOG_INFO, "context: layers 0..%d on %s (%s), %d..%d and the output on the cpu",
+             g - 1, c->part[0].be->name, c->part[0].be->detail, g, L - 1);
+  }
+  c->be = c->part[0].be;
+  c->seq_len = calloc((size_t)p.n_seq, sizeof(int32_t));
+  c->out_rows = calloc((size_t)p.n_batch, sizeof(int32_t));
+  if (!s && (!c->seq_len || !c->out_rows)) s = tl_fail(TL_ERR_NOMEM, "out of memory");
   if (s) {
     tl_context_free(c);
     return s;
   }
   tl_backend *be = c->be;
-  c->seq_len = calloc((size_t)p.n_seq, sizeof(int32_t));
-  c->out_rows = calloc((size_t)p.n_batch, sizeof(int32_t));
-  const size_t nb = (size_t)p.n_batch, fl = sizeof(float);
-  size_t wide = (size_t)hp->n_head * hp->head_dim;
-  if (wide < (size_t)hp->n_embd) wide = (size_t)hp->n_embd;
-  c->x = be->buffer_alloc(be, nb * hp->n_embd * fl);
-  c->xn = be->buffer_alloc(be, nb * wide * fl);
-  c->xb = be->buffer_alloc(be, nb * wide * fl);
-  c->q = be->buffer_alloc(be, nb * hp->n_head * hp->head_dim * fl);
-  c->k = be->buffer_alloc(be, nb * hp->n_head_kv * hp->head_dim * fl);
-  c->v = be->buffer_alloc(be, nb * hp->n_head_kv * hp->head_dim * fl);
-  c->att = be->buffer_alloc(be, nb * hp->n_head * hp->head_dim * fl);
-  c->ffn_a = be->buffer_alloc(be, nb * hp->n_ff * fl);
-  c->ffn_b = be->buffer_alloc(be, nb * hp->n_ff * fl);
-  if (!c->seq_len || !c->out_rows || !c->x || !c->xn || !c->xb || !c->q || !c->k || !c->v ||
-      !c->att || !c->ffn_a || !c->ffn_b) {
-    tl_context_free(c);
-    return tl_fail(TL_ERR_NOMEM,
-                   "out of memory for the activations of a batch of %d tokens: use a smaller "
-                   "batch (-b) or context (-c)",
-                   p.n_batch);
-  }
   tl_log(TL_LOG_INFO, "context: %d tokens x %d sequences, KV cache %s, %d threads, backend %s (%s)",
          p.n_ctx, p.n_seq, tl_kv_type_name(p.kv_type), p.n_threads, be->name, be->detail);
   *out = c;
@@ -201,6 +253,17 @@ int32_t tl_context_n_threads(const tl_context *c) {
 
 const char *tl_context_backend(const tl_context *c) {
   return c->be->name;
+}
+
+bool tl_context_device_memory(const tl_context *c, uint64_t *now, uint64_t *peak,
+                              uint64_t *device_used) {
+  *now = *peak = *device_used = 0;
+  for (int i = 0; i < c->n_part; i++)
+    if (c->part[i].be->memory) {
+      c->part[i].be->memory(c->part[i].be, now, peak, device_used);
+      return true;
+    }
+  return false;
 }
 
 const tl_backend *tl_context_get_backend(const tl_context *c) {
@@ -244,8 +307,10 @@ tl_status tl_kv_seq_cp(tl_context *c, int32_t src, int32_t dst, int32_t p0, int3
                    "tl_kv_seq_cp: sequence %d holds %d positions; a copy from position %d "
                    "would leave a hole",
                    dst, c->seq_len[dst], p0);
-  tl_status s = c->be->kv_copy(c->be, src, dst, p0, p1);
-  if (s) return s;
+  for (int i = 0; i < c->n_part; i++) {
+    tl_status s = c->part[i].be->kv_copy(c->part[i].be, src, dst, p0, p1);
+    if (s) return s;
+  }
   c->seq_len[dst] = p1;
   return TL_OK;
 }

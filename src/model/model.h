@@ -99,20 +99,34 @@ typedef struct tl_weights {
 /* A context: the backend (which owns the KV cache, threads and compute),
  * the activation buffers in its memory, and what the model level keeps of
  * the cache (each sequence's length). */
+/* One backend's share of a context: the layers [l0, l1) (w.layers[i] is
+ * layer l0 + i, and the backend's KV cache numbers them from 0), the token
+ * embedding on the first part, the output head on the last, and the
+ * activation buffers for n_batch tokens in the backend's memory. */
+typedef struct tl_part {
+  tl_backend *be;
+  int32_t l0, l1;
+  tl_weights w;
+  float *x, *xn, *xb, *q, *k, *v, *att, *ffn_a, *ffn_b;
+  float *logits_dev; /* the wanted rows' logits (last part) */
+  int32_t logits_dev_cap;
+} tl_part;
+
 struct tl_context {
   tl_model *model;
   int32_t n_ctx, n_seq, n_batch, n_threads;
   tl_kv_type kv_type;
-  tl_backend *be;
-  tl_weights w;
+  tl_backend *be; /* part[0].be: the backend the context was asked for */
+  /* one part, or two with n_gpu_layers: a GPU backend's layers first, then
+   * the CPU's with the output head; the residual stream crosses once per
+   * step through handoff (host memory, n_batch rows) */
+  tl_part part[2];
+  int32_t n_part;
+  float *handoff;
   int32_t *seq_len;  /* cached positions per sequence */
   int32_t *out_rows; /* [n_batch]: a step's rows whose logits are wanted */
   bool (*abort_cb)(void *user);
   void *abort_user;
-  /* activation buffers for n_batch tokens, in the backend's memory */
-  float *x, *xn, *xb, *q, *k, *v, *att, *ffn_a, *ffn_b;
-  float *logits_dev; /* the wanted rows' logits, in the backend's memory */
-  int32_t logits_dev_cap;
   /* logits of the requested tokens, on the host */
   float *logits;
   int32_t n_logits;

@@ -207,6 +207,8 @@ int cmd_bench(cli_opts *o) {
   int nt = tl_context_n_threads(c);
   double bw = o->membw ? measure_read_bw(nt) : 0;
   const char *kv = tl_kv_type_name((tl_kv_type)o->kv);
+  uint64_t g_now, g_peak, g_used;
+  const bool gpu = tl_context_device_memory(c, &g_now, &g_peak, &g_used);
   if (o->json) {
     printf("[\n");
     for (int i = 0; i < nres; i++) {
@@ -215,13 +217,14 @@ int cmd_bench(cli_opts *o) {
           "\"model_n_params\": %llu, \"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
           "\"n_depth\": %d, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"repetitions\": %d, "
           "\"type_k\": \"%s\", \"type_v\": \"%s\", \"bytes_per_token\": %llu, "
-          "\"peak_rss_bytes\": %llu, \"read_bw_bytes_per_s\": %.0f, \"backend\": \"%s\", "
+          "\"peak_rss_bytes\": %llu, \"gpu_peak_bytes\": %llu, \"read_bw_bytes_per_s\": %.0f, "
+          "\"backend\": \"%s\", "
           "\"kernels\": \"%s\"}%s\n",
           desc, tl_model_weight_type(m), (unsigned long long)tl_model_size_bytes(m),
           (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen, o->depth,
           res[i].avg, res[i].sd, o->reps, kv, kv, (unsigned long long)bytes_tok,
-          (unsigned long long)ru.ru_maxrss * 1024ull, bw, tl_context_backend(c), tl_context_kernels(c),
-          i + 1 < nres ? "," : "");
+          (unsigned long long)ru.ru_maxrss * 1024ull, (unsigned long long)g_peak, bw,
+          tl_context_backend(c), tl_context_kernels(c), i + 1 < nres ? "," : "");
     }
     printf("]\n");
   } else {
@@ -234,9 +237,8 @@ int cmd_bench(cli_opts *o) {
       if (o->depth) snprintf(test + k, sizeof test - (size_t)k, " @ d%d", o->depth);
       printf("| %s | %.2f GiB | %.2f B | %s (%s) | %d | %s | %.2f ± %.2f |\n", desc,
              (double)tl_model_size_bytes(m) / (1024.0 * 1024.0 * 1024.0),
-             (double)tl_model_n_params(m) / 1e9, tl_context_backend(c), tl_context_kernels(c),
-             nt, test, res[i].avg,
-             res[i].sd);
+             (double)tl_model_n_params(m) / 1e9, tl_context_backend(c), tl_context_kernels(c), nt,
+             test, res[i].avg, res[i].sd);
     }
     for (int i = 0; i < nres; i++)
       if (res[i].n_gen)
@@ -245,6 +247,11 @@ int cmd_bench(cli_opts *o) {
             "%.0f MiB\n",
             (double)bytes_tok / (1024.0 * 1024.0), (double)bytes_tok * res[i].avg / 1e9, res[i].avg,
             rss_mib);
+    if (gpu)
+      printf(
+          "GPU memory: peak %.0f MiB held by the backend (weights, KV cache, buffers, scratch); "
+          "%.0f MiB in use on the device\n",
+          (double)g_peak / 1048576.0, (double)g_used / 1048576.0);
     if (bw > 0) {
       printf("memory read bandwidth (%d threads): %.1f GB/s\n", nt, bw / 1e9);
       for (int i = 0; i < nres; i++)

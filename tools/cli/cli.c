@@ -93,6 +93,8 @@ static const opt g_opts[] = {
     /* the model and its context */
     {"-m", "--model", LOAD, OPT_STR, AT(model), 0, 0, NULL, NULL},
     {"--backend", NULL, LOAD, OPT_BACKEND, AT(backend), 0, 0, NULL, NULL},
+    {"-ngl", "--gpu-layers", LOAD, OPT_INT, AT(gpu_layers), 0, 1 << 20,
+     "--gpu-layers needs a layer count >= 0, got '%s'", NULL},
     {"-t", "--threads", LOAD | CLI_QUANTIZE | CLI_SYNTH, OPT_INT, AT(threads), 1, 1024,
      "-t needs a thread count in 1..1024, got '%s'", NULL},
     {"-c", "--ctx", GEN, OPT_INT, AT(ctx), 1, 1 << 24,
@@ -153,6 +155,7 @@ static const opt g_opts[] = {
 void cli_opts_init(cli_opts *o, unsigned bit) {
   *o = (cli_opts){.model = TL_DEFAULT_MODEL,
                   .backend = "auto",
+                  .gpu_layers = -1,
                   .kv = TL_KV_F16,
                   .quant = -1,
                   .n_predict = 128,
@@ -293,6 +296,7 @@ tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_bat
   cp.n_threads = o->threads;
   cp.kv_type = (tl_kv_type)o->kv;
   cp.backend = o->backend;
+  cp.n_gpu_layers = o->gpu_layers;
   tl_context *c = NULL;
   tl_status s = tl_context_new(m, &cp, &c);
   if (s) {

@@ -31,7 +31,8 @@ enum {
 typedef struct cli_opts {
   /* the model and its context: run, eval, tokenize, bench */
   const char *model;
-  const char *backend; /* --backend: "auto" or "cpu" (see cli_check_backend) */
+  const char *backend; /* --backend: "auto", "cpu", "cuda" (see cli_check_backend) */
+  int gpu_layers;      /* --gpu-layers: layers on a GPU backend (-1: all) */
   int threads;         /* 0: the library's choice (also quantize, synth) */
   int ctx;             /* 0: the model's training context */
   int kv;              /* a tl_kv_type */
