@@ -23,11 +23,22 @@ echo "== test_backend_ops --backend cuda"
 if "$B/test_backend_ops" --backend cuda >"$T/ops.log" 2>&1; then ok "test_backend_ops"; else bad "test_backend_ops"; fi
 grep -E "seed|checks, worst|SKIPPED|ERROR|skipped" "$T/ops.log"
 
+# the kernels a batch takes without cuBLAS, and the float kernels of every
+# type (the paths TL_CUDA_CUBLAS=0 and TL_CUDA_MMVQ=0 keep)
+if TL_CUDA_CUBLAS=0 TL_CUDA_MMVQ=0 "$B/test_backend_ops" --backend cuda >"$T/ops0.log" 2>&1; then
+  ok "test_backend_ops, no cuBLAS, no 8-bit matvec"
+else
+  bad "test_backend_ops, no cuBLAS, no 8-bit matvec"
+fi
+grep -E "checks, worst|ERROR" "$T/ops0.log"
+
 for t in test_reference test_sequences; do
   [ -x "$B/$t" ] || continue
   echo "== $t on cuda"
   if TL_TEST_BACKENDS=cuda "$B/$t" >"$T/$t.log" 2>&1; then ok "$t (cuda)"; else bad "$t (cuda)"; fi
   grep -E "FAILED|ERROR|SKIPPED|PASSED" "$T/$t.log" | head -40
+  # what failed: the assertion and the measurements printed before it
+  grep -B3 -E "error: Failure|\[  ERROR|\[  FAILED" "$T/$t.log" | grep -vE "^\[ +(RUN|OK) " | head -60
 done
 
 echo "== eval --logits and --greedy, cuda against cpu"
@@ -48,6 +59,19 @@ print('%.3g'%(np.linalg.norm(a-b)/np.linalg.norm(a)))")
       ok "eval $M kv $kv ($r)" || bad "eval $M kv $kv ($r, greedy $same)"
   done
 done
+# --gpu-layers 1: the first layer on the GPU, the second and the output
+# head on the CPU (the same bound as the whole model on the GPU)
+M=tests/data/llama/model-f16.gguf
+"$B/torchless" eval -m $M --ids $ids --kv f32 --backend cpu --logits "$T/cpu.f32" --greedy 16 >"$T/cpu.txt" &&
+"$B/torchless" eval -m $M --ids $ids --kv f32 --backend cuda --gpu-layers 1 -v --logits "$T/cuda.f32" --greedy 16 >"$T/cuda.txt" 2>"$T/split.log" &&
+grep -q "and the output on the cpu" "$T/split.log" && {
+  r=$(python3 -c "
+import numpy as np
+a=np.fromfile('$T/cpu.f32',np.float32);b=np.fromfile('$T/cuda.f32',np.float32)
+print('%.3g'%(np.linalg.norm(a-b)/np.linalg.norm(a)))")
+  cmp -s "$T/cpu.txt" "$T/cuda.txt" && python3 -c "import sys; sys.exit(0 if $r <= 1e-4 else 1)" &&
+    ok "eval --gpu-layers 1 ($r)" || bad "eval --gpu-layers 1 ($r)"
+} || bad "eval --gpu-layers 1 (did not run split)"
 # a quantized model: the CPU multiplies it with 8-bit activations, the GPU
 # with f32 ones, so they differ by the CPU's activation rounding (the
 # reference table above bounds each against the fixtures' reference)
@@ -58,10 +82,17 @@ M=models/kjv-llama-11m-q8_0.gguf
 
 if [ $QUICK = 0 ]; then
   echo "== bench --backend cuda, synthetic mistral-7b"
-  for ty in q4_k_m q4_0 q8_0 f16; do
+  # BENCH_TYPES: the types (default all four); PROFILE=1: also one run with
+  # each operation timed (TL_CUDA_PROFILE)
+  for ty in ${BENCH_TYPES:-q4_k_m q4_0 q8_0 f16}; do
     f=$T/mistral-$ty.gguf
     "$B/torchless" synth --preset mistral-7b --type $ty -o "$f" >/dev/null 2>&1 || { bad "synth $ty"; continue; }
-    "$B/torchless" bench -m "$f" --backend cuda -p 512 -n 128 -r 3 2>&1 | grep -E "^\| (llama|mistral)|GB/s|error"
+    "$B/torchless" bench -m "$f" --backend cuda -p 512 -n 128 -r 3 2>&1 | grep -E "^\| (llama|mistral)|GB/s|error|GPU"
+    # EXTRA_ENV="A=0 B=0 ...": tg again with each variable set, for comparison
+    for e in ${EXTRA_ENV:-}; do
+      echo "with $e:"; env $e "$B/torchless" bench -m "$f" --backend cuda -p 0 -n 128 -r 3 2>&1 | grep -E "^\| (llama|mistral)"
+    done
+    [ "${PROFILE:-0}" = 1 ] && TL_CUDA_PROFILE=1 "$B/torchless" bench -m "$f" --backend cuda -p 512 -n 128 -r 1 2>&1 | grep -E "profile|^\| (llama|mistral)"
     rm -f "$f"
   done
 fi

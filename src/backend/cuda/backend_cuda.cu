@@ -1,14 +1,22 @@
 /* The CUDA backend: the operations of backend/backend.h on an NVIDIA GPU.
  * Built into its own shared object (libtorchless-cuda.so) that the library
- * opens with dlopen (cuda_host.h); it links the CUDA runtime statically, so
- * it needs only the driver at run time.
+ * opens with dlopen (cuda_host.h); it links the CUDA runtime statically and
+ * opens cuBLAS with dlopen, so it needs only the driver at run time.
  *
- * Weights are uploaded once in their file type and multiplied in it: each
- * kernel dequantizes 8 values at a time in registers (dq8) and never writes
- * a dequantized copy. Activations are float32. The KV cache is f16 or f32,
- * [layer][sequence][kv head][position][head_dim]. One stream; operations
- * are queued without waiting, and a device error is kept and returned by
- * step_end or to_host. */
+ * Weights are uploaded once in their file type. A decode step (and batches
+ * under 16 tokens) multiplies them in place (mmvq.cuh): quantized types with
+ * 8-bit activations and __dp4a, float types with float32 activations. Larger
+ * batches go through cuBLAS on the tensor cores (gemm.cuh): quantized rows
+ * are dequantized into an f16 scratch slice first; without cuBLAS a tiled
+ * float kernel takes them. Attention reads an f16 or f32 KV cache,
+ * [layer][sequence][kv head][position][head_dim], split over blocks for
+ * decode (attn.cuh). One stream; operations are queued without waiting, and
+ * a device error is kept and returned by step_end or to_host. A decode step
+ * is recorded and launched as a CUDA graph (see replay).
+ *
+ * Switches for comparisons (environment): TL_CUDA_CUBLAS=0, TL_CUDA_MMVQ=0,
+ * TL_CUDA_SPLIT=0, TL_CUDA_GRAPHS=0, TL_CUDA_FUSE=1, TL_CUDA_GEMM_MIN=N,
+ * TL_CUDA_PROFILE=1 (each operation timed, totals logged at the end). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -17,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 extern "C" {
 #include "backend/cuda/cuda_host.h"
@@ -389,10 +398,23 @@ __global__ void k_select(const float *__restrict__ x, float *__restrict__ y, int
 }
 
 /* One block per row: x += a (+ b); y = norm(x) * w (+ nb). */
+/* Called by the 32 lanes of a warp with 32 consecutive values v of flat
+ * index i (i % 32 == lane): their 8-bit form into xq / xd, as k_quant_q8
+ * makes it. */
+__device__ __forceinline__ void quant_store(float v, int64_t i, int8_t *xq, float2 *xd) {
+  const float amax = warp_max(fabsf(v));
+  const float d = amax / 127.0f;
+  const int q = amax > 0.0f ? __float2int_rn(v / d) : 0;
+  xq[i] = (int8_t)q;
+  const int sum = __reduce_add_sync(0xffffffffu, q);
+  if (i % 32 == 0) xd[i / 32] = make_float2(d, d * (float)sum);
+}
+
+/* xq: also y in 8 bits (len % 32 == 0), for the next matmul. */
 __global__ void k_norm(float *__restrict__ x, const float *__restrict__ a,
                        const float *__restrict__ b, const float *__restrict__ w,
                        const float *__restrict__ nb, float *y, int64_t len, int layer_norm,
-                       float eps) {
+                       float eps, int8_t *xq, float2 *xd) {
   __shared__ float sh[32];
   float *xr = x + (size_t)blockIdx.x * len;
   if (a) {
@@ -413,8 +435,11 @@ __global__ void k_norm(float *__restrict__ x, const float *__restrict__ a,
   const float scale = rsqrtf(block_sum(ss, sh) / (float)len + eps);
   float *yr = y + (size_t)blockIdx.x * len;
   __syncthreads(); /* every thread has read x before y (which may be x) is written */
-  for (int64_t i = threadIdx.x; i < len; i += blockDim.x)
-    yr[i] = (xr[i] - mean) * scale * w[i] + (nb ? nb[i] : 0.0f);
+  for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
+    const float v = (xr[i] - mean) * scale * w[i] + (nb ? nb[i] : 0.0f);
+    yr[i] = v;
+    if (xq) quant_store(v, (int64_t)blockIdx.x * len + i, xq, xd);
+  }
 }
 
 /* One thread per (token, head, pair); positions from the step. */
@@ -436,25 +461,25 @@ __global__ void k_rope(float *q, float *k, int nq, int nk, int hd, int n_rot, in
   p[i1] = x0 * s + x1 * c;
 }
 
-/* One thread per (kv head, value): the step's tokens in order, so that of
- * two at one position the later stays. */
+/* One thread per (token, kv head, value); a token whose position a later
+ * token of the step (same sequence) also writes is skipped (keep[t] == 0,
+ * worked out on the host), so that the later stays. */
 template <typename E>
 __global__ void k_kv_store(E *kc, E *vc, const float *__restrict__ k, const float *__restrict__ v,
-                           const int32_t *__restrict__ pos, const int32_t *__restrict__ seq, int n,
-                           int nkv, int hd, int layer, int n_seq, int64_t kv_ctx) {
-  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= nkv * hd) return;
+                           const int32_t *__restrict__ pos, const int32_t *__restrict__ seq,
+                           const int32_t *__restrict__ keep, int nkv, int hd, int layer, int n_seq,
+                           int64_t kv_ctx) {
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
+  if (idx >= nkv * hd || !keep[t]) return;
   const int h = idx / hd, d = idx % hd;
-  for (int t = 0; t < n; t++) {
-    const size_t at = ((((size_t)layer * n_seq + seq[t]) * nkv + h) * kv_ctx + pos[t]) * hd + d;
-    const size_t src = (size_t)t * nkv * hd + idx;
-    if (sizeof(E) == 2) {
-      ((__half *)kc)[at] = __float2half_rn(k[src]);
-      ((__half *)vc)[at] = __float2half_rn(v[src]);
-    } else {
-      ((float *)kc)[at] = k[src];
-      ((float *)vc)[at] = v[src];
-    }
+  const size_t at = ((((size_t)layer * n_seq + seq[t]) * nkv + h) * kv_ctx + pos[t]) * hd + d;
+  const size_t src = (size_t)t * nkv * hd + idx;
+  if (sizeof(E) == 2) {
+    ((__half *)kc)[at] = __float2half_rn(k[src]);
+    ((__half *)vc)[at] = __float2half_rn(v[src]);
+  } else {
+    ((float *)kc)[at] = k[src];
+    ((float *)vc)[at] = v[src];
   }
 }
 
@@ -466,63 +491,6 @@ template <> __device__ __forceinline__ float ld_kv<float>(const float *p) {
   return *p;
 }
 
-#define ATT_THREADS 128
-
-/* One block per (token, query head): the visible positions in tiles of
- * ATT_THREADS, one score per thread, an online softmax over the tiles, the
- * head's values accumulated by dimension (each thread up to 2 of hd <= 256). */
-template <typename E>
-__global__ void __launch_bounds__(ATT_THREADS)
-    k_attention(const E *__restrict__ kc, const E *__restrict__ vc, const float *__restrict__ q,
-                float *__restrict__ out, const int32_t *__restrict__ pos,
-                const int32_t *__restrict__ seq, int nh, int nkv, int hd, int window, float scale,
-                float cap, int layer, int n_seq, int64_t kv_ctx) {
-  __shared__ float qs[256], ps[ATT_THREADS], red[32];
-  const int t = blockIdx.x, h = blockIdx.y, kvh = h / (nh / nkv);
-  const int p = pos[t];
-  const int j0 = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
-  const float *qh = q + ((size_t)t * nh + h) * hd;
-  for (int i = threadIdx.x; i < hd; i += ATT_THREADS) qs[i] = qh[i];
-  const size_t base = (((size_t)layer * n_seq + seq[t]) * nkv + kvh) * (size_t)kv_ctx * hd;
-  const E *K = kc + base, *V = vc + base;
-  float m = -INFINITY, l = 0.0f, acc0 = 0.0f, acc1 = 0.0f;
-  const int d0 = threadIdx.x, d1 = threadIdx.x + ATT_THREADS;
-  __syncthreads();
-  for (int jt = j0; jt <= p; jt += ATT_THREADS) {
-    const int j = jt + threadIdx.x;
-    float s = -INFINITY;
-    if (j <= p) {
-      const E *kr = K + (size_t)j * hd;
-      float dot = 0.0f;
-      for (int i = 0; i < hd; i++) dot = fmaf(qs[i], ld_kv<E>(kr + i), dot);
-      s = dot * scale;
-      if (cap > 0) s = cap * tanhf(s / cap);
-    }
-    const float tm = block_max(s, red);
-    const float mn = fmaxf(m, tm);
-    const float corr = __expf(m - mn); /* 0 on the first tile (m = -inf) */
-    const float pj = j <= p ? __expf(s - mn) : 0.0f;
-    ps[threadIdx.x] = pj;
-    l = l * corr + block_sum(pj, red);
-    acc0 *= corr;
-    acc1 *= corr;
-    m = mn;
-    __syncthreads();
-    const int nj = p - jt + 1 < ATT_THREADS ? p - jt + 1 : ATT_THREADS;
-    for (int r = 0; r < nj; r++) {
-      const E *vr = V + (size_t)(jt + r) * hd;
-      const float pr = ps[r];
-      if (d0 < hd) acc0 = fmaf(pr, ld_kv<E>(vr + d0), acc0);
-      if (d1 < hd) acc1 = fmaf(pr, ld_kv<E>(vr + d1), acc1);
-    }
-    __syncthreads();
-  }
-  float *o = out + ((size_t)t * nh + h) * hd;
-  const float inv = 1.0f / l;
-  if (d0 < hd) o[d0] = acc0 * inv;
-  if (d1 < hd) o[d1] = acc1 * inv;
-}
-
 __device__ __forceinline__ float act_f(int kind, float x) {
   if (kind == TL_ACT_SILU) return x / (1.0f + expf(-x));
   if (kind == TL_ACT_GELU_TANH)
@@ -530,10 +498,16 @@ __device__ __forceinline__ float act_f(int kind, float x) {
   return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
 }
 
-__global__ void k_act(int kind, int gated, float *a, const float *__restrict__ b, int64_t n) {
+/* xq: also the result in 8 bits (n % 32 == 0; the grid's stride is a
+ * multiple of 32, so each warp has 32 consecutive values). */
+__global__ void k_act(int kind, int gated, float *a, const float *__restrict__ b, int64_t n,
+                      int8_t *xq, float2 *xd) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x)
-    a[i] = gated ? act_f(kind, a[i]) * b[i] : act_f(kind, b[i]);
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const float v = gated ? act_f(kind, a[i]) * b[i] : act_f(kind, b[i]);
+    a[i] = v;
+    if (xq) quant_store(v, i, xq, xd);
+  }
 }
 
 __global__ void k_scale(float *x, float s, int64_t n) {
@@ -548,12 +522,22 @@ __global__ void k_softcap(float *x, float cap, int64_t n) {
     x[i] = cap * tanhf(x[i] / cap);
 }
 
+#include "backend/cuda/attn.cuh"
+#include "backend/cuda/gemm.cuh"
+#include "backend/cuda/mmvq.cuh"
+
 /* ---- the backend --------------------------------------------------------------- */
+
+/* Operation kinds, for TL_CUDA_PROFILE */
+enum { P_EMBED, P_SELECT, P_NORM, P_QUANT, P_MATMUL, P_GEMM, P_ROPE, P_KV, P_ATTN, P_ACT, P_OTHER, P_N };
+static const char *const prof_names[P_N] = {"embed", "select_out", "norm", "quant x",
+                                            "matvec", "gemm", "rope", "kv_store",
+                                            "attention", "act", "scale/softcap"};
 
 typedef struct cuda_ctx {
   tl_backend be;
   tl_backend_config cfg;
-  int device;
+  int device, n_sm;
   char name[256];
   cudaStream_t stream;
   cudaError_t err; /* the first error, kept for step_end / to_host */
@@ -561,19 +545,65 @@ typedef struct cuda_ctx {
   void *k_cache, *v_cache;
   size_t kv_es;
   int64_t kv_ctx;
-  int32_t *d_tok, *d_pos, *d_seq, *d_out; /* the step's arrays, n_batch each */
-  int32_t n, n_out;
-  /* uploaded weights and vectors (a tied output is shared by the context) */
-  void **ups;
-  int n_ups, cap_ups;
+  /* the step's arrays (n_batch each: tokens, positions, sequences, keep
+   * flags of kv_store, rows out), staged in pinned memory and copied in one
+   * transfer */
+  int32_t *h_stage, *d_stage;
+  int32_t *d_tok, *d_pos, *d_seq, *d_keep, *d_out;
+  int64_t *h_hash; /* kv_store's duplicate check, 2 * n_batch slots (pow2) */
+  int hash_cap;
+  int32_t n, n_out, max_len; /* max_len: the most positions a token sees */
+  /* every device allocation (weights and vectors uploaded, buffers, the
+   * KV cache, scratch), with its size: memory() reports them */
+  struct dalloc {
+    void *p;
+    size_t bytes;
+  } *allocs;
+  int n_allocs, cap_allocs;
+  uint64_t bytes_now, bytes_peak;
   int grid_cap; /* blocks for grid-stride loops */
+  int64_t max_cols, max_qelems; /* widest weight; most values of a quantized one */
+  /* 8-bit activations of the quantized matvec (n_batch x max_cols), and the
+   * x they were made from while no other operation ran since */
+  int8_t *xq;
+  float2 *xd;
+  int64_t xq_cap;
+  const float *xq_src;
+  int64_t xq_cols;
+  int32_t xq_n;
+  bool mmvq; /* TL_CUDA_MMVQ=0: the float kernels for every type */
+  bool fuse; /* norm and act also write their result in 8 bits (TL_CUDA_FUSE=1) */
+  /* cuBLAS for batches of gemm_min tokens or more (TL_CUDA_CUBLAS=0: off) */
+  blas_api blas;
+  bool split;   /* activations as hi + lo for float weights (TL_CUDA_SPLIT) */
+  int gemm_min; /* TL_CUDA_GEMM_MIN */
+  __half *wh;   /* dequantized rows of a quantized weight */
+  int64_t wh_cap;
+  void *xh, *xl; /* activations in 16 bits, high and low parts */
+  float *xs;     /* their per-token scales */
+  int64_t xh_cap;
+  float *att_part; /* split attention's partial results */
+  int64_t att_cap; /* in (head_dim + 2)-float entries */
   /* decode steps (one token) are captured as a graph and launched whole:
    * the kernels then run back to back without the gaps of separate
    * launches. Each step is captured anew and the executable graph updated
    * in place (cheap when only parameters changed), so every operation the
    * recipe calls is run; TL_CUDA_GRAPHS=0 turns this off. */
-  bool graphs, capturing;
+  bool graphs, rec;
   cudaGraphExec_t exec;
+  /* while rec (a decode step with graphs), the operations are recorded as
+   * commands, not launched; step_end launches the graph as it is when the
+   * commands equal those it was captured from (the usual decode step: same
+   * operations, same buffers, positions read from device memory), and
+   * otherwise captures them anew. */
+  struct cmd *cmds, *exec_cmds;
+  int n_cmds, cap_cmds, n_exec_cmds, cap_exec;
+  long n_captures, n_replays; /* decode steps captured, and launched as they were */
+  /* TL_CUDA_PROFILE=1: each operation waited for and timed (no graphs),
+   * the totals logged when the backend is freed */
+  bool prof;
+  double prof_t0, prof_ms[P_N];
+  long prof_calls[P_N];
 } cuda_ctx;
 
 static cuda_ctx *cu(tl_backend *be) {
@@ -586,7 +616,27 @@ static void note(cuda_ctx *c, cudaError_t e, const char *where) {
     snprintf(c->err_where, sizeof c->err_where, "%s", where);
   }
 }
-#define LAUNCHED(c, what) note((c), cudaGetLastError(), (what))
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* after an operation's launches: the error, and under TL_CUDA_PROFILE its
+ * time */
+static void launched(cuda_ctx *c, const char *what, int kind) {
+  note(c, cudaGetLastError(), what);
+  if (kind != P_MATMUL && kind != P_GEMM && kind != P_QUANT) c->xq_src = NULL;
+  if (c->prof) {
+    cudaStreamSynchronize(c->stream);
+    const double t = now_ms();
+    c->prof_ms[kind] += t - c->prof_t0;
+    c->prof_calls[kind]++;
+    c->prof_t0 = t;
+  }
+}
+#define LAUNCHED(c, what, kind) launched((c), (what), (kind))
 
 static tl_status fail_cuda(cuda_ctx *c) {
   cudaError_t e = c->err;
@@ -601,51 +651,119 @@ static int grid_for(cuda_ctx *c, int64_t n, int threads) {
   return g < 1 ? 1 : (int)g;
 }
 
-static bool cuda_supports_type(const tl_backend *be, uint32_t type) {
-  return type_known(type);
-}
-
-static void *cuda_buffer_alloc(tl_backend *be, size_t bytes) {
+/* cudaMalloc, recorded (NULL on failure) */
+static void *dmalloc(cuda_ctx *c, size_t bytes) {
+  if (c->n_allocs == c->cap_allocs) {
+    const int cap = c->cap_allocs ? 2 * c->cap_allocs : 256;
+    void *n = realloc(c->allocs, sizeof *c->allocs * (size_t)cap);
+    if (!n) return NULL;
+    c->allocs = (struct cuda_ctx::dalloc *)n;
+    c->cap_allocs = cap;
+  }
   void *p = NULL;
   if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
     cudaGetLastError();
     return NULL;
   }
+  c->allocs[c->n_allocs].p = p;
+  c->allocs[c->n_allocs++].bytes = bytes;
+  c->bytes_now += bytes;
+  if (c->bytes_now > c->bytes_peak) c->bytes_peak = c->bytes_now;
   return p;
 }
 
-static void cuda_buffer_free(tl_backend *be, void *p) {
-  if (p) cudaFree(p);
+static void dfree(cuda_ctx *c, void *p) {
+  if (!p) return;
+  for (int i = 0; i < c->n_allocs; i++)
+    if (c->allocs[i].p == p) {
+      c->bytes_now -= c->allocs[i].bytes;
+      c->allocs[i] = c->allocs[--c->n_allocs];
+      break;
+    }
+  cudaFree(p);
 }
 
-/* host bytes onto the device (kept in ups, freed with the backend) */
+static void cuda_memory(tl_backend *be, uint64_t *now, uint64_t *peak, uint64_t *device_used) {
+  cuda_ctx *c = cu(be);
+  size_t fr = 0, tot = 0;
+  if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) cudaGetLastError();
+  *now = c->bytes_now;
+  *peak = c->bytes_peak;
+  *device_used = tot - fr;
+}
+
+static bool cuda_supports_type(const tl_backend *be, uint32_t type) {
+  return type_known(type);
+}
+
+static void *cuda_buffer_alloc(tl_backend *be, size_t bytes) {
+  return dmalloc(cu(be), bytes);
+}
+
+static void cuda_buffer_free(tl_backend *be, void *p) {
+  dfree(cu(be), p);
+}
+
+static tl_status out_of_memory(cuda_ctx *c, size_t bytes, const char *what) {
+  size_t fr = 0, tot = 0;
+  cudaGetLastError();
+  cudaMemGetInfo(&fr, &tot);
+  return g_host->fail(TL_ERR_NOMEM, "out of GPU memory for %.1f MiB of %s (%.1f of %.1f GiB free on %s)",
+                      (double)bytes / 1048576.0, what, (double)fr / 1073741824.0,
+                      (double)tot / 1073741824.0, c->name);
+}
+
+/* host bytes onto the device (freed with the backend) */
 static tl_status upload(cuda_ctx *c, const void *host, size_t bytes, void **out) {
-  if (c->n_ups == c->cap_ups) {
-    int cap = c->cap_ups ? 2 * c->cap_ups : 256;
-    void *n = realloc(c->ups, sizeof *c->ups * (size_t)cap);
-    if (!n) return g_host->fail(TL_ERR_NOMEM, "out of memory");
-    c->ups = (void **)n;
-    c->cap_ups = cap;
-  }
-  void *d = NULL;
-  cudaError_t e = cudaMalloc(&d, bytes ? bytes : 1);
+  void *d = dmalloc(c, bytes);
+  if (!d) return out_of_memory(c, bytes, "weights");
+  cudaError_t e = cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice);
   if (e != cudaSuccess) {
-    cudaGetLastError();
-    size_t fr = 0, tot = 0;
-    cudaMemGetInfo(&fr, &tot);
-    return g_host->fail(TL_ERR_NOMEM,
-                        "out of GPU memory uploading %.1f MiB of weights (%.1f of %.1f GiB free "
-                        "on %s)",
-                        (double)bytes / 1048576.0, (double)fr / 1073741824.0,
-                        (double)tot / 1073741824.0, c->name);
-  }
-  if ((e = cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice)) != cudaSuccess) {
-    cudaFree(d);
+    dfree(c, d);
     note(c, e, "upload");
     return fail_cuda(c);
   }
-  c->ups[c->n_ups++] = d;
   *out = d;
+  return TL_OK;
+}
+
+/* (re)sizes a scratch buffer to at least `bytes` */
+static tl_status grow(cuda_ctx *c, void **p, size_t bytes, const char *what) {
+  dfree(c, *p);
+  *p = dmalloc(c, bytes);
+  return *p ? TL_OK : out_of_memory(c, bytes, what);
+}
+
+/* the weight-shaped scratch buffers, for the widest weight seen */
+static tl_status size_scratch(cuda_ctx *c, const tl_weight *w) {
+  tl_status s = TL_OK;
+  const int64_t nb = c->cfg.n_batch;
+  if (w->cols > c->max_cols) {
+    c->max_cols = w->cols;
+    const int64_t e = nb * w->cols;
+    if ((s = grow(c, (void **)&c->xq, (size_t)e, "8-bit activations")) ||
+        (s = grow(c, (void **)&c->xd, sizeof(float2) * (size_t)(e / 32 + 1), "8-bit activations")))
+      return s;
+    c->xq_cap = e;
+    c->xq_src = NULL;
+    if (c->blas.lib) {
+      if ((s = grow(c, &c->xh, 2 * (size_t)e, "16-bit activations")) ||
+          (s = grow(c, &c->xl, 2 * (size_t)e, "16-bit activations")))
+        return s;
+      c->xh_cap = e;
+    }
+  }
+  const bool quant = w->type != T_F32 && w->type != T_F16 && w->type != T_BF16;
+  if (c->blas.lib && quant && w->cols % 8 == 0) {
+    int64_t e = w->rows * w->cols;
+    const int64_t cap = (int64_t)64 << 20; /* at most 64 Mi values (128 MiB) at a time */
+    if (e > cap) e = cap;
+    if (e < 8 * w->cols) e = 8 * w->cols;
+    if (e > c->wh_cap) {
+      if ((s = grow(c, (void **)&c->wh, 2 * (size_t)e, "dequantized weights"))) return s;
+      c->wh_cap = e;
+    }
+  }
   return TL_OK;
 }
 
@@ -659,7 +777,7 @@ static tl_status cuda_prepare_weight(tl_backend *be, const tl_weight *host, tl_w
   tl_status s = upload(c, host->data, host->row_bytes * (size_t)host->rows, &d);
   if (s) return s;
   out->data = d;
-  return TL_OK;
+  return size_scratch(c, host);
 }
 
 static tl_status cuda_prepare_vector(tl_backend *be, const float *host, int64_t n,
@@ -689,49 +807,173 @@ static tl_status cuda_kv_copy(tl_backend *be, int32_t src, int32_t dst, int32_t 
   return c->err ? fail_cuda(c) : TL_OK;
 }
 
+/* An operation of a recorded step and its arguments (zeroed first, so that
+ * two equal commands are equal bytes). */
+enum { C_EMBED, C_SELECT, C_NORM, C_MATMUL, C_ROPE, C_KV, C_ATTN, C_ACT, C_SCALE, C_SOFTCAP };
+struct cmd {
+  int op;
+  union {
+    struct {
+      tl_weight w;
+      float *x;
+    } embed;
+    struct {
+      const float *x;
+      float *y;
+      int64_t len;
+    } sel;
+    tl_norm_op norm;
+    struct {
+      tl_weight w;
+      const float *bias, *x;
+      float *y;
+      int64_t ldy;
+      int32_t n;
+    } mm;
+    tl_rope_op rope;
+    struct {
+      const float *k, *v;
+      int32_t layer;
+    } kv;
+    struct {
+      tl_attn_op op;
+      int ns;
+    } attn;
+    struct {
+      float *a;
+      const float *b;
+      int64_t n;
+      int kind, gated;
+    } act;
+    struct {
+      float *x;
+      int64_t n;
+      float s;
+    } sc;
+  } u;
+};
+
+/* a new zeroed command at the end of the list (NULL, and the error kept,
+ * when out of memory) */
+static struct cmd *push(cuda_ctx *c, int op) {
+  if (c->n_cmds == c->cap_cmds) {
+    const int cap = c->cap_cmds ? 2 * c->cap_cmds : 1024;
+    void *n = realloc(c->cmds, sizeof *c->cmds * (size_t)cap);
+    if (!n) {
+      note(c, cudaErrorMemoryAllocation, "recording a step");
+      return NULL;
+    }
+    c->cmds = (struct cmd *)n;
+    c->cap_cmds = cap;
+  }
+  struct cmd *k = &c->cmds[c->n_cmds++];
+  memset(k, 0, sizeof *k);
+  k->op = op;
+  return k;
+}
+
+/* keep[t] = 0 where a later token of the step writes the same (sequence,
+ * position) */
+static void keep_flags(cuda_ctx *c, const tl_step *st, int32_t *keep) {
+  const int cap = c->hash_cap;
+  for (int i = 0; i < cap; i++) c->h_hash[i] = -1;
+  for (int t = st->n - 1; t >= 0; t--) {
+    const int64_t key = (int64_t)(uint32_t)st->seq[t] << 32 | (uint32_t)st->pos[t];
+    uint32_t hsh = (uint32_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & (uint32_t)(cap - 1);
+    keep[t] = 1;
+    while (c->h_hash[hsh] != -1) {
+      if (c->h_hash[hsh] == key) {
+        keep[t] = 0;
+        break;
+      }
+      hsh = (hsh + 1) & (uint32_t)(cap - 1);
+    }
+    if (keep[t]) c->h_hash[hsh] = key;
+  }
+}
+
 static tl_status cuda_step_begin(tl_backend *be, const tl_step *st) {
   cuda_ctx *c = cu(be);
-  if (st->n < 1 || st->n > c->cfg.n_batch || st->n_out > st->n)
-    return g_host->fail(TL_ERR_INVALID_ARG, "cuda: a step of %d tokens (batch %d)", st->n,
-                        c->cfg.n_batch);
+  const int nb = c->cfg.n_batch;
+  if (st->n < 1 || st->n > nb || st->n_out > st->n)
+    return g_host->fail(TL_ERR_INVALID_ARG, "cuda: a step of %d tokens (batch %d)", st->n, nb);
   c->n = st->n;
   c->n_out = st->n_out;
+  c->max_len = 1;
+  for (int t = 0; t < st->n; t++)
+    if (st->pos[t] + 1 > c->max_len) c->max_len = st->pos[t] + 1;
   const size_t b = sizeof(int32_t) * (size_t)st->n;
-  note(c, cudaMemcpyAsync(c->d_tok, st->tokens, b, cudaMemcpyHostToDevice, c->stream), "step");
-  note(c, cudaMemcpyAsync(c->d_pos, st->pos, b, cudaMemcpyHostToDevice, c->stream), "step");
-  note(c, cudaMemcpyAsync(c->d_seq, st->seq, b, cudaMemcpyHostToDevice, c->stream), "step");
-  if (st->n_out > 0)
-    note(c, cudaMemcpyAsync(c->d_out, st->out_rows, sizeof(int32_t) * (size_t)st->n_out,
-                            cudaMemcpyHostToDevice, c->stream), "step");
-  /* pageable sources: the copies may read them after this returns */
-  note(c, cudaStreamSynchronize(c->stream), "step");
+  int32_t *h = c->h_stage;
+  memcpy(h, st->tokens, b);
+  memcpy(h + nb, st->pos, b);
+  memcpy(h + 2 * nb, st->seq, b);
+  keep_flags(c, st, h + 3 * nb);
+  if (st->n_out > 0) memcpy(h + 4 * nb, st->out_rows, sizeof(int32_t) * (size_t)st->n_out);
+  /* pinned staging: the stream's order makes the copy land before the
+   * step's kernels, and step_end waits for the step before the next one
+   * rewrites the staging */
+  note(c, cudaMemcpyAsync(c->d_stage, h, sizeof(int32_t) * 5 * (size_t)nb, cudaMemcpyHostToDevice,
+                          c->stream), "step");
+  c->xq_src = NULL;
   if (c->err) return fail_cuda(c);
+  if (c->prof) {
+    cudaStreamSynchronize(c->stream);
+    c->prof_t0 = now_ms();
+  }
   if (c->graphs && st->n == 1) {
-    note(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "graph capture");
-    c->capturing = c->err == cudaSuccess;
+    c->rec = true;
+    c->n_cmds = 0;
   }
   return c->err ? fail_cuda(c) : TL_OK;
 }
 
+static void run_cmd(cuda_ctx *c, const struct cmd *k);
+
+/* a recorded step: the graph launched as it is, or captured anew first */
+static void replay(cuda_ctx *c) {
+  c->rec = false;
+  if (c->err) return;
+  if (c->exec && c->n_cmds == c->n_exec_cmds &&
+      !memcmp(c->cmds, c->exec_cmds, sizeof *c->cmds * (size_t)c->n_cmds)) {
+    note(c, cudaGraphLaunch(c->exec, c->stream), "graph launch");
+    c->n_replays++;
+    return;
+  }
+  note(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "graph capture");
+  if (c->err) return;
+  for (int i = 0; i < c->n_cmds; i++) run_cmd(c, &c->cmds[i]);
+  cudaGraph_t g = NULL;
+  cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+  note(c, e, "graph capture");
+  c->n_exec_cmds = 0;
+  if (e == cudaSuccess && !c->err) {
+    cudaGraphExecUpdateResultInfo info;
+    if (!c->exec || cudaGraphExecUpdate(c->exec, g, &info) != cudaSuccess) {
+      cudaGetLastError();
+      if (c->exec) cudaGraphExecDestroy(c->exec);
+      c->exec = NULL;
+      note(c, cudaGraphInstantiate(&c->exec, g, 0), "graph instantiate");
+    }
+    if (!c->err) {
+      note(c, cudaGraphLaunch(c->exec, c->stream), "graph launch");
+      /* the commands the graph now holds: the two lists swap (the other
+       * one is filled by the next step) */
+      struct cmd *t = c->exec_cmds;
+      const int tcap = c->cap_exec;
+      c->exec_cmds = c->cmds;
+      c->cap_exec = c->cap_cmds;
+      c->n_exec_cmds = c->n_cmds;
+      c->cmds = t;
+      c->cap_cmds = tcap;
+      c->n_captures++;
+    }
+  }
+  if (g) cudaGraphDestroy(g);
+}
+
 static tl_status cuda_step_end(tl_backend *be) {
   cuda_ctx *c = cu(be);
-  if (c->capturing) {
-    c->capturing = false;
-    cudaGraph_t g = NULL;
-    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
-    note(c, e, "graph capture");
-    if (e == cudaSuccess && !c->err) {
-      cudaGraphExecUpdateResultInfo info;
-      if (!c->exec || cudaGraphExecUpdate(c->exec, g, &info) != cudaSuccess) {
-        cudaGetLastError();
-        if (c->exec) cudaGraphExecDestroy(c->exec);
-        c->exec = NULL;
-        note(c, cudaGraphInstantiate(&c->exec, g, 0), "graph instantiate");
-      }
-      if (!c->err) note(c, cudaGraphLaunch(c->exec, c->stream), "graph launch");
-    }
-    if (g) cudaGraphDestroy(g);
-  }
+  if (c->rec) replay(c);
   note(c, cudaStreamSynchronize(c->stream), "step");
   return c->err ? fail_cuda(c) : TL_OK;
 }
@@ -746,44 +988,161 @@ static tl_status cuda_step_end(tl_backend *be) {
     CUDA_TYPES(TYPE_CASE, F)                                                \
     default: note(c, cudaErrorInvalidValue, "weight type"); break;          \
   }
+#define MVQ_SWITCH(type, F)                                                 \
+  switch (type) {                                                           \
+    MVQ_TYPES(TYPE_CASE, F)                                                 \
+    default: note(c, cudaErrorInvalidValue, "weight type"); break;          \
+  }
 
-static void cuda_embed(tl_backend *be, const tl_weight *w, float *x) {
-  cuda_ctx *c = cu(be);
+/* Whether an operation writing rows x len floats also writes them in 8
+ * bits for a matmul that will take them so (only with TL_CUDA_FUSE=1; else
+ * the matmul quantizes them itself). A guess: the matmul may not come, or
+ * take another path, and then the 8-bit copy is unused. */
+static bool fuse_q8(cuda_ctx *c, int64_t rows, int64_t len) {
+  return c->fuse && c->mmvq && len % 32 == 0 && rows * len <= c->xq_cap &&
+         rows < (c->blas.lib ? c->gemm_min : 16);
+}
+
+static void do_embed(cuda_ctx *c, const tl_weight *w, float *x) {
   const int cols = (int)w->cols;
   dim3 grid((unsigned)((cols / 8 + 127) / 128 + 1), (unsigned)c->n);
 #define EMB(T) k_embed<T><<<grid, 128, 0, c->stream>>>((const uint8_t *)w->data, w->row_bytes, cols, c->d_tok, x)
   TYPE_SWITCH(w->type, EMB)
 #undef EMB
-  LAUNCHED(c, "embed");
+  LAUNCHED(c, "embed", P_EMBED);
 }
 
-static void cuda_select_out(tl_backend *be, const float *x, float *y, int64_t len) {
-  cuda_ctx *c = cu(be);
+static void do_select_out(cuda_ctx *c, const float *x, float *y, int64_t len) {
   if (c->n_out < 1) return;
   dim3 grid((unsigned)grid_for(c, len, 256), (unsigned)c->n_out);
   k_select<<<grid, 256, 0, c->stream>>>(x, y, len, c->d_out);
-  LAUNCHED(c, "select_out");
+  LAUNCHED(c, "select_out", P_SELECT);
 }
 
-static void cuda_norm(tl_backend *be, const tl_norm_op *op) {
-  cuda_ctx *c = cu(be);
+static void do_norm(cuda_ctx *c, const tl_norm_op *op) {
   if (op->rows < 1) return;
   const int threads = op->len >= 1024 ? 1024 : op->len >= 256 ? 256 : 64;
-  k_norm<<<(unsigned)op->rows, threads, 0, c->stream>>>(op->x, op->a, op->b, op->w, op->nb, op->y,
-                                                       op->len, op->kind == TL_NORM_LAYER,
-                                                       op->eps);
-  LAUNCHED(c, "norm");
+  const bool q = op->w && fuse_q8(c, op->rows, op->len);
+  k_norm<<<(unsigned)op->rows, threads, 0, c->stream>>>(
+      op->x, op->a, op->b, op->w, op->nb, op->y, op->len, op->kind == TL_NORM_LAYER, op->eps,
+      q ? c->xq : NULL, q ? c->xd : NULL);
+  LAUNCHED(c, "norm", P_NORM);
+  if (q) c->xq_src = op->y, c->xq_cols = op->len, c->xq_n = (int32_t)op->rows;
 }
 
-static void cuda_matmul(tl_backend *be, const tl_weight *w, const float *bias, const float *x,
+/* y = W x through cuBLAS (see gemm.cuh) */
+static void matmul_blas(cuda_ctx *c, const tl_weight *w, const float *bias, const float *x,
                         int32_t n, float *y, int64_t ldy) {
-  cuda_ctx *c = cu(be);
+  const int rows = (int)w->rows, cols = (int)w->cols;
+  const float one = 1.0f, zero = 0.0f;
+  if (w->type == T_F32) {
+    if (c->blas.gemm(c->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, cols, &one, w->data, CUDA_R_32F,
+                     cols, x, CUDA_R_32F, cols, &zero, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+      note(c, cudaErrorUnknown, "cublasGemmEx");
+    if (bias) k_gemm_finish<<<dim3((unsigned)((rows + 255) / 256), (unsigned)n), 256, 0, c->stream>>>(y, ldy, rows, n, NULL, bias);
+    LAUNCHED(c, "gemm", P_GEMM);
+    return;
+  }
+  const bool bf = w->type == T_BF16, quant = w->type != T_F16 && !bf;
+  const bool two = c->split && !quant;
+  const cudaDataType et = bf ? CUDA_R_16BF : CUDA_R_16F;
+  if (bf)
+    k_split_x<__nv_bfloat16><<<(unsigned)n, 256, 0, c->stream>>>(
+        x, cols, (__nv_bfloat16 *)c->xh, two ? (__nv_bfloat16 *)c->xl : NULL, c->xs);
+  else
+    k_split_x<__half><<<(unsigned)n, 256, 0, c->stream>>>(x, cols, (__half *)c->xh,
+                                                           two ? (__half *)c->xl : NULL, c->xs);
+  int64_t step = quant ? c->wh_cap / cols : rows;
+  if (step > rows) step = rows;
+  for (int64_t r0 = 0; r0 < rows; r0 += step) {
+    const int64_t nr = rows - r0 < step ? rows - r0 : step;
+    const void *A = w->data;
+    if (quant) {
+      const int64_t th = nr * (cols / 8);
+      const unsigned g = (unsigned)((th + 255) / 256);
+      const uint8_t *W = (const uint8_t *)w->data;
+#define DQH(T) k_dequant_h<T><<<g, 256, 0, c->stream>>>(W, w->row_bytes, r0, nr, cols, c->wh)
+      TYPE_SWITCH(w->type, DQH)
+#undef DQH
+      A = c->wh;
+    }
+    float *C = y + r0;
+    if (c->blas.gemm(c->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, cols, &one, A, et, cols,
+                     c->xh, et, cols, &zero, C, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS ||
+        (two && c->blas.gemm(c->blas.h, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, cols, &one, A, et,
+                             cols, c->xl, et, cols, &one, C, CUDA_R_32F, (int)ldy,
+                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS))
+      note(c, cudaErrorUnknown, "cublasGemmEx");
+  }
+  k_gemm_finish<<<dim3((unsigned)((rows + 255) / 256), (unsigned)n), 256, 0, c->stream>>>(
+      y, ldy, rows, n, c->xs, bias);
+  LAUNCHED(c, "gemm", P_GEMM);
+}
+
+static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const float *x,
+                        int32_t n, float *y, int64_t ldy) {
   if (n < 1) return;
   const int rows = (int)w->rows, cols = (int)w->cols;
-  const unsigned gx = (unsigned)((rows + MM_WARPS - 1) / MM_WARPS);
   const uint8_t *W = (const uint8_t *)w->data;
+  const bool fl = w->type == T_F32 || w->type == T_F16 || w->type == T_BF16;
+  if (c->blas.lib && n >= c->gemm_min && cols % 8 == 0 && n * (int64_t)cols <= c->xh_cap &&
+      (fl || c->wh)) {
+    matmul_blas(c, w, bias, x, n, y, ldy);
+    return;
+  }
+  const unsigned gx = (unsigned)((rows + MV_WARPS - 1) / MV_WARPS);
+  /* a few tokens: the matvec kernels (more go to the tiled kernel) */
+  const bool few = n < (c->blas.lib ? c->gemm_min : 16);
+  if (few && c->mmvq && mvq_known(w->type) && cols % 32 == 0 && n * (int64_t)cols <= c->xq_cap) {
+    if (c->xq_src != x || c->xq_cols != cols || c->xq_n != n) {
+      const int64_t nblk = (int64_t)n * cols / 32;
+      k_quant_q8<<<(unsigned)((nblk + 7) / 8), 256, 0, c->stream>>>(x, nblk, c->xq, c->xd);
+      LAUNCHED(c, "quantize activations", P_QUANT);
+      c->xq_src = x, c->xq_cols = cols, c->xq_n = n;
+    }
+    if (n == 1) {
+#define MV1(T) k_mmvq<T, 1><<<dim3(gx, 1), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, c->xq, c->xd, n, bias, y, ldy)
+      MVQ_SWITCH(w->type, MV1)
+#undef MV1
+    } else {
+      const unsigned gy = (unsigned)((n + 3) / 4);
+#define MV4(T) k_mmvq<T, 4><<<dim3(gx, gy), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, c->xq, c->xd, n, bias, y, ldy)
+      MVQ_SWITCH(w->type, MV4)
+#undef MV4
+    }
+    /* a result written over the quantized x's source makes it stale */
+    if ((const float *)y < x + (size_t)n * cols && x < (const float *)y + (size_t)n * ldy)
+      c->xq_src = NULL;
+    LAUNCHED(c, "matmul", P_MATMUL);
+    return;
+  }
+  if (few && c->mmvq && fl && cols % 8 == 0 && (uintptr_t)x % 16 == 0) {
+    if (n == 1) {
+#define MF1(T) k_mmvf<T, 1><<<dim3(gx, 1), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+      switch (w->type) {
+        case T_F32: MF1(T_F32); break;
+        case T_F16: MF1(T_F16); break;
+        case T_BF16: MF1(T_BF16); break;
+      }
+#undef MF1
+    } else {
+      const unsigned gy = (unsigned)((n + 3) / 4);
+#define MF4(T) k_mmvf<T, 4><<<dim3(gx, gy), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+      switch (w->type) {
+        case T_F32: MF4(T_F32); break;
+        case T_F16: MF4(T_F16); break;
+        case T_BF16: MF4(T_BF16); break;
+      }
+#undef MF4
+    }
+    LAUNCHED(c, "matmul", P_MATMUL);
+    return;
+  }
+  const unsigned gx1 = (unsigned)((rows + MM_WARPS - 1) / MM_WARPS);
   if (n == 1) {
-#define MM1(T) k_matmul<T, 1><<<dim3(gx, 1), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+#define MM1(T) k_matmul<T, 1><<<dim3(gx1, 1), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
     TYPE_SWITCH(w->type, MM1)
 #undef MM1
   } else if (n >= 16 && cols % GT_K == 0) {
@@ -793,70 +1152,177 @@ static void cuda_matmul(tl_backend *be, const tl_weight *w, const float *bias, c
 #undef MMT
   } else {
     const unsigned gy = (unsigned)((n + 7) / 8);
-#define MM8(T) k_matmul<T, 8><<<dim3(gx, gy), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+#define MM8(T) k_matmul<T, 8><<<dim3(gx1, gy), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
     TYPE_SWITCH(w->type, MM8)
 #undef MM8
   }
-  LAUNCHED(c, "matmul");
+  LAUNCHED(c, "matmul", P_MATMUL);
 }
 
-static void cuda_rope(tl_backend *be, const tl_rope_op *op) {
-  cuda_ctx *c = cu(be);
+static void do_rope(cuda_ctx *c, const tl_rope_op *op) {
   const int64_t n = (int64_t)c->n * (op->n_head + op->n_head_kv) * (op->n_rot / 2);
   k_rope<<<(unsigned)((n + 255) / 256), 256, 0, c->stream>>>(
       op->q, op->k, op->n_head, op->n_head_kv, op->head_dim, op->n_rot, op->kind == TL_ROPE_NEOX,
       op->theta, op->freq_scale, op->freq_factors, c->d_pos, c->n);
-  LAUNCHED(c, "rope");
+  LAUNCHED(c, "rope", P_ROPE);
 }
 
-static void cuda_kv_store(tl_backend *be, int32_t layer, const float *k, const float *v) {
-  cuda_ctx *c = cu(be);
+static void do_kv_store(cuda_ctx *c, int32_t layer, const float *k, const float *v) {
   const int nkv = c->cfg.n_head_kv, hd = c->cfg.head_dim;
-  const unsigned g = (unsigned)((nkv * hd + 127) / 128);
+  const dim3 g((unsigned)((nkv * hd + 127) / 128), (unsigned)c->n);
   if (c->kv_es == 2)
     k_kv_store<__half><<<g, 128, 0, c->stream>>>((__half *)c->k_cache, (__half *)c->v_cache, k, v,
-                                                 c->d_pos, c->d_seq, c->n, nkv, hd, layer,
+                                                 c->d_pos, c->d_seq, c->d_keep, nkv, hd, layer,
                                                  c->cfg.n_seq, c->kv_ctx);
   else
     k_kv_store<float><<<g, 128, 0, c->stream>>>((float *)c->k_cache, (float *)c->v_cache, k, v,
-                                                c->d_pos, c->d_seq, c->n, nkv, hd, layer,
+                                                c->d_pos, c->d_seq, c->d_keep, nkv, hd, layer,
                                                 c->cfg.n_seq, c->kv_ctx);
-  LAUNCHED(c, "kv_store");
+  LAUNCHED(c, "kv_store", P_KV);
 }
 
+/* How many splits of the positions attention takes (few blocks: a tile of
+ * 32 positions or more each, at most 4 blocks per SM). */
+static int att_splits(cuda_ctx *c, const tl_attn_op *op) {
+  const int64_t heads = (int64_t)c->n * op->n_head;
+  int64_t ns = 1;
+  if (heads < 2 * c->n_sm) {
+    const int tile = c->cfg.att_tile > 0 ? c->cfg.att_tile : 32;
+    ns = (c->max_len + tile - 1) / tile;
+    const int64_t lim = (4 * c->n_sm + heads - 1) / heads;
+    if (ns > lim) ns = lim;
+    if (ns > c->att_cap / heads) ns = c->att_cap / heads;
+    if (ns > 64) ns = 64;
+    if (ns < 1) ns = 1;
+  }
+  return (int)ns;
+}
+
+static void do_attention(cuda_ctx *c, const tl_attn_op *op, int ns) {
+  const dim3 grid((unsigned)c->n, (unsigned)op->n_head, (unsigned)ns);
+  if (c->kv_es == 2)
+    k_attn<__half><<<grid, FA_WARPS * 32, 0, c->stream>>>(
+        (const __half *)c->k_cache, (const __half *)c->v_cache, op->q, op->out, c->att_part,
+        c->d_pos, c->d_seq, op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale,
+        op->softcap, op->layer, c->cfg.n_seq, c->kv_ctx);
+  else
+    k_attn<float><<<grid, FA_WARPS * 32, 0, c->stream>>>(
+        (const float *)c->k_cache, (const float *)c->v_cache, op->q, op->out, c->att_part,
+        c->d_pos, c->d_seq, op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale,
+        op->softcap, op->layer, c->cfg.n_seq, c->kv_ctx);
+  if (ns > 1)
+    k_attn_merge<<<dim3((unsigned)c->n, (unsigned)op->n_head), 128, 0, c->stream>>>(
+        c->att_part, op->out, op->n_head, op->head_dim, (int)ns);
+  LAUNCHED(c, "attention", P_ATTN);
+}
+
+static void do_act(cuda_ctx *c, tl_act_kind kind, bool gated, float *a, const float *b,
+                     int64_t n) {
+  /* the rows are the step's tokens: the next matmul's x when 8-bit */
+  const int64_t len = n / c->n;
+  const bool q = n % c->n == 0 && fuse_q8(c, c->n, len);
+  k_act<<<grid_for(c, n, 256), 256, 0, c->stream>>>((int)kind, gated, a, b, n, q ? c->xq : NULL,
+                                                     q ? c->xd : NULL);
+  LAUNCHED(c, "act", P_ACT);
+  if (q) c->xq_src = a, c->xq_cols = len, c->xq_n = c->n;
+}
+
+static void do_scale(cuda_ctx *c, float *x, float s, int64_t n) {
+  k_scale<<<grid_for(c, n, 256), 256, 0, c->stream>>>(x, s, n);
+  LAUNCHED(c, "scale", P_OTHER);
+}
+
+static void do_softcap(cuda_ctx *c, float *x, float cap, int64_t n) {
+  k_softcap<<<grid_for(c, n, 256), 256, 0, c->stream>>>(x, cap, n);
+  LAUNCHED(c, "softcap", P_OTHER);
+}
+
+/* The operations: recorded during a decode step with graphs, else launched. */
+static void cuda_embed(tl_backend *be, const tl_weight *w, float *x) {
+  cuda_ctx *c = cu(be);
+  if (!c->rec) return do_embed(c, w, x);
+  struct cmd *k = push(c, C_EMBED);
+  if (k) k->u.embed.w = *w, k->u.embed.x = x;
+}
+static void cuda_select_out(tl_backend *be, const float *x, float *y, int64_t len) {
+  cuda_ctx *c = cu(be);
+  if (!c->rec) return do_select_out(c, x, y, len);
+  struct cmd *k = push(c, C_SELECT);
+  if (k) k->u.sel.x = x, k->u.sel.y = y, k->u.sel.len = len;
+}
+static void cuda_norm(tl_backend *be, const tl_norm_op *op) {
+  cuda_ctx *c = cu(be);
+  if (!c->rec) return do_norm(c, op);
+  struct cmd *k = push(c, C_NORM);
+  if (k) k->u.norm = *op;
+}
+static void cuda_matmul(tl_backend *be, const tl_weight *w, const float *bias, const float *x,
+                        int32_t n, float *y, int64_t ldy) {
+  cuda_ctx *c = cu(be);
+  if (!c->rec) return do_matmul(c, w, bias, x, n, y, ldy);
+  struct cmd *k = push(c, C_MATMUL);
+  if (k) {
+    k->u.mm.w = *w;
+    k->u.mm.bias = bias, k->u.mm.x = x, k->u.mm.y = y, k->u.mm.ldy = ldy, k->u.mm.n = n;
+  }
+}
+static void cuda_rope(tl_backend *be, const tl_rope_op *op) {
+  cuda_ctx *c = cu(be);
+  if (!c->rec) return do_rope(c, op);
+  struct cmd *k = push(c, C_ROPE);
+  if (k) k->u.rope = *op;
+}
+static void cuda_kv_store(tl_backend *be, int32_t layer, const float *kk, const float *v) {
+  cuda_ctx *c = cu(be);
+  if (!c->rec) return do_kv_store(c, layer, kk, v);
+  struct cmd *k = push(c, C_KV);
+  if (k) k->u.kv.layer = layer, k->u.kv.k = kk, k->u.kv.v = v;
+}
 static void cuda_attention(tl_backend *be, const tl_attn_op *op) {
   cuda_ctx *c = cu(be);
-  dim3 grid((unsigned)c->n, (unsigned)op->n_head);
-  if (c->kv_es == 2)
-    k_attention<__half><<<grid, ATT_THREADS, 0, c->stream>>>(
-        (const __half *)c->k_cache, (const __half *)c->v_cache, op->q, op->out, c->d_pos, c->d_seq,
-        op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale, op->softcap, op->layer,
-        c->cfg.n_seq, c->kv_ctx);
-  else
-    k_attention<float><<<grid, ATT_THREADS, 0, c->stream>>>(
-        (const float *)c->k_cache, (const float *)c->v_cache, op->q, op->out, c->d_pos, c->d_seq,
-        op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale, op->softcap, op->layer,
-        c->cfg.n_seq, c->kv_ctx);
-  LAUNCHED(c, "attention");
+  const int ns = att_splits(c, op);
+  if (!c->rec) return do_attention(c, op, ns);
+  struct cmd *k = push(c, C_ATTN);
+  if (k) k->u.attn.op = *op, k->u.attn.ns = ns;
 }
-
 static void cuda_act(tl_backend *be, tl_act_kind kind, bool gated, float *a, const float *b,
                      int64_t n) {
   cuda_ctx *c = cu(be);
-  k_act<<<grid_for(c, n, 256), 256, 0, c->stream>>>((int)kind, gated, a, b, n);
-  LAUNCHED(c, "act");
+  if (!c->rec) return do_act(c, kind, gated, a, b, n);
+  struct cmd *k = push(c, C_ACT);
+  if (k) k->u.act.kind = (int)kind, k->u.act.gated = gated, k->u.act.a = a, k->u.act.b = b,
+         k->u.act.n = n;
 }
-
 static void cuda_scale(tl_backend *be, float *x, float s, int64_t n) {
   cuda_ctx *c = cu(be);
-  k_scale<<<grid_for(c, n, 256), 256, 0, c->stream>>>(x, s, n);
-  LAUNCHED(c, "scale");
+  if (!c->rec) return do_scale(c, x, s, n);
+  struct cmd *k = push(c, C_SCALE);
+  if (k) k->u.sc.x = x, k->u.sc.s = s, k->u.sc.n = n;
 }
-
 static void cuda_softcap(tl_backend *be, float *x, float cap, int64_t n) {
   cuda_ctx *c = cu(be);
-  k_softcap<<<grid_for(c, n, 256), 256, 0, c->stream>>>(x, cap, n);
-  LAUNCHED(c, "softcap");
+  if (!c->rec) return do_softcap(c, x, cap, n);
+  struct cmd *k = push(c, C_SOFTCAP);
+  if (k) k->u.sc.x = x, k->u.sc.s = cap, k->u.sc.n = n;
+}
+
+static void run_cmd(cuda_ctx *c, const struct cmd *k) {
+  switch (k->op) {
+    case C_EMBED: do_embed(c, &k->u.embed.w, k->u.embed.x); break;
+    case C_SELECT: do_select_out(c, k->u.sel.x, k->u.sel.y, k->u.sel.len); break;
+    case C_NORM: do_norm(c, &k->u.norm); break;
+    case C_MATMUL:
+      do_matmul(c, &k->u.mm.w, k->u.mm.bias, k->u.mm.x, k->u.mm.n, k->u.mm.y, k->u.mm.ldy);
+      break;
+    case C_ROPE: do_rope(c, &k->u.rope); break;
+    case C_KV: do_kv_store(c, k->u.kv.layer, k->u.kv.k, k->u.kv.v); break;
+    case C_ATTN: do_attention(c, &k->u.attn.op, k->u.attn.ns); break;
+    case C_ACT:
+      do_act(c, (tl_act_kind)k->u.act.kind, k->u.act.gated, k->u.act.a, k->u.act.b, k->u.act.n);
+      break;
+    case C_SCALE: do_scale(c, k->u.sc.x, k->u.sc.s, k->u.sc.n); break;
+    case C_SOFTCAP: do_softcap(c, k->u.sc.x, k->u.sc.s, k->u.sc.n); break;
+  }
 }
 
 static tl_status cuda_to_host(tl_backend *be, const float *src, float *dst, int64_t n) {
@@ -878,17 +1344,33 @@ static tl_status cuda_from_host(tl_backend *be, const float *src, float *dst, in
 static void cuda_free(tl_backend *be) {
   if (!be) return;
   cuda_ctx *c = cu(be);
-  for (int i = 0; i < c->n_ups; i++) cudaFree(c->ups[i]);
-  free(c->ups);
-  cudaFree(c->k_cache);
-  cudaFree(c->v_cache);
-  cudaFree(c->d_tok);
-  cudaFree(c->d_pos);
-  cudaFree(c->d_seq);
-  cudaFree(c->d_out);
+  if (c->prof) {
+    double tot = 0;
+    for (int i = 0; i < P_N; i++) tot += c->prof_ms[i];
+    for (int i = 0; i < P_N; i++)
+      if (c->prof_calls[i])
+        g_host->log(TL_LOG_WARN, "cuda profile: %-14s %8ld calls %10.2f ms (%4.1f%%) %8.2f us/call",
+                    prof_names[i], c->prof_calls[i], c->prof_ms[i], 100.0 * c->prof_ms[i] / tot,
+                    1e3 * c->prof_ms[i] / c->prof_calls[i]);
+  }
+  if (c->n_captures + c->n_replays > 0)
+    g_host->log(TL_LOG_INFO, "cuda: %ld decode steps, %ld of them captured as a new graph",
+                c->n_captures + c->n_replays, c->n_captures);
+  for (int i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i].p);
+  free(c->allocs);
+  if (c->h_stage) cudaFreeHost(c->h_stage);
+  free(c->cmds);
+  free(c->exec_cmds);
+  free(c->h_hash);
+  blas_close(&c->blas);
   if (c->exec) cudaGraphExecDestroy(c->exec);
   if (c->stream) cudaStreamDestroy(c->stream);
   free(c);
+}
+
+static bool env_off(const char *name) {
+  const char *v = getenv(name);
+  return v && !strcmp(v, "0");
 }
 
 extern "C" __attribute__((visibility("default"))) tl_status
@@ -906,9 +1388,9 @@ tl_cuda_backend_create(const tl_cuda_host *host, const tl_backend_config *cfg, t
   if (cfg->kv_type != TL_KV_F16 && cfg->kv_type != TL_KV_F32)
     return host->fail(TL_ERR_UNSUPPORTED,
                       "the cuda backend keeps an f16 or f32 KV cache, not q8_0: use --kv f16");
-  if (cfg->head_dim > 256)
-    return host->fail(TL_ERR_UNSUPPORTED, "the cuda backend supports head sizes up to 256, not %d",
-                      cfg->head_dim);
+  if (cfg->head_dim > 32 * FA_DMAX)
+    return host->fail(TL_ERR_UNSUPPORTED, "the cuda backend supports head sizes up to %d, not %d",
+                      32 * FA_DMAX, cfg->head_dim);
   cuda_ctx *c = (cuda_ctx *)calloc(1, sizeof *c);
   if (!c) return host->fail(TL_ERR_NOMEM, "out of memory");
   c->cfg = *cfg;
@@ -925,9 +1407,20 @@ tl_cuda_backend_create(const tl_cuda_host *host, const tl_backend_config *cfg, t
     return host->fail(TL_ERR_UNSUPPORTED, "CUDA device %d: %s", dev, cudaGetErrorString(e));
   }
   snprintf(c->name, sizeof c->name, "%s", prop.name);
+  c->n_sm = prop.multiProcessorCount;
   c->grid_cap = prop.multiProcessorCount * 8;
-  const char *graphs = getenv("TL_CUDA_GRAPHS");
-  c->graphs = !(graphs && !strcmp(graphs, "0"));
+  c->prof = getenv("TL_CUDA_PROFILE") && !env_off("TL_CUDA_PROFILE");
+  c->graphs = !env_off("TL_CUDA_GRAPHS") && !c->prof;
+  c->mmvq = !env_off("TL_CUDA_MMVQ");
+  /* measured slower on an H100 (Q4_K_M tg128 263 against 291 tok/s): off
+   * unless TL_CUDA_FUSE=1 */
+  const char *fu = getenv("TL_CUDA_FUSE");
+  c->fuse = fu && !strcmp(fu, "1");
+  c->split = !env_off("TL_CUDA_SPLIT");
+  const char *gm = getenv("TL_CUDA_GEMM_MIN");
+  c->gemm_min = gm && atoi(gm) > 1 ? atoi(gm) : 16;
+  char why[128] = "off (TL_CUDA_CUBLAS=0)";
+  if (!env_off("TL_CUDA_CUBLAS")) blas_open(&c->blas, c->stream, why, sizeof why);
   c->be.name = "cuda";
   c->be.detail = c->name;
   c->be.priv = c;
@@ -952,18 +1445,23 @@ tl_cuda_backend_create(const tl_cuda_host *host, const tl_backend_config *cfg, t
   c->be.softcap = cuda_softcap;
   c->be.to_host = cuda_to_host;
   c->be.from_host = cuda_from_host;
+  c->be.memory = cuda_memory;
   c->kv_es = cfg->kv_type == TL_KV_F16 ? 2 : 4;
   c->kv_ctx = cfg->n_ctx;
   const size_t kv_bytes = (size_t)cfg->n_layer * cfg->n_seq * cfg->n_head_kv * (size_t)c->kv_ctx *
                           cfg->head_dim * c->kv_es;
+  const int nb = cfg->n_batch;
+  c->hash_cap = 16;
+  while (c->hash_cap < 2 * nb) c->hash_cap *= 2;
+  c->att_cap = 8192;
   size_t fr = 0, tot = 0;
   cudaMemGetInfo(&fr, &tot);
-  if (cudaMalloc(&c->k_cache, kv_bytes) != cudaSuccess ||
-      cudaMalloc(&c->v_cache, kv_bytes) != cudaSuccess ||
-      cudaMalloc((void **)&c->d_tok, sizeof(int32_t) * (size_t)cfg->n_batch) != cudaSuccess ||
-      cudaMalloc((void **)&c->d_pos, sizeof(int32_t) * (size_t)cfg->n_batch) != cudaSuccess ||
-      cudaMalloc((void **)&c->d_seq, sizeof(int32_t) * (size_t)cfg->n_batch) != cudaSuccess ||
-      cudaMalloc((void **)&c->d_out, sizeof(int32_t) * (size_t)cfg->n_batch) != cudaSuccess) {
+  if (!(c->k_cache = dmalloc(c, kv_bytes)) || !(c->v_cache = dmalloc(c, kv_bytes)) ||
+      !(c->d_stage = (int32_t *)dmalloc(c, sizeof(int32_t) * 5 * (size_t)nb)) ||
+      cudaMallocHost((void **)&c->h_stage, sizeof(int32_t) * 5 * (size_t)nb) != cudaSuccess ||
+      !(c->xs = (float *)dmalloc(c, sizeof(float) * (size_t)nb)) ||
+      !(c->att_part = (float *)dmalloc(c, sizeof(float) * (size_t)c->att_cap * (cfg->head_dim + 2))) ||
+      !(c->h_hash = (int64_t *)malloc(sizeof(int64_t) * (size_t)c->hash_cap))) {
     cudaGetLastError();
     cuda_free(&c->be);
     return host->fail(TL_ERR_NOMEM,
@@ -972,9 +1470,17 @@ tl_cuda_backend_create(const tl_cuda_host *host, const tl_backend_config *cfg, t
                       cfg->n_ctx, cfg->n_seq, 2.0 * (double)kv_bytes / 1073741824.0, c->name,
                       (double)fr / 1073741824.0);
   }
-  host->log(TL_LOG_INFO, "cuda: %s (compute %d.%d, %d SMs, %.1f GiB), KV cache %.1f MiB",
-            prop.name, prop.major, prop.minor, prop.multiProcessorCount,
-            (double)prop.totalGlobalMem / 1073741824.0, 2.0 * (double)kv_bytes / 1048576.0);
+  c->d_tok = c->d_stage;
+  c->d_pos = c->d_stage + nb;
+  c->d_seq = c->d_stage + 2 * nb;
+  c->d_keep = c->d_stage + 3 * nb;
+  c->d_out = c->d_stage + 4 * nb;
+  host->log(TL_LOG_INFO,
+            "cuda: %s (compute %d.%d, %d SMs, %.1f GiB), KV cache %.1f MiB, batches %s%s", prop.name,
+            prop.major, prop.minor, prop.multiProcessorCount,
+            (double)prop.totalGlobalMem / 1073741824.0, 2.0 * (double)kv_bytes / 1048576.0,
+            c->blas.lib ? "through cuBLAS" : "on the backend's kernels: cuBLAS ",
+            c->blas.lib ? "" : why);
   *out = &c->be;
   return TL_OK;
 }
