@@ -2220,7 +2220,13 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
     if (!strcmp(mth, "floor")) return vfloat(floor(x * sc) / sc);
     if (strcmp(mth, "common")) jj_fail(e, "method must be common, ceil or floor");
     if (v.t != JV_FLOAT) return v.t == JV_BOOL ? vint(v.u.b) : v;
-    double y = x * sc, r = nearbyint(y); /* round half to even, as Python */
+    if (prec >= 0 && prec <= 300 && isfinite(x)) {
+      /* Python rounds the exact binary value, half to even: as printf */
+      char buf[400];
+      snprintf(buf, sizeof buf, "%.*f", (int)prec, x);
+      return vfloat(strtod(buf, NULL));
+    }
+    double y = x * sc, r = nearbyint(y);
     return vfloat(r / sc);
   }
   if (!strcmp(name, "escape") || !strcmp(name, "e") || !strcmp(name, "forceescape")) {

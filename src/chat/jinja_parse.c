@@ -471,7 +471,7 @@ static tok *next(parser *p) {
 }
 static bool is_op(parser *p, int op) { return cur(p)->type == T_OP && cur(p)->op == op; }
 static bool is_name(parser *p, const char *name) {
-  return cur(p)->type == T_NAME && !strcmp(cur(p)->s, name);
+  return name && cur(p)->type == T_NAME && !strcmp(cur(p)->s, name);
 }
 
 static const char *tok_desc(tok *t, char *buf, size_t cap) {

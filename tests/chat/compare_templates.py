@@ -90,6 +90,12 @@ def collect():
     for path in sorted(glob.glob(os.path.join(HERE, "templates", "*.jinja"))):
         templates.append(("repo:" + os.path.basename(path), open(path, encoding="utf-8").read(),
                           {"bos_token": "<s>", "eos_token": "</s>"}))
+    # more templates, e.g. real ones kept outside the repository
+    extra = os.environ.get("TL_CHAT_TEMPLATES_DIR")
+    if extra:
+        for path in sorted(glob.glob(os.path.join(extra, "*.jinja"))):
+            templates.append(("extra:" + os.path.basename(path), open(path, encoding="utf-8").read(),
+                              {"bos_token": "<s>", "eos_token": "</s>"}))
     seen, unique = set(), []
     for name, src, toks in templates:
         h = hashlib.sha256(src.encode()).hexdigest()
@@ -153,8 +159,12 @@ def main():
         print("%-60s %4d/%d identical" % (name, ok_t, n))
     for name, cname, exp_ok, exp, got_ok, got in failures[: (1000 if verbose else 10)]:
         print("DIFF %s x %s" % (name, cname))
-        print("  python (%s): %r" % ("ok" if exp_ok else "error", exp[:2000]))
-        print("  ours   (%s): %r" % ("ok" if got_ok else "error", got[:2000]))
+        at = next((i for i in range(min(len(exp), len(got))) if exp[i] != got[i]),
+                  min(len(exp), len(got)))
+        lo = max(0, at - 80)
+        print("  first difference at character %d" % at)
+        print("  python (%s): %r" % ("ok" if exp_ok else "error", exp[lo:at + 200]))
+        print("  ours   (%s): %r" % ("ok" if got_ok else "error", got[lo:at + 200]))
     print("%d templates, %d conversations: %d of %d template x conversation cases identical"
           % (len(per_template), len(convs), same, total))
     for s in skipped:
