@@ -337,7 +337,7 @@ tl_status tl_chat_template_render(const tl_chat_template *t, const char *vars_js
 
 /* The model's template text (tokenizer.chat_template of a GGUF file; for a
  * Hugging Face folder chat_template in tokenizer_config.json or
- * chat_template.jinja), or NULL when it has none. */
+ * chat_template.jinja), or NULL when it has none (or an empty one). */
 const char *tl_model_chat_template(const tl_model *model);
 /* Render a conversation: template_text, or the model's own when NULL; the
  * variables of vars_json plus, unless given, bos_token and eos_token from

@@ -38,10 +38,7 @@ tl_status tl_chat_template_render(const tl_chat_template *t, const char *vars_js
 }
 
 const char *tl_model_chat_template(const tl_model *model) {
-  if (!model || !model->gguf) return NULL;
-  tl_str s;
-  if (!tl_gguf_get_str(model->gguf, "tokenizer.chat_template", &s)) return NULL;
-  return s.ptr;
+  return model ? model->chat_template : NULL;
 }
 
 static bool add_token_var(cJSON *root, const tl_model *model, const char *key, tl_token t) {

@@ -114,5 +114,7 @@ int cmd_chat(cli_opts *o);
 /* chat.c: the prompt of run --chat (one user message through the template);
  * malloc'd, NULL after printing */
 char *cli_chat_prompt(tl_model *m, const char *user, const char *system);
+/* whether chat.c uses its plain format for m (no template of its own) */
+bool cli_chat_plain(tl_model *m);
 
 #endif
