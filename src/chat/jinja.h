@@ -197,16 +197,20 @@ void jj_arena_free(jj_arena *a);
 /* NULL when over the limit or out of memory */
 void *jj_arena_alloc(jj_arena *a, size_t n);
 
-/* a growable byte buffer (malloc'd) */
+/* a growable byte buffer: malloc'd, or in an arena (temporary buffers of a
+ * render, so that an error unwinding past them leaks nothing) */
 typedef struct jj_buf {
   char *p;
   size_t len, cap, limit;
+  jj_arena *arena;
 } jj_buf;
 bool jj_buf_add(jj_buf *b, const char *s, size_t n);
 
 /* the rendering state's allocation hooks (jinja_eval.c) */
 typedef struct jj_env jj_env;
 _Noreturn void jj_fail(jj_env *e, const char *fmt, ...) TL_PRINTF(2, 3);
+/* a temporary buffer in the render's arena */
+jj_buf jj_tmpbuf(jj_env *e, size_t limit);
 void *jj_alloc(jj_env *e, size_t n);
 jv jj_str_new(jj_env *e, const char *s, size_t n);
 jv jj_list_new(jj_env *e, size_t cap);
@@ -251,5 +255,13 @@ bool jj_test_known(const char *name);
  * variables. *out is malloc'd and NUL-terminated. */
 tl_status jj_render(const jj_template *t, const char *vars_json, size_t vars_len, char **out,
                     size_t *out_len);
+/* the same with other limits (0: the default); the fuzz target's are small */
+typedef struct jj_limits {
+  size_t max_output;
+  uint64_t max_steps;
+  size_t max_arena;
+} jj_limits;
+tl_status jj_render_limits(const jj_template *t, const char *vars_json, size_t vars_len,
+                           const jj_limits *lim, char **out, size_t *out_len);
 
 #endif

@@ -23,7 +23,7 @@ struct jj_env {
   jj_err err;
   jj_arena arena;
   jj_buf out;
-  uint64_t steps;
+  uint64_t steps, max_steps;
   int depth;
   frame *top;
   jv blockval;
@@ -72,6 +72,11 @@ _Noreturn void jj_fail(jj_env *e, const char *fmt, ...) {
   longjmp(e->err.jb, 1);
 }
 
+jj_buf jj_tmpbuf(jj_env *e, size_t limit) {
+  jj_buf b = {.limit = limit, .arena = &e->arena};
+  return b;
+}
+
 void *jj_alloc(jj_env *e, size_t n) {
   void *p = jj_arena_alloc(&e->arena, n);
   if (!p) jj_fail(e, "template rendering ran out of memory (limit %zu MiB)", e->arena.limit >> 20);
@@ -79,14 +84,14 @@ void *jj_alloc(jj_env *e, size_t n) {
 }
 
 static void step(jj_env *e) {
-  if (++e->steps > JJ_MAX_STEPS)
+  if (++e->steps > e->max_steps)
     jj_fail(e, "template exceeded the limit of %llu loop iterations and calls",
-            (unsigned long long)JJ_MAX_STEPS);
+            (unsigned long long)e->max_steps);
 }
 
 static void out_add(jj_env *e, const char *s, size_t n) {
   if (!jj_buf_add(&e->out, s, n))
-    jj_fail(e, "template output exceeds the limit of %u bytes", JJ_MAX_OUTPUT);
+    jj_fail(e, "template output exceeds the limit of %zu bytes", e->out.limit);
 }
 
 static jv vnone(void) { return (jv){.t = JV_NONE}; }
@@ -142,10 +147,9 @@ static jv undef_item(jj_env *e, jv obj, jv key) {
   if (key.t == JV_STR)
     return vundef_msg(e, "'%s' has no attribute '%.300s'", obj_type_repr(obj, b, sizeof b),
                       key.u.s->s);
-  jj_buf kb = {.limit = 256};
+  jj_buf kb = jj_tmpbuf(e, 256);
   jj_repr(e, &kb, key);
   jv r = vundef_msg(e, "%s has no element %s", obj_type_repr(obj, b, sizeof b), kb.p ? kb.p : "");
-  free(kb.p);
   return r;
 }
 
@@ -347,7 +351,7 @@ static const char *memmem_s(const char *h, size_t hn, const char *nd, size_t nn)
 
 static jv str_replace(jj_env *e, jv s, jv old, jv nw, int64_t count) {
   if (old.t != JV_STR || nw.t != JV_STR) jj_fail(e, "replace() argument must be str");
-  jj_buf b = {.limit = JJ_MAX_OUTPUT};
+  jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   const char *p = s.u.s->s;
   size_t n = s.u.s->len, on = old.u.s->len;
   int64_t done = 0;
@@ -380,11 +384,9 @@ static jv str_replace(jj_env *e, jv s, jv old, jv nw, int64_t count) {
     }
   }
   if (!ok) {
-    free(b.p);
     jj_fail(e, "string too long");
   }
   jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-  free(b.p);
   return r;
 }
 
@@ -697,14 +699,12 @@ static jv do_slice(jj_env *e, jv obj, jv st, jv sp, jv stp) {
     jj_list *chars = to_list(e, obj);
     int64_t a, b, s;
     slice_idx((int64_t)chars->n, st, sp, stp, &a, &b, &s);
-    jj_buf bb = {.limit = JJ_MAX_OUTPUT};
+    jj_buf bb = jj_tmpbuf(e, JJ_MAX_OUTPUT);
     for (int64_t i = a; s > 0 ? i < b : i > b; i += s)
       if (!jj_buf_add(&bb, chars->v[i].u.s->s, chars->v[i].u.s->len)) {
-        free(bb.p);
         jj_fail(e, "string too long");
       }
     jv r = jj_str_new(e, bb.p ? bb.p : "", bb.len);
-    free(bb.p);
     return r;
   }
   if (obj.t == JV_NONE) return vundef_msg(e, "'None' has no attribute 'slice'");
@@ -1154,9 +1154,10 @@ static jv run_for(jj_env *e, frame *f, const jj_node *n, jv iterable, int depth0
   jj_list *items = src;
   if (n->b) {
     items = jj_list_new(e, src->n).u.l;
+    frame *cf = frame_new(e, f);
     for (size_t i = 0; i < src->n; i++) {
       step(e);
-      frame *cf = frame_new(e, f);
+      cf->n = 0;
       bind_targets(e, cf, n, src->v[i]);
       if (jj_truthy(eval(e, cf, n->b))) jj_list_push(e, items, src->v[i]);
     }
@@ -1173,10 +1174,13 @@ static jv run_for(jj_env *e, frame *f, const jj_node *n, jv iterable, int depth0
   lp->fr = f;
   jv lv = {.t = JV_LOOP};
   lv.u.loop = lp;
+  /* one frame for the body, emptied each iteration (what the body sets
+   * does not outlive its iteration, as in jinja2) */
+  frame *bf = frame_new(e, f);
   for (size_t i = 0; i < items->n; i++) {
     step(e);
     lp->idx = i;
-    frame *bf = frame_new(e, f);
+    bf->n = 0;
     frame_set(e, bf, "loop", lv);
     bind_targets(e, bf, n, items->v[i]);
     int r = exec_body(e, bf, n->list, n->n);
@@ -1378,7 +1382,7 @@ static bool str_starts(jv s, jv p, bool end) {
 }
 
 static jv str_format(jj_env *e, jv fmt, args *a) {
-  jj_buf b = {.limit = JJ_MAX_OUTPUT};
+  jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   const char *p = fmt.u.s->s;
   size_t n = fmt.u.s->len, auto_idx = 0;
   bool ok = true;
@@ -1400,7 +1404,6 @@ static jv str_format(jj_env *e, jv fmt, args *a) {
     size_t j = i + 1;
     while (j < n && p[j] != '}') j++;
     if (j >= n) {
-      free(b.p);
       jj_fail(e, "Single '{' encountered in format string");
     }
     char field[128];
@@ -1417,21 +1420,18 @@ static jv str_format(jj_env *e, jv fmt, args *a) {
     if (!field[0]) {
       v = auto_idx < a->npos ? a->pos[auto_idx] : vnone();
       if (auto_idx >= a->npos) {
-        free(b.p);
         jj_fail(e, "Replacement index %zu out of range for positional args tuple", auto_idx);
       }
       auto_idx++;
     } else if (isdigit((unsigned char)field[0])) {
       size_t k = (size_t)atoi(field);
       if (k >= a->npos) {
-        free(b.p);
         jj_fail(e, "Replacement index %zu out of range for positional args tuple", k);
       }
       v = a->pos[k];
     } else {
       v = arg_get(a, SIZE_MAX, field, (jv){.t = JV_UNDEF});
       if (v.t == JV_UNDEF) {
-        free(b.p);
         jj_fail(e, "'%s'", field);
       }
     }
@@ -1442,11 +1442,9 @@ static jv str_format(jj_env *e, jv fmt, args *a) {
     i = j;
   }
   if (!ok) {
-    free(b.p);
     jj_fail(e, "string too long");
   }
   jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-  free(b.p);
   return r;
 }
 
@@ -1465,24 +1463,21 @@ static int64_t str_find(jv s, jv sub, bool rev) {
 }
 
 static jv join_items(jj_env *e, jv sep, jj_list *l, bool strict) {
-  jj_buf b = {.limit = JJ_MAX_OUTPUT};
+  jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   bool ok = true;
   for (size_t i = 0; i < l->n; i++) {
     if (i) ok = ok && jj_buf_add(&b, sep.u.s->s, sep.u.s->len);
     jv x = l->v[i];
     if (strict && x.t != JV_STR) {
-      free(b.p);
       jj_fail(e, "sequence item %zu: expected str instance, %s found", i, jj_type_name(x));
     }
     jv s = jj_stringify(e, x);
     ok = ok && jj_buf_add(&b, s.u.s->s, s.u.s->len);
   }
   if (!ok) {
-    free(b.p);
     jj_fail(e, "string too long");
   }
   jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-  free(b.p);
   return r;
 }
 
@@ -1542,11 +1537,10 @@ static jv call_method(jj_env *e, jj_func *fn, args *a) {
         cnt++;
       }
     if (!strcmp(m, "index")) {
-      jj_buf b = {.limit = 256};
+      jj_buf b = jj_tmpbuf(e, 256);
       jj_repr(e, &b, a->pos[0]);
       char msg[300];
       snprintf(msg, sizeof msg, "%s is not in list", b.p ? b.p : "");
-      free(b.p);
       jj_fail(e, "%s", msg);
     }
     return vint(cnt);
@@ -1675,12 +1669,11 @@ static jv call_method(jj_env *e, jj_func *fn, args *a) {
     size_t pad = (size_t)w - len, left = 0;
     if (m[0] == 'z' || m[0] == 'r') left = pad;
     else if (m[0] == 'c') left = pad / 2 + (pad & (size_t)w & 1);
-    jj_buf b = {.limit = JJ_MAX_OUTPUT};
+    jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
     for (size_t i = 0; i < left; i++) jj_buf_add(&b, fill.u.s->s, fill.u.s->len);
     jj_buf_add(&b, self.u.s->s, self.u.s->len);
     for (size_t i = left; i < pad; i++) jj_buf_add(&b, fill.u.s->s, fill.u.s->len);
     jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-    free(b.p);
     return r;
   }
   if (!strcmp(m, "expandtabs")) return str_replace(e, self, vstr(e, "\t"), vstr(e, "        "), -1);
@@ -1767,7 +1760,7 @@ static void sort_values(jj_env *e, jv *keys, jv *vals, size_t n, bool reverse) {
 
 static jv html_escape(jj_env *e, jv v) {
   jv s = jj_stringify(e, v);
-  jj_buf b = {.limit = JJ_MAX_OUTPUT};
+  jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   for (size_t i = 0; i < s.u.s->len; i++) {
     char c = s.u.s->s[i];
     const char *r = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '"' ? "&#34;" : c == '\'' ? "&#39;" : NULL;
@@ -1777,7 +1770,6 @@ static jv html_escape(jj_env *e, jv v) {
       jj_buf_add(&b, &c, 1);
   }
   jv out = jj_str_new(e, b.p ? b.p : "", b.len);
-  free(b.p);
   out.safe = true;
   return out;
 }
@@ -1790,7 +1782,7 @@ static jv py_percent_format(jj_env *e, jv fmt, jv argsv) {
     al = jj_list_new(e, 1).u.l;
     jj_list_push(e, al, argsv);
   }
-  jj_buf b = {.limit = JJ_MAX_OUTPUT};
+  jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   size_t ai = 0;
   const char *p = fmt.u.s->s;
   size_t n = fmt.u.s->len;
@@ -1800,7 +1792,6 @@ static jv py_percent_format(jj_env *e, jv fmt, jv argsv) {
       continue;
     }
     if (i + 1 >= n) {
-      free(b.p);
       jj_fail(e, "incomplete format");
     }
     char c = p[++i];
@@ -1809,7 +1800,6 @@ static jv py_percent_format(jj_env *e, jv fmt, jv argsv) {
       continue;
     }
     if (ai >= al->n) {
-      free(b.p);
       jj_fail(e, "not enough arguments for format string");
     }
     jv x = al->v[ai++];
@@ -1820,7 +1810,6 @@ static jv py_percent_format(jj_env *e, jv fmt, jv argsv) {
       jj_repr(e, &b, x);
     } else if (c == 'd' || c == 'i') {
       if (!isnum(x)) {
-        free(b.p);
         jj_fail(e, "%%d format: a real number is required, not %s", jj_type_name(x));
       }
       snprintf(tmp, sizeof tmp, "%lld", (long long)(x.t == JV_FLOAT ? (int64_t)x.u.f : inum(x)));
@@ -1829,16 +1818,13 @@ static jv py_percent_format(jj_env *e, jv fmt, jv argsv) {
       snprintf(tmp, sizeof tmp, "%f", fnum(x));
       jj_buf_add(&b, tmp, strlen(tmp));
     } else {
-      free(b.p);
       jj_fail(e, "unsupported format character '%c'", c);
     }
   }
   if (ai < al->n) {
-    free(b.p);
     jj_fail(e, "not all arguments converted during string formatting");
   }
   jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-  free(b.p);
   return r;
 }
 
@@ -1850,7 +1836,7 @@ static jv indent_filter(jj_env *e, jv s, jv width, bool first, bool blank) {
     ind = repeat_seq(e, vstr(e, " "), want_int(e, width, NULL));
   jv text = binop(e, OP_ADD, jj_stringify(e, s), vstr(e, "\n"));
   jj_list *lines = str_splitlines(e, text).u.l;
-  jj_buf b = {.limit = JJ_MAX_OUTPUT};
+  jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   bool ok = true;
   if (blank) {
     for (size_t i = 0; i < lines->n; i++) {
@@ -1869,11 +1855,9 @@ static jv indent_filter(jj_env *e, jv s, jv width, bool first, bool blank) {
     }
   }
   if (!ok) {
-    free(b.p);
     jj_fail(e, "string too long");
   }
   jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-  free(b.p);
   if (first) r = binop(e, OP_ADD, ind, r);
   return r;
 }
@@ -1912,10 +1896,9 @@ static jv tojson_filter(jj_env *e, jv v, args *a) {
     o.item_sep = seps.u.l->v[0].u.s->s;
     o.key_sep = seps.u.l->v[1].u.s->s;
   }
-  jj_buf b = {.limit = JJ_MAX_OUTPUT};
+  jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   jj_tojson(e, &b, v, &o);
   jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-  free(b.p);
   r.safe = true;
   return r;
 }
@@ -1997,7 +1980,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
     /* words begin after runs of "-", whitespace, "(", "{", "[", "<" */
     const char *p = s.u.s->s;
     size_t n = s.u.s->len;
-    jj_buf b = {.limit = JJ_MAX_OUTPUT};
+    jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
     bool start = true;
     for (size_t i = 0; i < n;) {
       size_t adv;
@@ -2011,7 +1994,6 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
       i += adv;
     }
     jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-    free(b.p);
     return r;
   }
   if (!strcmp(name, "length") || !strcmp(name, "count")) {
@@ -2160,10 +2142,9 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
   if (!strcmp(name, "reverse")) {
     if (v.t == JV_STR) {
       jj_list *c = to_list(e, v);
-      jj_buf b = {.limit = JJ_MAX_OUTPUT};
+      jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
       for (size_t i = c->n; i-- > 0;) jj_buf_add(&b, c->v[i].u.s->s, c->v[i].u.s->len);
       jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-      free(b.p);
       return r;
     }
     jj_list *l = to_list(e, v);
@@ -2307,7 +2288,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
   if (!strcmp(name, "pprint")) return jj_stringify(e, v);
   if (!strcmp(name, "striptags")) {
     jv s = jj_stringify(e, v);
-    jj_buf b = {.limit = JJ_MAX_OUTPUT};
+    jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
     bool intag = false;
     for (size_t i = 0; i < s.u.s->len; i++) {
       char c = s.u.s->s[i];
@@ -2316,7 +2297,6 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
       else if (!intag) jj_buf_add(&b, &c, 1);
     }
     jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-    free(b.p);
     jv parts = str_split(e, r, vnone(), -1);
     return join_items(e, vstr(e, " "), parts.u.l, false);
   }
@@ -2432,12 +2412,18 @@ static bool apply_test(jj_env *e, frame *f, const char *name, jv v, args *a) {
 /* ---- entry --------------------------------------------------------------------------------------------------------------- */
 tl_status jj_render(const jj_template *t, const char *vars_json, size_t vars_len, char **out,
                     size_t *out_len) {
+  return jj_render_limits(t, vars_json, vars_len, NULL, out, out_len);
+}
+
+tl_status jj_render_limits(const jj_template *t, const char *vars_json, size_t vars_len,
+                           const jj_limits *lim, char **out, size_t *out_len) {
   *out = NULL;
   if (out_len) *out_len = 0;
   jj_env *e = calloc(1, sizeof *e);
   if (!e) return tl_fail(TL_ERR_NOMEM, "out of memory");
-  jj_arena_init(&e->arena, JJ_MAX_ARENA);
-  e->out.limit = JJ_MAX_OUTPUT;
+  jj_arena_init(&e->arena, lim && lim->max_arena ? lim->max_arena : JJ_MAX_ARENA);
+  e->out.limit = lim && lim->max_output ? lim->max_output : JJ_MAX_OUTPUT;
+  e->max_steps = lim && lim->max_steps ? lim->max_steps : JJ_MAX_STEPS;
   e->blockval.t = JV_UNDEF;
   if (setjmp(e->err.jb)) {
     tl_status st = tl_fail(TL_ERR_INVALID_ARG, "%s", e->err.msg);

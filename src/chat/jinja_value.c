@@ -58,7 +58,13 @@ bool jj_buf_add(jj_buf *b, const char *s, size_t n) {
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
+    char *p;
+    if (b->arena) {
+      p = jj_arena_alloc(b->arena, cap);
+      if (p && b->len) memcpy(p, b->p, b->len);
+    } else {
+      p = realloc(b->p, cap);
+    }
     if (!p) return false;
     b->p = p;
     b->cap = cap;
@@ -500,10 +506,9 @@ void jj_repr(jj_env *e, jj_buf *b, jv v) { print_value(e, b, v, true); }
 
 jv jj_stringify(jj_env *e, jv v) {
   if (v.t == JV_STR) return v;
-  jj_buf b = {.limit = JJ_MAX_OUTPUT};
+  jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   print_value(e, &b, v, false);
   jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-  free(b.p);
   return r;
 }
 
@@ -741,17 +746,15 @@ static int hex4(jp *p, size_t at) {
 static jv jp_string(jp *p) {
   jj_env *e = p->e;
   p->i++; /* " */
-  jj_buf b = {.limit = JJ_MAX_OUTPUT};
+  jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   size_t run = p->i;
   for (;;) {
     if (p->i >= p->n) {
-      free(b.p);
       jp_fail(p, "unterminated string");
     }
     unsigned char c = (unsigned char)p->s[p->i];
     if (c == '"') break;
     if (c < 0x20) {
-      free(b.p);
       jp_fail(p, "control character in string");
     }
     if (c != '\\') {
@@ -760,7 +763,6 @@ static jv jp_string(jp *p) {
     }
     ADD(&b, p->s + run, p->i - run);
     if (p->i + 1 >= p->n) {
-      free(b.p);
       jp_fail(p, "unterminated string");
     }
     char x = p->s[p->i + 1];
@@ -802,7 +804,6 @@ static jv jp_string(jp *p) {
         break;
       }
       default:
-        free(b.p);
         jp_fail(p, "bad escape");
     }
     run = p->i;
@@ -810,7 +811,6 @@ static jv jp_string(jp *p) {
   ADD(&b, p->s + run, p->i - run);
   p->i++;
   jv v = jj_str_new(e, b.p ? b.p : "", b.len);
-  free(b.p);
   return v;
 }
 
