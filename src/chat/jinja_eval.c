@@ -1786,46 +1786,71 @@ static jv py_percent_format(jj_env *e, jv fmt, jv argsv) {
   size_t ai = 0;
   const char *p = fmt.u.s->s;
   size_t n = fmt.u.s->len;
+  bool ok = true;
   for (size_t i = 0; i < n; i++) {
     if (p[i] != '%') {
-      jj_buf_add(&b, p + i, 1);
+      ok = ok && jj_buf_add(&b, p + i, 1);
       continue;
     }
-    if (i + 1 >= n) {
-      jj_fail(e, "incomplete format");
+    /* %[flags][width][.precision]type */
+    char spec[32] = "%";
+    size_t sl = 1;
+    i++;
+    while (i < n && strchr("-+ 0#", p[i]) && sl < 8) spec[sl++] = p[i++];
+    while (i < n && isdigit((unsigned char)p[i]) && sl < 16) spec[sl++] = p[i++];
+    if (i < n && p[i] == '.') {
+      spec[sl++] = p[i++];
+      while (i < n && isdigit((unsigned char)p[i]) && sl < 24) spec[sl++] = p[i++];
     }
-    char c = p[++i];
+    if (i >= n) jj_fail(e, "incomplete format");
+    char c = p[i];
     if (c == '%') {
-      jj_buf_add(&b, "%", 1);
+      ok = ok && jj_buf_add(&b, "%", 1);
       continue;
     }
-    if (ai >= al->n) {
-      jj_fail(e, "not enough arguments for format string");
-    }
+    if (ai >= al->n) jj_fail(e, "not enough arguments for format string");
     jv x = al->v[ai++];
-    char tmp[64];
-    if (c == 's') {
-      jj_to_str(e, &b, x);
-    } else if (c == 'r') {
-      jj_repr(e, &b, x);
-    } else if (c == 'd' || c == 'i') {
-      if (!isnum(x)) {
-        jj_fail(e, "%%d format: a real number is required, not %s", jj_type_name(x));
+    char tmp[512];
+    if (c == 's' || c == 'r') {
+      jj_buf sb = jj_tmpbuf(e, JJ_MAX_OUTPUT);
+      if (c == 's')
+        jj_to_str(e, &sb, x);
+      else
+        jj_repr(e, &sb, x);
+      if (sl == 1) {
+        ok = ok && jj_buf_add(&b, sb.p ? sb.p : "", sb.len);
+      } else {
+        spec[sl++] = 's';
+        spec[sl] = 0;
+        int w = snprintf(tmp, sizeof tmp, spec, sb.p ? sb.p : "");
+        if (w < 0 || (size_t)w >= sizeof tmp) jj_fail(e, "format result too long");
+        ok = ok && jj_buf_add(&b, tmp, (size_t)w);
       }
-      snprintf(tmp, sizeof tmp, "%lld", (long long)(x.t == JV_FLOAT ? (int64_t)x.u.f : inum(x)));
-      jj_buf_add(&b, tmp, strlen(tmp));
-    } else if (c == 'f') {
-      snprintf(tmp, sizeof tmp, "%f", fnum(x));
-      jj_buf_add(&b, tmp, strlen(tmp));
+    } else if (strchr("diouxXeEfFgG", c)) {
+      if (!isnum(x)) jj_fail(e, "%%%c format: a real number is required, not %s", c, jj_type_name(x));
+      int w;
+      if (strchr("diouxX", c)) {
+        if (c == 'i' || c == 'u') c = 'd';
+        spec[sl++] = 'l';
+        spec[sl++] = 'l';
+        spec[sl++] = c;
+        spec[sl] = 0;
+        long long v = x.t == JV_FLOAT ? (long long)x.u.f : (long long)inum(x);
+        w = snprintf(tmp, sizeof tmp, spec, v);
+      } else {
+        spec[sl++] = c;
+        spec[sl] = 0;
+        w = snprintf(tmp, sizeof tmp, spec, fnum(x));
+      }
+      if (w < 0 || (size_t)w >= sizeof tmp) jj_fail(e, "format result too long");
+      ok = ok && jj_buf_add(&b, tmp, (size_t)w);
     } else {
-      jj_fail(e, "unsupported format character '%c'", c);
+      jj_fail(e, "unsupported format character '%c' (0x%x) at index %zu", c, (unsigned)(unsigned char)c, i);
     }
   }
-  if (ai < al->n) {
-    jj_fail(e, "not all arguments converted during string formatting");
-  }
-  jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-  return r;
+  if (!ok) jj_fail(e, "string too long");
+  if (ai < al->n) jj_fail(e, "not all arguments converted during string formatting");
+  return jj_str_new(e, b.p ? b.p : "", b.len);
 }
 
 static jv indent_filter(jj_env *e, jv s, jv width, bool first, bool blank) {

@@ -112,7 +112,14 @@ def base():
 
 def all_conversations():
     out = []
-    for name, v in base():
+    convs = base()
+    # as transformers passes them: tools and documents always given, None when absent
+    for name, v in list(convs[:4]) + [c for c in convs if c[0] in ("tool_calls", "parts")]:
+        vv = copy.deepcopy(v)
+        vv.setdefault("tools", None)
+        vv["documents"] = None
+        convs.append((name + "+hf_none", vv))
+    for name, v in convs:
         for agp in (True, False):
             vv = copy.deepcopy(v)
             vv["add_generation_prompt"] = agp
