@@ -227,10 +227,12 @@ static void on_sigint(int sig) {
   (void)sig;
   if (g_generating && !g_stop) {
     g_stop = 1;
-  } else {
-    g_quit = 1;
-    if (g_generating) _exit(130);
+    return;
   }
+  /* at the prompt (a flag checked before read() could miss it: exit here) */
+  g_quit = 1;
+  if (write(STDOUT_FILENO, "\n", 1) < 0) _exit(1);
+  _exit(g_generating ? 130 : 0);
 }
 static bool abort_cb(void *user) {
   (void)user;
@@ -428,10 +430,16 @@ int cmd_chat(cli_opts *o) {
       }
       continue;
     }
+    if (n_toks == 0) {
+      fprintf(stderr, "torchless: the template rendered an empty prompt\n");
+      free(toks);
+      cJSON_DeleteItemFromArray(st.messages, cJSON_GetArraySize(st.messages) - 1);
+      continue;
+    }
     g_stop = 0;
     g_generating = 1;
     size_t reused = 0;
-    s = n_toks ? eval_prompt(&r, toks, n_toks, &reused) : TL_ERR_INVALID_ARG;
+    s = eval_prompt(&r, toks, n_toks, &reused);
     if (o->verbose)
       fprintf(stderr, "torchless: prompt %zu tokens, %zu reused from the cache\n", n_toks, reused);
     free(toks);
