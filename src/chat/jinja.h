@@ -78,10 +78,27 @@ typedef struct jv {
   } u;
 } jv;
 
+/* What Python object a list stands for: jinja2's map/select/unique/items
+ * filters give generators (always true, no len(), not subscriptable),
+ * reverse gives an iterator, dict methods give views, range() a range;
+ * they print and behave as those do. */
+enum {
+  JL_LIST = 0,
+  JL_GEN,     /* a generator (view_name: the function's name) */
+  JL_REVITER, /* list_reverseiterator */
+  JL_ITEMS,   /* dict_items */
+  JL_KEYS,    /* dict_keys */
+  JL_VALUES,  /* dict_values */
+  JL_RANGE,   /* range(r0, r1, r2) */
+};
+
 typedef struct jj_list {
   size_t n, cap;
   jv *v;
   bool tuple;
+  uint8_t view; /* JL_* */
+  const char *view_name;
+  int64_t r0, r1, r2;
 } jj_list;
 
 typedef struct jj_dict {

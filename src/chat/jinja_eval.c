@@ -522,6 +522,18 @@ static jj_list *to_list(jj_env *e, jv v) {
 }
 
 
+static jv as_view(jv l, int view, const char *name) {
+  l.u.l->view = (uint8_t)view;
+  l.u.l->view_name = name;
+  return l;
+}
+
+static bool is_view(jv v, int view) { return v.t == JV_LIST && v.u.l->view == view; }
+/* generators, iterators and dict views: not subscriptable */
+static bool not_subscriptable(jv v) {
+  return v.t == JV_LIST && v.u.l->view != JL_LIST && v.u.l->view != JL_RANGE;
+}
+
 static jv tuple2(jj_env *e, jv a, jv b) {
   jv t = jj_list_new(e, 2);
   t.u.l->tuple = true;
@@ -623,7 +635,7 @@ static jv getitem_v(jj_env *e, jv obj, jv key) {
       break;
     }
     case JV_LIST:
-      if (key.t == JV_INT || key.t == JV_BOOL) {
+      if ((key.t == JV_INT || key.t == JV_BOOL) && !not_subscriptable(obj)) {
         int64_t i = key.t == JV_INT ? key.u.i : key.u.b;
         int64_t n = (int64_t)obj.u.l->n;
         if (i < 0) i += n;
@@ -687,7 +699,7 @@ static jv do_slice(jj_env *e, jv obj, jv st, jv sp, jv stp) {
       jj_fail(e, "slice indices must be integers or None or have an __index__ method");
   }
   if (stp.t == JV_INT && stp.u.i == 0) jj_fail(e, "slice step cannot be zero");
-  if (obj.t == JV_LIST) {
+  if (obj.t == JV_LIST && !not_subscriptable(obj)) {
     int64_t a, b, s;
     slice_idx((int64_t)obj.u.l->n, st, sp, stp, &a, &b, &s);
     jv r = jj_list_new(e, 0);
@@ -707,7 +719,7 @@ static jv do_slice(jj_env *e, jv obj, jv st, jv sp, jv stp) {
     jv r = jj_str_new(e, bb.p ? bb.p : "", bb.len);
     return r;
   }
-  if (obj.t == JV_NONE) return vundef_msg(e, "'None' has no attribute 'slice'");
+  /* jinja2 compiles a slice to Python's subscript (not environment.getitem) */
   jj_fail(e, "'%s' object is not subscriptable", jj_type_name(obj));
 }
 
@@ -825,7 +837,8 @@ static jv binop(jj_env *e, int op, jv a, jv b) {
       r.u.s = s;
       return r;
     }
-    if (a.t == JV_LIST && b.t == JV_LIST && a.u.l->tuple == b.u.l->tuple) {
+    if (a.t == JV_LIST && b.t == JV_LIST && a.u.l->tuple == b.u.l->tuple &&
+        a.u.l->view == JL_LIST && b.u.l->view == JL_LIST) {
       jv r = jj_list_new(e, a.u.l->n + b.u.l->n);
       r.u.l->tuple = a.u.l->tuple;
       for (size_t i = 0; i < a.u.l->n; i++) jj_list_push(e, r.u.l, a.u.l->v[i]);
@@ -833,14 +846,14 @@ static jv binop(jj_env *e, int op, jv a, jv b) {
       return r;
     }
     if (a.t == JV_STR) jj_fail(e, "can only concatenate str (not \"%s\") to str", jj_type_name(b));
-    if (a.t == JV_LIST)
+    if (a.t == JV_LIST && a.u.l->view == JL_LIST)
       jj_fail(e, "can only concatenate %s (not \"%s\") to %s", jj_type_name(a), jj_type_name(b),
               jj_type_name(a));
   }
   if (op == OP_MUL) {
-    if ((a.t == JV_STR || a.t == JV_LIST) && (b.t == JV_INT || b.t == JV_BOOL))
+    if ((a.t == JV_STR || is_view(a, JL_LIST)) && (b.t == JV_INT || b.t == JV_BOOL))
       return repeat_seq(e, a, inum(b));
-    if ((b.t == JV_STR || b.t == JV_LIST) && (a.t == JV_INT || a.t == JV_BOOL))
+    if ((b.t == JV_STR || is_view(b, JL_LIST)) && (a.t == JV_INT || a.t == JV_BOOL))
       return repeat_seq(e, b, inum(a));
   }
   if (op == OP_MOD && a.t == JV_STR) return py_percent_format(e, a, b);
@@ -1337,7 +1350,10 @@ static jv call_global(jj_env *e, jj_func *fn, args *a) {
       step(e);
       jj_list_push(e, l.u.l, vint(i));
     }
-    return l;
+    l.u.l->r0 = start;
+    l.u.l->r1 = stop;
+    l.u.l->r2 = stp;
+    return as_view(l, JL_RANGE, NULL);
   }
   if (!strcmp(nm, "namespace") || !strcmp(nm, "dict")) {
     jv d = jj_dict_new(e, 0);
@@ -1520,7 +1536,8 @@ static jv call_method(jj_env *e, jj_func *fn, args *a) {
       else
         jj_list_push(e, l.u.l, tuple2(e, d->k[i], d->v[i]));
     }
-    return l;
+    return as_view(l, !strcmp(m, "keys") ? JL_KEYS : !strcmp(m, "values") ? JL_VALUES : JL_ITEMS,
+                   NULL);
   }
   if (fn->kind == F_LIST) {
     jj_list *l = self.u.l;
@@ -1959,7 +1976,7 @@ static jv select_filter(jj_env *e, frame *f, jv v, args *a, bool attr, bool keep
     bool r = testname.t == JV_STR ? apply_test(e, f, testname.u.s->s, x, &rest) : jj_truthy(x);
     if (r == keep) jj_list_push(e, out.u.l, l->v[i]);
   }
-  return out;
+  return as_view(out, JL_GEN, "select_or_reject");
 }
 
 static jv min_max(jj_env *e, jv v, args *a, bool want_max) {
@@ -2024,7 +2041,10 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
   if (!strcmp(name, "length") || !strcmp(name, "count")) {
     switch (v.t) {
       case JV_STR: return vint((int64_t)jj_utf8_len(v.u.s->s, v.u.s->len));
-      case JV_LIST: return vint((int64_t)v.u.l->n);
+      case JV_LIST:
+        if (v.u.l->view == JL_GEN || v.u.l->view == JL_REVITER)
+          jj_fail(e, "object of type '%s' has no len()", jj_type_name(v));
+        return vint((int64_t)v.u.l->n);
       case JV_DICT: return vint((int64_t)v.u.d->n);
       case JV_UNDEF: return vint(0);
       default: jj_fail(e, "object of type '%s' has no len()", jj_type_name(v));
@@ -2035,7 +2055,8 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
     return l->n ? l->v[0] : vundef_msg(e, "No first item, sequence was empty.");
   }
   if (!strcmp(name, "last")) {
-    if (v.t == JV_DICT) jj_fail(e, "'dict' object is not reversible");
+    if (is_view(v, JL_GEN) || is_view(v, JL_REVITER))
+      jj_fail(e, "'%s' object is not reversible", jj_type_name(v));
     jj_list *l = to_list(e, v);
     return l->n ? l->v[l->n - 1] : vundef_msg(e, "No last item, sequence was empty.");
   }
@@ -2064,12 +2085,12 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
                        c.t == JV_NONE ? -1 : want_int(e, c, NULL));
   }
   if (!strcmp(name, "items")) {
-    if (v.t == JV_UNDEF) return jj_list_new(e, 0);
+    if (v.t == JV_UNDEF) return as_view(jj_list_new(e, 0), JL_GEN, "do_items");
     if (v.t != JV_DICT) jj_fail(e, "Can only get item pairs from a mapping.");
     jv l = jj_list_new(e, v.u.d->n);
     for (size_t i = 0; i < v.u.d->n; i++)
       jj_list_push(e, l.u.l, tuple2(e, v.u.d->k[i], v.u.d->v[i]));
-    return l;
+    return as_view(l, JL_GEN, "do_items");
   }
   if (!strcmp(name, "list")) {
     jj_list *l = to_list(e, v);
@@ -2088,7 +2109,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
         if (x.t == JV_UNDEF && def.t != JV_UNDEF) x = def;
         jj_list_push(e, r.u.l, x);
       }
-      return r;
+      return as_view(r, JL_GEN, "sync_do_map");
     }
     jv fname = arg_get(a, 0, NULL, undef);
     if (fname.t != JV_STR) jj_fail(e, "map requires a filter argument");
@@ -2096,7 +2117,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
     args rest = shift_args(e, a, 1);
     for (size_t i = 0; i < l->n; i++)
       jj_list_push(e, r.u.l, apply_filter(e, f, fname.u.s->s, l->v[i], &rest));
-    return r;
+    return as_view(r, JL_GEN, "sync_do_map");
   }
   if (!strcmp(name, "select")) return select_filter(e, f, v, a, false, true);
   if (!strcmp(name, "reject")) return select_filter(e, f, v, a, false, false);
@@ -2118,7 +2139,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
         jj_list_push(e, r.u.l, l->v[i]);
       }
     }
-    return r;
+    return as_view(r, JL_GEN, "do_unique");
   }
   if (!strcmp(name, "sort")) {
     bool rev = kw_bool(a, 0, "reverse", false);
@@ -2175,10 +2196,12 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
     jj_list *l = to_list(e, v);
     jv r = jj_list_new(e, l->n);
     for (size_t i = l->n; i-- > 0;) jj_list_push(e, r.u.l, l->v[i]);
-    return r;
+    /* reversed() of a sequence is an iterator; a generator becomes a list */
+    return is_view(v, JL_GEN) ? r : as_view(r, JL_REVITER, NULL);
   }
   if (!strcmp(name, "int")) {
     jv def = arg_get(a, 0, "default", vint(0));
+    if (v.t == JV_UNDEF) fail_undef(e, v); /* int(Undefined) raises */
     if (v.t == JV_INT) return v;
     if (v.t == JV_BOOL) return vint(v.u.b);
     if (v.t == JV_FLOAT) return isfinite(v.u.f) ? vint((int64_t)v.u.f) : def;
@@ -2195,6 +2218,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
   }
   if (!strcmp(name, "float")) {
     jv def = arg_get(a, 0, "default", vfloat(0.0));
+    if (v.t == JV_UNDEF) fail_undef(e, v);
     if (v.t == JV_FLOAT) return v;
     if (v.t == JV_INT || v.t == JV_BOOL) return vfloat(fnum(v));
     if (v.t == JV_STR) {
@@ -2240,6 +2264,8 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
     return html_escape(e, v);
   }
   if (!strcmp(name, "indent")) {
+    if (v.t != JV_STR) /* jinja2 appends "\n" to the value as it is */
+      jj_fail(e, "unsupported operand type(s) for +=: '%s' and 'str'", jj_type_name(v));
     return indent_filter(e, v, arg_get(a, 0, "width", vint(4)), kw_bool(a, 1, "first", false),
                          kw_bool(a, 2, "blank", false));
   }
@@ -2274,7 +2300,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
         while ((int64_t)cur.u.l->n < cnt) jj_list_push(e, cur.u.l, fill);
       jj_list_push(e, r.u.l, cur);
     }
-    return r;
+    return as_view(r, JL_GEN, "do_batch");
   }
   if (!strcmp(name, "min")) return min_max(e, v, a, false);
   if (!strcmp(name, "max")) return min_max(e, v, a, true);
@@ -2387,12 +2413,16 @@ static bool apply_test(jj_env *e, frame *f, const char *name, jv v, args *a) {
   if (!strcmp(name, "mapping")) return v.t == JV_DICT;
   if (!strcmp(name, "iterable"))
     return v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT || v.t == JV_UNDEF;
-  if (!strcmp(name, "sequence")) return v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT;
+  if (!strcmp(name, "sequence"))
+    return v.t == JV_STR || v.t == JV_DICT ||
+           (v.t == JV_LIST && (v.u.l->view == JL_LIST || v.u.l->view == JL_RANGE));
   if (!strcmp(name, "callable")) return v.t == JV_FUNC || v.t == JV_MACRO;
   if (!strcmp(name, "escaped")) return v.safe;
-  if (!strcmp(name, "lower") || !strcmp(name, "upper")) {
-    jv s = jj_stringify(e, v);
-    return jj_equal(s, str_case(e, s, name[0] == 'l' ? 1 : 0));
+  if (!strcmp(name, "lower") || !strcmp(name, "upper")) { /* str(value).islower() */
+    args none = {0};
+    jj_func fn = {.name = name[0] == 'l' ? "islower" : "isupper", .kind = F_STR,
+                  .self = jj_stringify(e, v)};
+    return jj_truthy(call_method(e, &fn, &none));
   }
   if (!strcmp(name, "odd") || !strcmp(name, "even")) {
     if (v.t == JV_UNDEF) fail_undef(e, v);

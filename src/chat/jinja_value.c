@@ -92,6 +92,9 @@ jv jj_list_new(jj_env *e, size_t cap) {
   l->n = 0;
   l->cap = cap;
   l->tuple = false;
+  l->view = JL_LIST;
+  l->view_name = NULL;
+  l->r0 = l->r1 = l->r2 = 0;
   l->v = cap ? jj_alloc(e, cap * sizeof(jv)) : NULL;
   jv v = {.t = JV_LIST};
   v.u.l = l;
@@ -172,7 +175,7 @@ bool jj_truthy(jv v) {
     case JV_STR:
       return v.u.s->len != 0;
     case JV_LIST:
-      return v.u.l->n != 0;
+      return v.u.l->view == JL_GEN || v.u.l->view == JL_REVITER || v.u.l->n != 0;
     case JV_DICT:
       return v.u.d->n != 0;
     default:
@@ -199,7 +202,19 @@ bool jj_equal(jv a, jv b) {
     case JV_STR:
       return a.u.s->len == b.u.s->len && !memcmp(a.u.s->s, b.u.s->s, a.u.s->len);
     case JV_LIST:
+      if (a.u.l == b.u.l) return true;
+      if (a.u.l->view != b.u.l->view || a.u.l->view == JL_GEN || a.u.l->view == JL_REVITER ||
+          a.u.l->view == JL_VALUES)
+        return false;
       if (a.u.l->tuple != b.u.l->tuple || a.u.l->n != b.u.l->n) return false;
+      if (a.u.l->view == JL_ITEMS || a.u.l->view == JL_KEYS) { /* as sets */
+        for (size_t i = 0; i < a.u.l->n; i++) {
+          bool found = false;
+          for (size_t j = 0; j < b.u.l->n && !found; j++) found = jj_equal(a.u.l->v[i], b.u.l->v[j]);
+          if (!found) return false;
+        }
+        return true;
+      }
       for (size_t i = 0; i < a.u.l->n; i++)
         if (!jj_equal(a.u.l->v[i], b.u.l->v[i])) return false;
       return true;
@@ -238,6 +253,14 @@ const char *jj_type_name(jv v) {
     case JV_STR:
       return "str";
     case JV_LIST:
+      switch (v.u.l->view) {
+        case JL_GEN: return "generator";
+        case JL_REVITER: return "list_reverseiterator";
+        case JL_ITEMS: return "dict_items";
+        case JL_KEYS: return "dict_keys";
+        case JL_VALUES: return "dict_values";
+        case JL_RANGE: return "range";
+      }
       return v.u.l->tuple ? "tuple" : "list";
     case JV_DICT:
       return "dict";
@@ -268,7 +291,8 @@ int jj_compare(jj_env *e, jv a, jv b, const char *op) {
     if (c) return c < 0 ? -1 : 1;
     return a.u.s->len < b.u.s->len ? -1 : a.u.s->len > b.u.s->len ? 1 : 0;
   }
-  if (a.t == JV_LIST && b.t == JV_LIST && a.u.l->tuple == b.u.l->tuple) {
+  if (a.t == JV_LIST && b.t == JV_LIST && a.u.l->tuple == b.u.l->tuple &&
+      a.u.l->view == JL_LIST && b.u.l->view == JL_LIST) {
     for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
       if (jj_equal(a.u.l->v[i], b.u.l->v[i])) continue;
       return jj_compare(e, a.u.l->v[i], b.u.l->v[i], op);
@@ -472,6 +496,32 @@ static void print_value(jj_env *e, jj_buf *b, jv v, bool repr) {
       return;
     case JV_LIST: {
       const jj_list *l = v.u.l;
+      if (l->view == JL_GEN || l->view == JL_REVITER) {
+        ADDS(b, "<");
+        ADDS(b, l->view == JL_GEN ? "generator object " : "list_reverseiterator object");
+        if (l->view == JL_GEN) ADDS(b, l->view_name ? l->view_name : "<genexpr>");
+        ADDS(b, " at 0x7f0000000000>");
+        return;
+      }
+      if (l->view == JL_RANGE) {
+        if (l->r2 == 1)
+          snprintf(tmp, sizeof tmp, "range(%lld, %lld)", (long long)l->r0, (long long)l->r1);
+        else
+          snprintf(tmp, sizeof tmp, "range(%lld, %lld, %lld)", (long long)l->r0, (long long)l->r1,
+                   (long long)l->r2);
+        ADDS(b, tmp);
+        return;
+      }
+      if (l->view != JL_LIST) {
+        ADDS(b, jj_type_name(v));
+        ADDS(b, "([");
+        for (size_t i = 0; i < l->n; i++) {
+          if (i) ADDS(b, ", ");
+          print_value(e, b, l->v[i], true);
+        }
+        ADDS(b, "])");
+        return;
+      }
       ADDS(b, l->tuple ? "(" : "[");
       for (size_t i = 0; i < l->n; i++) {
         if (i) ADDS(b, ", ");
@@ -632,6 +682,8 @@ static void json_value(jj_env *e, jj_buf *b, jv v, const jj_json_opts *o, int le
       return;
     case JV_LIST: {
       const jj_list *l = v.u.l;
+      if (l->view != JL_LIST)
+        jj_fail(e, "Object of type %s is not JSON serializable", jj_type_name(v));
       if (!l->n) {
         ADDS(b, "[]");
         return;
