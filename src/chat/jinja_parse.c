@@ -1366,15 +1366,6 @@ tl_status jj_parse(const char *src, size_t len, jj_template **out) {
   }
   jj_arena_init(&t->arena, (size_t)JJ_MAX_SOURCE * 16);
   p->arena = &t->arena;
-  /* keep_trailing_newline=False: one trailing newline of the source goes */
-  if (len && src[len - 1] == '\n') {
-    len--;
-    if (len && src[len - 1] == '\r') len--;
-  } else if (len && src[len - 1] == '\r') {
-    len--;
-  }
-  p->src = src;
-  p->n = len;
   if (setjmp(p->jb)) {
     tl_status st = tl_fail(TL_ERR_FORMAT, "%s", p->msg);
     jj_arena_free(&t->arena);
@@ -1382,6 +1373,22 @@ tl_status jj_parse(const char *src, size_t len, jj_template **out) {
     free(p);
     return st;
   }
+  /* as jinja2's lexer: newlines normalized to \n first (\r\n and \r), then
+   * one trailing newline dropped (keep_trailing_newline=False) */
+  char *norm = palloc(p, len + 1);
+  size_t k = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (src[i] == '\r') {
+      norm[k++] = '\n';
+      if (i + 1 < len && src[i + 1] == '\n') i++;
+    } else {
+      norm[k++] = src[i];
+    }
+  }
+  if (k && norm[k - 1] == '\n') k--;
+  norm[k] = 0;
+  p->src = norm;
+  p->n = k;
   lex(p);
   t->body = parse_body(p, NULL, &t->n);
   free(p);
