@@ -1179,6 +1179,9 @@ static jv run_for(jj_env *e, frame *f, const jj_node *n, jv iterable, int depth0
     if (n->n2) exec_body(e, f, n->list2, n->n2);
     return vnone();
   }
+  /* jinja2 runs the else block unless some iteration ran its body to the
+   * end (an iteration left by break or continue does not count) */
+  bool completed = false;
   jj_loop *lp = jj_alloc(e, sizeof *lp);
   memset(lp, 0, sizeof *lp);
   lp->items = items;
@@ -1197,8 +1200,10 @@ static jv run_for(jj_env *e, frame *f, const jj_node *n, jv iterable, int depth0
     frame_set(e, bf, "loop", lv);
     bind_targets(e, bf, n, items->v[i]);
     int r = exec_body(e, bf, n->list, n->n);
+    if (r == EX_OK) completed = true;
     if (r == EX_BREAK) break;
   }
+  if (!completed && n->n2) exec_body(e, f, n->list2, n->n2);
   return vnone();
 }
 
@@ -1241,10 +1246,11 @@ static int exec_stmt(jj_env *e, frame *f, const jj_node *n) {
       bind_targets(e, f, n, v);
       return EX_OK;
     }
-    case S_SETBLOCK: {
+    case S_SETBLOCK: { /* the body has its own scope */
       size_t start = e->out.len;
-      exec_body(e, f, n->list, n->n);
+      int r = exec_body(e, frame_new(e, f), n->list, n->n);
       jv v = capture_begin_end(e, start);
+      if (r != EX_OK) return r; /* break/continue leave the loop around, the text unused */
       if (n->c) {
         jv saved = e->blockval;
         e->blockval = v;
@@ -1289,10 +1295,11 @@ static int exec_stmt(jj_env *e, frame *f, const jj_node *n) {
       return EX_BREAK;
     case S_CONTINUE:
       return EX_CONTINUE;
-    case S_FILTERBLOCK: {
+    case S_FILTERBLOCK: { /* the body has its own scope */
       size_t start = e->out.len;
-      exec_body(e, f, n->list, n->n);
+      int rc = exec_body(e, frame_new(e, f), n->list, n->n);
       jv v = capture_begin_end(e, start);
+      if (rc != EX_OK) return rc;
       jv saved = e->blockval;
       e->blockval = v;
       jv r = eval(e, f, n->c);
