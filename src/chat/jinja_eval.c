@@ -133,6 +133,7 @@ static const char *obj_type_repr(jv v, char *buf, size_t cap) {
   if (v.t == JV_NS) return "jinja2.utils.Namespace object";
   if (v.t == JV_LOOP) return "jinja2.runtime.LoopContext object";
   if (v.t == JV_MACRO) return "jinja2.runtime.Macro object";
+  if (v.t == JV_STR && v.safe) return "markupsafe.Markup object";
   snprintf(buf, cap, "%s object", jj_type_name(v));
   return buf;
 }
@@ -744,6 +745,7 @@ static const char *op_sym(int op) {
 }
 
 static jv py_percent_format(jj_env *e, jv fmt, jv argsv);
+static jv html_escape(jj_env *e, jv v);
 
 static jv repeat_seq(jj_env *e, jv seq, int64_t n) {
   if (n < 0) n = 0;
@@ -823,6 +825,12 @@ static jv binop(jj_env *e, int op, jv a, jv b) {
     }
   }
   if (op == OP_ADD) {
+    if (a.t == JV_STR && b.t == JV_STR && a.safe != b.safe) {
+      /* Markup + str (either way round) escapes the str */
+      jv r = binop(e, OP_ADD, a.safe ? a : html_escape(e, a), b.safe ? b : html_escape(e, b));
+      r.safe = true;
+      return r;
+    }
     if (a.t == JV_STR && b.t == JV_STR) {
       size_t n = a.u.s->len + b.u.s->len;
       if (n > JJ_MAX_OUTPUT) jj_fail(e, "string too long");
@@ -855,6 +863,10 @@ static jv binop(jj_env *e, int op, jv a, jv b) {
       return repeat_seq(e, a, inum(b));
     if ((b.t == JV_STR || is_view(b, JL_LIST)) && (a.t == JV_INT || a.t == JV_BOOL))
       return repeat_seq(e, b, inum(a));
+    if (a.t == JV_STR || is_view(a, JL_LIST))
+      jj_fail(e, "can't multiply sequence by non-int of type '%s'", jj_type_name(b));
+    if (b.t == JV_STR || is_view(b, JL_LIST))
+      jj_fail(e, "can't multiply sequence by non-int of type '%s'", jj_type_name(a));
   }
   if (op == OP_MOD && a.t == JV_STR) return py_percent_format(e, a, b);
   jj_fail(e, "unsupported operand type(s) for %s: '%s' and '%s'", op_sym(op), jj_type_name(a),
@@ -873,6 +885,8 @@ static bool contains(jj_env *e, jv container, jv item) {
         if (jj_equal(container.u.l->v[i], item)) return true;
       return false;
     case JV_DICT:
+      if ((item.t == JV_LIST && !item.u.l->tuple) || item.t == JV_DICT || item.t == JV_NS)
+        jj_fail(e, "unhashable type: '%s'", jj_type_name(item));
       return jj_dict_find(container.u.d, item) != NULL;
     case JV_UNDEF:
       return false;
@@ -913,8 +927,7 @@ static jv capture_begin_end(jj_env *e, size_t start) {
   jv s = jj_str_new(e, e->out.p ? e->out.p + start : "", e->out.len - start);
   e->out.len = start;
   if (e->out.p) e->out.p[start] = 0;
-  s.safe = true;
-  return s;
+  return s; /* a str: Markup only under autoescape */
 }
 
 static jv eval(jj_env *e, frame *f, const jj_node *n) {
@@ -1947,9 +1960,8 @@ static jv tojson_filter(jj_env *e, jv v, args *a) {
   }
   jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   jj_tojson(e, &b, v, &o);
-  jv r = jj_str_new(e, b.p ? b.p : "", b.len);
-  r.safe = true;
-  return r;
+  /* transformers' tojson returns json.dumps' str (no Markup) */
+  return jj_str_new(e, b.p ? b.p : "", b.len);
 }
 
 /* select/reject/selectattr/rejectattr/map helpers: the test or filter named by args from index k */
@@ -2176,7 +2188,8 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
     return r;
   }
   if (!strcmp(name, "dictsort")) {
-    if (v.t != JV_DICT) jj_fail(e, "You can only sort by either \"key\" or \"value\"");
+    if (v.t == JV_UNDEF) fail_undef(e, v);
+    if (v.t != JV_DICT) jj_fail(e, "'%s' object has no attribute 'items'", jj_type_name(v));
     bool cs = kw_bool(a, 0, "case_sensitive", false);
     jv by = arg_get(a, 1, "by", vstr(e, "key"));
     bool rev = kw_bool(a, 2, "reverse", false);
@@ -2243,7 +2256,6 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
       if (i == INT64_MIN) jj_fail(e, "integer overflow");
       return vint(i < 0 ? -i : i);
     }
-    if (v.t == JV_UNDEF) fail_undef(e, v);
     jj_fail(e, "bad operand type for abs(): '%s'", jj_type_name(v));
   }
   if (!strcmp(name, "round")) {
@@ -2378,7 +2390,20 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
     return r;
   }
   if (!strcmp(name, "truncate")) {
-    jv s = jj_stringify(e, v);
+    if (v.t != JV_STR) { /* jinja2 measures the value as it is */
+      int64_t length = want_int(e, arg_get(a, 0, "length", vint(255)), NULL);
+      int64_t lw = want_int(e, arg_get(a, 3, "leeway", vint(5)), NULL);
+      size_t n;
+      if (v.t == JV_LIST && v.u.l->view != JL_GEN && v.u.l->view != JL_REVITER)
+        n = v.u.l->n;
+      else if (v.t == JV_DICT)
+        n = v.u.d->n;
+      else
+        jj_fail(e, "object of type '%s' has no len()", jj_type_name(v));
+      if ((int64_t)n <= length + lw) return v;
+      jj_fail(e, "'%s' object has no attribute 'rsplit'", jj_type_name(v));
+    }
+    jv s = v;
     int64_t len = want_int(e, arg_get(a, 0, "length", vint(255)), NULL);
     bool killwords = kw_bool(a, 1, "killwords", false);
     jv end = arg_get(a, 2, "end", vstr(e, "..."));
@@ -2431,13 +2456,9 @@ static bool apply_test(jj_env *e, frame *f, const char *name, jv v, args *a) {
                   .self = jj_stringify(e, v)};
     return jj_truthy(call_method(e, &fn, &none));
   }
-  if (!strcmp(name, "odd") || !strcmp(name, "even")) {
-    if (v.t == JV_UNDEF) fail_undef(e, v);
-    if (v.t != JV_INT && v.t != JV_BOOL)
-      jj_fail(e, "unsupported operand type(s) for %%: '%s' and 'int'", jj_type_name(v));
-    int64_t i = inum(v);
-    bool odd = (i % 2) != 0;
-    return name[0] == 'o' ? odd : !odd;
+  if (!strcmp(name, "odd") || !strcmp(name, "even")) { /* value % 2 == 1 (== 0) */
+    jv m = binop(e, OP_MOD, v, vint(2));
+    return jj_equal(m, vint(name[0] == 'o' ? 1 : 0));
   }
   if (!strcmp(name, "divisibleby")) {
     jv m = binop(e, OP_MOD, v, x);

@@ -251,7 +251,7 @@ const char *jj_type_name(jv v) {
     case JV_FLOAT:
       return "float";
     case JV_STR:
-      return "str";
+      return v.safe ? "Markup" : "str";
     case JV_LIST:
       switch (v.u.l->view) {
         case JL_GEN: return "generator";
