@@ -25,6 +25,7 @@ struct jj_env {
   jj_buf out;
   uint64_t steps, max_steps;
   int depth;
+  int nest; /* nested evaluations (expressions and statements): bounds the C stack */
   frame *top;
   jv blockval;
 };
@@ -930,7 +931,20 @@ static jv capture_begin_end(jj_env *e, size_t start) {
   return s; /* a str: Markup only under autoescape */
 }
 
+static jv eval_node(jj_env *e, frame *f, const jj_node *n);
+
+/* Python stops at about 1000 frames; 2000 nested evaluations stay well
+ * within a thread's stack here */
+#define JJ_MAX_EVAL_NEST 2000
+
 static jv eval(jj_env *e, frame *f, const jj_node *n) {
+  if (++e->nest > JJ_MAX_EVAL_NEST) jj_fail(e, "maximum recursion depth exceeded");
+  jv r = eval_node(e, f, n);
+  e->nest--;
+  return r;
+}
+
+static jv eval_node(jj_env *e, frame *f, const jj_node *n) {
   switch (n->kind) {
     case N_CONST:
       return n->val;
@@ -1333,10 +1347,15 @@ static int exec_stmt(jj_env *e, frame *f, const jj_node *n) {
 }
 
 static int exec_body(jj_env *e, frame *f, jj_node *const *body, size_t nb) {
+  if (++e->nest > JJ_MAX_EVAL_NEST) jj_fail(e, "maximum recursion depth exceeded");
   for (size_t i = 0; i < nb; i++) {
     int r = exec_stmt(e, f, body[i]);
-    if (r != EX_OK) return r;
+    if (r != EX_OK) {
+      e->nest--;
+      return r;
+    }
   }
+  e->nest--;
   return EX_OK;
 }
 
