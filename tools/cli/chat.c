@@ -384,7 +384,7 @@ int cmd_chat(cli_opts *o) {
     if (!add_message(st.messages, "user", line)) goto done;
     /* render and tokenize; drop the oldest turns (never the system message)
      * while the prompt and room for a reply outgrow the context */
-    int room = o->n_predict < n_ctx / 4 ? o->n_predict : n_ctx / 4;
+    int room = o->n_predict >= 0 && o->n_predict < n_ctx / 4 ? o->n_predict : n_ctx / 4;
     if (room < 1) room = 1;
     tl_token *toks = NULL;
     size_t n_toks = 0;
@@ -470,7 +470,7 @@ int cmd_chat(cli_opts *o) {
     const float *logits = tl_get_logits(r.c, 0);
     bool full = false, stopped_plain = false;
     char buf[256];
-    for (int n_gen = 0; n_gen < o->n_predict && !g_stop; n_gen++) {
+    for (int n_gen = 0; (o->n_predict < 0 || n_gen < o->n_predict) && !g_stop; n_gen++) {
       tl_token t = tl_sampler_sample(smp, logits, n_vocab);
       if (tl_token_is_eog(m, t)) break;
       tl_sampler_accept(smp, t);
@@ -536,6 +536,13 @@ int cmd_chat(cli_opts *o) {
       if (rlen > printed) fwrite(reply + printed, 1, rlen - printed, stdout);
     }
     tl_detok_free(dt);
+    {
+      /* an aborted step may have written part of its position: keep the
+       * cache and what we know of it the same */
+      int32_t have = tl_kv_seq_pos_max(r.c, 0) + 1;
+      if (have > (int32_t)r.n_cached) tl_kv_seq_rm(r.c, 0, (int32_t)r.n_cached, -1);
+      else if (have >= 0 && have < (int32_t)r.n_cached) r.n_cached = (size_t)have;
+    }
     fputc('\n', stdout);
     fflush(stdout);
     if (g_stop) fprintf(stderr, "torchless: stopped\n");

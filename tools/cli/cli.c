@@ -166,6 +166,7 @@ void cli_opts_init(cli_opts *o, unsigned bit) {
                   .reps = 3,
                   .tokenizer = TL_DEFAULT_MODEL,
                   .type = -1};
+  if (bit == CLI_CHAT) o->n_predict = -1; /* a reply runs to its end of turn */
   o->sp = tl_sampler_default_params();
   o->seed = bit == CLI_SYNTH ? tl_synth_default_params().seed : (uint64_t)time(NULL);
 }

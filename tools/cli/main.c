@@ -48,6 +48,7 @@ static void usage(FILE *f) {
       "                prints the chat template rendered over the variables (messages,\n"
       "                tools, add_generation_prompt, ...) exactly, or exits 1 with its error\n"
       "  torchless chat -m MODEL [--system TEXT] [-c CTX] [-n N] [sampling options]\n"
+      "                (-n: most tokens a reply; default: until the end of the turn)\n"
       "                an interactive conversation through the model's chat template;\n"
       "                /reset, /system TEXT, /exit; Ctrl-C stops a reply, twice exits\n"
       "  run also takes --chat [--system TEXT]: the prompt as one user message\n"
