@@ -341,8 +341,9 @@ tl_status tl_chat_template_render(const tl_chat_template *t, const char *vars_js
 const char *tl_model_chat_template(const tl_model *model);
 /* Render a conversation: template_text, or the model's own when NULL; the
  * variables of vars_json plus, unless given, bos_token and eos_token from
- * the model (model may be NULL with a template_text). TL_ERR_UNSUPPORTED
- * when there is no template. */
+ * the model (model may be NULL with a template_text). As apply_chat_template,
+ * a model with named templates uses its "tool_use" one when vars_json has
+ * tools. TL_ERR_UNSUPPORTED when there is no template. */
 tl_status tl_chat_render(const tl_model *model, const char *template_text, const char *vars_json,
                          char **out, size_t *out_len);
 /* The end-of-turn / end-of-generation tokens of a model: EOS, EOT, EOM, the

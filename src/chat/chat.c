@@ -62,9 +62,24 @@ tl_status tl_chat_render(const tl_model *model, const char *template_text, const
   if (!out) return tl_fail(TL_ERR_INVALID_ARG, "no output");
   *out = NULL;
   const char *text = template_text ? template_text : tl_model_chat_template(model);
+  /* as apply_chat_template: a model with named templates uses "tool_use"
+   * when tools are given and it has one */
+  char *named = NULL;
+  if (!template_text && model && model->gguf && vars_json) {
+    cJSON *root = cJSON_Parse(vars_json);
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
+    tl_str ts;
+    if (tools && !cJSON_IsNull(tools) &&
+        tl_gguf_get_str(model->gguf, "tokenizer.chat_template.tool_use", &ts) && ts.len > 0) {
+      named = tl_strndup(ts.ptr, (size_t)ts.len);
+      if (named) text = named;
+    }
+    cJSON_Delete(root);
+  }
   if (!text) return tl_fail(TL_ERR_UNSUPPORTED, "the model has no chat template");
   tl_chat_template *t;
   tl_status st = tl_chat_template_parse(text, strlen(text), &t);
+  free(named);
   if (st != TL_OK) return st;
   const char *vars = vars_json ? vars_json : "{}";
   char *merged = NULL;

@@ -124,6 +124,18 @@ static void test_model(void **state) {
   assert_true(has_eos);
   tl_model_free(m);
 
+  /* named templates: "tool_use" when tools are given */
+  const char *ov_tool[] = {"tokenizer.chat_template.tool_use=str:T{{ tools | length }}", NULL};
+  mp.kv_overrides = ov_tool;
+  assert_int_equal(tl_model_load(DEMO, &mp, &m), TL_OK);
+  assert_int_equal(tl_chat_render(m, NULL, "{\"messages\": [], \"tools\": [1, 2]}", &out, NULL), TL_OK);
+  assert_string_equal(out, "T2");
+  free(out);
+  assert_int_equal(tl_chat_render(m, NULL, "{\"messages\": [], \"tools\": null}", &out, NULL), TL_OK);
+  assert_string_equal(out, "<s>");
+  free(out);
+  tl_model_free(m);
+
   /* an empty template is none */
   const char *ov[] = {"tokenizer.chat_template=str:", NULL};
   mp.kv_overrides = ov;
