@@ -47,8 +47,10 @@ static bool add_token_var(cJSON *root, const tl_model *model, const char *key, t
   size_t len = 0;
   if (model && model->vocab && t >= 0) {
     const char *x = tl_vocab_text(model->vocab, t, &len);
-    if (x) text = x;
-    else len = 0;
+    if (x)
+      text = x;
+    else
+      len = 0;
   }
   char *copy = tl_strndup(text, len);
   if (!copy) return false;
@@ -94,7 +96,8 @@ tl_status tl_chat_render(const tl_model *model, const char *template_text, const
       for (int k = 0; k < 2; k++) {
         const char *key = k ? "eos_token" : "bos_token";
         if (cJSON_GetObjectItemCaseSensitive(root, key)) continue;
-        if (!extra || !add_token_var(extra, model, key, k ? tl_token_eos(model) : tl_token_bos(model))) {
+        if (!extra ||
+            !add_token_var(extra, model, key, k ? tl_token_eos(model) : tl_token_bos(model))) {
           ok = false;
           break;
         }

@@ -19,12 +19,12 @@
 #include "core/core.h"
 
 /* ---- limits ----------------------------------------------------------------- */
-#define JJ_MAX_SOURCE (16u << 20)       /* template bytes */
-#define JJ_MAX_NEST 200                 /* parser nesting (expressions and blocks) */
-#define JJ_MAX_CALL_DEPTH 200           /* macro calls, recursive loops */
-#define JJ_MAX_OUTPUT (64u << 20)       /* rendered bytes */
-#define JJ_MAX_STEPS 50000000ull        /* loop iterations + calls + filter items */
-#define JJ_MAX_ARENA (512ull << 20)     /* bytes of values one render may allocate */
+#define JJ_MAX_SOURCE (16u << 20)   /* template bytes */
+#define JJ_MAX_NEST 200             /* parser nesting (expressions and blocks) */
+#define JJ_MAX_CALL_DEPTH 200       /* macro calls, recursive loops */
+#define JJ_MAX_OUTPUT (64u << 20)   /* rendered bytes */
+#define JJ_MAX_STEPS 50000000ull    /* loop iterations + calls + filter items */
+#define JJ_MAX_ARENA (512ull << 20) /* bytes of values one render may allocate */
 #define JJ_MAX_JSON_DEPTH 200
 
 /* ---- arena ------------------------------------------------------------------ */
@@ -243,9 +243,9 @@ bool jj_equal(jv a, jv b);
 const char *jj_type_name(jv v); /* Python's type name: "str", "NoneType" ... */
 /* -1, 0, 1; fails with Python's TypeError message when not comparable */
 int jj_compare(jj_env *e, jv a, jv b, const char *op);
-void jj_to_str(jj_env *e, jj_buf *b, jv v);  /* Python str() */
-void jj_repr(jj_env *e, jj_buf *b, jv v);    /* Python repr() */
-jv jj_stringify(jj_env *e, jv v);            /* str() as a value */
+void jj_to_str(jj_env *e, jj_buf *b, jv v); /* Python str() */
+void jj_repr(jj_env *e, jj_buf *b, jv v);   /* Python repr() */
+jv jj_stringify(jj_env *e, jv v);           /* str() as a value */
 void jj_float_repr(double f, char *out, size_t cap);
 typedef struct jj_json_opts {
   const char *indent; /* NULL: none */

@@ -95,7 +95,9 @@ static void out_add(jj_env *e, const char *s, size_t n) {
     jj_fail(e, "template output exceeds the limit of %zu bytes", e->out.limit);
 }
 
-static jv vnone(void) { return (jv){.t = JV_NONE}; }
+static jv vnone(void) {
+  return (jv){.t = JV_NONE};
+}
 static jv vbool(bool b) {
   jv v = {.t = JV_BOOL};
   v.u.b = b;
@@ -111,7 +113,9 @@ static jv vfloat(double f) {
   v.u.f = f;
   return v;
 }
-static jv vstr(jj_env *e, const char *s) { return jj_str_new(e, s, strlen(s)); }
+static jv vstr(jj_env *e, const char *s) {
+  return jj_str_new(e, s, strlen(s));
+}
 
 static jv vundef_msg(jj_env *e, const char *fmt, ...) TL_PRINTF(2, 3);
 static jv vundef_msg(jj_env *e, const char *fmt, ...) {
@@ -155,9 +159,13 @@ static jv undef_item(jj_env *e, jv obj, jv key) {
   return r;
 }
 
-_Noreturn static void fail_undef(jj_env *e, jv v) { jj_fail(e, "%s", v.u.undef); }
+_Noreturn static void fail_undef(jj_env *e, jv v) {
+  jj_fail(e, "%s", v.u.undef);
+}
 
-static const char *str_of(jj_env *e, jv v) { return jj_stringify(e, v).u.s->s; }
+static const char *str_of(jj_env *e, jv v) {
+  return jj_stringify(e, v).u.s->s;
+}
 
 /* ---- frames ------------------------------------------------------------------------------ */
 static frame *frame_new(jj_env *e, frame *parent) {
@@ -237,9 +245,9 @@ static size_t u8enc(uint32_t c, char *t) {
 }
 
 static bool py_isspace(uint32_t c) {
-  return (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202f || c == 0x205f || c == 0x3000;
+  return (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f ||
+         c == 0x3000;
 }
 
 static uint32_t cp_upper(uint32_t c) {
@@ -259,10 +267,16 @@ static uint32_t cp_lower(uint32_t c) {
   return c;
 }
 static bool cp_isalpha(uint32_t c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= 0xc0 && c != 0xd7 && c != 0xf7 && !py_isspace(c) && !(c >= 0x2000 && c <= 0x2bff) && !(c >= 0x3000 && c <= 0x303f) && !(c >= 0xff00 && c <= 0xff20) && !(c >= 0x1f000));
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= 0xc0 && c != 0xd7 && c != 0xf7 && !py_isspace(c) && !(c >= 0x2000 && c <= 0x2bff) &&
+          !(c >= 0x3000 && c <= 0x303f) && !(c >= 0xff00 && c <= 0xff20) && !(c >= 0x1f000));
 }
-static bool cp_isupper(uint32_t c) { return cp_lower(c) != c; }
-static bool cp_islower(uint32_t c) { return cp_upper(c) != c || c == 0xdf; }
+static bool cp_isupper(uint32_t c) {
+  return cp_lower(c) != c;
+}
+static bool cp_islower(uint32_t c) {
+  return cp_upper(c) != c || c == 0xdf;
+}
 
 /* mode: 0 upper, 1 lower, 2 capitalize, 3 python title, 4 swapcase */
 static jv str_case(jj_env *e, jv s, int mode) {
@@ -276,11 +290,21 @@ static jv str_case(jj_env *e, jv s, int mode) {
     uint32_t c = u8dec(p + i, n - i, &adv);
     uint32_t o = c;
     switch (mode) {
-      case 0: o = cp_upper(c); break;
-      case 1: o = cp_lower(c); break;
-      case 2: o = first ? cp_upper(c) : cp_lower(c); break;
-      case 3: o = prev_cased ? cp_lower(c) : cp_upper(c); break;
-      case 4: o = cp_isupper(c) ? cp_lower(c) : cp_upper(c); break;
+      case 0:
+        o = cp_upper(c);
+        break;
+      case 1:
+        o = cp_lower(c);
+        break;
+      case 2:
+        o = first ? cp_upper(c) : cp_lower(c);
+        break;
+      case 3:
+        o = prev_cased ? cp_lower(c) : cp_upper(c);
+        break;
+      case 4:
+        o = cp_isupper(c) ? cp_lower(c) : cp_upper(c);
+        break;
     }
     bool cased = cp_isupper(c) || cp_islower(c);
     prev_cased = cased || (mode == 3 && cp_isalpha(c) && cased);
@@ -432,7 +456,8 @@ static jv str_split(jj_env *e, jv s, jv sep, int64_t maxsplit) {
   size_t i = 0;
   int64_t done = 0;
   for (;;) {
-    const char *f = (maxsplit < 0 || done < maxsplit) ? memmem_s(p + i, n - i, sep.u.s->s, sn) : NULL;
+    const char *f =
+        (maxsplit < 0 || done < maxsplit) ? memmem_s(p + i, n - i, sep.u.s->s, sn) : NULL;
     if (!f) {
       jj_list_push(e, r.u.l, jj_str_new(e, p + i, n - i));
       break;
@@ -494,7 +519,8 @@ static jv str_splitlines(jj_env *e, jv s) {
   return r;
 }
 
-/* ---- iteration ---------------------------------------------------------------------------------- */
+/* ---- iteration ----------------------------------------------------------------------------------
+ */
 static jj_list *to_list(jj_env *e, jv v) {
   switch (v.t) {
     case JV_LIST:
@@ -523,14 +549,15 @@ static jj_list *to_list(jj_env *e, jv v) {
   }
 }
 
-
 static jv as_view(jv l, int view, const char *name) {
   l.u.l->view = (uint8_t)view;
   l.u.l->view_name = name;
   return l;
 }
 
-static bool is_view(jv v, int view) { return v.t == JV_LIST && v.u.l->view == view; }
+static bool is_view(jv v, int view) {
+  return v.t == JV_LIST && v.u.l->view == view;
+}
 /* generators, iterators and dict views: not subscriptable */
 static bool not_subscriptable(jv v) {
   return v.t == JV_LIST && v.u.l->view != JL_LIST && v.u.l->view != JL_RANGE;
@@ -544,18 +571,21 @@ static jv tuple2(jj_env *e, jv a, jv b) {
   return t;
 }
 
-/* ---- attributes and items ---------------------------------------------------------------------- */
+/* ---- attributes and items ----------------------------------------------------------------------
+ */
 static const char *const str_methods[] = {
-    "strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "startswith", "endswith",
-    "replace", "upper", "lower", "title", "capitalize", "swapcase", "format", "find", "rfind",
-    "index", "rindex", "count", "join", "isdigit", "isalpha", "isalnum", "isspace", "isupper",
-    "islower", "isnumeric", "isdecimal", "istitle", "partition", "rpartition", "zfill", "ljust",
-    "rjust", "center", "removeprefix", "removesuffix", "casefold", "expandtabs", NULL};
+    "strip",        "lstrip",       "rstrip",   "split",      "rsplit",    "splitlines",
+    "startswith",   "endswith",     "replace",  "upper",      "lower",     "title",
+    "capitalize",   "swapcase",     "format",   "find",       "rfind",     "index",
+    "rindex",       "count",        "join",     "isdigit",    "isalpha",   "isalnum",
+    "isspace",      "isupper",      "islower",  "isnumeric",  "isdecimal", "istitle",
+    "partition",    "rpartition",   "zfill",    "ljust",      "rjust",     "center",
+    "removeprefix", "removesuffix", "casefold", "expandtabs", NULL};
 static const char *const dict_methods[] = {"get", "items", "keys", "values", "copy", NULL};
 static const char *const dict_unsafe[] = {"clear", "pop", "popitem", "setdefault", "update", NULL};
 static const char *const list_methods[] = {"index", "count", "copy", NULL};
-static const char *const list_unsafe[] = {"append", "clear", "pop", "reverse", "insert",
-                                          "sort", "extend", "remove", NULL};
+static const char *const list_unsafe[] = {"append", "clear",  "pop",    "reverse", "insert",
+                                          "sort",   "extend", "remove", NULL};
 
 static bool in_names(const char *const *names, const char *s) {
   for (size_t i = 0; names[i]; i++)
@@ -669,7 +699,8 @@ static jv getitem_v(jj_env *e, jv obj, jv key) {
 }
 
 /* Python slicing */
-static void slice_idx(int64_t n, jv st, jv sp, jv stp, int64_t *start, int64_t *stop, int64_t *stepv) {
+static void slice_idx(int64_t n, jv st, jv sp, jv stp, int64_t *start, int64_t *stop,
+                      int64_t *stepv) {
   int64_t s = stp.t == JV_INT ? stp.u.i : 1;
   *stepv = s;
   int64_t a, b;
@@ -725,22 +756,34 @@ static jv do_slice(jj_env *e, jv obj, jv st, jv sp, jv stp) {
   jj_fail(e, "'%s' object is not subscriptable", jj_type_name(obj));
 }
 
-/* ---- arithmetic ------------------------------------------------------------------------------------ */
-static bool isnum(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL; }
+/* ---- arithmetic
+ * ------------------------------------------------------------------------------------ */
+static bool isnum(jv v) {
+  return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL;
+}
 static double fnum(jv v) {
   return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : (double)v.u.b;
 }
-static int64_t inum(jv v) { return v.t == JV_INT ? v.u.i : (int64_t)v.u.b; }
+static int64_t inum(jv v) {
+  return v.t == JV_INT ? v.u.i : (int64_t)v.u.b;
+}
 
 static const char *op_sym(int op) {
   switch (op) {
-    case OP_ADD: return "+";
-    case OP_SUB: return "-";
-    case OP_MUL: return "*";
-    case OP_DIV: return "/";
-    case OP_FLOORDIV: return "//";
-    case OP_MOD: return "%";
-    case OP_POW: return "** or pow()";
+    case OP_ADD:
+      return "+";
+    case OP_SUB:
+      return "-";
+    case OP_MUL:
+      return "*";
+    case OP_DIV:
+      return "/";
+    case OP_FLOORDIV:
+      return "//";
+    case OP_MOD:
+      return "%";
+    case OP_POW:
+      return "** or pow()";
   }
   return "?";
 }
@@ -777,9 +820,12 @@ static jv binop(jj_env *e, int op, jv a, jv b) {
     if (fl) {
       double x = fnum(a), y = fnum(b);
       switch (op) {
-        case OP_ADD: return vfloat(x + y);
-        case OP_SUB: return vfloat(x - y);
-        case OP_MUL: return vfloat(x * y);
+        case OP_ADD:
+          return vfloat(x + y);
+        case OP_SUB:
+          return vfloat(x - y);
+        case OP_MUL:
+          return vfloat(x * y);
         case OP_FLOORDIV:
           if (y == 0) jj_fail(e, "float floor division by zero");
           return vfloat(floor(x / y));
@@ -789,7 +835,8 @@ static jv binop(jj_env *e, int op, jv a, jv b) {
           if (m != 0 && ((m < 0) != (y < 0))) m += y;
           return vfloat(m);
         }
-        case OP_POW: return vfloat(pow(x, y));
+        case OP_POW:
+          return vfloat(pow(x, y));
       }
     }
     int64_t x = inum(a), y = inum(b), r;
@@ -896,7 +943,8 @@ static bool contains(jj_env *e, jv container, jv item) {
   }
 }
 
-/* ---- evaluation ------------------------------------------------------------------------------------- */
+/* ---- evaluation
+ * ------------------------------------------------------------------------------------- */
 static jv eval(jj_env *e, frame *f, const jj_node *n);
 static int exec_body(jj_env *e, frame *f, jj_node *const *body, size_t nb);
 static jv call_value(jj_env *e, frame *f, jv callee, args *a);
@@ -1029,12 +1077,11 @@ static jv eval_node(jj_env *e, frame *f, const jj_node *n) {
       if (jj_truthy(a)) return a;
       return eval(e, f, n->b);
     }
-    case N_BINOP:
-      {
-        jv a = eval(e, f, n->a);
-        jv b = eval(e, f, n->b);
-        return binop(e, n->op, a, b);
-      }
+    case N_BINOP: {
+      jv a = eval(e, f, n->a);
+      jv b = eval(e, f, n->b);
+      return binop(e, n->op, a, b);
+    }
     case N_CONCAT: {
       jv a = jj_stringify(e, eval(e, f, n->a));
       jv b = jj_stringify(e, eval(e, f, n->b));
@@ -1046,14 +1093,30 @@ static jv eval_node(jj_env *e, frame *f, const jj_node *n) {
         jv right = eval(e, f, n->list[i]);
         bool r;
         switch (n->ops[i]) {
-          case OP_EQ: r = jj_equal(left, right); break;
-          case OP_NE: r = !jj_equal(left, right); break;
-          case OP_LT: r = jj_compare(e, left, right, "<") < 0; break;
-          case OP_LE: r = jj_compare(e, left, right, "<=") <= 0; break;
-          case OP_GT: r = jj_compare(e, left, right, ">") > 0; break;
-          case OP_GE: r = jj_compare(e, left, right, ">=") >= 0; break;
-          case OP_IN: r = contains(e, right, left); break;
-          default: r = !contains(e, right, left); break;
+          case OP_EQ:
+            r = jj_equal(left, right);
+            break;
+          case OP_NE:
+            r = !jj_equal(left, right);
+            break;
+          case OP_LT:
+            r = jj_compare(e, left, right, "<") < 0;
+            break;
+          case OP_LE:
+            r = jj_compare(e, left, right, "<=") <= 0;
+            break;
+          case OP_GT:
+            r = jj_compare(e, left, right, ">") > 0;
+            break;
+          case OP_GE:
+            r = jj_compare(e, left, right, ">=") >= 0;
+            break;
+          case OP_IN:
+            r = contains(e, right, left);
+            break;
+          default:
+            r = !contains(e, right, left);
+            break;
         }
         if (!r) return vbool(false);
         left = right;
@@ -1063,12 +1126,16 @@ static jv eval_node(jj_env *e, frame *f, const jj_node *n) {
     case N_COND:
       if (jj_truthy(eval(e, f, n->a))) return eval(e, f, n->b);
       if (n->c) return eval(e, f, n->c);
-      return vundef_msg(e, "the inline if-expression on line %d evaluated to false and no else section was defined.", n->line);
+      return vundef_msg(
+          e,
+          "the inline if-expression on line %d evaluated to false and no else section was defined.",
+          n->line);
   }
   jj_fail(e, "internal error: bad expression node %d", n->kind);
 }
 
-/* ---- macros and calls ------------------------------------------------------------------------------- */
+/* ---- macros and calls
+ * ------------------------------------------------------------------------------- */
 static jv call_macro(jj_env *e, jj_macro *m, args *a) {
   const jj_node *d = m->def;
   if (++e->depth > JJ_MAX_CALL_DEPTH) jj_fail(e, "maximum recursion depth exceeded");
@@ -1147,7 +1214,8 @@ static jv call_value(jj_env *e, frame *f, jv callee, args *a) {
   }
 }
 
-/* ---- loops ------------------------------------------------------------------------------------------ */
+/* ---- loops
+ * ------------------------------------------------------------------------------------------ */
 static jv loop_attr(jj_env *e, jv lv, const char *name, bool *found) {
   jj_loop *l = lv.u.loop;
   int64_t i = (int64_t)l->idx, n = (int64_t)l->items->n;
@@ -1234,7 +1302,8 @@ static jv run_for(jj_env *e, frame *f, const jj_node *n, jv iterable, int depth0
   return vnone();
 }
 
-/* ---- statements ------------------------------------------------------------------------------------------ */
+/* ---- statements
+ * ------------------------------------------------------------------------------------------ */
 static int exec_stmt(jj_env *e, frame *f, const jj_node *n) {
   switch (n->kind) {
     case S_TEXT:
@@ -1359,7 +1428,8 @@ static int exec_body(jj_env *e, frame *f, jj_node *const *body, size_t nb) {
   return EX_OK;
 }
 
-/* ---- globals ---------------------------------------------------------------------------------------------- */
+/* ---- globals
+ * ---------------------------------------------------------------------------------------------- */
 static int64_t want_int(jj_env *e, jv v, const char *what) {
   if (v.t == JV_INT) return v.u.i;
   if (v.t == JV_BOOL) return v.u.b;
@@ -1428,7 +1498,9 @@ static jv call_global(jj_env *e, jj_func *fn, args *a) {
   jj_fail(e, "'%s' is not callable", nm);
 }
 
-/* ---- methods ------------------------------------------------------------------------------------------------ */
+/* ---- methods
+ * ------------------------------------------------------------------------------------------------
+ */
 static bool str_starts(jv s, jv p, bool end) {
   if (p.t != JV_STR) return false;
   if (p.u.s->len > s.u.s->len) return false;
@@ -1575,7 +1647,10 @@ static jv call_method(jj_env *e, jj_func *fn, args *a) {
       else
         jj_list_push(e, l.u.l, tuple2(e, d->k[i], d->v[i]));
     }
-    return as_view(l, !strcmp(m, "keys") ? JL_KEYS : !strcmp(m, "values") ? JL_VALUES : JL_ITEMS,
+    return as_view(l,
+                   !strcmp(m, "keys")     ? JL_KEYS
+                   : !strcmp(m, "values") ? JL_VALUES
+                                          : JL_ITEMS,
                    NULL);
   }
   if (fn->kind == F_LIST) {
@@ -1700,10 +1775,14 @@ static jv call_method(jj_env *e, jj_func *fn, args *a) {
       i += adv;
       bool dig = c >= '0' && c <= '9';
       bool alpha = cp_isalpha(c);
-      if (!strcmp(m, "isdigit") || !strcmp(m, "isnumeric") || !strcmp(m, "isdecimal")) ok = ok && dig;
-      else if (!strcmp(m, "isalpha")) ok = ok && alpha;
-      else if (!strcmp(m, "isalnum")) ok = ok && (alpha || dig);
-      else if (!strcmp(m, "isspace")) ok = ok && py_isspace(c);
+      if (!strcmp(m, "isdigit") || !strcmp(m, "isnumeric") || !strcmp(m, "isdecimal"))
+        ok = ok && dig;
+      else if (!strcmp(m, "isalpha"))
+        ok = ok && alpha;
+      else if (!strcmp(m, "isalnum"))
+        ok = ok && (alpha || dig);
+      else if (!strcmp(m, "isspace"))
+        ok = ok && py_isspace(c);
       else if (!strcmp(m, "isupper")) {
         if (cp_islower(c)) ok = false;
         if (cp_isupper(c)) any_cased = true;
@@ -1723,8 +1802,10 @@ static jv call_method(jj_env *e, jj_func *fn, args *a) {
     size_t len = jj_utf8_len(self.u.s->s, self.u.s->len);
     if (w <= (int64_t)len || w > (int64_t)JJ_MAX_OUTPUT) return self;
     size_t pad = (size_t)w - len, left = 0;
-    if (m[0] == 'z' || m[0] == 'r') left = pad;
-    else if (m[0] == 'c') left = pad / 2 + (pad & (size_t)w & 1);
+    if (m[0] == 'z' || m[0] == 'r')
+      left = pad;
+    else if (m[0] == 'c')
+      left = pad / 2 + (pad & (size_t)w & 1);
     jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
     for (size_t i = 0; i < left; i++) jj_buf_add(&b, fill.u.s->s, fill.u.s->len);
     jj_buf_add(&b, self.u.s->s, self.u.s->len);
@@ -1736,7 +1817,9 @@ static jv call_method(jj_env *e, jj_func *fn, args *a) {
   jj_fail(e, "'str' object has no attribute '%s'", m);
 }
 
-/* ---- filters -------------------------------------------------------------------------------------------------- */
+/* ---- filters
+ * --------------------------------------------------------------------------------------------------
+ */
 /* attribute path "a.b" or "0" as jinja2's make_attrgetter (environment.getitem) */
 static jv attr_path(jj_env *e, jv item, jv attr) {
   if (attr.t == JV_INT) return getitem_v(e, item, attr);
@@ -1819,7 +1902,12 @@ static jv html_escape(jj_env *e, jv v) {
   jj_buf b = jj_tmpbuf(e, JJ_MAX_OUTPUT);
   for (size_t i = 0; i < s.u.s->len; i++) {
     char c = s.u.s->s[i];
-    const char *r = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '"' ? "&#34;" : c == '\'' ? "&#39;" : NULL;
+    const char *r = c == '&'    ? "&amp;"
+                    : c == '<'  ? "&lt;"
+                    : c == '>'  ? "&gt;"
+                    : c == '"'  ? "&#34;"
+                    : c == '\'' ? "&#39;"
+                                : NULL;
     if (r)
       jj_buf_add(&b, r, strlen(r));
     else
@@ -1883,7 +1971,8 @@ static jv py_percent_format(jj_env *e, jv fmt, jv argsv) {
         ok = ok && jj_buf_add(&b, tmp, (size_t)w);
       }
     } else if (strchr("diouxXeEfFgG", c)) {
-      if (!isnum(x)) jj_fail(e, "%%%c format: a real number is required, not %s", c, jj_type_name(x));
+      if (!isnum(x))
+        jj_fail(e, "%%%c format: a real number is required, not %s", c, jj_type_name(x));
       int w;
       if (strchr("diouxX", c)) {
         if (c == 'i' || c == 'u') c = 'd';
@@ -1901,7 +1990,8 @@ static jv py_percent_format(jj_env *e, jv fmt, jv argsv) {
       if (w < 0 || (size_t)w >= sizeof tmp) jj_fail(e, "format result too long");
       ok = ok && jj_buf_add(&b, tmp, (size_t)w);
     } else {
-      jj_fail(e, "unsupported format character '%c' (0x%x) at index %zu", c, (unsigned)(unsigned char)c, i);
+      jj_fail(e, "unsupported format character '%c' (0x%x) at index %zu", c,
+              (unsigned)(unsigned char)c, i);
     }
   }
   if (!ok) jj_fail(e, "string too long");
@@ -2078,14 +2168,18 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
   }
   if (!strcmp(name, "length") || !strcmp(name, "count")) {
     switch (v.t) {
-      case JV_STR: return vint((int64_t)jj_utf8_len(v.u.s->s, v.u.s->len));
+      case JV_STR:
+        return vint((int64_t)jj_utf8_len(v.u.s->s, v.u.s->len));
       case JV_LIST:
         if (v.u.l->view == JL_GEN || v.u.l->view == JL_REVITER)
           jj_fail(e, "object of type '%s' has no len()", jj_type_name(v));
         return vint((int64_t)v.u.l->n);
-      case JV_DICT: return vint((int64_t)v.u.d->n);
-      case JV_UNDEF: return vint(0);
-      default: jj_fail(e, "object of type '%s' has no len()", jj_type_name(v));
+      case JV_DICT:
+        return vint((int64_t)v.u.d->n);
+      case JV_UNDEF:
+        return vint(0);
+      default:
+        jj_fail(e, "object of type '%s' has no len()", jj_type_name(v));
     }
   }
   if (!strcmp(name, "first")) {
@@ -2192,7 +2286,8 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
           jj_list *parts = str_split(e, attr, vstr(e, ","), -1).u.l;
           jv kt = jj_list_new(e, parts->n);
           for (size_t q = 0; q < parts->n; q++)
-            jj_list_push(e, kt.u.l, lower_key(e, attr_path(e, k, str_strip(e, parts->v[q], vnone(), 3)), cs));
+            jj_list_push(e, kt.u.l,
+                         lower_key(e, attr_path(e, k, str_strip(e, parts->v[q], vnone(), 3)), cs));
           k = kt;
         } else {
           k = attr_path(e, k, attr);
@@ -2381,9 +2476,12 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
     bool intag = false;
     for (size_t i = 0; i < s.u.s->len; i++) {
       char c = s.u.s->s[i];
-      if (c == '<') intag = true;
-      else if (c == '>' && intag) intag = false;
-      else if (!intag) jj_buf_add(&b, &c, 1);
+      if (c == '<')
+        intag = true;
+      else if (c == '>' && intag)
+        intag = false;
+      else if (!intag)
+        jj_buf_add(&b, &c, 1);
     }
     jv r = jj_str_new(e, b.p ? b.p : "", b.len);
     jv parts = str_split(e, r, vnone(), -1);
@@ -2446,7 +2544,9 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
   jj_fail(e, "filter '%s' is not supported", name);
 }
 
-/* ---- tests ---------------------------------------------------------------------------------------------------------- */
+/* ---- tests
+ * ----------------------------------------------------------------------------------------------------------
+ */
 static bool apply_test(jj_env *e, frame *f, const char *name, jv v, args *a) {
   jv undef = {.t = JV_UNDEF};
   jv x = arg_get(a, 0, NULL, undef);
@@ -2471,8 +2571,8 @@ static bool apply_test(jj_env *e, frame *f, const char *name, jv v, args *a) {
   if (!strcmp(name, "escaped")) return v.safe;
   if (!strcmp(name, "lower") || !strcmp(name, "upper")) { /* str(value).islower() */
     args none = {0};
-    jj_func fn = {.name = name[0] == 'l' ? "islower" : "isupper", .kind = F_STR,
-                  .self = jj_stringify(e, v)};
+    jj_func fn = {
+        .name = name[0] == 'l' ? "islower" : "isupper", .kind = F_STR, .self = jj_stringify(e, v)};
     return jj_truthy(call_method(e, &fn, &none));
   }
   if (!strcmp(name, "odd") || !strcmp(name, "even")) { /* value % 2 == 1 (== 0) */
@@ -2487,14 +2587,21 @@ static bool apply_test(jj_env *e, frame *f, const char *name, jv v, args *a) {
     if (v.t != x.t) return false;
     switch (v.t) {
       case JV_NONE:
-      case JV_UNDEF: return true;
-      case JV_BOOL: return v.u.b == x.u.b;
-      case JV_INT: return v.u.i == x.u.i && v.u.i >= -5 && v.u.i <= 256;
-      case JV_STR: return v.u.s == x.u.s;
-      case JV_LIST: return v.u.l == x.u.l;
+      case JV_UNDEF:
+        return true;
+      case JV_BOOL:
+        return v.u.b == x.u.b;
+      case JV_INT:
+        return v.u.i == x.u.i && v.u.i >= -5 && v.u.i <= 256;
+      case JV_STR:
+        return v.u.s == x.u.s;
+      case JV_LIST:
+        return v.u.l == x.u.l;
       case JV_DICT:
-      case JV_NS: return v.u.d == x.u.d;
-      default: return jj_equal(v, x);
+      case JV_NS:
+        return v.u.d == x.u.d;
+      default:
+        return jj_equal(v, x);
     }
   }
   if (!strcmp(name, "in")) return contains(e, x, v);
@@ -2511,7 +2618,9 @@ static bool apply_test(jj_env *e, frame *f, const char *name, jv v, args *a) {
   jj_fail(e, "test '%s' is not supported", name);
 }
 
-/* ---- entry --------------------------------------------------------------------------------------------------------------- */
+/* ---- entry
+ * ---------------------------------------------------------------------------------------------------------------
+ */
 tl_status jj_render(const jj_template *t, const char *vars_json, size_t vars_len, char **out,
                     size_t *out_len) {
   return jj_render_limits(t, vars_json, vars_len, NULL, out, out_len);
@@ -2535,15 +2644,16 @@ tl_status jj_render_limits(const jj_template *t, const char *vars_json, size_t v
     return st;
   }
   frame *globals = frame_new(e, NULL);
-  static const char *const gnames[] = {"range", "namespace", "dict", "raise_exception",
-                                       "strftime_now", NULL};
+  static const char *const gnames[] = {"range",           "namespace",    "dict",
+                                       "raise_exception", "strftime_now", NULL};
   for (size_t i = 0; gnames[i]; i++)
     frame_set(e, globals, gnames[i], bound(e, gnames[i], F_GLOBAL, vnone()));
   frame *top = frame_new(e, globals);
   if (vars_json && vars_len) {
     jv vars = jj_from_json(e, vars_json, vars_len);
     if (vars.t != JV_DICT) jj_fail(e, "variables: the JSON is not an object");
-    for (size_t i = 0; i < vars.u.d->n; i++) frame_set(e, top, vars.u.d->k[i].u.s->s, vars.u.d->v[i]);
+    for (size_t i = 0; i < vars.u.d->n; i++)
+      frame_set(e, top, vars.u.d->k[i].u.s->s, vars.u.d->v[i]);
   }
   e->top = top;
   exec_body(e, top, t->body, t->n);

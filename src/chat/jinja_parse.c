@@ -34,8 +34,7 @@ typedef struct parser {
   char msg[512];
 } parser;
 
-_Noreturn static void pfail_at(parser *p, int line, int col, const char *fmt, ...)
-    TL_PRINTF(4, 5);
+_Noreturn static void pfail_at(parser *p, int line, int col, const char *fmt, ...) TL_PRINTF(4, 5);
 _Noreturn static void pfail_at(parser *p, int line, int col, const char *fmt, ...) {
   char m[400];
   va_list ap;
@@ -140,12 +139,12 @@ static const struct {
   const char *s;
   int op;
 } ops[] = {
-    {"//", OP_FLOORDIV}, {"**", OP_POW}, {"==", OP_EQ}, {"!=", OP_NE}, {">=", OP_GE},
-    {"<=", OP_LE},       {"+", OP_ADD},  {"-", OP_SUB}, {"*", OP_MUL}, {"/", OP_DIV},
-    {"%", OP_MOD},       {"~", OP_TILDE}, {"[", OP_LBRACKET}, {"]", OP_RBRACKET},
-    {"(", OP_LPAREN},    {")", OP_RPAREN}, {"{", OP_LBRACE}, {"}", OP_RBRACE},
-    {">", OP_GT},        {"<", OP_LT},   {"=", OP_ASSIGN}, {".", OP_DOT}, {":", OP_COLON},
-    {"|", OP_PIPE},      {",", OP_COMMA}, {";", OP_SEMICOLON},
+    {"//", OP_FLOORDIV}, {"**", OP_POW},   {"==", OP_EQ},      {"!=", OP_NE},      {">=", OP_GE},
+    {"<=", OP_LE},       {"+", OP_ADD},    {"-", OP_SUB},      {"*", OP_MUL},      {"/", OP_DIV},
+    {"%", OP_MOD},       {"~", OP_TILDE},  {"[", OP_LBRACKET}, {"]", OP_RBRACKET}, {"(", OP_LPAREN},
+    {")", OP_RPAREN},    {"{", OP_LBRACE}, {"}", OP_RBRACE},   {">", OP_GT},       {"<", OP_LT},
+    {"=", OP_ASSIGN},    {".", OP_DOT},    {":", OP_COLON},    {"|", OP_PIPE},     {",", OP_COMMA},
+    {";", OP_SEMICOLON},
 };
 
 static void put_utf8(char *d, size_t *k, uint32_t c) {
@@ -207,17 +206,38 @@ static size_t lex_string(parser *p, size_t i, tok *t) {
     char x = s[i + 1];
     i += 2;
     switch (x) {
-      case 'n': d[k++] = '\n'; break;
-      case 't': d[k++] = '\t'; break;
-      case 'r': d[k++] = '\r'; break;
-      case 'b': d[k++] = '\b'; break;
-      case 'f': d[k++] = '\f'; break;
-      case 'v': d[k++] = '\v'; break;
-      case 'a': d[k++] = '\a'; break;
-      case '\\': d[k++] = '\\'; break;
-      case '\'': d[k++] = '\''; break;
-      case '"': d[k++] = '"'; break;
-      case '\n': break;
+      case 'n':
+        d[k++] = '\n';
+        break;
+      case 't':
+        d[k++] = '\t';
+        break;
+      case 'r':
+        d[k++] = '\r';
+        break;
+      case 'b':
+        d[k++] = '\b';
+        break;
+      case 'f':
+        d[k++] = '\f';
+        break;
+      case 'v':
+        d[k++] = '\v';
+        break;
+      case 'a':
+        d[k++] = '\a';
+        break;
+      case '\\':
+        d[k++] = '\\';
+        break;
+      case '\'':
+        d[k++] = '\'';
+        break;
+      case '"':
+        d[k++] = '"';
+        break;
+      case '\n':
+        break;
       case 'x':
       case 'u':
       case 'U': {
@@ -242,7 +262,8 @@ static size_t lex_string(parser *p, size_t i, tok *t) {
       default:
         if (x >= '0' && x <= '7') {
           uint32_t v = (uint32_t)(x - '0');
-          for (int m = 0; m < 2 && i < j && s[i] >= '0' && s[i] <= '7'; m++) v = v * 8 + (uint32_t)(s[i++] - '0');
+          for (int m = 0; m < 2 && i < j && s[i] >= '0' && s[i] <= '7'; m++)
+            v = v * 8 + (uint32_t)(s[i++] - '0');
           put_utf8(d, &k, v);
         } else {
           d[k++] = '\\';
@@ -267,7 +288,9 @@ static size_t lex_tag(parser *p, size_t i, bool block, bool *line_starting) {
     if (i >= n) {
       int l, c;
       line_col(p, n, &l, &c);
-      pfail_at(p, l, c, block ? "unexpected end of template, expected '%%}'" : "unexpected end of template, expected '}}'");
+      pfail_at(p, l, c,
+               block ? "unexpected end of template, expected '%%}'"
+                     : "unexpected end of template, expected '}}'");
     }
     if (balance == 0) {
       char e0 = block ? '%' : '}';
@@ -369,9 +392,12 @@ static void lex(parser *p) {
     int kind = 0; /* 1 var, 2 block, 3 comment */
     for (; j + 1 < n; j++) {
       if (s[j] != '{') continue;
-      if (s[j + 1] == '{') kind = 1;
-      else if (s[j + 1] == '%') kind = 2;
-      else if (s[j + 1] == '#') kind = 3;
+      if (s[j + 1] == '{')
+        kind = 1;
+      else if (s[j + 1] == '%')
+        kind = 2;
+      else if (s[j + 1] == '#')
+        kind = 3;
       if (kind) break;
     }
     if (!kind) {
@@ -459,7 +485,9 @@ static void lex(parser *p) {
 }
 
 /* ---- parser ------------------------------------------------------------------------ */
-static tok *cur(parser *p) { return &p->toks[p->pos]; }
+static tok *cur(parser *p) {
+  return &p->toks[p->pos];
+}
 static tok *peek(parser *p, size_t k) {
   size_t i = p->pos + k;
   return &p->toks[i < p->ntok ? i : p->ntok - 1];
@@ -469,23 +497,36 @@ static tok *next(parser *p) {
   if (p->pos + 1 < p->ntok) p->pos++;
   return t;
 }
-static bool is_op(parser *p, int op) { return cur(p)->type == T_OP && cur(p)->op == op; }
+static bool is_op(parser *p, int op) {
+  return cur(p)->type == T_OP && cur(p)->op == op;
+}
 static bool is_name(parser *p, const char *name) {
   return name && cur(p)->type == T_NAME && !strcmp(cur(p)->s, name);
 }
 
 static const char *tok_desc(tok *t, char *buf, size_t cap) {
   switch (t->type) {
-    case T_EOF: return "end of template";
-    case T_TEXT: return "template data";
-    case T_VBEGIN: return "'{{'";
-    case T_VEND: return "'}}'";
-    case T_BBEGIN: return "'{%'";
-    case T_BEND: return "'%}'";
-    case T_NAME: snprintf(buf, cap, "'%s'", t->s); return buf;
-    case T_STR: return "string";
-    case T_INT: return "integer";
-    case T_FLOAT: return "float";
+    case T_EOF:
+      return "end of template";
+    case T_TEXT:
+      return "template data";
+    case T_VBEGIN:
+      return "'{{'";
+    case T_VEND:
+      return "'}}'";
+    case T_BBEGIN:
+      return "'{%'";
+    case T_BEND:
+      return "'%}'";
+    case T_NAME:
+      snprintf(buf, cap, "'%s'", t->s);
+      return buf;
+    case T_STR:
+      return "string";
+    case T_INT:
+      return "integer";
+    case T_FLOAT:
+      return "float";
     default:
       for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
         if (ops[k].op == t->op) {
@@ -565,7 +606,9 @@ static void enter(parser *p) {
     pfail_at(p, t->line, t->col, "nested too deeply");
   }
 }
-static void leave(parser *p) { p->depth--; }
+static void leave(parser *p) {
+  p->depth--;
+}
 
 static bool is_tuple_end(parser *p, const char *extra) {
   tok *t = cur(p);
@@ -695,8 +738,8 @@ static jj_node *parse_test(parser *p, jj_node *operand) {
   if (is_op(p, OP_LPAREN)) {
     parse_call_args(p, t);
   } else if ((c->type == T_NAME || c->type == T_STR || c->type == T_INT || c->type == T_FLOAT ||
-              (c->type == T_OP && (c->op == OP_LPAREN || c->op == OP_LBRACKET ||
-                                   c->op == OP_LBRACE))) &&
+              (c->type == T_OP &&
+               (c->op == OP_LPAREN || c->op == OP_LBRACKET || c->op == OP_LBRACE))) &&
              !(c->type == T_NAME &&
                (!strcmp(c->s, "else") || !strcmp(c->s, "or") || !strcmp(c->s, "and")))) {
     if (c->type == T_NAME && !strcmp(c->s, "is"))
@@ -1313,8 +1356,8 @@ static jj_node **parse_body(parser *p, const char *const *ends, size_t *n_out) {
           break;
         }
       }
-      if (k->type == T_NAME && (!strncmp(k->s, "end", 3) || !strcmp(k->s, "elif") ||
-                                !strcmp(k->s, "else"))) {
+      if (k->type == T_NAME &&
+          (!strncmp(k->s, "end", 3) || !strcmp(k->s, "elif") || !strcmp(k->s, "else"))) {
         pfail_at(p, k->line, k->col, "Encountered unknown tag '%s'.", k->s);
       }
       next(p);
@@ -1329,17 +1372,23 @@ static jj_node **parse_body(parser *p, const char *const *ends, size_t *n_out) {
 
 /* ---- names jinja2 knows ------------------------------------------------------------------ */
 static const char *const known_filters[] = {
-    "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e",
-    "escape", "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent",
-    "int", "join", "last", "length", "list", "lower", "items", "map", "min", "max", "pprint",
-    "random", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select",
-    "selectattr", "slice", "sort", "string", "striptags", "sum", "title", "trim", "truncate",
-    "unique", "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr", "tojson", NULL};
+    "abs",       "attr",       "batch",       "capitalize", "center",  "count",
+    "d",         "default",    "dictsort",    "e",          "escape",  "filesizeformat",
+    "first",     "float",      "forceescape", "format",     "groupby", "indent",
+    "int",       "join",       "last",        "length",     "list",    "lower",
+    "items",     "map",        "min",         "max",        "pprint",  "random",
+    "reject",    "rejectattr", "replace",     "reverse",    "round",   "safe",
+    "select",    "selectattr", "slice",       "sort",       "string",  "striptags",
+    "sum",       "title",      "trim",        "truncate",   "unique",  "upper",
+    "urlencode", "urlize",     "wordcount",   "wordwrap",   "xmlattr", "tojson",
+    NULL};
 static const char *const known_tests[] = {
-    "odd", "even", "divisibleby", "defined", "undefined", "none", "boolean", "false", "true",
-    "integer", "float", "lower", "upper", "string", "mapping", "number", "sequence", "iterable",
-    "callable", "sameas", "escaped", "in", "filter", "test", "==", "eq", "equalto", "!=", "ne",
-    ">", "gt", "greaterthan", "ge", ">=", "<", "lt", "lessthan", "<=", "le", NULL};
+    "odd",     "even",     "divisibleby", "defined",     "undefined", "none",    "boolean",
+    "false",   "true",     "integer",     "float",       "lower",     "upper",   "string",
+    "mapping", "number",   "sequence",    "iterable",    "callable",  "sameas",  "escaped",
+    "in",      "filter",   "test",        "==",          "eq",        "equalto", "!=",
+    "ne",      ">",        "gt",          "greaterthan", "ge",        ">=",      "<",
+    "lt",      "lessthan", "<=",          "le",          NULL};
 
 bool jj_filter_known(const char *name) {
   for (size_t i = 0; known_filters[i]; i++)
@@ -1356,7 +1405,8 @@ bool jj_test_known(const char *name) {
 tl_status jj_parse(const char *src, size_t len, jj_template **out) {
   *out = NULL;
   if (!src) return tl_fail(TL_ERR_INVALID_ARG, "no template");
-  if (len > JJ_MAX_SOURCE) return tl_fail(TL_ERR_INVALID_ARG, "template too large (%zu bytes)", len);
+  if (len > JJ_MAX_SOURCE)
+    return tl_fail(TL_ERR_INVALID_ARG, "template too large (%zu bytes)", len);
   jj_template *t = calloc(1, sizeof *t);
   parser *p = calloc(1, sizeof *p);
   if (!t || !p) {

@@ -183,11 +183,15 @@ bool jj_truthy(jv v) {
   }
 }
 
-static bool is_num(jv v) { return v.t == JV_BOOL || v.t == JV_INT || v.t == JV_FLOAT; }
+static bool is_num(jv v) {
+  return v.t == JV_BOOL || v.t == JV_INT || v.t == JV_FLOAT;
+}
 static double num_f(jv v) {
   return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : (double)v.u.b;
 }
-static int64_t num_i(jv v) { return v.t == JV_INT ? v.u.i : (int64_t)v.u.b; }
+static int64_t num_i(jv v) {
+  return v.t == JV_INT ? v.u.i : (int64_t)v.u.b;
+}
 
 bool jj_equal(jv a, jv b) {
   if (is_num(a) && is_num(b)) {
@@ -210,7 +214,8 @@ bool jj_equal(jv a, jv b) {
       if (a.u.l->view == JL_ITEMS || a.u.l->view == JL_KEYS) { /* as sets */
         for (size_t i = 0; i < a.u.l->n; i++) {
           bool found = false;
-          for (size_t j = 0; j < b.u.l->n && !found; j++) found = jj_equal(a.u.l->v[i], b.u.l->v[j]);
+          for (size_t j = 0; j < b.u.l->n && !found; j++)
+            found = jj_equal(a.u.l->v[i], b.u.l->v[j]);
           if (!found) return false;
         }
         return true;
@@ -254,12 +259,18 @@ const char *jj_type_name(jv v) {
       return v.safe ? "Markup" : "str";
     case JV_LIST:
       switch (v.u.l->view) {
-        case JL_GEN: return "generator";
-        case JL_REVITER: return "list_reverseiterator";
-        case JL_ITEMS: return "dict_items";
-        case JL_KEYS: return "dict_keys";
-        case JL_VALUES: return "dict_values";
-        case JL_RANGE: return "range";
+        case JL_GEN:
+          return "generator";
+        case JL_REVITER:
+          return "list_reverseiterator";
+        case JL_ITEMS:
+          return "dict_items";
+        case JL_KEYS:
+          return "dict_keys";
+        case JL_VALUES:
+          return "dict_values";
+        case JL_RANGE:
+          return "range";
       }
       return v.u.l->tuple ? "tuple" : "list";
     case JV_DICT:
@@ -291,8 +302,8 @@ int jj_compare(jj_env *e, jv a, jv b, const char *op) {
     if (c) return c < 0 ? -1 : 1;
     return a.u.s->len < b.u.s->len ? -1 : a.u.s->len > b.u.s->len ? 1 : 0;
   }
-  if (a.t == JV_LIST && b.t == JV_LIST && a.u.l->tuple == b.u.l->tuple &&
-      a.u.l->view == JL_LIST && b.u.l->view == JL_LIST) {
+  if (a.t == JV_LIST && b.t == JV_LIST && a.u.l->tuple == b.u.l->tuple && a.u.l->view == JL_LIST &&
+      b.u.l->view == JL_LIST) {
     for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
       if (jj_equal(a.u.l->v[i], b.u.l->v[i])) continue;
       return jj_compare(e, a.u.l->v[i], b.u.l->v[i], op);
@@ -339,8 +350,8 @@ static uint32_t utf8_decode(const unsigned char *s, size_t n, size_t *adv) {
 }
 
 /* ---- printing ---------------------------------------------------------------------- */
-#define ADD(b, s, n)                                             \
-  do {                                                           \
+#define ADD(b, s, n)                                               \
+  do {                                                             \
     if (!jj_buf_add((b), (s), (n))) jj_fail(e, "output too long"); \
   } while (0)
 #define ADDS(b, s) ADD(b, s, strlen(s))
@@ -380,12 +391,12 @@ void jj_float_repr(double f, char *out, size_t cap) {
   digits[nd] = 0;
   char *o = out;
   size_t left = cap;
-#define PUT(...)                                   \
-  do {                                             \
-    int w_ = snprintf(o, left, __VA_ARGS__);       \
-    if (w_ < 0 || (size_t)w_ >= left) return;      \
-    o += w_;                                       \
-    left -= (size_t)w_;                            \
+#define PUT(...)                              \
+  do {                                        \
+    int w_ = snprintf(o, left, __VA_ARGS__);  \
+    if (w_ < 0 || (size_t)w_ >= left) return; \
+    o += w_;                                  \
+    left -= (size_t)w_;                       \
   } while (0)
   if (neg) PUT("-");
   if (exp10 < -4 || exp10 >= 16) {
@@ -551,8 +562,12 @@ static void print_value(jj_env *e, jj_buf *b, jv v, bool repr) {
   }
 }
 
-void jj_to_str(jj_env *e, jj_buf *b, jv v) { print_value(e, b, v, false); }
-void jj_repr(jj_env *e, jj_buf *b, jv v) { print_value(e, b, v, true); }
+void jj_to_str(jj_env *e, jj_buf *b, jv v) {
+  print_value(e, b, v, false);
+}
+void jj_repr(jj_env *e, jj_buf *b, jv v) {
+  print_value(e, b, v, true);
+}
 
 jv jj_stringify(jj_env *e, jv v) {
   if (v.t == JV_STR) return v;
@@ -624,7 +639,9 @@ static void json_newline(jj_env *e, jj_buf *b, const jj_json_opts *o, int level)
 
 static void json_value(jj_env *e, jj_buf *b, jv v, const jj_json_opts *o, int level);
 
-static int cmp_keys_e(jj_env *e, jv a, jv b) { return jj_compare(e, a, b, "<"); }
+static int cmp_keys_e(jj_env *e, jv a, jv b) {
+  return jj_compare(e, a, b, "<");
+}
 
 static void json_key(jj_env *e, jj_buf *b, jv k, bool ascii) {
   char tmp[64];
@@ -732,7 +749,9 @@ static void json_value(jj_env *e, jj_buf *b, jv v, const jj_json_opts *o, int le
   }
 }
 
-void jj_tojson(jj_env *e, jj_buf *b, jv v, const jj_json_opts *o) { json_value(e, b, v, o, 0); }
+void jj_tojson(jj_env *e, jj_buf *b, jv v, const jj_json_opts *o) {
+  json_value(e, b, v, o, 0);
+}
 
 /* ---- JSON input -------------------------------------------------------------------------- */
 typedef struct jp {

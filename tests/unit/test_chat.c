@@ -41,7 +41,8 @@ static void test_render(void **state) {
   (void)state;
   expect("{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}\n{% endfor %}",
          "{\"messages\": [{\"role\": \"user\", \"content\": \" hi \"}]}", "<user>hi\n");
-  expect("{{ x }}|{{ y }}|{{ z }}|{{ w }}", "{\"x\": 1.0, \"y\": 2, \"z\": [1, \"a\", null], \"w\": true}",
+  expect("{{ x }}|{{ y }}|{{ z }}|{{ w }}",
+         "{\"x\": 1.0, \"y\": 2, \"z\": [1, \"a\", null], \"w\": true}",
          "1.0|2|[1, 'a', None]|True");
   expect("{{ d | tojson }}", "{\"d\": {\"b\": \"é\", \"a\": [1.5, false]}}",
          "{\"b\": \"é\", \"a\": [1.5, false]}");
@@ -61,7 +62,8 @@ static void test_errors(void **state) {
                "Roles must alternate");
   expect_error("{{ messages[0].role }}", "{\"messages\": []}", TL_ERR_INVALID_ARG,
                "list object has no element 0");
-  expect_error("{{ m.a.b }}", "{\"m\": {}}", TL_ERR_INVALID_ARG, "'dict object' has no attribute 'a'");
+  expect_error("{{ m.a.b }}", "{\"m\": {}}", TL_ERR_INVALID_ARG,
+               "'dict object' has no attribute 'a'");
   expect_error("{{ 'a' + 1 }}", "{}", TL_ERR_INVALID_ARG, "can only concatenate str");
   expect_error("{{ [].append(1) }}", "{}", TL_ERR_INVALID_ARG, "unsafe");
   expect_error("{{ 1 // 0 }}", "{}", TL_ERR_INVALID_ARG, "division");
@@ -73,11 +75,13 @@ static void test_limits(void **state) {
   (void)state;
   expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "{}", TL_ERR_INVALID_ARG,
                "recursion depth");
-  expect_error("{% set r = range(100000) %}{% for i in r %}{% for j in r %}{% endfor %}{% endfor %}",
-               "{}", TL_ERR_INVALID_ARG, "loop iterations");
-  expect_error("{% set s = namespace(x='x') %}{% for i in range(40) %}{% set s.x = s.x ~ s.x %}"
-               "{% endfor %}{{ s.x }}",
-               "{}", TL_ERR_INVALID_ARG, "too long");
+  expect_error(
+      "{% set r = range(100000) %}{% for i in r %}{% for j in r %}{% endfor %}{% endfor %}", "{}",
+      TL_ERR_INVALID_ARG, "loop iterations");
+  expect_error(
+      "{% set s = namespace(x='x') %}{% for i in range(40) %}{% set s.x = s.x ~ s.x %}"
+      "{% endfor %}{{ s.x }}",
+      "{}", TL_ERR_INVALID_ARG, "too long");
   /* deep nesting in the parser */
   char deep[4096];
   size_t k = 0;
@@ -108,9 +112,9 @@ static void test_model(void **state) {
   assert_int_equal(len, strlen(out));
   free(out);
   /* the caller's bos_token wins; an empty object works */
-  assert_int_equal(tl_chat_render(m, "{{ bos_token }}|{{ eos_token }}", "{\"bos_token\": \"B\"}",
-                                  &out, NULL),
-                   TL_OK);
+  assert_int_equal(
+      tl_chat_render(m, "{{ bos_token }}|{{ eos_token }}", "{\"bos_token\": \"B\"}", &out, NULL),
+      TL_OK);
   assert_string_equal(out, "B|</s>");
   free(out);
   assert_int_equal(tl_chat_render(m, "{{ bos_token }}{{ eos_token }}", " { } ", &out, NULL), TL_OK);
@@ -128,10 +132,12 @@ static void test_model(void **state) {
   const char *ov_tool[] = {"tokenizer.chat_template.tool_use=str:T{{ tools | length }}", NULL};
   mp.kv_overrides = ov_tool;
   assert_int_equal(tl_model_load(DEMO, &mp, &m), TL_OK);
-  assert_int_equal(tl_chat_render(m, NULL, "{\"messages\": [], \"tools\": [1, 2]}", &out, NULL), TL_OK);
+  assert_int_equal(tl_chat_render(m, NULL, "{\"messages\": [], \"tools\": [1, 2]}", &out, NULL),
+                   TL_OK);
   assert_string_equal(out, "T2");
   free(out);
-  assert_int_equal(tl_chat_render(m, NULL, "{\"messages\": [], \"tools\": null}", &out, NULL), TL_OK);
+  assert_int_equal(tl_chat_render(m, NULL, "{\"messages\": [], \"tools\": null}", &out, NULL),
+                   TL_OK);
   assert_string_equal(out, "<s>");
   free(out);
   tl_model_free(m);

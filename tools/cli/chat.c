@@ -48,7 +48,8 @@ static char *read_all(const char *path, size_t *len) {
 int cmd_template(cli_opts *o) {
   if (!o->input) return cli_die("template needs --input VARS.json");
   bool has_model = strcmp(o->model, TL_DEFAULT_MODEL) != 0;
-  if (o->template_file && has_model) return cli_die("template takes -m MODEL or --template FILE, not both");
+  if (o->template_file && has_model)
+    return cli_die("template takes -m MODEL or --template FILE, not both");
   size_t vlen;
   char *vars = read_all(o->input, &vlen);
   if (!vars) return 1;
@@ -76,7 +77,8 @@ int cmd_template(cli_opts *o) {
     s = tl_chat_render(m, NULL, vars, &out, &olen);
   }
   if (s == TL_OK) {
-    if (fwrite(out, 1, olen, stdout) != olen || fflush(stdout)) rc = cli_die("cannot write the output");
+    if (fwrite(out, 1, olen, stdout) != olen || fflush(stdout))
+      rc = cli_die("cannot write the output");
   } else {
     fprintf(stderr, "%s\n", tl_last_error());
     rc = 1;
@@ -218,7 +220,9 @@ char *cli_chat_prompt(tl_model *m, const char *user, const char *system) {
   return out;
 }
 
-bool cli_chat_plain(tl_model *m) { return tl_model_chat_template(m) == NULL; }
+bool cli_chat_plain(tl_model *m) {
+  return tl_model_chat_template(m) == NULL;
+}
 
 /* Ctrl-C: stops the reply being generated; at the prompt, or a second time
  * while a reply stops, it exits. */
@@ -338,8 +342,9 @@ int cmd_chat(cli_opts *o) {
   sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: a Ctrl-C ends the wait for a line */
   pthread_sigmask(SIG_UNBLOCK, &sigint, NULL);
   if (tty)
-    fprintf(stderr, "torchless chat: %s, context %d tokens. /reset, /system TEXT, /exit; "
-                    "Ctrl-C stops a reply, twice exits.\n",
+    fprintf(stderr,
+            "torchless chat: %s, context %d tokens. /reset, /system TEXT, /exit; "
+            "Ctrl-C stops a reply, twice exits.\n",
             tl_model_desc(m), n_ctx);
   int32_t n_vocab = tl_model_n_vocab(m);
   for (;;) {
@@ -358,7 +363,8 @@ int cmd_chat(cli_opts *o) {
     if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
     if (!strcmp(line, "/reset")) {
       cJSON *sys = cJSON_GetArrayItem(st.messages, 0);
-      bool keep_sys = sys && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(sys, "role")), "system");
+      bool keep_sys =
+          sys && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(sys, "role")), "system");
       while (cJSON_GetArraySize(st.messages) > (keep_sys ? 1 : 0))
         cJSON_DeleteItemFromArray(st.messages, keep_sys ? 1 : 0);
       tl_sampler_reset(smp);
@@ -399,7 +405,8 @@ int cmd_chat(cli_opts *o) {
       free(toks);
       toks = NULL;
       cJSON *first = cJSON_GetArrayItem(st.messages, 0);
-      int base = first && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(first, "role")), "system");
+      int base =
+          first && !strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(first, "role")), "system");
       if (cJSON_GetArraySize(st.messages) - base <= 1) {
         fprintf(stderr,
                 "torchless: the message does not fit in the context of %d tokens (with room for "
@@ -540,13 +547,16 @@ int cmd_chat(cli_opts *o) {
       /* an aborted step may have written part of its position: keep the
        * cache and what we know of it the same */
       int32_t have = tl_kv_seq_pos_max(r.c, 0) + 1;
-      if (have > (int32_t)r.n_cached) tl_kv_seq_rm(r.c, 0, (int32_t)r.n_cached, -1);
-      else if (have >= 0 && have < (int32_t)r.n_cached) r.n_cached = (size_t)have;
+      if (have > (int32_t)r.n_cached)
+        tl_kv_seq_rm(r.c, 0, (int32_t)r.n_cached, -1);
+      else if (have >= 0 && have < (int32_t)r.n_cached)
+        r.n_cached = (size_t)have;
     }
     fputc('\n', stdout);
     fflush(stdout);
     if (g_stop) fprintf(stderr, "torchless: stopped\n");
-    if (full) fprintf(stderr, "torchless: the reply stopped: the context of %d tokens is full\n", n_ctx);
+    if (full)
+      fprintf(stderr, "torchless: the reply stopped: the context of %d tokens is full\n", n_ctx);
     g_generating = 0;
     g_stop = 0;
     const char *text = reply;
