@@ -1847,17 +1847,24 @@ static jv lower_key(jj_env *e, jv v, bool case_sensitive) {
   return v;
 }
 
-static void sort_values(jj_env *e, jv *keys, jv *vals, size_t n, bool reverse) {
+/* jinja2 sorts by lists of keys ([key]): equal keys compare equal without
+ * an ordering of their type (equal undefined values or dicts sort fine) */
+static int sort_cmp(jj_env *e, jv a, jv b) {
+  if (jj_equal(a, b)) return 0;
+  return jj_compare(e, a, b, "<");
+}
+
+static void sort_values(jj_env *e, jv *keys, jv *vals, size_t n, bool reverse, bool list_keys) {
   /* stable insertion sort on keys; merge sort for long lists */
   if (n < 2) return;
   if (n > 64) {
     size_t h = n / 2;
-    sort_values(e, keys, vals, h, reverse);
-    sort_values(e, keys + h, vals + h, n - h, reverse);
+    sort_values(e, keys, vals, h, reverse, list_keys);
+    sort_values(e, keys + h, vals + h, n - h, reverse, list_keys);
     jv *tk = jj_alloc(e, n * sizeof(jv)), *tv = jj_alloc(e, n * sizeof(jv));
     size_t i = 0, j = h, k = 0;
     while (i < h && j < n) {
-      int c = jj_compare(e, keys[j], keys[i], "<");
+      int c = list_keys ? sort_cmp(e, keys[j], keys[i]) : jj_compare(e, keys[j], keys[i], "<");
       bool take_right = reverse ? c > 0 : c < 0;
       if (take_right) {
         tk[k] = keys[j];
@@ -1883,7 +1890,7 @@ static void sort_values(jj_env *e, jv *keys, jv *vals, size_t n, bool reverse) {
     jv k = keys[i], v = vals[i];
     size_t j = i;
     while (j > 0) {
-      int c = jj_compare(e, k, keys[j - 1], "<");
+      int c = list_keys ? sort_cmp(e, k, keys[j - 1]) : jj_compare(e, k, keys[j - 1], "<");
       if (reverse ? c > 0 : c < 0) {
         keys[j] = keys[j - 1];
         vals[j] = vals[j - 1];
@@ -2296,7 +2303,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
       keys[i] = lower_key(e, k, cs);
       vals[i] = l->v[i];
     }
-    sort_values(e, keys, vals, l->n, rev);
+    sort_values(e, keys, vals, l->n, rev, true); /* keys as jinja2's [key] lists */
     jv r = jj_list_new(e, l->n);
     for (size_t i = 0; i < l->n; i++) jj_list_push(e, r.u.l, vals[i]);
     return r;
@@ -2314,7 +2321,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
       keys[i] = lower_key(e, byval ? v.u.d->v[i] : v.u.d->k[i], cs);
       vals[i] = tuple2(e, v.u.d->k[i], v.u.d->v[i]);
     }
-    sort_values(e, keys, vals, n, rev);
+    sort_values(e, keys, vals, n, rev, false);
     jv r = jj_list_new(e, n);
     for (size_t i = 0; i < n; i++) jj_list_push(e, r.u.l, vals[i]);
     return r;
@@ -2341,9 +2348,11 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
     if (v.t == JV_FLOAT) return isfinite(v.u.f) ? vint((int64_t)v.u.f) : def;
     if (v.t == JV_STR) {
       jv s = str_strip(e, v, vnone(), 3);
+      int64_t base = want_int(e, arg_get(a, 1, "base", vint(10)), NULL);
+      if (base < 2 || base > 36) base = 10;
       char *end;
       errno = 0;
-      long long x = strtoll(s.u.s->s, &end, 10);
+      long long x = strtoll(s.u.s->s, &end, (int)base);
       if (s.u.s->len && !*end && !errno) return vint(x);
       double d = strtod(s.u.s->s, &end);
       if (s.u.s->len && !*end && isfinite(d)) return vint((int64_t)d);
@@ -2495,7 +2504,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
       keys[i] = attr_path(e, l->v[i], attr);
       vals[i] = l->v[i];
     }
-    sort_values(e, keys, vals, l->n, false);
+    sort_values(e, keys, vals, l->n, false, false);
     jv r = jj_list_new(e, 0);
     for (size_t i = 0; i < l->n;) {
       jv grp = jj_list_new(e, 0);
@@ -2511,6 +2520,7 @@ static jv apply_filter(jj_env *e, frame *f, const char *name, jv v, args *a) {
       int64_t length = want_int(e, arg_get(a, 0, "length", vint(255)), NULL);
       int64_t lw = want_int(e, arg_get(a, 3, "leeway", vint(5)), NULL);
       size_t n;
+      if (v.t == JV_UNDEF) return v; /* len(Undefined) is 0 */
       if (v.t == JV_LIST && v.u.l->view != JL_GEN && v.u.l->view != JL_REVITER)
         n = v.u.l->n;
       else if (v.t == JV_DICT)
