@@ -45,6 +45,11 @@ def test_pipe(binary, model):
     check(all(r > 0 and r < n for n, r in turns[1:]),
           "pipe: later turns reuse the cached prefix and evaluate only what is new", err)
     check("no chat template" not in err, "pipe: the demo's own template is used", err)
+    r = subprocess.run([binary, "tokenize", "-m", model, "-p", "<s>[INST] Hello there [/INST]", "--no-bos"],
+                       capture_output=True, timeout=60)
+    want = len(r.stdout.split())
+    check(turns and turns[0][0] == want,
+          "pipe: the template's {{ bos_token }} is the model's BOS (%d tokens)" % want, err)
     # the same conversation twice gives the same replies (greedy)
     rc2, out2, _ = pipe(binary, model, ["Hello there", "Who are you?", "And then?"], "-n", "12")
     check(out == out2 and out.strip(), "pipe: greedy replies are reproducible", out + "\n---\n" + out2)
@@ -57,6 +62,16 @@ def test_pipe(binary, model):
     check(len(turns) == 3, "pipe: nothing after /exit is read", err)
     check(turns[2][1] > 0 and turns[2][0] < turns[1][0], "pipe: after /reset the prompt is short again "
           "and its shared prefix (the template's start) is still reused", err)
+
+    # a template that rewrites earlier turns: the cache is dropped from the first difference
+    tmpl = ("{{ bos_token }}{% for m in messages %}{% if loop.last %}[last] {% endif %}"
+            "{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+    rc, out, err = pipe(binary, model, ["Hello there friend", "Again please", "Third time"], "-n", "6",
+                        "--override-kv", "tokenizer.chat_template=str:" + tmpl)
+    turns = reused(err)
+    check(rc == 0 and len(turns) == 3, "rewrite: three turns", err)
+    check(len(turns) == 3 and all(0 < turns[i][1] < turns[i - 1][0] for i in (1, 2)),
+          "rewrite: only the prefix before the rewritten text is reused", err)
 
     # a model without a template: the plain format, said once
     rc, out, err = pipe(binary, model, ["Hello", "Again", "Third"], "-n", "8",

@@ -104,19 +104,10 @@ static const char k_plain_stop[] = "\nUser:";
 
 typedef struct chat_state {
   tl_model *m;
-  tl_chat_template *tmpl;
+  const char *text; /* the template */
   bool plain;
-  char bos[128], eos[128];
   cJSON *messages; /* the conversation, system message first when set */
 } chat_state;
-
-static void token_text(const tl_model *m, tl_token t, char *buf, size_t cap) {
-  buf[0] = 0;
-  if (t < 0) return;
-  int32_t n = tl_token_to_piece(m, t, buf, cap - 1);
-  if (n < 0 || (size_t)n >= cap) n = 0;
-  buf[n] = 0;
-}
 
 static bool chat_init(chat_state *st, tl_model *m, bool quiet) {
   memset(st, 0, sizeof *st);
@@ -130,19 +121,20 @@ static bool chat_init(chat_state *st, tl_model *m, bool quiet) {
               "torchless: the model has no chat template; using a plain \"User: / Assistant:\" "
               "format\n");
   }
-  tl_status s = tl_chat_template_parse(text, strlen(text), &st->tmpl);
+  /* parsed once here to report a broken template up front */
+  tl_chat_template *t = NULL;
+  tl_status s = tl_chat_template_parse(text, strlen(text), &t);
+  tl_chat_template_free(t);
   if (s) {
     cli_fail(s);
     return false;
   }
-  token_text(m, tl_token_bos(m), st->bos, sizeof st->bos);
-  token_text(m, tl_token_eos(m), st->eos, sizeof st->eos);
+  st->text = text;
   st->messages = cJSON_CreateArray();
   return st->messages != NULL;
 }
 
 static void chat_free(chat_state *st) {
-  tl_chat_template_free(st->tmpl);
   cJSON_Delete(st->messages);
 }
 
@@ -163,16 +155,15 @@ static char *chat_render(chat_state *st, size_t *len) {
   if (!vars) return NULL;
   cJSON *msgs = cJSON_Duplicate(st->messages, true);
   if (msgs && cJSON_AddItemToObject(vars, "messages", msgs) &&
-      cJSON_AddTrueToObject(vars, "add_generation_prompt") &&
-      cJSON_AddStringToObject(vars, "bos_token", st->bos) &&
-      cJSON_AddStringToObject(vars, "eos_token", st->eos))
+      cJSON_AddTrueToObject(vars, "add_generation_prompt"))
     json = cJSON_PrintUnformatted(vars);
   cJSON_Delete(vars);
   if (!json) {
     cli_die("out of memory");
     return NULL;
   }
-  tl_status s = tl_chat_template_render(st->tmpl, json, strlen(json), &out, len);
+  /* the library adds the model's bos_token and eos_token */
+  tl_status s = tl_chat_render(st->m, st->text, json, &out, len);
   free(json);
   if (s) {
     fprintf(stderr, "torchless: the chat template failed: %s\n", tl_last_error());
