@@ -324,6 +324,44 @@ tl_status tl_synth_model(const char *out_path, const tl_synth_params *params);
 tl_status tl_model_convert_native(const char *in_path, const char *out_path, bool int8,
                                   tl_progress_fn progress, void *progress_user);
 
+/* ---- chat templates -------------------------------------------------------- */
+
+/* A model's chat template (a Jinja2 program, as Hugging Face's
+ * apply_chat_template runs it: trim_blocks, lstrip_blocks, loop controls,
+ * tojson with ensure_ascii=False, raise_exception(), strftime_now()). */
+typedef struct tl_chat_template tl_chat_template;
+
+/* Parse template text (len bytes). A syntax error is TL_ERR_FORMAT with the
+ * line and column in the message; unknown filters and tests are syntax
+ * errors, as in jinja2. */
+tl_status tl_chat_template_parse(const char *text, size_t len, tl_chat_template **out);
+void tl_chat_template_free(tl_chat_template *t);
+/* Render with the keys of a JSON object as the variables (messages, tools,
+ * add_generation_prompt, bos_token, ...). *out is malloc'd (free() it),
+ * NUL-terminated, *out_len its length (out_len may be NULL). An error of
+ * the template (raise_exception, a type error, an undefined value used, a
+ * limit of output size, loop iterations or recursion depth) is
+ * TL_ERR_INVALID_ARG with the template's message. */
+tl_status tl_chat_template_render(const tl_chat_template *t, const char *vars_json, size_t len,
+                                  char **out, size_t *out_len);
+
+/* The model's template text (tokenizer.chat_template of a GGUF file; for a
+ * Hugging Face folder chat_template in tokenizer_config.json or
+ * chat_template.jinja), or NULL when it has none (or an empty one). */
+const char *tl_model_chat_template(const tl_model *model);
+/* Render a conversation: template_text, or the model's own when NULL; the
+ * variables of vars_json plus, unless given, bos_token and eos_token from
+ * the model (model may be NULL with a template_text). As apply_chat_template,
+ * a model with named templates uses its "tool_use" one when vars_json has
+ * tools. TL_ERR_UNSUPPORTED when there is no template. */
+tl_status tl_chat_render(const tl_model *model, const char *template_text, const char *vars_json,
+                         char **out, size_t *out_len);
+/* The end-of-turn / end-of-generation tokens of a model: EOS, EOT, EOM, the
+ * eos_token_id list of generation_config.json, and the template families'
+ * end markers (<|eot_id|>, <|im_end|>, <end_of_turn>, ...). Writes up to cap
+ * ids, returns how many there are. */
+int32_t tl_model_eog_tokens(const tl_model *model, tl_token *out, int32_t cap);
+
 /* ---- misc --------------------------------------------------------------- */
 
 /* Number of physical cores (fallback: logical CPUs). */

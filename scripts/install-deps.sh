@@ -8,6 +8,9 @@
 # (adds the arm64 architecture to dpkg).
 set -e
 PKGS="build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev"
+# Python's jinja2 (and numpy) run at test time: the chat templates are compared
+# with jinja2 byte for byte, and reference scripts use numpy.
+PKGS="$PKGS python3 python3-jinja2 python3-numpy"
 FUZZ=0
 NEON=0
 if [ "${1:-}" = "--fuzz" ]; then

@@ -484,6 +484,10 @@ tl_status tl_model_load_as_is(const char *path, const tl_model_params *params, t
                 "cannot lock %.1f MiB of weights in memory (%s): raise the limit "
                 "(ulimit -l) or run without --mlock",
                 (double)m->weight_bytes / (1024.0 * 1024.0), strerror(errno));
+  tl_str ct;
+  if (!s && m->gguf && tl_gguf_get_str(m->gguf, "tokenizer.chat_template", &ct) && ct.len > 0 &&
+      !(m->chat_template = tl_strndup(ct.ptr, (size_t)ct.len)))
+    s = tl_fail(TL_ERR_NOMEM, "out of memory");
   if (s) {
     tl_fail_prefix(s, "loading '%s'", path);
     tl_model_free(m);
@@ -501,6 +505,7 @@ void tl_model_free(tl_model *m) {
   tl_vocab_free(m->vocab);
   tl_gguf_free(m->gguf);
   free(m->path);
+  free(m->chat_template);
   free(m);
 }
 

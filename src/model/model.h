@@ -80,6 +80,8 @@ struct tl_model {
   tl_layer *layers;
   uint64_t n_params;
   uint64_t weight_bytes;
+  /* tokenizer.chat_template, NUL-terminated (NULL: none or empty) */
+  char *chat_template;
   /* owned f32 vectors (norms, biases) to free */
   float **owned;
   int n_owned, cap_owned;

@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$1
 data=$root/tests/data
 out=$build/fuzz-corpus
-for t in gguf safetensors hf_config tokenizer_json tokenizer_model tokenize native; do
+for t in gguf safetensors hf_config tokenizer_json tokenizer_model tokenize native chat_template; do
   mkdir -p "$out/$t"
 done
 "$build/gen_seeds" "$out" "$data"
@@ -54,6 +54,20 @@ done
 for f in "$data"/vocab/*.inp "$root"/../shared/fixtures/vocab/*.inp; do
   [ -f "$f" ] || continue
   { printf '\001'; head -c 4000 "$f"; } >"$out/tokenize/$(basename "$f")"
+done
+
+# chat templates: the repository's, and the fixtures' with a conversation
+for f in "$root"/tests/chat/templates/*.jinja; do
+  cp -f "$f" "$out/chat_template/$(basename "$f")"
+done
+for d in "$data"/*/; do
+  a=$(basename "$d")
+  [ -f "$d/tokenizer_config.json" ] || continue
+  python3 -c 'import json,sys; t=json.load(open(sys.argv[1])).get("chat_template"); print(t if isinstance(t,str) else "", end="")' \
+    "$d/tokenizer_config.json" >"$out/chat_template/$a.jinja" 2>/dev/null || rm -f "$out/chat_template/$a.jinja"
+  { cat "$out/chat_template/$a.jinja" 2>/dev/null
+    printf '\n@@@@\n{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}],"add_generation_prompt":false}'
+  } >"$out/chat_template/$a-vars.jinja"
 done
 
 chmod -R u+w "$out"

@@ -76,7 +76,7 @@ typedef struct opt {
   const opt_name *names;
 } opt;
 
-#define GEN (CLI_RUN | CLI_EVAL | CLI_TOKENIZE)
+#define GEN (CLI_RUN | CLI_EVAL | CLI_TOKENIZE | CLI_CHAT)
 #define LOAD (GEN | CLI_BENCH)
 #define ALL (LOAD | CLI_QUANTIZE | CLI_SYNTH | CLI_CONVERT)
 #define AT(field) offsetof(cli_opts, field)
@@ -91,7 +91,7 @@ static const opt_name bin_names[] = {{"f32", 0}, {"int8", 1}, {NULL, 0}};
  * prompt length, the others' prompt). */
 static const opt g_opts[] = {
     /* the model and its context */
-    {"-m", "--model", LOAD, OPT_STR, AT(model), 0, 0, NULL, NULL},
+    {"-m", "--model", LOAD | CLI_TEMPLATE, OPT_STR, AT(model), 0, 0, NULL, NULL},
     {"--backend", NULL, LOAD, OPT_BACKEND, AT(backend), 0, 0, NULL, NULL},
     {"-ngl", "--gpu-layers", LOAD, OPT_INT, AT(gpu_layers), 0, 1 << 20,
      "--gpu-layers needs a layer count >= 0, got '%s'", NULL},
@@ -102,9 +102,9 @@ static const opt g_opts[] = {
     {"--kv", NULL, LOAD, OPT_NAME, AT(kv), 0, 0, "--kv must be f16, f32 or q8_0, got '%s'",
      kv_names},
     {"--quant", NULL, GEN, OPT_FTYPE, AT(quant), 0, 0, "--quant: unknown type '%s' " FTYPES, NULL},
-    {"--override-kv", NULL, GEN, OPT_OVERRIDE, 0, 0, 0, NULL, NULL},
+    {"--override-kv", NULL, GEN | CLI_TEMPLATE, OPT_OVERRIDE, 0, 0, 0, NULL, NULL},
     {"--mlock", NULL, LOAD, OPT_FLAG, AT(mlock), 0, 0, NULL, NULL},
-    {"-v", "--verbose", ALL, OPT_FLAG, AT(verbose), 0, 0, NULL, NULL},
+    {"-v", "--verbose", ALL | CLI_TEMPLATE, OPT_FLAG, AT(verbose), 0, 0, NULL, NULL},
     /* run, eval, tokenize */
     {"-p", "--prompt", GEN, OPT_STR, AT(prompt), 0, 0, NULL, NULL},
     {"--ids", NULL, GEN, OPT_STR, AT(ids), 0, 0, NULL, NULL},
@@ -125,6 +125,11 @@ static const opt g_opts[] = {
      "--seed needs a non-negative integer, got '%s'", NULL},
     {"--truncate", NULL, GEN, OPT_FLAG, AT(truncate), 0, 0, NULL, NULL},
     {"--no-bos", NULL, GEN, OPT_FLAG, AT(no_bos), 0, 0, NULL, NULL},
+    /* template, chat, run --chat */
+    {"--template", NULL, CLI_TEMPLATE, OPT_STR, AT(template_file), 0, 0, NULL, NULL},
+    {"--input", NULL, CLI_TEMPLATE, OPT_STR, AT(input), 0, 0, NULL, NULL},
+    {"--system", NULL, CLI_CHAT | CLI_RUN, OPT_STR, AT(system), 0, 0, NULL, NULL},
+    {"--chat", NULL, CLI_RUN, OPT_FLAG, AT(chat), 0, 0, NULL, NULL},
     /* bench */
     {"-p", "--n-prompt", CLI_BENCH, OPT_INT, AT(n_prompt), 0, 1 << 20, "-p needs a count, got '%s'",
      NULL},
@@ -164,6 +169,7 @@ void cli_opts_init(cli_opts *o, unsigned bit) {
                   .reps = 3,
                   .tokenizer = TL_DEFAULT_MODEL,
                   .type = -1};
+  if (bit == CLI_CHAT) o->n_predict = -1; /* a reply runs to its end of turn */
   o->sp = tl_sampler_default_params();
   o->seed = bit == CLI_SYNTH ? tl_synth_default_params().seed : (uint64_t)time(NULL);
 }

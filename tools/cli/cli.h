@@ -23,6 +23,8 @@ enum {
   CLI_QUANTIZE = 1 << 4,
   CLI_SYNTH = 1 << 5,
   CLI_CONVERT = 1 << 6,
+  CLI_TEMPLATE = 1 << 7,
+  CLI_CHAT = 1 << 8, /* chat: run's generation options too */
 };
 
 #define CLI_MAX_OVERRIDES 32
@@ -64,6 +66,9 @@ typedef struct cli_opts {
   int type;   /* synth --type: -1 or a tl_ftype */
   int layers; /* synth --layers: 0 or a layer count */
   int int8;   /* convert --quant: 0 f32, 1 int8 */
+  /* template, chat, run --chat */
+  const char *template_file, *input, *system;
+  bool chat; /* run: send the prompt through the chat template */
 } cli_opts;
 
 /* A sub-command: its name, its bit, how many positional arguments it takes
@@ -105,5 +110,12 @@ int cmd_bench(cli_opts *o);
 int cmd_quantize(cli_opts *o);
 int cmd_synth(cli_opts *o);
 int cmd_convert(cli_opts *o);
+int cmd_template(cli_opts *o);
+int cmd_chat(cli_opts *o);
+/* chat.c: the prompt of run --chat (one user message through the template);
+ * malloc'd, NULL after printing */
+char *cli_chat_prompt(tl_model *m, const char *user, const char *system);
+/* whether chat.c uses its plain format for m (no template of its own) */
+bool cli_chat_plain(tl_model *m);
 
 #endif

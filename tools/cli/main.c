@@ -46,6 +46,15 @@ static void usage(FILE *f) {
       "  torchless bench [-m MODEL] [-p 512] [-n 128] [-r 3] [-d DEPTH] [--mlock] [--membw] [-t "
       "THREADS] [--kv f16|f32|q8_0] [--backend auto|cpu|cuda] [--json]\n"
       "                --membw        also measure the memory read bandwidth (the tg roofline)\n"
+      "  torchless template (-m MODEL | --template FILE) --input VARS.json\n"
+      "                prints the chat template rendered over the variables (messages,\n"
+      "                tools, add_generation_prompt, ...) exactly, or exits 1 with its error\n"
+      "  torchless chat -m MODEL [--system TEXT] [-c CTX] [-n N] [sampling options]\n"
+      "                (-n: most tokens a reply; default: until the end of the turn)\n"
+      "                an interactive conversation through the model's chat template;\n"
+      "                /reset, /system TEXT, /exit; Ctrl-C stops a reply, twice exits\n"
+      "  run also takes --chat [--system TEXT]: the prompt as one user message\n"
+      "                through the chat template\n"
       "  torchless --help | --version\n"
       "MODEL is a GGUF file, a Torchless .bin file or a Hugging Face folder (config.json,\n"
       "*.safetensors, "
@@ -67,6 +76,8 @@ static const cli_command g_commands[] = {
     {"quantize", CLI_QUANTIZE, 3, "IN OUT TYPE", cmd_quantize},
     {"synth", CLI_SYNTH, 0, NULL, cmd_synth},
     {"convert", CLI_CONVERT, 2, "IN OUT", cmd_convert},
+    {"template", CLI_TEMPLATE, 0, NULL, cmd_template},
+    {"chat", CLI_CHAT, 0, NULL, cmd_chat},
 };
 
 /* torchless [MODEL] [PROMPT] [options]: run's options */

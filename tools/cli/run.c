@@ -67,7 +67,18 @@ int cmd_run(cli_opts *o) {
   tl_sampler *smp = NULL;
   tl_detok *dt = NULL;
   size_t n_prompt = 0;
-  tl_token *toks = tokenize(m, o->prompt, tl_model_add_bos(m), &n_prompt);
+  tl_token *toks = NULL;
+  char *chat_prompt = NULL;
+  const char *prompt = o->prompt;
+  bool add_bos = tl_model_add_bos(m);
+  if (o->chat) {
+    /* one user message through the chat template, which writes its own
+     * BOS token (as apply_chat_template: no special tokens added) */
+    if (!(chat_prompt = cli_chat_prompt(m, o->prompt, o->system))) goto done;
+    prompt = chat_prompt;
+    add_bos = add_bos && cli_chat_plain(m);
+  }
+  toks = tokenize(m, prompt, add_bos, &n_prompt);
   if (!toks) goto done;
   if (n_prompt == 0) {
     rc = cli_die("the prompt is empty and the model adds no BOS token: nothing to generate from");
@@ -104,7 +115,7 @@ int cmd_run(cli_opts *o) {
     goto done;
   }
   for (size_t i = 0; i < n_prompt; i++) tl_sampler_accept(smp, toks[i]);
-  fputs(o->prompt, stdout);
+  if (!o->chat) fputs(o->prompt, stdout);
   fflush(stdout);
   int64_t t0 = tl_time_us();
   if ((s = prefill(c, toks, (int32_t)n_prompt, false))) {
@@ -155,6 +166,7 @@ done:
   tl_sampler_free(smp);
   tl_context_free(c);
   free(toks);
+  free(chat_prompt);
   tl_model_free(m);
   return rc;
 }
