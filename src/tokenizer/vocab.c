@@ -253,6 +253,21 @@ static tl_status load_bpe(const tl_gguf *g, tl_vocab *v) {
   return TL_OK;
 }
 
+/* s[0..n) into dst with each SentencePiece '▁' (U+2581) as a space; the
+ * length written. */
+static uint32_t spm_spaces(char *dst, const char *s, uint32_t n) {
+  uint32_t m = 0;
+  for (uint32_t j = 0; j < n;) {
+    if (j + 3 <= n && memcmp(s + j, "\xe2\x96\x81", 3) == 0) {
+      dst[m++] = ' ';
+      j += 3;
+    } else {
+      dst[m++] = s[j++];
+    }
+  }
+  return m;
+}
+
 static tl_status build_pieces(tl_vocab *v) {
   /* A piece is never longer than its text, except byte tokens (1 byte). */
   uint64_t total = 0;
@@ -293,26 +308,12 @@ static tl_status build_pieces(tl_vocab *v) {
           }
           break;
         }
-        for (uint32_t j = 0; j < n;) {
-          if (j + 3 <= n && memcmp(s + j, "\xe2\x96\x81", 3) == 0) {
-            dst[m++] = ' ';
-            j += 3;
-          } else {
-            dst[m++] = s[j++];
-          }
-        }
+        m = spm_spaces(dst, s, n);
         break;
       case TL_TOKTYPE_USER_DEFINED:
         if (v->kind == TL_VOCAB_SPM) {
           /* as Hugging Face decodes added tokens: '▁' is a space */
-          for (uint32_t j = 0; j < n;) {
-            if (j + 3 <= n && memcmp(s + j, "\xe2\x96\x81", 3) == 0) {
-              dst[m++] = ' ';
-              j += 3;
-            } else {
-              dst[m++] = s[j++];
-            }
-          }
+          m = spm_spaces(dst, s, n);
           break;
         }
         memcpy(dst, s, n);
