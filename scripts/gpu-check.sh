@@ -90,7 +90,7 @@ if [ $QUICK = 0 ]; then
     "$B/torchless" bench -m "$f" --backend cuda -p 512 -n 128 -r 3 2>&1 | grep -E "^\| (llama|mistral)|GB/s|error|GPU"
     # EXTRA_ENV="A=0 B=0 ...": tg again with each variable set, for comparison
     for e in ${EXTRA_ENV:-}; do
-      echo "with $e:"; env $e "$B/torchless" bench -m "$f" --backend cuda -p 0 -n 128 -r 3 2>&1 | grep -E "^\| (llama|mistral)"
+      echo "with $e:"; env $e "$B/torchless" bench -m "$f" --backend cuda -p 512 -n 128 -r 2 2>&1 | grep -E "^\| (llama|mistral)"
     done
     [ "${PROFILE:-0}" = 1 ] && TL_CUDA_PROFILE=1 "$B/torchless" bench -m "$f" --backend cuda -p 512 -n 128 -r 1 2>&1 | grep -E "profile|^\| (llama|mistral)"
     rm -f "$f"
