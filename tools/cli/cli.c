@@ -77,7 +77,7 @@ typedef struct opt {
 } opt;
 
 #define GEN (CLI_RUN | CLI_EVAL | CLI_TOKENIZE | CLI_CHAT)
-#define LOAD (GEN | CLI_BENCH)
+#define LOAD (GEN | CLI_BENCH | CLI_PERPLEXITY)
 #define ALL (LOAD | CLI_QUANTIZE | CLI_SYNTH | CLI_CONVERT)
 #define AT(field) offsetof(cli_opts, field)
 #define FTYPES \
@@ -97,12 +97,13 @@ static const opt g_opts[] = {
      "--gpu-layers needs a layer count >= 0, got '%s'", NULL},
     {"-t", "--threads", LOAD | CLI_QUANTIZE | CLI_SYNTH, OPT_INT, AT(threads), 1, 1024,
      "-t needs a thread count in 1..1024, got '%s'", NULL},
-    {"-c", "--ctx", GEN, OPT_INT, AT(ctx), 1, 1 << 24,
+    {"-c", "--ctx", GEN | CLI_PERPLEXITY, OPT_INT, AT(ctx), 1, 1 << 24,
      "-c needs a context size in 1..16777216, got '%s'", NULL},
     {"--kv", NULL, LOAD, OPT_NAME, AT(kv), 0, 0, "--kv must be f16, f32 or q8_0, got '%s'",
      kv_names},
-    {"--quant", NULL, GEN, OPT_FTYPE, AT(quant), 0, 0, "--quant: unknown type '%s' " FTYPES, NULL},
-    {"--override-kv", NULL, GEN | CLI_TEMPLATE, OPT_OVERRIDE, 0, 0, 0, NULL, NULL},
+    {"--quant", NULL, GEN | CLI_PERPLEXITY, OPT_FTYPE, AT(quant), 0, 0,
+     "--quant: unknown type '%s' " FTYPES, NULL},
+    {"--override-kv", NULL, GEN | CLI_TEMPLATE | CLI_PERPLEXITY, OPT_OVERRIDE, 0, 0, 0, NULL, NULL},
     {"--mlock", NULL, LOAD, OPT_FLAG, AT(mlock), 0, 0, NULL, NULL},
     {"-v", "--verbose", ALL | CLI_TEMPLATE, OPT_FLAG, AT(verbose), 0, 0, NULL, NULL},
     /* run, eval, tokenize */
@@ -130,6 +131,12 @@ static const opt g_opts[] = {
     {"--input", NULL, CLI_TEMPLATE, OPT_STR, AT(input), 0, 0, NULL, NULL},
     {"--system", NULL, CLI_CHAT | CLI_RUN, OPT_STR, AT(system), 0, 0, NULL, NULL},
     {"--chat", NULL, CLI_RUN, OPT_FLAG, AT(chat), 0, 0, NULL, NULL},
+    /* perplexity */
+    {"-f", "--file", CLI_PERPLEXITY, OPT_STR, AT(text_file), 0, 0, NULL, NULL},
+    {"-b", "--batch-size", CLI_PERPLEXITY, OPT_INT, AT(batch), 1, 1 << 20,
+     "-b needs a token count >= 1, got '%s'", NULL},
+    {"--kl-divergence-base", NULL, CLI_PERPLEXITY, OPT_STR, AT(kld_base), 0, 0, NULL, NULL},
+    {"--kl-divergence", NULL, CLI_PERPLEXITY, OPT_FLAG, AT(kld), 0, 0, NULL, NULL},
     /* bench */
     {"-p", "--n-prompt", CLI_BENCH, OPT_INT, AT(n_prompt), 0, 1 << 20, "-p needs a count, got '%s'",
      NULL},

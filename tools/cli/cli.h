@@ -25,6 +25,7 @@ enum {
   CLI_CONVERT = 1 << 6,
   CLI_TEMPLATE = 1 << 7,
   CLI_CHAT = 1 << 8, /* chat: run's generation options too */
+  CLI_PERPLEXITY = 1 << 9,
 };
 
 #define CLI_MAX_OVERRIDES 32
@@ -66,6 +67,11 @@ typedef struct cli_opts {
   int type;   /* synth --type: -1 or a tl_ftype */
   int layers; /* synth --layers: 0 or a layer count */
   int int8;   /* convert --quant: 0 f32, 1 int8 */
+  /* perplexity */
+  const char *text_file; /* -f */
+  int batch;             /* -b: tokens per step (0: the library's) */
+  const char *kld_base;  /* --kl-divergence-base FILE: save the log-probabilities */
+  bool kld;              /* --kl-divergence: compare with the saved ones */
   /* template, chat, run --chat */
   const char *template_file, *input, *system;
   bool chat; /* run: send the prompt through the chat template */
@@ -112,6 +118,7 @@ int cmd_synth(cli_opts *o);
 int cmd_convert(cli_opts *o);
 int cmd_template(cli_opts *o);
 int cmd_chat(cli_opts *o);
+int cmd_perplexity(cli_opts *o);
 /* chat.c: the prompt of run --chat (one user message through the template);
  * malloc'd, NULL after printing */
 char *cli_chat_prompt(tl_model *m, const char *user, const char *system);

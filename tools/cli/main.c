@@ -55,6 +55,12 @@ static void usage(FILE *f) {
       "                /reset, /system TEXT, /exit; Ctrl-C stops a reply, twice exits\n"
       "  run also takes --chat [--system TEXT]: the prompt as one user message\n"
       "                through the chat template\n"
+      "  torchless perplexity -m MODEL -f TEXT [-c CTX] [-b N] [--kl-divergence-base FILE]\n"
+      "                [--kl-divergence]   perplexity as llama-perplexity computes it: windows\n"
+      "                of CTX tokens (default min(512, training context)), each scored on its\n"
+      "                second half; with --kl-divergence-base the log-probabilities are saved,\n"
+      "                with --kl-divergence (and the same FILE) compared: KL divergence, top-1\n"
+      "                agreement, the base's perplexity\n"
       "  torchless --help | --version\n"
       "MODEL is a GGUF file, a Torchless .bin file or a Hugging Face folder (config.json,\n"
       "*.safetensors, "
@@ -78,6 +84,7 @@ static const cli_command g_commands[] = {
     {"convert", CLI_CONVERT, 2, "IN OUT", cmd_convert},
     {"template", CLI_TEMPLATE, 0, NULL, cmd_template},
     {"chat", CLI_CHAT, 0, NULL, cmd_chat},
+    {"perplexity", CLI_PERPLEXITY, 0, NULL, cmd_perplexity},
 };
 
 /* torchless [MODEL] [PROMPT] [options]: run's options */
@@ -102,7 +109,7 @@ int main(int argc, char **argv) {
     int rc = cli_parse(argc, argv, 2, cmd, &o);
     return rc ? rc : cmd->run(&o);
   }
-  if (!strcmp(name, "serve") || !strcmp(name, "perplexity"))
+  if (!strcmp(name, "serve"))
     return cli_die("the '%s' command is not implemented yet in this version", name);
   cli_opts_init(&o, g_default.bit);
   int i = 1;
