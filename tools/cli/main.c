@@ -22,6 +22,8 @@ static void usage(FILE *f) {
       "usage:\n"
       "  torchless [MODEL] [PROMPT]                generate text (default model: the built-in "
       "demo)\n"
+      "                (a first word that is neither a command nor a file is a mistyped\n"
+      "                command; a one-word prompt: -p WORD)\n"
       "  torchless run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]\n"
       "                [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
       "                [--kv f16|f32|q8_0] [--backend auto|cpu|cuda] [--truncate] [-v]\n"
