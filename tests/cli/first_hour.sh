@@ -187,6 +187,32 @@ interrupt "$T/err" "^\[ *1/" convert "$T/src.gguf" "$T/c.bin" --quant int8
 check_cancelled "convert" "$T/c.bin"
 rm -f "$T/src.gguf"
 
+# ---- progress: a bar on a terminal, a line per tensor when piped -------------------
+CR=$(printf '\r')
+"$TL" quantize "$M" "$T/p.gguf" q4_0 -t 1 >"$T/out" 2>"$T/err"
+rc=$?
+if [ $rc -eq 0 ] && grep -Eq "^\[ *1/ *[0-9]+\] " "$T/err" &&
+  ! grep -q "$CR" "$T/err" && ! grep -q '\[#' "$T/err"; then
+  ok "quantize piped: a line per tensor, no bar"
+else
+  bad "quantize piped: a line per tensor, no bar (exit $rc)"
+fi
+if command -v script >/dev/null 2>&1; then
+  rm -f "$T/p.gguf"
+  script -qec "'$TL' quantize '$M' '$T/p.gguf' q4_0 -t 1" /dev/null >"$T/tty" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ] && grep -q "$CR\[#*\.*\] " "$T/tty" && ! grep -Eq "^\[ *1/ *[0-9]+\] " "$T/tty" &&
+    grep -q "wrote " "$T/tty" && [ -s "$T/p.gguf" ]; then
+    ok "quantize on a terminal: a progress bar"
+  else
+    cp "$T/tty" "$T/err"
+    bad "quantize on a terminal: a progress bar (exit $rc)"
+  fi
+else
+  echo "skipped: quantize on a terminal (no script(1) for a pseudo-terminal)"
+fi
+rm -f "$T/p.gguf"
+
 # ---- 7. a model folder without config.json or tokenizer files --------------------
 mkdir "$T/empty" "$T/notok"
 expect "a folder without config.json: a format error" 1 "has no config.json \(invalid file format\)" \
