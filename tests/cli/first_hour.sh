@@ -94,6 +94,10 @@ absent "-c within the training context: no warning" "warning"
 export TL_CPU_KERNELS=nosuch
 expect "TL_CPU_KERNELS=nosuch" 1 \
   "CPU kernel set 'nosuch' is not available on this CPU \(it has: scalar" run -m "$M" -p hi -n 1
+expect "TL_CPU_KERNELS=nosuch before loading (tokenize)" 1 \
+  "CPU kernel set 'nosuch' is not available on this CPU \(it has: scalar" tokenize -m "$M" -p hi
+export TL_CPU_KERNELS=scalar
+expect "TL_CPU_KERNELS=scalar is taken" 0 "tok/s" run -m "$M" -p hi -n 1 -t 1
 unset TL_CPU_KERNELS
 expect "eval without --logits or --greedy" 1 "--logits OUT.f32 .*--greedy N" eval -m "$M" --ids 1,2
 

@@ -1,6 +1,7 @@
 /* torchless: the command-line tool. It uses only the public API. This file
  * picks the command (cli.h lists them) and prints the usage. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -140,6 +141,21 @@ int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "--version")) {
     cli_version(stdout);
     return 0;
+  }
+  /* an unknown TL_CPU_KERNELS before any model is loaded (the library
+   * fails the same way when it makes a context) */
+  const char *want = getenv("TL_CPU_KERNELS");
+  if (want && *want) {
+    char have[256] = "";
+    bool known = false;
+    for (const char *const *k = tl_cpu_kernel_names(); *k; k++) {
+      known = known || !strcmp(want, *k);
+      snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", *have ? ", " : "", *k);
+    }
+    if (!known)
+      return cli_die(
+          "TL_CPU_KERNELS: CPU kernel set '%s' is not available on this CPU (it has: %s)", want,
+          have);
   }
   tl_set_log(log_cb, &o);
   const char *name = argc >= 2 ? argv[1] : "";
