@@ -114,6 +114,7 @@ else
 fi
 
 # ---- 5. bench: the header at once, each row as it ends -------------------------
+: >"$T/bench"
 "$TL" bench -m "$M" -p 64 -n 256 -r 3 -t 1 >"$T/bench" 2>"$T/err" &
 pid=$!
 saw_header=0 saw_pp_alone=0
