@@ -28,7 +28,7 @@ typedef enum tl_status {
   TL_ERR_NOMEM = 5,        /* allocation failed */
   TL_ERR_CONTEXT_FULL = 6, /* the tokens do not fit in the context */
   TL_ERR_TOKENIZER = 7,    /* the text cannot be tokenized */
-  TL_ERR_ABORTED = 8,      /* the context's abort callback asked to stop */
+  TL_ERR_ABORTED = 8,      /* an abort or progress callback asked to stop */
 } tl_status;
 
 /* Message describing the last failure on this thread ("" if none). */
@@ -176,6 +176,10 @@ bool tl_context_device_memory(const tl_context *ctx, uint64_t *now, uint64_t *pe
 /* Names of the backends this build has, NULL-terminated ("cpu" first;
  * "auto" is accepted too and not listed). */
 const char *const *tl_backend_names(void);
+/* Names of the CPU kernel sets this build runs on this CPU, NULL-terminated
+ * ("scalar" first, the default last; tl_context_params.cpu_kernels and
+ * TL_CPU_KERNELS take one of them). */
+const char *const *tl_cpu_kernel_names(void);
 
 /* A batch of tokens, each with its sequence and position (as llama_batch).
  * logits[i] != 0 requests the logits of token i. logits may be NULL: then
@@ -263,7 +267,7 @@ tl_status tl_ftype_from_name(const char *name, tl_ftype *out);
 const char *tl_ftype_name(tl_ftype ftype); /* "Q4_K_M"; NULL if unknown */
 
 /* One call per tensor, before it is converted. Return false to cancel: the
- * call then fails with TL_ERR_IO ("cancelled") and no output file is left. */
+ * call then fails with TL_ERR_ABORTED ("cancelled") and no output file is left. */
 typedef struct tl_quantize_progress {
   int32_t index, count; /* 0-based tensor index, number of tensors */
   const char *name;

@@ -567,7 +567,7 @@ static tl_status convert(const tl_model *m, const char *out_path, bool int8, tl_
                                 .src_bytes = t->vec ? numel * 4 : (uint64_t)t->rows * t->w->row_bytes,
                                 .dst_bytes = t->nbytes};
       if (!progress(&p, user)) {
-        s = tl_fail(TL_ERR_IO, "cancelled");
+        s = tl_fail(TL_ERR_ABORTED, "cancelled");
         goto done;
       }
     }

@@ -630,7 +630,7 @@ tl_status tl_quantize_gguf(const tl_gguf *src, const char *out_path, const tl_qu
     uint64_t db = tensor_bytes(dt[k], t->ne);
     if (!report(p->progress, p->progress_user, (int32_t)k, (int32_t)n, onames[k], st[k], dt[k],
                 t->ne, t->nbytes, db)) {
-      s = tl_fail(TL_ERR_IO, "cancelled");
+      s = tl_fail(TL_ERR_ABORTED, "cancelled");
       goto done;
     }
     uint64_t rb;
@@ -1029,7 +1029,7 @@ tl_status tl_synth_model(const char *out_path, const tl_synth_params *p) {
     uint64_t db = tensor_bytes(dt[i], t->ne);
     if (!report(p->progress, p->progress_user, (int32_t)i, (int32_t)n, t->name, TL_TYPE_F32, dt[i],
                 t->ne, tensor_bytes(TL_TYPE_F32, t->ne), db)) {
-      s = tl_fail(TL_ERR_IO, "cancelled");
+      s = tl_fail(TL_ERR_ABORTED, "cancelled");
       goto done;
     }
     /* a seed per tensor from its name, so that a tensor's values do not

@@ -820,7 +820,7 @@ tl_status tl_hf_open(const char *dir, tl_gguf **out) {
   if (!cfg_path) return tl_fail(TL_ERR_NOMEM, "out of memory");
   if (!is_file(cfg_path)) {
     free(cfg_path);
-    return tl_fail(TL_ERR_IO, "'%s' has no config.json", dir);
+    return tl_fail(TL_ERR_FORMAT, "'%s' has no config.json", dir);
   }
   hf h = {.dir = dir};
   cJSON *root;

@@ -902,7 +902,7 @@ tl_status tl_hf_tokenizer_load(tl_gguf *view, const char *dir) {
     st = read_file(dir, "tokenizer.model", &proto, &n, &exists);
     if (st != TL_OK) goto done;
     if (!exists) {
-      st = tl_fail(TL_ERR_IO, "%s has neither tokenizer.json nor tokenizer.model", dir);
+      st = tl_fail(TL_ERR_FORMAT, "%s has neither tokenizer.json nor tokenizer.model", dir);
       goto done;
     }
     st = load_tokenizer_model(view, &b, (const uint8_t *)proto, n);

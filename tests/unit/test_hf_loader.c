@@ -780,7 +780,7 @@ static void expect_edit_fails(const char *arch, const char *key, const char *jso
 static void test_config_hostile(void **state) {
   (void)state;
   char *dir = tmp_dir();
-  expect_fail(dir, TL_ERR_IO, "has no config.json");
+  expect_fail(dir, TL_ERR_FORMAT, "has no config.json");
   put_text(dir, "config.json", "{\"model_type\": ");
   expect_fail(dir, TL_ERR_FORMAT, "not valid JSON");
   put_text(dir, "config.json", "[1, 2]");

@@ -764,7 +764,7 @@ static void test_malformed(void **state) {
   char *dir = tmp_dir();
   char js[2048];
   /* no tokenizer at all */
-  expect_load(dir, TL_ERR_IO, "neither tokenizer.json nor tokenizer.model");
+  expect_load(dir, TL_ERR_FORMAT, "neither tokenizer.json nor tokenizer.model");
 
   /* a tiny valid byte-level tokenizer: both merge spellings */
   const char *merge_forms[] = {"[\"a b\", \"\\u0120 ab\"]",

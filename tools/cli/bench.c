@@ -180,6 +180,13 @@ static tl_status measure(tl_context *c, int32_t nv, const cli_opts *o, bool pp, 
 
 int cmd_bench(cli_opts *o) {
   if (o->n_prompt == 0 && o->n_gen == 0) return cli_die("bench: -p and -n are both 0");
+  /* the table's header at once and each row as its test ends (as
+   * llama-bench); --json prints at the end */
+  if (!o->json) {
+    printf("| model | size | params | backend | threads | test | t/s |\n");
+    printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    fflush(stdout);
+  }
   tl_model *m = cli_load_model(o, false, NULL);
   if (!m) return 1;
   int need = o->depth + (o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen);
@@ -189,11 +196,27 @@ int cmd_bench(cli_opts *o) {
     return 1;
   }
   int32_t nv = tl_model_n_vocab(m);
+  const char *desc = tl_model_desc(m);
+  int nt = tl_context_n_threads(c);
   result res[2];
   int nres = 0;
   tl_status s = TL_OK;
-  if (o->n_prompt > 0 && !(s = measure(c, nv, o, true, &res[nres]))) nres++;
-  if (!s && o->n_gen > 0 && !(s = measure(c, nv, o, false, &res[nres]))) nres++;
+  for (int pp = 1; pp >= 0 && !s; pp--) {
+    if ((pp ? o->n_prompt : o->n_gen) == 0) continue;
+    if ((s = measure(c, nv, o, pp, &res[nres]))) break;
+    if (!o->json) {
+      char test[32];
+      int k = res[nres].n_prompt ? snprintf(test, sizeof test, "pp%d", res[nres].n_prompt)
+                                 : snprintf(test, sizeof test, "tg%d", res[nres].n_gen);
+      if (o->depth) snprintf(test + k, sizeof test - (size_t)k, " @ d%d", o->depth);
+      printf("| %s | %.2f GiB | %.2f B | %s (%s) | %d | %s | %.2f ± %.2f |\n", desc,
+             (double)tl_model_size_bytes(m) / (1024.0 * 1024.0 * 1024.0),
+             (double)tl_model_n_params(m) / 1e9, tl_context_backend(c), tl_context_kernels(c), nt,
+             test, res[nres].avg, res[nres].sd);
+      fflush(stdout);
+    }
+    nres++;
+  }
   if (s) {
     tl_context_free(c);
     tl_model_free(m);
@@ -203,8 +226,6 @@ int cmd_bench(cli_opts *o) {
   getrusage(RUSAGE_SELF, &ru);
   double rss_mib = (double)ru.ru_maxrss / 1024.0;
   uint64_t bytes_tok = tl_model_decode_bytes(m);
-  const char *desc = tl_model_desc(m);
-  int nt = tl_context_n_threads(c);
   double bw = o->membw ? measure_read_bw(nt) : 0;
   const char *kv = tl_kv_type_name((tl_kv_type)o->kv);
   uint64_t g_now, g_peak, g_used;
@@ -228,18 +249,6 @@ int cmd_bench(cli_opts *o) {
     }
     printf("]\n");
   } else {
-    printf("| model | size | params | backend | threads | test | t/s |\n");
-    printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
-    for (int i = 0; i < nres; i++) {
-      char test[32];
-      int k = res[i].n_prompt ? snprintf(test, sizeof test, "pp%d", res[i].n_prompt)
-                              : snprintf(test, sizeof test, "tg%d", res[i].n_gen);
-      if (o->depth) snprintf(test + k, sizeof test - (size_t)k, " @ d%d", o->depth);
-      printf("| %s | %.2f GiB | %.2f B | %s (%s) | %d | %s | %.2f ± %.2f |\n", desc,
-             (double)tl_model_size_bytes(m) / (1024.0 * 1024.0 * 1024.0),
-             (double)tl_model_n_params(m) / 1e9, tl_context_backend(c), tl_context_kernels(c), nt,
-             test, res[i].avg, res[i].sd);
-    }
     for (int i = 0; i < nres; i++)
       if (res[i].n_gen)
         printf(

@@ -310,6 +310,7 @@ int cmd_chat(cli_opts *o) {
   if (!chat_init(&st, m, false)) goto done;
   if (o->system && !add_message(st.messages, "system", o->system)) goto done;
   int n_ctx = o->ctx ? o->ctx : tl_model_n_ctx_train(m);
+  cli_warn_ctx(m, o);
   tl_context_params cp = tl_context_default_params();
   cp.n_ctx = n_ctx;
   cp.n_threads = o->threads;

@@ -126,6 +126,7 @@ static const opt g_opts[] = {
      "--seed needs a non-negative integer, got '%s'", NULL},
     {"--truncate", NULL, GEN, OPT_FLAG, AT(truncate), 0, 0, NULL, NULL},
     {"--no-bos", NULL, GEN, OPT_FLAG, AT(no_bos), 0, 0, NULL, NULL},
+    {"--show-pieces", NULL, CLI_TOKENIZE, OPT_FLAG, AT(show_pieces), 0, 0, NULL, NULL},
     /* template, chat, run --chat */
     {"--template", NULL, CLI_TEMPLATE, OPT_STR, AT(template_file), 0, 0, NULL, NULL},
     {"--input", NULL, CLI_TEMPLATE, OPT_STR, AT(input), 0, 0, NULL, NULL},
@@ -261,9 +262,27 @@ static int set_value(cli_opts *o, const opt *d, const char *v) {
   return cli_die(d->bad, v);
 }
 
-int cli_parse(int argc, char **argv, int start, const cli_command *cmd, cli_opts *o) {
+/* The sampling values: the library takes some of these out-of-range values
+ * as "off"; on the command line they are mistakes. */
+static int check_sampling(const cli_opts *o) {
+  const tl_sampler_params *p = &o->sp;
+  if (p->temperature < 0)
+    return cli_die("--temp must be >= 0 (0: greedy), got %g", (double)p->temperature);
+  if (!(p->top_p > 0 && p->top_p <= 1))
+    return cli_die("--top-p must be in (0, 1] (1: off), got %g", (double)p->top_p);
+  if (!(p->min_p >= 0 && p->min_p <= 1))
+    return cli_die("--min-p must be in [0, 1] (0: off), got %g", (double)p->min_p);
+  return 0;
+}
+
+static int parse_args(int argc, char **argv, int start, const cli_command *cmd, cli_opts *o) {
   for (int i = start; i < argc; i++) {
     const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      if (!cli_help(cmd->name, stdout))
+        return cli_die("no help for '%s' (see torchless --help)", cmd->name);
+      return CLI_DONE;
+    }
     if (cmd->max_pos > 0 && (a[0] != '-' || !a[1])) {
       if (o->n_pos == cmd->max_pos)
         return cli_die("%s takes %s, got an extra argument '%s'", cmd->name, cmd->pos_names, a);
@@ -271,7 +290,9 @@ int cli_parse(int argc, char **argv, int start, const cli_command *cmd, cli_opts
       continue;
     }
     const opt *d = find_opt(a, cmd->bit);
-    if (!d) return cli_die("unknown option '%s' for '%s' (see torchless --help)", a, cmd->name);
+    if (!d)
+      return cli_die("unknown option '%s' for '%s' (see torchless %s --help)", a, cmd->name,
+                     cmd->bit == CLI_RUN ? "run" : cmd->name);
     if (d->kind == OPT_FLAG) {
       *(bool *)((char *)o + d->off) = true;
       continue;
@@ -281,6 +302,12 @@ int cli_parse(int argc, char **argv, int start, const cli_command *cmd, cli_opts
     if (rc) return rc;
   }
   return 0;
+}
+
+int cli_parse(int argc, char **argv, int start, const cli_command *cmd, cli_opts *o) {
+  int rc = parse_args(argc, argv, start, cmd, o);
+  if (rc) return rc;
+  return cmd->bit & (CLI_RUN | CLI_CHAT) ? check_sampling(o) : 0;
 }
 
 /* ---- loading ---------------------------------------------------------------- */
@@ -302,8 +329,43 @@ tl_model *cli_load_model(const cli_opts *o, bool vocab_only, double *ms) {
   return m;
 }
 
+volatile sig_atomic_t cli_interrupted = 0;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  cli_interrupted = 1;
+}
+
+void cli_catch_sigint(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  /* SA_RESTART: a write interrupted by the signal goes on (the library's
+   * file writes would otherwise fail as i/o errors); SA_RESETHAND: the
+   * second Ctrl-C ends the process */
+  sa.sa_flags = SA_RESTART | SA_RESETHAND;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+static bool abort_cb(void *user) {
+  (void)user;
+  return cli_interrupted != 0;
+}
+
+void cli_warn_ctx(const tl_model *m, const cli_opts *o) {
+  int32_t train = tl_model_n_ctx_train(m);
+  if (o->ctx > 0 && train > 0 && o->ctx > train)
+    fprintf(stderr,
+            "torchless: warning: -c %d is larger than the model's training context (%d "
+            "tokens); text past it may degrade\n",
+            o->ctx, (int)train);
+}
+
 tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_batch) {
+  cli_warn_ctx(m, o);
   tl_context_params cp = tl_context_default_params();
+  cp.abort_callback = abort_cb;
   cp.n_ctx = n_ctx;
   if (n_batch > 0) cp.n_batch = n_batch;
   cp.n_threads = o->threads;

@@ -5,8 +5,10 @@
 #ifndef TL_CLI_H
 #define TL_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "torchless.h"
 
@@ -74,7 +76,8 @@ typedef struct cli_opts {
   bool kld;              /* --kl-divergence: compare with the saved ones */
   /* template, chat, run --chat */
   const char *template_file, *input, *system;
-  bool chat; /* run: send the prompt through the chat template */
+  bool chat;        /* run: send the prompt through the chat template */
+  bool show_pieces; /* tokenize: one "id -> 'piece'" a line */
 } cli_opts;
 
 /* A sub-command: its name, its bit, how many positional arguments it takes
@@ -90,8 +93,25 @@ typedef struct cli_command {
 /* The defaults of command `bit`'s options. */
 void cli_opts_init(cli_opts *o, unsigned bit);
 /* Parse argv[start..] as options of `cmd` into o. Returns 0, or (after
- * printing one error) the exit status. */
+ * printing one error) the exit status, or CLI_DONE after printing --help. */
 int cli_parse(int argc, char **argv, int start, const cli_command *cmd, cli_opts *o);
+#define CLI_DONE (-1) /* cli_parse: --help was printed, exit 0 */
+
+/* Exit statuses besides 0 and 1 (an error): a usage error the shell's way
+ * (an unknown command or backend name), and Ctrl-C (128 + SIGINT). */
+#define CLI_EXIT_USAGE 2
+#define CLI_EXIT_INTERRUPTED 130
+
+/* help.c: command's --help on f (false for a command without one), and
+ * --version. */
+bool cli_help(const char *command, FILE *f);
+void cli_version(FILE *f);
+
+/* Ctrl-C: cli_catch_sigint sets cli_interrupted on the first SIGINT (or
+ * SIGTERM) and leaves the second to the default (the process ends).
+ * cli_new_context's contexts stop a decode when it is set. */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_catch_sigint(void);
 /* --backend NAME: 0 if this build has it, else (after printing) the exit
  * status: 1 for a backend this build lacks, 2 for an unknown name. */
 int cli_check_backend(const char *name);
@@ -104,6 +124,8 @@ int cli_fail(tl_status s);
 /* Load o->model (its vocabulary only if vocab_only) with o's load options;
  * the load time in milliseconds in *ms (may be NULL). NULL after printing. */
 tl_model *cli_load_model(const cli_opts *o, bool vocab_only, double *ms);
+/* A warning on stderr when -c asks for more than m's training context. */
+void cli_warn_ctx(const tl_model *m, const cli_opts *o);
 /* A context of n_ctx tokens with o's threads and cache type, n_batch tokens
  * a batch (0: the default). NULL after printing. */
 tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_batch);

@@ -1,36 +1,54 @@
 /* torchless quantize, synth and convert: the commands that write model
- * files, with a progress line per tensor and Ctrl-C to cancel. */
+ * files, with a progress bar (a line per tensor when piped) and Ctrl-C to
+ * cancel. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
-static volatile sig_atomic_t g_interrupted = 0;
-static void on_sigint(int sig) {
-  (void)sig;
-  g_interrupted = 1;
-}
+static bool g_bar; /* stderr is a terminal: one progress bar, redrawn */
 
-/* One progress line per tensor on stderr; a Ctrl-C cancels at the next
- * tensor (the library then removes its temporary file). */
+/* The progress on stderr: on a terminal a bar redrawn per tensor, else
+ * (piped) one line per tensor. A Ctrl-C cancels at the next tensor (the
+ * library then removes its temporary file). */
 static bool progress_cb(const tl_quantize_progress *p, void *user) {
   (void)user;
-  fprintf(stderr,
-          "[%4d/%4d] %-36s [%6" PRId64 ", %6" PRId64 "] %-5s -> %-5s %9.2f MiB -> %9.2f MiB\n",
-          p->index + 1, p->count, p->name, p->ne[0], p->ne[1], p->src_type, p->dst_type,
-          (double)p->src_bytes / 1048576.0, (double)p->dst_bytes / 1048576.0);
-  return !g_interrupted;
+  if (g_bar) {
+    char bar[31];
+    int done = p->count > 0 ? (int)((int64_t)p->index * 30 / p->count) : 0;
+    for (int i = 0; i < 30; i++) bar[i] = i < done ? '#' : '.';
+    bar[30] = 0;
+    fprintf(stderr, "\r[%s] %4d/%4d %-36.36s %s -> %s\033[K", bar, p->index + 1, p->count, p->name,
+            p->src_type, p->dst_type);
+  } else {
+    fprintf(stderr,
+            "[%4d/%4d] %-36s [%6" PRId64 ", %6" PRId64 "] %-5s -> %-5s %9.2f MiB -> %9.2f MiB\n",
+            p->index + 1, p->count, p->name, p->ne[0], p->ne[1], p->src_type, p->dst_type,
+            (double)p->src_bytes / 1048576.0, (double)p->dst_bytes / 1048576.0);
+  }
+  return !cli_interrupted;
 }
 
-static void catch_sigint(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+static void progress_start(void) {
+  g_bar = isatty(STDERR_FILENO);
+  cli_catch_sigint();
+}
+
+/* the bar's line cleared for what comes next */
+static void progress_end(void) {
+  if (g_bar) fputs("\r\033[K", stderr);
+}
+
+/* A failed write: after a Ctrl-C it says so (the library has removed its
+ * temporary file; OUT was not written), else the library's error. */
+static int write_failed(tl_status s, const char *out) {
+  if (!cli_interrupted) return cli_fail(s);
+  cli_die("interrupted; '%s' was not written", out);
+  return CLI_EXIT_INTERRUPTED;
 }
 
 int cmd_quantize(cli_opts *o) {
@@ -59,10 +77,11 @@ int cmd_quantize(cli_opts *o) {
   qp.ftype = ft;
   qp.progress = progress_cb;
   if (!strcmp(pos[0], pos[1])) return cli_die("IN and OUT are the same file");
-  catch_sigint();
+  progress_start();
   int64_t t0 = tl_time_us();
   s = tl_model_quantize(pos[0], pos[1], &qp);
-  if (s) return cli_fail(s);
+  progress_end();
+  if (s) return write_failed(s, pos[1]);
   struct stat sti, sto;
   double mo = stat(pos[1], &sto) == 0 ? (double)sto.st_size / 1048576.0 : 0;
   if (stat(pos[0], &sti) == 0 && S_ISREG(sti.st_mode))
@@ -91,10 +110,11 @@ int cmd_synth(cli_opts *o) {
                      qwen ? "qwen2" : "llama", arch);
   }
   sp.progress = progress_cb;
-  catch_sigint();
+  progress_start();
   int64_t t0 = tl_time_us();
   tl_status s = tl_synth_model(out, &sp);
-  if (s) return cli_fail(s);
+  progress_end();
+  if (s) return write_failed(s, out);
   fprintf(stderr, "wrote %s (%s, %s, seed %" PRIu64 ") in %.1f s\n", out, sp.preset,
           tl_ftype_name(sp.ftype), sp.seed, (double)(tl_time_us() - t0) / 1e6);
   return 0;
@@ -106,10 +126,11 @@ int cmd_convert(cli_opts *o) {
   bool int8 = o->int8;
   if (o->n_pos < 2) return cli_die("usage: torchless convert IN OUT.bin [--quant f32|int8]");
   if (!strcmp(pos[0], pos[1])) return cli_die("IN and OUT are the same file");
-  catch_sigint();
+  progress_start();
   int64_t t0 = tl_time_us();
   tl_status s = tl_model_convert_native(pos[0], pos[1], int8, progress_cb, NULL);
-  if (s) return cli_fail(s);
+  progress_end();
+  if (s) return write_failed(s, pos[1]);
   struct stat sto;
   double mo = stat(pos[1], &sto) == 0 ? (double)sto.st_size / 1048576.0 : 0;
   fprintf(stderr, "wrote %s (Torchless .bin, %s): %.2f MiB in %.1f s\n", pos[1],

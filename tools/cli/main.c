@@ -1,6 +1,7 @@
 /* torchless: the command-line tool. It uses only the public API. This file
  * picks the command (cli.h lists them) and prints the usage. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -22,6 +23,8 @@ static void usage(FILE *f) {
       "usage:\n"
       "  torchless [MODEL] [PROMPT]                generate text (default model: the built-in "
       "demo)\n"
+      "                (a first word that is neither a command nor a file is a mistyped\n"
+      "                command; a one-word prompt: -p WORD)\n"
       "  torchless run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]\n"
       "                [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
       "                [--kv f16|f32|q8_0] [--backend auto|cpu|cuda] [--truncate] [-v]\n"
@@ -29,7 +32,7 @@ static void usage(FILE *f) {
       "                tokens, leaving room for min(N, CTX/2) generated tokens\n"
       "  torchless eval -m MODEL --ids 1,2,3 [--logits OUT.f32] [--greedy N] [--kv f32|f16|q8_0]\n"
       "                [-t THREADS] [-c CTX] [--backend auto|cpu|cuda]\n"
-      "  torchless tokenize -m MODEL -p TEXT [--no-bos]\n"
+      "  torchless tokenize -m MODEL -p TEXT [--no-bos] [--show-pieces]\n"
       "  run/eval/tokenize also take:\n"
       "                --override-kv KEY=TYPE:VALUE   metadata override (TYPE int, float, bool, "
       "str)\n"
@@ -61,6 +64,7 @@ static void usage(FILE *f) {
       "                second half; with --kl-divergence-base the log-probabilities are saved,\n"
       "                with --kl-divergence (and the same FILE) compared: KL divergence, top-1\n"
       "                agreement, the base's perplexity\n"
+      "  torchless COMMAND --help                  COMMAND's options and their defaults\n"
       "  torchless --help | --version\n"
       "MODEL is a GGUF file, a Torchless .bin file or a Hugging Face folder (config.json,\n"
       "*.safetensors, "
@@ -90,6 +94,51 @@ static const cli_command g_commands[] = {
 /* torchless [MODEL] [PROMPT] [options]: run's options */
 static const cli_command g_default = {"torchless", CLI_RUN, 0, NULL, cmd_run};
 
+/* Levenshtein distance of two short words (longer ones count as far). */
+static size_t edit_distance(const char *a, const char *b) {
+  size_t na = strlen(a), nb = strlen(b);
+  if (na > 31 || nb > 31) return 99;
+  size_t d[32][32];
+  for (size_t i = 0; i <= na; i++) d[i][0] = i;
+  for (size_t j = 0; j <= nb; j++) d[0][j] = j;
+  for (size_t i = 1; i <= na; i++)
+    for (size_t j = 1; j <= nb; j++) {
+      size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+      d[i][j] = best;
+    }
+  return d[na][nb];
+}
+
+/* A first word that is neither a command nor a file, and is not a prompt (no
+ * spaces) nor a path (no '/' or '.'): a mistyped command. */
+static bool looks_like_command(const char *w) {
+  if (!*w) return false;
+  for (const char *c = w; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '-' || *c == '_'))
+      return false;
+  return true;
+}
+
+static int unknown_command(const char *w, const cli_command *cmds, size_t n) {
+  const char *best = NULL;
+  size_t best_d = 99;
+  for (size_t k = 0; k < n; k++) {
+    size_t dist = edit_distance(w, cmds[k].name);
+    if (dist < best_d) {
+      best_d = dist;
+      best = cmds[k].name;
+    }
+  }
+  if (best && best_d <= (strlen(w) < 5 ? 1u : 2u))
+    cli_die("unknown command '%s' (did you mean '%s'?)", w, best);
+  else
+    cli_die("unknown command '%s' (see torchless --help; a one-word prompt: torchless -p %s)", w,
+            w);
+  return CLI_EXIT_USAGE;
+}
+
 int main(int argc, char **argv) {
   cli_opts o;
   if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -97,8 +146,23 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc >= 2 && !strcmp(argv[1], "--version")) {
-    printf("torchless %s\n", TL_VERSION);
+    cli_version(stdout);
     return 0;
+  }
+  /* an unknown TL_CPU_KERNELS before any model is loaded (the library
+   * fails the same way when it makes a context) */
+  const char *want = getenv("TL_CPU_KERNELS");
+  if (want && *want) {
+    char have[256] = "";
+    bool known = false;
+    for (const char *const *k = tl_cpu_kernel_names(); *k; k++) {
+      known = known || !strcmp(want, *k);
+      snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", *have ? ", " : "", *k);
+    }
+    if (!known)
+      return cli_die(
+          "TL_CPU_KERNELS: CPU kernel set '%s' is not available on this CPU (it has: %s)", want,
+          have);
   }
   tl_set_log(log_cb, &o);
   const char *name = argc >= 2 ? argv[1] : "";
@@ -107,24 +171,27 @@ int main(int argc, char **argv) {
     if (strcmp(name, cmd->name)) continue;
     cli_opts_init(&o, cmd->bit);
     int rc = cli_parse(argc, argv, 2, cmd, &o);
-    return rc ? rc : cmd->run(&o);
+    if (rc) return rc == CLI_DONE ? 0 : rc;
+    return cmd->run(&o);
   }
   if (!strcmp(name, "serve"))
     return cli_die("the '%s' command is not implemented yet in this version", name);
+  if (argc >= 2 && !is_file(name) && looks_like_command(name))
+    return unknown_command(name, g_commands, sizeof g_commands / sizeof g_commands[0]);
   cli_opts_init(&o, g_default.bit);
   int i = 1;
   if (i < argc && argv[i][0] != '-') {
     if (i + 1 < argc && argv[i + 1][0] != '-') {
       o.model = argv[i++];
       o.prompt = argv[i++];
-    } else if (is_file(argv[i]) && !strchr(argv[i], ' ')) {
-      o.model = argv[i++];
+    } else if (is_file(argv[i])) {
+      o.model = argv[i++]; /* a path with spaces too */
     } else {
       o.prompt = argv[i++];
     }
   }
   int rc = cli_parse(argc, argv, i, &g_default, &o);
-  if (rc) return rc;
+  if (rc) return rc == CLI_DONE ? 0 : rc;
   if (!o.prompt) o.prompt = "In the beginning";
   return cmd_run(&o);
 }

@@ -104,6 +104,9 @@ int cmd_run(cli_opts *o) {
     n_prompt = keep;
   }
   if (!(c = cli_new_context(m, o, n_ctx, 0))) goto done;
+  /* Ctrl-C: the first stops the prompt's decode or the generation, the
+   * text so far and the speed line are printed, exit 130 */
+  cli_catch_sigint();
   o->sp.seed = o->seed;
   tl_status s = tl_sampler_new(&o->sp, &smp);
   if (s) {
@@ -118,7 +121,7 @@ int cmd_run(cli_opts *o) {
   if (!o->chat) fputs(o->prompt, stdout);
   fflush(stdout);
   int64_t t0 = tl_time_us();
-  if ((s = prefill(c, toks, (int32_t)n_prompt, false))) {
+  if ((s = prefill(c, toks, (int32_t)n_prompt, false)) && !cli_interrupted) {
     rc = cli_fail(s);
     goto done;
   }
@@ -129,7 +132,7 @@ int cmd_run(cli_opts *o) {
   const float *logits = tl_get_logits(c, 0);
   int32_t n_vocab = tl_model_n_vocab(m);
   bool ctx_full = false;
-  while (n_gen < o->n_predict) {
+  while (!cli_interrupted && n_gen < o->n_predict) {
     tl_token t = tl_sampler_sample(smp, logits, n_vocab);
     if (tl_token_is_eog(m, t)) break;
     tl_sampler_accept(smp, t);
@@ -143,6 +146,7 @@ int cmd_run(cli_opts *o) {
       break;
     }
     if ((s = decode_one(c, t, pos++))) {
+      if (cli_interrupted) break;
       rc = cli_fail(s);
       goto done;
     }
@@ -161,6 +165,10 @@ int cmd_run(cli_opts *o) {
           tl_model_desc(m), load_ms, n_prompt, pp_s > 0 ? (double)n_prompt / pp_s : 0.0, n_gen,
           tg_s > 0 && n_gen > 0 ? (double)n_gen / tg_s : 0.0, tl_context_n_threads(c));
   rc = 0;
+  if (cli_interrupted) {
+    fprintf(stderr, "torchless: interrupted\n");
+    rc = CLI_EXIT_INTERRUPTED;
+  }
 done:
   tl_detok_free(dt);
   tl_sampler_free(smp);
@@ -224,6 +232,13 @@ int cmd_eval(cli_opts *o) {
       rc = cli_die("token id %d is outside the vocabulary of %d tokens", ids[i], nv);
       goto done;
     }
+  if (!o->logits_out && o->greedy <= 0) {
+    rc = cli_die(
+        "eval has nothing to print: add --logits OUT.f32 (the logits of every position, "
+        "%d float32 each) and/or --greedy N (the next N token ids of greedy decoding)",
+        (int)nv);
+    goto done;
+  }
   if (!(c = cli_new_context(m, o, n_ctx, 0))) goto done;
   tl_status s;
   if (o->logits_out) {
@@ -290,7 +305,17 @@ int cmd_tokenize(cli_opts *o) {
   size_t n = 0;
   tl_token *toks = tokenize(m, o->prompt, !o->no_bos && tl_model_add_bos(m), &n);
   int rc = 1;
-  if (toks) {
+  if (toks && o->show_pieces) {
+    /* as llama-tokenize: "id -> 'piece'" a line */
+    char buf[256];
+    for (size_t i = 0; i < n; i++) {
+      int32_t len = tl_token_to_piece(m, toks[i], buf, sizeof buf);
+      if (len < 0) len = 0;
+      printf("%6d -> '%.*s'\n", toks[i],
+             (int)(len < (int32_t)sizeof buf ? len : (int32_t)sizeof buf), buf);
+    }
+    rc = 0;
+  } else if (toks) {
     for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", toks[i]);
     printf("\n");
     rc = 0;

@@ -29,6 +29,7 @@ bool tl_cpu_has_neon_dotprod(void) {
 static tl_cpu_kernels g_sets[8];
 static int g_n_sets;
 static const tl_cpu_kernels *g_best;
+static const char *g_names[10]; /* scalar, the sets, NULL */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void add_set(void (*fill)(tl_cpu_kernels *)) {
@@ -56,6 +57,8 @@ static void init(void) {
   if (tl_cpu_has_neon_dotprod()) add_set(tl_cpu_fill_neon_dotprod);
 #endif
   if (g_n_sets > 0) g_best = &g_sets[g_n_sets - 1];
+  g_names[0] = tl_cpu_kernels_scalar()->name;
+  for (int i = 0; i < g_n_sets; i++) g_names[i + 1] = g_sets[i].name;
   const char *want = getenv("TL_CPU_KERNELS");
   if (want && *want) {
     if (!strcmp(want, "scalar")) {
@@ -78,4 +81,9 @@ int tl_cpu_kernel_sets(const tl_cpu_kernels **out, int max) {
   if (n < max) out[n++] = tl_cpu_kernels_scalar();
   for (int i = 0; i < g_n_sets && n < max; i++) out[n++] = &g_sets[i];
   return n;
+}
+
+const char *const *tl_cpu_kernel_names(void) {
+  pthread_once(&g_once, init);
+  return g_names;
 }
