@@ -81,6 +81,18 @@ const char *tl_model_arch(const tl_model *model);
 const char *tl_model_desc(const tl_model *model); /* e.g. "llama 11M Q8_0" */
 int32_t tl_model_n_vocab(const tl_model *model);
 int32_t tl_model_n_ctx_train(const tl_model *model);
+/* The model's metadata by key, as llama.cpp names the keys ("general.name",
+ * "llama.context_length", ...; Hugging Face folders and .bin files are read
+ * through the same keys). tl_model_meta_str writes the value as text into buf
+ * (strings as they are, numbers in decimal, booleans "true"/"false", arrays
+ * as "[a, b, ...]" with strings quoted) and returns its length, which may
+ * exceed cap - 1 (then the text is cut; buf is always NUL-terminated when cap
+ * > 0), or -1 when the model has no such key. tl_model_meta_count and
+ * tl_model_meta_key_by_index (the same return convention, -1 for an index
+ * out of range) list the keys, as llama_model_meta_* do. */
+int32_t tl_model_meta_count(const tl_model *model);
+int32_t tl_model_meta_key_by_index(const tl_model *model, int32_t i, char *buf, size_t cap);
+int32_t tl_model_meta_str(const tl_model *model, const char *key, char *buf, size_t cap);
 int32_t tl_model_n_layer(const tl_model *model);
 uint64_t tl_model_n_params(const tl_model *model);
 uint64_t tl_model_size_bytes(const tl_model *model); /* bytes of weight data */
