@@ -78,7 +78,7 @@ tl_status tl_model_load(const char *path, const tl_model_params *params, tl_mode
 void tl_model_free(tl_model *model);
 
 const char *tl_model_arch(const tl_model *model);
-const char *tl_model_desc(const tl_model *model); /* e.g. "llama 11M Q8_0" */
+const char *tl_model_desc(const tl_model *model); /* e.g. "llama 13M Q8_0" */
 int32_t tl_model_n_vocab(const tl_model *model);
 int32_t tl_model_n_ctx_train(const tl_model *model);
 /* The model's metadata by key, as llama.cpp names the keys ("general.name",

@@ -75,7 +75,7 @@ print('%.3g'%(np.linalg.norm(a-b)/np.linalg.norm(a)))")
 # a quantized model: the CPU multiplies it with 8-bit activations, the GPU
 # with f32 ones, so they differ by the CPU's activation rounding (the
 # reference table above bounds each against the fixtures' reference)
-M=models/kjv-llama-11m-q8_0.gguf
+M=models/kjv-llama-13m-q8_0.gguf
 "$B/torchless" eval -m $M --ids 1,450,2201,13,77,900 --backend cpu --greedy 24 >"$T/cpu.txt" &&
 "$B/torchless" eval -m $M --ids 1,450,2201,13,77,900 --backend cuda --greedy 24 >"$T/cuda.txt" &&
   echo "demo q8_0 greedy 24: cpu $(cat $T/cpu.txt | tr -d '\n') / cuda $(cat $T/cuda.txt | tr -d '\n')"

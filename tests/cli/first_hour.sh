@@ -6,7 +6,7 @@
 #   tests/cli/first_hour.sh TORCHLESS REPO_ROOT
 set -u
 TL=$1 ROOT=$2
-M="$ROOT/models/kjv-llama-11m-q8_0.gguf"
+M="$ROOT/models/kjv-llama-13m-q8_0.gguf"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0 n=0

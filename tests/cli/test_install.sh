@@ -10,7 +10,7 @@ B=$1 S=$2
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0
-M=$S/models/kjv-llama-11m-q8_0.gguf
+M=$S/models/kjv-llama-13m-q8_0.gguf
 run() { # NAME BINARY [LD_LIBRARY_PATH]
   if LD_LIBRARY_PATH=${3:-} "$2" "$M" "In the beginning" >"$T/out" 2>&1 && grep -q "generated [0-9]* tokens" "$T/out"; then
     echo "ok: $1"

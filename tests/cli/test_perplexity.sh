@@ -12,7 +12,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0
 grep -v '^#' "$D/llama-perplexity.txt" | while read -r ctx ref se; do
-  got=$("$TL" perplexity -m "$ROOT/models/kjv-llama-11m-q8_0.gguf" -f "$D/heldout.txt" -c "$ctx" -t 2 2>&1 |
+  got=$("$TL" perplexity -m "$ROOT/models/kjv-llama-13m-q8_0.gguf" -f "$D/heldout.txt" -c "$ctx" -t 2 2>&1 |
     sed -n 's/^Final estimate: PPL = \([0-9.]*\) .*/\1/p')
   if [ -z "$got" ]; then echo "FAIL: -c $ctx: no final estimate"; exit 1; fi
   if python3 -c "import sys; sys.exit(0 if abs($got / $ref - 1) <= 0.005 else 1)"; then

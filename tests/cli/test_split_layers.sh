@@ -11,7 +11,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0 n=0
 ids=1,45,220,13,77,90,31,400,51,8,120,3
-for M in "$ROOT/models/kjv-llama-11m-q8_0.gguf" "$ROOT/tests/data/llama/model-f16.gguf" \
+for M in "$ROOT/models/kjv-llama-13m-q8_0.gguf" "$ROOT/tests/data/llama/model-f16.gguf" \
   "$ROOT/tests/data/gemma2" "$ROOT/tests/data/phi2"; do
   [ -e "$M" ] || { echo "SKIPPED: no $M"; continue; }
   "$TL" eval -m "$M" --ids $ids --kv f32 -t 2 --logits "$T/a.f32" --greedy 8 >"$T/a.txt" 2>"$T/err" ||

@@ -6,7 +6,7 @@
  * rendering with Python's jinja2.) */
 #include "testutil.h"
 
-#define DEMO TL_TEST_DATA "/../../models/kjv-llama-11m-q8_0.gguf"
+#define DEMO TL_TEST_DATA "/../../models/kjv-llama-13m-q8_0.gguf"
 
 static tl_status render(const char *tmpl, const char *vars, char **out) {
   tl_chat_template *t = NULL;

@@ -7,7 +7,7 @@
 
 #include "testutil.h"
 
-#define DEMO TL_TEST_DATA "/../../models/kjv-llama-11m-q8_0.gguf"
+#define DEMO TL_TEST_DATA "/../../models/kjv-llama-13m-q8_0.gguf"
 
 static cJSON *demo_ref(void) {
   char *txt = tl_test_read_file(TL_TEST_DATA "/demo/reference.json", NULL);

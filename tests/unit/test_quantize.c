@@ -14,7 +14,7 @@
 #include "quant/quant.h"
 #include "testutil.h"
 
-#define DEMO TL_TEST_DATA "/../../models/kjv-llama-11m-q8_0.gguf"
+#define DEMO TL_TEST_DATA "/../../models/kjv-llama-13m-q8_0.gguf"
 
 static char *tname(const tl_gguf_tensor *t) {
   return tl_strndup(t->name.ptr, (size_t)t->name.len);

@@ -103,7 +103,7 @@ static void test_reference_input_ids(void **state) {
       {"phi3", "phi3/model-q8_0.gguf", false},
       {"gemma", "gemma/model-q8_0.gguf", true},
       {"gemma2", "gemma2/model-q8_0.gguf", true},
-      {"demo", TL_TEST_DATA "/../../models/kjv-llama-11m-q8_0.gguf", false},
+      {"demo", TL_TEST_DATA "/../../models/kjv-llama-13m-q8_0.gguf", false},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_reference(&cases[i]);
 }
@@ -193,7 +193,7 @@ static void test_detok_stream_llama_spm(void **state) {
 
 static void test_detok_stream_demo(void **state) {
   (void)state;
-  detok_roundtrip(TL_TEST_DATA "/../../models/kjv-llama-11m-q8_0.gguf");
+  detok_roundtrip(TL_TEST_DATA "/../../models/kjv-llama-13m-q8_0.gguf");
 }
 
 /* Byte sequences that never complete become U+FFFD. */

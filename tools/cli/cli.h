@@ -13,7 +13,7 @@
 #include "torchless.h"
 
 #ifndef TL_DEFAULT_MODEL
-#define TL_DEFAULT_MODEL "models/kjv-llama-11m-q8_0.gguf"
+#define TL_DEFAULT_MODEL "models/kjv-llama-13m-q8_0.gguf"
 #endif
 
 /* The sub-commands as bits: each option names the commands that take it. */
