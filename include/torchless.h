@@ -5,6 +5,18 @@
  * failure, leaves a human-readable message in tl_last_error() (per thread).
  * The library never prints and never exits: diagnostics go to the log
  * callback installed with tl_set_log().
+ *
+ * How failure is reported: functions returning tl_status return TL_OK or the
+ * error (message in tl_last_error()); getters returning a pointer return
+ * NULL on failure and set tl_last_error(); those returning a count or length
+ * return -1 (and say so where they are declared); plain getters of a valid
+ * handle cannot fail.
+ *
+ * Threads: a tl_model is read-only once loaded and may be shared by any
+ * number of threads and contexts (each context on its own thread); a
+ * tl_context, a sampler or a detokenizer belongs to one thread at a time
+ * (calls on one object must not overlap). tl_set_log is process-wide: set it
+ * before other threads call the library. tl_last_error is per thread.
  */
 #ifndef TORCHLESS_H
 #define TORCHLESS_H
@@ -207,8 +219,16 @@ typedef struct tl_batch {
 /* Run the decoder over a batch. Each token attends to the cached tokens of
  * its sequence at positions < its own, plus itself. */
 tl_status tl_decode(tl_context *ctx, const tl_batch *batch);
-/* Logits of the i-th batch token whose logits were requested (in order). */
+/* Logits of the i-th batch token whose logits were requested (in order):
+ * with logits[] = {0, 1, 0, 1}, i = 0 is batch token 1 and i = 1 token 3.
+ * llama.cpp's llama_get_logits_ith(ctx, j) takes the batch position j
+ * instead; here that is tl_get_logits_pos. NULL (and tl_last_error) when i
+ * is out of range. Valid until the next tl_decode on the context. */
 const float *tl_get_logits(const tl_context *ctx, int32_t i);
+/* Logits of batch position j of the last tl_decode (llama_get_logits_ith's
+ * indexing; a negative j counts from the end, -1 being the last token); NULL
+ * when that token's logits were not requested. */
+const float *tl_get_logits_pos(const tl_context *ctx, int32_t j);
 /* Forget the cached tokens of a sequence (-1: all). */
 void tl_kv_clear(tl_context *ctx, int32_t seq);
 /* Drop positions [p0, p1) of sequence seq (seq -1: every sequence; p1 < 0:

@@ -155,6 +155,7 @@ void tl_context_free(tl_context *c) {
   free(c->seq_len);
   free(c->out_rows);
   free(c->logits);
+  free(c->row_of);
   free(c);
 }
 
@@ -407,10 +408,35 @@ tl_status tl_decode(tl_context *c, const tl_batch *b) {
   free(want);
   free(seq0);
   c->n_logits = n_want;
+  /* batch position -> logits row, for tl_get_logits_pos */
+  if (n > c->row_cap) {
+    int32_t *nr = realloc(c->row_of, sizeof(int32_t) * (size_t)n);
+    if (!nr) return tl_fail(TL_ERR_NOMEM, "out of memory");
+    c->row_of = nr;
+    c->row_cap = n;
+  }
+  for (int32_t i = 0, r = 0; i < n; i++)
+    c->row_of[i] = (b->logits ? b->logits[i] != 0 : i == n - 1) ? r++ : -1;
+  c->n_last = n;
   return TL_OK;
 }
 
 const float *tl_get_logits(const tl_context *c, int32_t i) {
-  if (!c || i < 0 || i >= c->n_logits) return NULL;
+  if (!c || i < 0 || i >= c->n_logits) {
+    tl_fail(TL_ERR_INVALID_ARG, "tl_get_logits: row %d of %d rows of logits", i,
+            c ? c->n_logits : 0);
+    return NULL;
+  }
   return c->logits + (size_t)i * c->model->hp.n_vocab;
+}
+
+const float *tl_get_logits_pos(const tl_context *c, int32_t j) {
+  if (c && j < 0) j += c->n_last;
+  if (!c || j < 0 || j >= c->n_last || c->row_of[j] < 0) {
+    tl_fail(TL_ERR_INVALID_ARG,
+            "tl_get_logits_pos: batch position %d has no logits (the last batch had %d tokens)", j,
+            c ? c->n_last : 0);
+    return NULL;
+  }
+  return tl_get_logits(c, c->row_of[j]);
 }

@@ -133,6 +133,9 @@ struct tl_context {
   float *logits;
   int32_t n_logits;
   int32_t logits_cap;
+  /* the last batch's position -> logits row (-1: none requested) */
+  int32_t *row_of;
+  int32_t row_cap, n_last;
 };
 
 /* The context's backend. */
