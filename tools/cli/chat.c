@@ -12,46 +12,13 @@
 
 #include "cli.h"
 
-static char *read_all(const char *path, size_t *len) {
-  FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-  if (!f) {
-    cli_die("cannot open %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap + 1);
-  while (buf) {
-    size_t r = fread(buf + n, 1, cap - n, f);
-    n += r;
-    if (n < cap) break;
-    char *nb = cap > ((size_t)1 << 30) ? NULL : realloc(buf, cap * 2 + 1);
-    if (!nb) {
-      free(buf);
-      buf = NULL;
-      break;
-    }
-    buf = nb;
-    cap *= 2;
-  }
-  bool err = ferror(f);
-  if (f != stdin) fclose(f);
-  if (!buf || err) {
-    free(buf);
-    cli_die("cannot read %s", path);
-    return NULL;
-  }
-  buf[n] = 0;
-  *len = n;
-  return buf;
-}
-
 int cmd_template(cli_opts *o) {
   if (!o->input) return cli_die("template needs --input VARS.json");
   bool has_model = strcmp(o->model, TL_DEFAULT_MODEL) != 0;
   if (o->template_file && has_model)
     return cli_die("template takes -m MODEL or --template FILE, not both");
   size_t vlen;
-  char *vars = read_all(o->input, &vlen);
+  char *vars = cli_read_file(o->input, &vlen);
   if (!vars) return 1;
   char *text = NULL, *out = NULL;
   size_t tlen = 0, olen = 0;
@@ -59,7 +26,7 @@ int cmd_template(cli_opts *o) {
   tl_status s;
   int rc = 0;
   if (o->template_file) {
-    text = read_all(o->template_file, &tlen);
+    text = cli_read_file(o->template_file, &tlen);
     if (!text) {
       free(vars);
       return 1;
@@ -170,30 +137,6 @@ static char *chat_render(chat_state *st, size_t *len) {
     return NULL;
   }
   return out;
-}
-
-static tl_token *tokenize_all(const tl_model *m, const char *text, size_t len, bool add_bos,
-                              size_t *n) {
-  size_t cap = len + 8;
-  tl_token *toks = malloc(cap * sizeof(tl_token));
-  if (!toks) return NULL;
-  tl_status s = tl_tokenize(m, text, len, add_bos, true, toks, cap, n);
-  if (s == TL_ERR_INVALID_ARG && *n > cap) {
-    cap = *n;
-    tl_token *t2 = realloc(toks, cap * sizeof(tl_token));
-    if (!t2) {
-      free(toks);
-      return NULL;
-    }
-    toks = t2;
-    s = tl_tokenize(m, text, len, add_bos, true, toks, cap, n);
-  }
-  if (s) {
-    cli_fail(s);
-    free(toks);
-    return NULL;
-  }
-  return toks;
 }
 
 char *cli_chat_prompt(tl_model *m, const char *user, const char *system) {
@@ -390,7 +333,7 @@ int cmd_chat(cli_opts *o) {
       size_t plen;
       char *prompt = chat_render(&st, &plen);
       if (!prompt) break;
-      toks = tokenize_all(m, prompt, plen, st.plain && tl_model_add_bos(m), &n_toks);
+      toks = cli_tokenize(m, prompt, plen, st.plain && tl_model_add_bos(m), true, &n_toks);
       free(prompt);
       if (!toks) break;
       if (n_toks + (size_t)room <= (size_t)n_ctx) break;

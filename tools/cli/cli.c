@@ -380,3 +380,64 @@ tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_bat
   }
   return c;
 }
+
+char *cli_read_file(const char *path, size_t *len) {
+  FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+  if (!f) {
+    cli_die("cannot open %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  while (buf) {
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (n < cap) break;
+    char *nb = cap > ((size_t)1 << 30) ? NULL : realloc(buf, cap * 2 + 1);
+    if (!nb) {
+      free(buf);
+      buf = NULL;
+      break;
+    }
+    buf = nb;
+    cap *= 2;
+  }
+  bool err = ferror(f);
+  if (f != stdin) fclose(f);
+  if (!buf || err) {
+    free(buf);
+    cli_die("cannot read %s", path);
+    return NULL;
+  }
+  buf[n] = 0;
+  *len = n;
+  return buf;
+}
+
+tl_token *cli_tokenize(const tl_model *m, const char *text, size_t len, bool add_bos,
+                       bool parse_special, size_t *n) {
+  size_t cap = len + 8;
+  tl_token *toks = malloc(cap * sizeof(tl_token));
+  if (!toks) {
+    cli_die("out of memory");
+    return NULL;
+  }
+  tl_status s = tl_tokenize(m, text, len, add_bos, parse_special, toks, cap, n);
+  if (s == TL_ERR_INVALID_ARG && *n > cap) {
+    cap = *n;
+    tl_token *t2 = realloc(toks, cap * sizeof(tl_token));
+    if (!t2) {
+      free(toks);
+      cli_die("out of memory");
+      return NULL;
+    }
+    toks = t2;
+    s = tl_tokenize(m, text, len, add_bos, parse_special, toks, cap, n);
+  }
+  if (s) {
+    cli_fail(s);
+    free(toks);
+    return NULL;
+  }
+  return toks;
+}

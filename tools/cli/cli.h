@@ -121,6 +121,13 @@ int cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The library's last error and the status' name; returns 1. */
 int cli_fail(tl_status s);
 
+/* A whole file ("-": standard input) into a malloc'd, NUL-terminated buffer
+ * of *len bytes; NULL after printing why. */
+char *cli_read_file(const char *path, size_t *len);
+/* len bytes of text as a malloc'd array of *n tokens; NULL after printing why. */
+tl_token *cli_tokenize(const tl_model *m, const char *text, size_t len, bool add_bos,
+                       bool parse_special, size_t *n);
+
 /* Load o->model (its vocabulary only if vocab_only) with o's load options;
  * the load time in milliseconds in *ms (may be NULL). NULL after printing. */
 tl_model *cli_load_model(const cli_opts *o, bool vocab_only, double *ms);

@@ -30,35 +30,6 @@ typedef struct kld_head {
   uint64_t n_tokens; /* of the text, so that a base of another text is refused */
 } kld_head;
 
-static char *read_text(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap + 1);
-  size_t r;
-  while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-    n += r;
-    if (n == cap) {
-      char *nb = realloc(buf, 2 * cap + 1);
-      if (!nb) {
-        free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-  }
-  if (ferror(f)) {
-    free(buf);
-    buf = NULL;
-  }
-  fclose(f);
-  if (buf) buf[n] = 0;
-  *len = n;
-  return buf;
-}
-
 /* log-softmax of a row into out (double sums); the row's largest index */
 static int log_softmax(const float *x, int n, float *out) {
   int best = 0;
@@ -79,8 +50,8 @@ int cmd_perplexity(cli_opts *o) {
         "--kl-divergence needs --kl-divergence-base FILE (saved by a run of the base "
         "model with --kl-divergence-base alone)");
   size_t len = 0;
-  char *text = read_text(o->text_file, &len);
-  if (!text) return cli_die("cannot read '%s': %s", o->text_file, strerror(errno));
+  char *text = cli_read_file(o->text_file, &len);
+  if (!text) return 1;
   tl_model *m = cli_load_model(o, false, NULL);
   if (!m) {
     free(text);
@@ -106,19 +77,8 @@ int cmd_perplexity(cli_opts *o) {
             n_ctx, train);
   const bool add_bos = tl_model_add_bos(m);
   size_t n_tok = 0;
-  tl_status s = tl_tokenize(m, text, len, add_bos, false, NULL, 0, &n_tok);
-  if (s && s != TL_ERR_INVALID_ARG) {
-    rc = cli_fail(s);
-    goto done;
-  }
-  if (!(toks = malloc(sizeof(tl_token) * (n_tok ? n_tok : 1)))) {
-    rc = cli_die("out of memory");
-    goto done;
-  }
-  if ((s = tl_tokenize(m, text, len, add_bos, false, toks, n_tok, &n_tok))) {
-    rc = cli_fail(s);
-    goto done;
-  }
+  /* as llama-perplexity: special-token text stays text */
+  if (!(toks = cli_tokenize(m, text, len, add_bos, false, &n_tok))) goto done;
   if (n_tok < 2 * (size_t)n_ctx) {
     rc = cli_die("%zu tokens in '%s': scoring needs at least %d (two windows of -c %d)", n_tok,
                  o->text_file, 2 * n_ctx, n_ctx);
@@ -179,6 +139,7 @@ int cmd_perplexity(cli_opts *o) {
     }
     tl_kv_clear(c, -1);
     tl_batch b = {.n_tokens = n_ctx, .tokens = win, .pos = pos, .logits = want};
+    tl_status s;
     if ((s = tl_decode(c, &b))) {
       rc = cli_fail(s);
       goto done;

@@ -7,30 +7,6 @@
 
 #include "cli.h"
 
-/* Tokenize into a malloc'd array. */
-static tl_token *tokenize(const tl_model *m, const char *text, bool add_bos, size_t *n) {
-  size_t len = strlen(text), cap = len + 8;
-  tl_token *toks = malloc(cap * sizeof(tl_token));
-  if (!toks) return NULL;
-  tl_status s = tl_tokenize(m, text, len, add_bos, true, toks, cap, n);
-  if (s == TL_ERR_INVALID_ARG && *n > cap) {
-    cap = *n;
-    tl_token *t2 = realloc(toks, cap * sizeof(tl_token));
-    if (!t2) {
-      free(toks);
-      return NULL;
-    }
-    toks = t2;
-    s = tl_tokenize(m, text, len, add_bos, true, toks, cap, n);
-  }
-  if (s) {
-    cli_fail(s);
-    free(toks);
-    return NULL;
-  }
-  return toks;
-}
-
 /* Prefill tokens [0, n) at positions 0.. of sequence 0, logits of the last. */
 static tl_status prefill(tl_context *c, const tl_token *toks, int32_t n, bool all_logits) {
   int32_t *pos = malloc((size_t)n * sizeof(int32_t));
@@ -78,7 +54,7 @@ int cmd_run(cli_opts *o) {
     prompt = chat_prompt;
     add_bos = add_bos && cli_chat_plain(m);
   }
-  toks = tokenize(m, prompt, add_bos, &n_prompt);
+  toks = cli_tokenize(m, prompt, strlen(prompt), add_bos, true, &n_prompt);
   if (!toks) goto done;
   if (n_prompt == 0) {
     rc = cli_die("the prompt is empty and the model adds no BOS token: nothing to generate from");
@@ -303,7 +279,8 @@ int cmd_tokenize(cli_opts *o) {
   tl_model *m = cli_load_model(o, true, NULL);
   if (!m) return 1;
   size_t n = 0;
-  tl_token *toks = tokenize(m, o->prompt, !o->no_bos && tl_model_add_bos(m), &n);
+  tl_token *toks =
+      cli_tokenize(m, o->prompt, strlen(o->prompt), !o->no_bos && tl_model_add_bos(m), true, &n);
   int rc = 1;
   if (toks && o->show_pieces) {
     /* as llama-tokenize: "id -> 'piece'" a line */
