@@ -91,7 +91,7 @@ test-neon: neon-deps
 	  ctest --output-on-failure -R '^test_reference$$'
 
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(NEON_BUILD)

@@ -102,8 +102,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
 }
 
 /* One block per (token, head): the splits' (values, maximum, sum) merged. */
-__global__ void k_attn_merge(const float *__restrict__ part, float *__restrict__ out, int nh, int hd,
-                             int nsplit) {
+__global__ void k_attn_merge(const float *__restrict__ part, float *__restrict__ out, int nh,
+                             int hd, int nsplit) {
   const int t = blockIdx.x, h = blockIdx.y;
   const float *pp = part + ((size_t)t * nh + h) * nsplit * (hd + 2);
   float M = -INFINITY;

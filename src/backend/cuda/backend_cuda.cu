@@ -49,34 +49,75 @@ enum {
   T_BF16 = 30,
 };
 
-template <int T> struct blk;
+template <int T>
+struct blk;
 /* float types: a "block" is 8 values (dq8 reads one) */
-template <> struct blk<T_F32> { enum { n = 8, bytes = 32 }; };
-template <> struct blk<T_F16> { enum { n = 8, bytes = 16 }; };
-template <> struct blk<T_BF16> { enum { n = 8, bytes = 16 }; };
-template <> struct blk<T_Q4_0> { enum { n = 32, bytes = 18 }; };
-template <> struct blk<T_Q4_1> { enum { n = 32, bytes = 20 }; };
-template <> struct blk<T_Q5_0> { enum { n = 32, bytes = 22 }; };
-template <> struct blk<T_Q5_1> { enum { n = 32, bytes = 24 }; };
-template <> struct blk<T_Q8_0> { enum { n = 32, bytes = 34 }; };
-template <> struct blk<T_Q2_K> { enum { n = 256, bytes = 84 }; };
-template <> struct blk<T_Q3_K> { enum { n = 256, bytes = 110 }; };
-template <> struct blk<T_Q4_K> { enum { n = 256, bytes = 144 }; };
-template <> struct blk<T_Q5_K> { enum { n = 256, bytes = 176 }; };
-template <> struct blk<T_Q6_K> { enum { n = 256, bytes = 210 }; };
+template <>
+struct blk<T_F32> {
+  enum { n = 8, bytes = 32 };
+};
+template <>
+struct blk<T_F16> {
+  enum { n = 8, bytes = 16 };
+};
+template <>
+struct blk<T_BF16> {
+  enum { n = 8, bytes = 16 };
+};
+template <>
+struct blk<T_Q4_0> {
+  enum { n = 32, bytes = 18 };
+};
+template <>
+struct blk<T_Q4_1> {
+  enum { n = 32, bytes = 20 };
+};
+template <>
+struct blk<T_Q5_0> {
+  enum { n = 32, bytes = 22 };
+};
+template <>
+struct blk<T_Q5_1> {
+  enum { n = 32, bytes = 24 };
+};
+template <>
+struct blk<T_Q8_0> {
+  enum { n = 32, bytes = 34 };
+};
+template <>
+struct blk<T_Q2_K> {
+  enum { n = 256, bytes = 84 };
+};
+template <>
+struct blk<T_Q3_K> {
+  enum { n = 256, bytes = 110 };
+};
+template <>
+struct blk<T_Q4_K> {
+  enum { n = 256, bytes = 144 };
+};
+template <>
+struct blk<T_Q5_K> {
+  enum { n = 256, bytes = 176 };
+};
+template <>
+struct blk<T_Q6_K> {
+  enum { n = 256, bytes = 210 };
+};
 
 /* Every type this backend multiplies: X(T, A) for each, for the switches
  * below (A passed through). */
-#define CUDA_TYPES(X, A)                                                                      \
-  X(T_F32, A) X(T_F16, A) X(T_BF16, A) X(T_Q8_0, A) X(T_Q4_0, A) X(T_Q4_1, A) X(T_Q5_0, A)    \
-  X(T_Q5_1, A) X(T_Q2_K, A) X(T_Q3_K, A) X(T_Q4_K, A) X(T_Q5_K, A) X(T_Q6_K, A)
+#define CUDA_TYPES(X, A)                                                                    \
+  X(T_F32, A)                                                                               \
+  X(T_F16, A) X(T_BF16, A) X(T_Q8_0, A) X(T_Q4_0, A) X(T_Q4_1, A) X(T_Q5_0, A) X(T_Q5_1, A) \
+      X(T_Q2_K, A) X(T_Q3_K, A) X(T_Q4_K, A) X(T_Q5_K, A) X(T_Q6_K, A)
 
 static bool type_known(uint32_t t) {
   switch (t) {
 #define KNOWN(T, A) case T:
     CUDA_TYPES(KNOWN, _)
 #undef KNOWN
-      return true;
+    return true;
   }
   return false;
 }
@@ -103,37 +144,44 @@ __device__ __forceinline__ void k4_scale_min(int j, const uint8_t *q, float *sc,
 /* v[0..8) = elements 8k .. 8k + 7 of the block at b, with ggml's float
  * operations in ggml's order (the CPU's dequantizers match them bit for
  * bit). For the float types b points at the 8 values themselves. */
-template <int T> __device__ __forceinline__ void dq8(const uint8_t *b, int k, float *v);
+template <int T>
+__device__ __forceinline__ void dq8(const uint8_t *b, int k, float *v);
 
-template <> __device__ __forceinline__ void dq8<T_F32>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_F32>(const uint8_t *b, int k, float *v) {
   const float *f = (const float *)b;
 #pragma unroll
   for (int j = 0; j < 8; j++) v[j] = f[j];
 }
-template <> __device__ __forceinline__ void dq8<T_F16>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_F16>(const uint8_t *b, int k, float *v) {
   const __half *h = (const __half *)b;
 #pragma unroll
   for (int j = 0; j < 8; j++) v[j] = __half2float(h[j]);
 }
-template <> __device__ __forceinline__ void dq8<T_BF16>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_BF16>(const uint8_t *b, int k, float *v) {
   const __nv_bfloat16 *h = (const __nv_bfloat16 *)b;
 #pragma unroll
   for (int j = 0; j < 8; j++) v[j] = __bfloat162float(h[j]);
 }
-template <> __device__ __forceinline__ void dq8<T_Q8_0>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_Q8_0>(const uint8_t *b, int k, float *v) {
   const float d = h2f(b);
   const int8_t *q = (const int8_t *)(b + 2) + 8 * k;
 #pragma unroll
   for (int j = 0; j < 8; j++) v[j] = (float)q[j] * d;
 }
-template <> __device__ __forceinline__ void dq8<T_Q4_0>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_Q4_0>(const uint8_t *b, int k, float *v) {
   const float d = h2f(b);
   const uint8_t *q = b + 2 + 8 * (k & 1);
   const int sh = k < 2 ? 0 : 4;
 #pragma unroll
   for (int j = 0; j < 8; j++) v[j] = (float)(((q[j] >> sh) & 15) - 8) * d;
 }
-template <> __device__ __forceinline__ void dq8<T_Q4_1>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_Q4_1>(const uint8_t *b, int k, float *v) {
   const float d = h2f(b), m = h2f(b + 2);
   const uint8_t *q = b + 4 + 8 * (k & 1);
   const int sh = k < 2 ? 0 : 4;
@@ -143,7 +191,8 @@ template <> __device__ __forceinline__ void dq8<T_Q4_1>(const uint8_t *b, int k,
 __device__ __forceinline__ uint32_t ld_u32_bytes(const uint8_t *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-template <> __device__ __forceinline__ void dq8<T_Q5_0>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_Q5_0>(const uint8_t *b, int k, float *v) {
   const float d = h2f(b);
   const uint32_t qh = ld_u32_bytes(b + 2);
   const uint8_t *q = b + 6 + 8 * (k & 1);
@@ -154,7 +203,8 @@ template <> __device__ __forceinline__ void dq8<T_Q5_0>(const uint8_t *b, int k,
     v[j] = (float)((((q[j] >> sh) & 15) | (int)((qh >> e) & 1) << 4) - 16) * d;
   }
 }
-template <> __device__ __forceinline__ void dq8<T_Q5_1>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_Q5_1>(const uint8_t *b, int k, float *v) {
   const float d = h2f(b), m = h2f(b + 2);
   const uint32_t qh = ld_u32_bytes(b + 4);
   const uint8_t *q = b + 8 + 8 * (k & 1);
@@ -165,7 +215,8 @@ template <> __device__ __forceinline__ void dq8<T_Q5_1>(const uint8_t *b, int k,
     v[j] = (float)(((q[j] >> sh) & 15) | (int)((qh >> e) & 1) << 4) * d + m;
   }
 }
-template <> __device__ __forceinline__ void dq8<T_Q2_K>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_Q2_K>(const uint8_t *b, int k, float *v) {
   const int e = 8 * k;
   const float d = h2f(b + 80), dmin = h2f(b + 82);
   const uint8_t sc = b[e / 16];
@@ -175,7 +226,8 @@ template <> __device__ __forceinline__ void dq8<T_Q2_K>(const uint8_t *b, int k,
 #pragma unroll
   for (int j = 0; j < 8; j++) v[j] = dl * (float)((q[j] >> sh) & 3) - ml;
 }
-template <> __device__ __forceinline__ void dq8<T_Q3_K>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_Q3_K>(const uint8_t *b, int k, float *v) {
   const int e = 8 * k, js = e / 16;
   const uint8_t *sc = b + 96;
   const int lo = js < 8 ? (sc[js] & 0x0F) : (sc[js - 8] >> 4);
@@ -188,7 +240,8 @@ template <> __device__ __forceinline__ void dq8<T_Q3_K>(const uint8_t *b, int k,
 #pragma unroll
   for (int j = 0; j < 8; j++) v[j] = dl * (float)(((q[j] >> sh) & 3) - ((hm[j] & mask) ? 0 : 4));
 }
-template <> __device__ __forceinline__ void dq8<T_Q4_K>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_Q4_K>(const uint8_t *b, int k, float *v) {
   const int e = 8 * k, g = e / 64, l = e % 64;
   float sc, m;
   k4_scale_min(2 * g + (l >= 32), b + 4, &sc, &m);
@@ -198,7 +251,8 @@ template <> __device__ __forceinline__ void dq8<T_Q4_K>(const uint8_t *b, int k,
 #pragma unroll
   for (int j = 0; j < 8; j++) v[j] = d1 * (float)((q[j] >> sh) & 15) - m1;
 }
-template <> __device__ __forceinline__ void dq8<T_Q5_K>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_Q5_K>(const uint8_t *b, int k, float *v) {
   const int e = 8 * k, g = e / 64, l = e % 64;
   float sc, m;
   k4_scale_min(2 * g + (l >= 32), b + 4, &sc, &m);
@@ -207,9 +261,11 @@ template <> __device__ __forceinline__ void dq8<T_Q5_K>(const uint8_t *b, int k,
   const int sh = l < 32 ? 0 : 4;
   const uint8_t u = (uint8_t)(1u << (2 * g + (l >= 32)));
 #pragma unroll
-  for (int j = 0; j < 8; j++) v[j] = d1 * (float)(((q[j] >> sh) & 15) + ((qh[j] & u) ? 16 : 0)) - m1;
+  for (int j = 0; j < 8; j++)
+    v[j] = d1 * (float)(((q[j] >> sh) & 15) + ((qh[j] & u) ? 16 : 0)) - m1;
 }
-template <> __device__ __forceinline__ void dq8<T_Q6_K>(const uint8_t *b, int k, float *v) {
+template <>
+__device__ __forceinline__ void dq8<T_Q6_K>(const uint8_t *b, int k, float *v) {
   const int e = 8 * k, h = e / 128, r = e % 128, kk = r / 32, l = r % 32;
   const float d = h2f(b + 208) * (float)((const int8_t *)(b + 192))[e / 16];
   const uint8_t *ql = b + 64 * h + l + 32 * (kk % 2), *qh = b + 128 + 32 * h + l;
@@ -222,7 +278,8 @@ template <> __device__ __forceinline__ void dq8<T_Q6_K>(const uint8_t *b, int k,
 }
 
 /* Value e (< cols) of a row of a float type, for the last cols % 8. */
-template <int T> __device__ __forceinline__ float fl_at(const uint8_t *row, int64_t e) {
+template <int T>
+__device__ __forceinline__ float fl_at(const uint8_t *row, int64_t e) {
   if (T == T_F32) return ((const float *)row)[e];
   if (T == T_F16) return __half2float(((const __half *)row)[e]);
   return __bfloat162float(((const __nv_bfloat16 *)row)[e]);
@@ -419,8 +476,7 @@ __global__ void k_norm(float *__restrict__ x, const float *__restrict__ a,
   float *xr = x + (size_t)blockIdx.x * len;
   if (a) {
     const float *ar = a + (size_t)blockIdx.x * len, *br = b ? b + (size_t)blockIdx.x * len : NULL;
-    for (int64_t i = threadIdx.x; i < len; i += blockDim.x)
-      xr[i] += br ? ar[i] + br[i] : ar[i];
+    for (int64_t i = threadIdx.x; i < len; i += blockDim.x) xr[i] += br ? ar[i] + br[i] : ar[i];
   }
   if (!w) return;
   __syncthreads();
@@ -443,13 +499,14 @@ __global__ void k_norm(float *__restrict__ x, const float *__restrict__ a,
 }
 
 /* One thread per (token, head, pair); positions from the step. */
-__global__ void k_rope(float *q, float *k, int nq, int nk, int hd, int n_rot, int neox,
-                       float theta, float freq_scale, const float *__restrict__ factors,
+__global__ void k_rope(float *q, float *k, int nq, int nk, int hd, int n_rot, int neox, float theta,
+                       float freq_scale, const float *__restrict__ factors,
                        const int32_t *__restrict__ pos, int n) {
   const int half = n_rot / 2;
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= (int64_t)n * (nq + nk) * half) return;
-  const int i = (int)(idx % half), h = (int)(idx / half % (nq + nk)), t = (int)(idx / half / (nq + nk));
+  const int i = (int)(idx % half), h = (int)(idx / half % (nq + nk)),
+            t = (int)(idx / half / (nq + nk));
   double inv = pow((double)theta, -2.0 * i / n_rot);
   if (factors) inv /= factors[i];
   const double ang = (double)pos[t] * freq_scale * inv;
@@ -483,11 +540,14 @@ __global__ void k_kv_store(E *kc, E *vc, const float *__restrict__ k, const floa
   }
 }
 
-template <typename E> __device__ __forceinline__ float ld_kv(const E *p);
-template <> __device__ __forceinline__ float ld_kv<__half>(const __half *p) {
+template <typename E>
+__device__ __forceinline__ float ld_kv(const E *p);
+template <>
+__device__ __forceinline__ float ld_kv<__half>(const __half *p) {
   return __half2float(*p);
 }
-template <> __device__ __forceinline__ float ld_kv<float>(const float *p) {
+template <>
+__device__ __forceinline__ float ld_kv<float>(const float *p) {
   return *p;
 }
 
@@ -529,10 +589,23 @@ __global__ void k_softcap(float *x, float cap, int64_t n) {
 /* ---- the backend --------------------------------------------------------------- */
 
 /* Operation kinds, for TL_CUDA_PROFILE */
-enum { P_EMBED, P_SELECT, P_NORM, P_QUANT, P_MATMUL, P_GEMM, P_ROPE, P_KV, P_ATTN, P_ACT, P_OTHER, P_N };
-static const char *const prof_names[P_N] = {"embed", "select_out", "norm", "quant x",
-                                            "matvec", "gemm", "rope", "kv_store",
-                                            "attention", "act", "scale/softcap"};
+enum {
+  P_EMBED,
+  P_SELECT,
+  P_NORM,
+  P_QUANT,
+  P_MATMUL,
+  P_GEMM,
+  P_ROPE,
+  P_KV,
+  P_ATTN,
+  P_ACT,
+  P_OTHER,
+  P_N
+};
+static const char *const prof_names[P_N] = {"embed",     "select_out", "norm",         "quant x",
+                                            "matvec",    "gemm",       "rope",         "kv_store",
+                                            "attention", "act",        "scale/softcap"};
 
 typedef struct cuda_ctx {
   tl_backend be;
@@ -558,10 +631,10 @@ typedef struct cuda_ctx {
   struct dalloc {
     void *p;
     size_t bytes;
-  } *allocs;
+  } * allocs;
   int n_allocs, cap_allocs;
   uint64_t bytes_now, bytes_peak;
-  int grid_cap; /* blocks for grid-stride loops */
+  int grid_cap;                 /* blocks for grid-stride loops */
   int64_t max_cols, max_qelems; /* widest weight; most values of a quantized one */
   /* 8-bit activations of the quantized matvec (n_batch x max_cols), and the
    * x they were made from while no other operation ran since */
@@ -708,7 +781,8 @@ static tl_status out_of_memory(cuda_ctx *c, size_t bytes, const char *what) {
   size_t fr = 0, tot = 0;
   cudaGetLastError();
   cudaMemGetInfo(&fr, &tot);
-  return g_host->fail(TL_ERR_NOMEM, "out of GPU memory for %.1f MiB of %s (%.1f of %.1f GiB free on %s)",
+  return g_host->fail(TL_ERR_NOMEM,
+                      "out of GPU memory for %.1f MiB of %s (%.1f of %.1f GiB free on %s)",
                       (double)bytes / 1048576.0, what, (double)fr / 1073741824.0,
                       (double)tot / 1073741824.0, c->name);
 }
@@ -798,10 +872,14 @@ static tl_status cuda_kv_copy(tl_backend *be, int32_t src, int32_t dst, int32_t 
     for (int h = 0; h < g->n_head_kv; h++) {
       const size_t fo = ((((size_t)l * g->n_seq + src) * g->n_head_kv + h) * c->kv_ctx + p0) * row;
       const size_t to = ((((size_t)l * g->n_seq + dst) * g->n_head_kv + h) * c->kv_ctx + p0) * row;
-      note(c, cudaMemcpyAsync((uint8_t *)c->k_cache + to, (uint8_t *)c->k_cache + fo, bytes,
-                              cudaMemcpyDeviceToDevice, c->stream), "kv_copy");
-      note(c, cudaMemcpyAsync((uint8_t *)c->v_cache + to, (uint8_t *)c->v_cache + fo, bytes,
-                              cudaMemcpyDeviceToDevice, c->stream), "kv_copy");
+      note(c,
+           cudaMemcpyAsync((uint8_t *)c->k_cache + to, (uint8_t *)c->k_cache + fo, bytes,
+                           cudaMemcpyDeviceToDevice, c->stream),
+           "kv_copy");
+      note(c,
+           cudaMemcpyAsync((uint8_t *)c->v_cache + to, (uint8_t *)c->v_cache + fo, bytes,
+                           cudaMemcpyDeviceToDevice, c->stream),
+           "kv_copy");
     }
   note(c, cudaStreamSynchronize(c->stream), "kv_copy");
   return c->err ? fail_cuda(c) : TL_OK;
@@ -912,8 +990,10 @@ static tl_status cuda_step_begin(tl_backend *be, const tl_step *st) {
   /* pinned staging: the stream's order makes the copy land before the
    * step's kernels, and step_end waits for the step before the next one
    * rewrites the staging */
-  note(c, cudaMemcpyAsync(c->d_stage, h, sizeof(int32_t) * 5 * (size_t)nb, cudaMemcpyHostToDevice,
-                          c->stream), "step");
+  note(c,
+       cudaMemcpyAsync(c->d_stage, h, sizeof(int32_t) * 5 * (size_t)nb, cudaMemcpyHostToDevice,
+                       c->stream),
+       "step");
   c->xq_src = NULL;
   if (c->err) return fail_cuda(c);
   if (c->prof) {
@@ -980,18 +1060,22 @@ static tl_status cuda_step_end(tl_backend *be) {
 
 /* F(T) for the weight type, one instantiation per type. */
 #define TYPE_CASE(T, F) \
-  case T:                \
-    F(T);                \
+  case T:               \
+    F(T);               \
     break;
-#define TYPE_SWITCH(type, F)                                                \
-  switch (type) {                                                           \
-    CUDA_TYPES(TYPE_CASE, F)                                                \
-    default: note(c, cudaErrorInvalidValue, "weight type"); break;          \
+#define TYPE_SWITCH(type, F)                         \
+  switch (type) {                                    \
+    CUDA_TYPES(TYPE_CASE, F)                         \
+    default:                                         \
+      note(c, cudaErrorInvalidValue, "weight type"); \
+      break;                                         \
   }
-#define MVQ_SWITCH(type, F)                                                 \
-  switch (type) {                                                           \
-    MVQ_TYPES(TYPE_CASE, F)                                                 \
-    default: note(c, cudaErrorInvalidValue, "weight type"); break;          \
+#define MVQ_SWITCH(type, F)                          \
+  switch (type) {                                    \
+    MVQ_TYPES(TYPE_CASE, F)                          \
+    default:                                         \
+      note(c, cudaErrorInvalidValue, "weight type"); \
+      break;                                         \
   }
 
 /* Whether an operation writing rows x len floats also writes them in 8
@@ -1006,7 +1090,8 @@ static bool fuse_q8(cuda_ctx *c, int64_t rows, int64_t len) {
 static void do_embed(cuda_ctx *c, const tl_weight *w, float *x) {
   const int cols = (int)w->cols;
   dim3 grid((unsigned)((cols / 8 + 127) / 128 + 1), (unsigned)c->n);
-#define EMB(T) k_embed<T><<<grid, 128, 0, c->stream>>>((const uint8_t *)w->data, w->row_bytes, cols, c->d_tok, x)
+#define EMB(T) \
+  k_embed<T><<<grid, 128, 0, c->stream>>>((const uint8_t *)w->data, w->row_bytes, cols, c->d_tok, x)
   TYPE_SWITCH(w->type, EMB)
 #undef EMB
   LAUNCHED(c, "embed", P_EMBED);
@@ -1023,9 +1108,9 @@ static void do_norm(cuda_ctx *c, const tl_norm_op *op) {
   if (op->rows < 1) return;
   const int threads = op->len >= 1024 ? 1024 : op->len >= 256 ? 256 : 64;
   const bool q = op->w && fuse_q8(c, op->rows, op->len);
-  k_norm<<<(unsigned)op->rows, threads, 0, c->stream>>>(
-      op->x, op->a, op->b, op->w, op->nb, op->y, op->len, op->kind == TL_NORM_LAYER, op->eps,
-      q ? c->xq : NULL, q ? c->xd : NULL);
+  k_norm<<<(unsigned)op->rows, threads, 0, c->stream>>>(op->x, op->a, op->b, op->w, op->nb, op->y,
+                                                        op->len, op->kind == TL_NORM_LAYER, op->eps,
+                                                        q ? c->xq : NULL, q ? c->xd : NULL);
   LAUNCHED(c, "norm", P_NORM);
   if (q) c->xq_src = op->y, c->xq_cols = op->len, c->xq_n = (int32_t)op->rows;
 }
@@ -1040,7 +1125,9 @@ static void matmul_blas(cuda_ctx *c, const tl_weight *w, const float *bias, cons
                      cols, x, CUDA_R_32F, cols, &zero, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
                      CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
       note(c, cudaErrorUnknown, "cublasGemmEx");
-    if (bias) k_gemm_finish<<<dim3((unsigned)((rows + 255) / 256), (unsigned)n), 256, 0, c->stream>>>(y, ldy, rows, n, NULL, bias);
+    if (bias)
+      k_gemm_finish<<<dim3((unsigned)((rows + 255) / 256), (unsigned)n), 256, 0, c->stream>>>(
+          y, ldy, rows, n, NULL, bias);
     LAUNCHED(c, "gemm", P_GEMM);
     return;
   }
@@ -1052,7 +1139,7 @@ static void matmul_blas(cuda_ctx *c, const tl_weight *w, const float *bias, cons
         x, cols, (__nv_bfloat16 *)c->xh, two ? (__nv_bfloat16 *)c->xl : NULL, c->xs);
   else
     k_split_x<__half><<<(unsigned)n, 256, 0, c->stream>>>(x, cols, (__half *)c->xh,
-                                                           two ? (__half *)c->xl : NULL, c->xs);
+                                                          two ? (__half *)c->xl : NULL, c->xs);
   int64_t step = quant ? c->wh_cap / cols : rows;
   if (step > rows) step = rows;
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
@@ -1081,8 +1168,8 @@ static void matmul_blas(cuda_ctx *c, const tl_weight *w, const float *bias, cons
   LAUNCHED(c, "gemm", P_GEMM);
 }
 
-static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const float *x,
-                        int32_t n, float *y, int64_t ldy) {
+static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const float *x, int32_t n,
+                      float *y, int64_t ldy) {
   if (n < 1) return;
   const int rows = (int)w->rows, cols = (int)w->cols;
   const uint8_t *W = (const uint8_t *)w->data;
@@ -1103,12 +1190,16 @@ static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const 
       c->xq_src = x, c->xq_cols = cols, c->xq_n = n;
     }
     if (n == 1) {
-#define MV1(T) k_mmvq<T, 1><<<dim3(gx, 1), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, c->xq, c->xd, n, bias, y, ldy)
+#define MV1(T)                                                                                   \
+  k_mmvq<T, 1><<<dim3(gx, 1), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, c->xq, \
+                                                             c->xd, n, bias, y, ldy)
       MVQ_SWITCH(w->type, MV1)
 #undef MV1
     } else {
       const unsigned gy = (unsigned)((n + 3) / 4);
-#define MV4(T) k_mmvq<T, 4><<<dim3(gx, gy), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, c->xq, c->xd, n, bias, y, ldy)
+#define MV4(T)                                                                                    \
+  k_mmvq<T, 4><<<dim3(gx, gy), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, c->xq, \
+                                                              c->xd, n, bias, y, ldy)
       MVQ_SWITCH(w->type, MV4)
 #undef MV4
     }
@@ -1120,20 +1211,36 @@ static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const 
   }
   if (few && c->mmvq && fl && cols % 8 == 0 && (uintptr_t)x % 16 == 0) {
     if (n == 1) {
-#define MF1(T) k_mmvf<T, 1><<<dim3(gx, 1), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+#define MF1(T)                                                                                  \
+  k_mmvf<T, 1><<<dim3(gx, 1), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, \
+                                                             bias, y, ldy)
       switch (w->type) {
-        case T_F32: MF1(T_F32); break;
-        case T_F16: MF1(T_F16); break;
-        case T_BF16: MF1(T_BF16); break;
+        case T_F32:
+          MF1(T_F32);
+          break;
+        case T_F16:
+          MF1(T_F16);
+          break;
+        case T_BF16:
+          MF1(T_BF16);
+          break;
       }
 #undef MF1
     } else {
       const unsigned gy = (unsigned)((n + 3) / 4);
-#define MF4(T) k_mmvf<T, 4><<<dim3(gx, gy), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+#define MF4(T)                                                                                   \
+  k_mmvf<T, 4><<<dim3(gx, gy), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, \
+                                                              bias, y, ldy)
       switch (w->type) {
-        case T_F32: MF4(T_F32); break;
-        case T_F16: MF4(T_F16); break;
-        case T_BF16: MF4(T_BF16); break;
+        case T_F32:
+          MF4(T_F32);
+          break;
+        case T_F16:
+          MF4(T_F16);
+          break;
+        case T_BF16:
+          MF4(T_BF16);
+          break;
       }
 #undef MF4
     }
@@ -1142,17 +1249,22 @@ static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const 
   }
   const unsigned gx1 = (unsigned)((rows + MM_WARPS - 1) / MM_WARPS);
   if (n == 1) {
-#define MM1(T) k_matmul<T, 1><<<dim3(gx1, 1), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+#define MM1(T)                                                                                     \
+  k_matmul<T, 1><<<dim3(gx1, 1), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, \
+                                                                bias, y, ldy)
     TYPE_SWITCH(w->type, MM1)
 #undef MM1
   } else if (n >= 16 && cols % GT_K == 0) {
     const dim3 g((unsigned)((rows + GT_M - 1) / GT_M), (unsigned)((n + GT_N - 1) / GT_N));
-#define MMT(T) k_matmul_tiled<T><<<g, 256, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+#define MMT(T) \
+  k_matmul_tiled<T><<<g, 256, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
     TYPE_SWITCH(w->type, MMT)
 #undef MMT
   } else {
     const unsigned gy = (unsigned)((n + 7) / 8);
-#define MM8(T) k_matmul<T, 8><<<dim3(gx1, gy), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+#define MM8(T)                                                                                   \
+  k_matmul<T, 8><<<dim3(gx1, gy), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, \
+                                                                 n, bias, y, ldy)
     TYPE_SWITCH(w->type, MM8)
 #undef MM8
   }
@@ -1207,22 +1319,21 @@ static void do_attention(cuda_ctx *c, const tl_attn_op *op, int ns) {
         op->softcap, op->layer, c->cfg.n_seq, c->kv_ctx);
   else
     k_attn<float><<<grid, FA_WARPS * 32, 0, c->stream>>>(
-        (const float *)c->k_cache, (const float *)c->v_cache, op->q, op->out, c->att_part,
-        c->d_pos, c->d_seq, op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale,
-        op->softcap, op->layer, c->cfg.n_seq, c->kv_ctx);
+        (const float *)c->k_cache, (const float *)c->v_cache, op->q, op->out, c->att_part, c->d_pos,
+        c->d_seq, op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale, op->softcap,
+        op->layer, c->cfg.n_seq, c->kv_ctx);
   if (ns > 1)
     k_attn_merge<<<dim3((unsigned)c->n, (unsigned)op->n_head), 128, 0, c->stream>>>(
         c->att_part, op->out, op->n_head, op->head_dim, (int)ns);
   LAUNCHED(c, "attention", P_ATTN);
 }
 
-static void do_act(cuda_ctx *c, tl_act_kind kind, bool gated, float *a, const float *b,
-                     int64_t n) {
+static void do_act(cuda_ctx *c, tl_act_kind kind, bool gated, float *a, const float *b, int64_t n) {
   /* the rows are the step's tokens: the next matmul's x when 8-bit */
   const int64_t len = n / c->n;
   const bool q = n % c->n == 0 && fuse_q8(c, c->n, len);
   k_act<<<grid_for(c, n, 256), 256, 0, c->stream>>>((int)kind, gated, a, b, n, q ? c->xq : NULL,
-                                                     q ? c->xd : NULL);
+                                                    q ? c->xd : NULL);
   LAUNCHED(c, "act", P_ACT);
   if (q) c->xq_src = a, c->xq_cols = len, c->xq_n = c->n;
 }
@@ -1290,8 +1401,9 @@ static void cuda_act(tl_backend *be, tl_act_kind kind, bool gated, float *a, con
   cuda_ctx *c = cu(be);
   if (!c->rec) return do_act(c, kind, gated, a, b, n);
   struct cmd *k = push(c, C_ACT);
-  if (k) k->u.act.kind = (int)kind, k->u.act.gated = gated, k->u.act.a = a, k->u.act.b = b,
-         k->u.act.n = n;
+  if (k)
+    k->u.act.kind = (int)kind, k->u.act.gated = gated, k->u.act.a = a, k->u.act.b = b,
+    k->u.act.n = n;
 }
 static void cuda_scale(tl_backend *be, float *x, float s, int64_t n) {
   cuda_ctx *c = cu(be);
@@ -1308,20 +1420,36 @@ static void cuda_softcap(tl_backend *be, float *x, float cap, int64_t n) {
 
 static void run_cmd(cuda_ctx *c, const struct cmd *k) {
   switch (k->op) {
-    case C_EMBED: do_embed(c, &k->u.embed.w, k->u.embed.x); break;
-    case C_SELECT: do_select_out(c, k->u.sel.x, k->u.sel.y, k->u.sel.len); break;
-    case C_NORM: do_norm(c, &k->u.norm); break;
+    case C_EMBED:
+      do_embed(c, &k->u.embed.w, k->u.embed.x);
+      break;
+    case C_SELECT:
+      do_select_out(c, k->u.sel.x, k->u.sel.y, k->u.sel.len);
+      break;
+    case C_NORM:
+      do_norm(c, &k->u.norm);
+      break;
     case C_MATMUL:
       do_matmul(c, &k->u.mm.w, k->u.mm.bias, k->u.mm.x, k->u.mm.n, k->u.mm.y, k->u.mm.ldy);
       break;
-    case C_ROPE: do_rope(c, &k->u.rope); break;
-    case C_KV: do_kv_store(c, k->u.kv.layer, k->u.kv.k, k->u.kv.v); break;
-    case C_ATTN: do_attention(c, &k->u.attn.op, k->u.attn.ns); break;
+    case C_ROPE:
+      do_rope(c, &k->u.rope);
+      break;
+    case C_KV:
+      do_kv_store(c, k->u.kv.layer, k->u.kv.k, k->u.kv.v);
+      break;
+    case C_ATTN:
+      do_attention(c, &k->u.attn.op, k->u.attn.ns);
+      break;
     case C_ACT:
       do_act(c, (tl_act_kind)k->u.act.kind, k->u.act.gated, k->u.act.a, k->u.act.b, k->u.act.n);
       break;
-    case C_SCALE: do_scale(c, k->u.sc.x, k->u.sc.s, k->u.sc.n); break;
-    case C_SOFTCAP: do_softcap(c, k->u.sc.x, k->u.sc.s, k->u.sc.n); break;
+    case C_SCALE:
+      do_scale(c, k->u.sc.x, k->u.sc.s, k->u.sc.n);
+      break;
+    case C_SOFTCAP:
+      do_softcap(c, k->u.sc.x, k->u.sc.s, k->u.sc.n);
+      break;
   }
 }
 
@@ -1373,8 +1501,8 @@ static bool env_off(const char *name) {
   return v && !strcmp(v, "0");
 }
 
-extern "C" __attribute__((visibility("default"))) tl_status
-tl_cuda_backend_create(const tl_cuda_host *host, const tl_backend_config *cfg, tl_backend **out) {
+extern "C" __attribute__((visibility("default"))) tl_status tl_cuda_backend_create(
+    const tl_cuda_host *host, const tl_backend_config *cfg, tl_backend **out) {
   *out = NULL;
   if (!host || host->abi != TL_CUDA_ABI) return TL_ERR_UNSUPPORTED;
   g_host = host;
@@ -1460,7 +1588,8 @@ tl_cuda_backend_create(const tl_cuda_host *host, const tl_backend_config *cfg, t
       !(c->d_stage = (int32_t *)dmalloc(c, sizeof(int32_t) * 5 * (size_t)nb)) ||
       cudaMallocHost((void **)&c->h_stage, sizeof(int32_t) * 5 * (size_t)nb) != cudaSuccess ||
       !(c->xs = (float *)dmalloc(c, sizeof(float) * (size_t)nb)) ||
-      !(c->att_part = (float *)dmalloc(c, sizeof(float) * (size_t)c->att_cap * (cfg->head_dim + 2))) ||
+      !(c->att_part =
+            (float *)dmalloc(c, sizeof(float) * (size_t)c->att_cap * (cfg->head_dim + 2))) ||
       !(c->h_hash = (int64_t *)malloc(sizeof(int64_t) * (size_t)c->hash_cap))) {
     cudaGetLastError();
     cuda_free(&c->be);
@@ -1475,12 +1604,11 @@ tl_cuda_backend_create(const tl_cuda_host *host, const tl_backend_config *cfg, t
   c->d_seq = c->d_stage + 2 * nb;
   c->d_keep = c->d_stage + 3 * nb;
   c->d_out = c->d_stage + 4 * nb;
-  host->log(TL_LOG_INFO,
-            "cuda: %s (compute %d.%d, %d SMs, %.1f GiB), KV cache %.1f MiB, batches %s%s", prop.name,
-            prop.major, prop.minor, prop.multiProcessorCount,
-            (double)prop.totalGlobalMem / 1073741824.0, 2.0 * (double)kv_bytes / 1048576.0,
-            c->blas.lib ? "through cuBLAS" : "on the backend's kernels: cuBLAS ",
-            c->blas.lib ? "" : why);
+  host->log(
+      TL_LOG_INFO, "cuda: %s (compute %d.%d, %d SMs, %.1f GiB), KV cache %.1f MiB, batches %s%s",
+      prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+      (double)prop.totalGlobalMem / 1073741824.0, 2.0 * (double)kv_bytes / 1048576.0,
+      c->blas.lib ? "through cuBLAS" : "on the backend's kernels: cuBLAS ", c->blas.lib ? "" : why);
   *out = &c->be;
   return TL_OK;
 }

@@ -21,10 +21,10 @@ typedef cublasStatus_t (*pf_cublas_create)(cublasHandle_t *);
 typedef cublasStatus_t (*pf_cublas_destroy)(cublasHandle_t);
 typedef cublasStatus_t (*pf_cublas_set_stream)(cublasHandle_t, cudaStream_t);
 typedef cublasStatus_t (*pf_cublas_gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t,
-                                            int, int, int, const void *, const void *,
-                                            cudaDataType, int, const void *, cudaDataType, int,
-                                            const void *, void *, cudaDataType, int,
-                                            cublasComputeType_t, cublasGemmAlgo_t);
+                                            int, int, int, const void *, const void *, cudaDataType,
+                                            int, const void *, cudaDataType, int, const void *,
+                                            void *, cudaDataType, int, cublasComputeType_t,
+                                            cublasGemmAlgo_t);
 
 typedef struct blas_api {
   void *lib;
@@ -92,18 +92,24 @@ __global__ void k_dequant_h(const uint8_t *__restrict__ W, size_t ldw, int64_t r
 /* One block per token: s[t] = a power of two with max |x[t]| / s[t] in
  * [2^9, 2^10) (1 for a zero row); hi = x / s in E, lo = x / s - hi (where
  * lo is not NULL). */
-template <typename E> __device__ __forceinline__ E to_e(float v);
-template <> __device__ __forceinline__ __half to_e<__half>(float v) {
+template <typename E>
+__device__ __forceinline__ E to_e(float v);
+template <>
+__device__ __forceinline__ __half to_e<__half>(float v) {
   return __float2half_rn(v);
 }
-template <> __device__ __forceinline__ __nv_bfloat16 to_e<__nv_bfloat16>(float v) {
+template <>
+__device__ __forceinline__ __nv_bfloat16 to_e<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
-template <typename E> __device__ __forceinline__ float from_e(E v);
-template <> __device__ __forceinline__ float from_e<__half>(__half v) {
+template <typename E>
+__device__ __forceinline__ float from_e(E v);
+template <>
+__device__ __forceinline__ float from_e<__half>(__half v) {
   return __half2float(v);
 }
-template <> __device__ __forceinline__ float from_e<__nv_bfloat16>(__nv_bfloat16 v) {
+template <>
+__device__ __forceinline__ float from_e<__nv_bfloat16>(__nv_bfloat16 v) {
   return __bfloat162float(v);
 }
 

@@ -41,26 +41,52 @@ __global__ void k_quant_q8(const float *__restrict__ x, int64_t nblk, int8_t *__
 }
 
 /* Elements per item, by type (every type below: cols % 32 == 0). */
-template <int T> struct mvq;
-template <> struct mvq<T_Q4_0> { enum { n = 32 }; };
-template <> struct mvq<T_Q4_1> { enum { n = 32 }; };
-template <> struct mvq<T_Q5_0> { enum { n = 32 }; };
-template <> struct mvq<T_Q5_1> { enum { n = 32 }; };
-template <> struct mvq<T_Q8_0> { enum { n = 32 }; };
-template <> struct mvq<T_Q4_K> { enum { n = 64 }; };
-template <> struct mvq<T_Q5_K> { enum { n = 64 }; };
-template <> struct mvq<T_Q6_K> { enum { n = 32 }; };
+template <int T>
+struct mvq;
+template <>
+struct mvq<T_Q4_0> {
+  enum { n = 32 };
+};
+template <>
+struct mvq<T_Q4_1> {
+  enum { n = 32 };
+};
+template <>
+struct mvq<T_Q5_0> {
+  enum { n = 32 };
+};
+template <>
+struct mvq<T_Q5_1> {
+  enum { n = 32 };
+};
+template <>
+struct mvq<T_Q8_0> {
+  enum { n = 32 };
+};
+template <>
+struct mvq<T_Q4_K> {
+  enum { n = 64 };
+};
+template <>
+struct mvq<T_Q5_K> {
+  enum { n = 64 };
+};
+template <>
+struct mvq<T_Q6_K> {
+  enum { n = 32 };
+};
 
 /* The types with an item dot product. */
 #define MVQ_TYPES(X, A) \
-  X(T_Q4_0, A) X(T_Q4_1, A) X(T_Q5_0, A) X(T_Q5_1, A) X(T_Q8_0, A) X(T_Q4_K, A) X(T_Q5_K, A) X(T_Q6_K, A)
+  X(T_Q4_0, A)          \
+  X(T_Q4_1, A) X(T_Q5_0, A) X(T_Q5_1, A) X(T_Q8_0, A) X(T_Q4_K, A) X(T_Q5_K, A) X(T_Q6_K, A)
 
 static bool mvq_known(uint32_t t) {
   switch (t) {
 #define KNOWN(T, A) case T:
     MVQ_TYPES(KNOWN, _)
 #undef KNOWN
-      return true;
+    return true;
   }
   return false;
 }
@@ -78,7 +104,8 @@ __device__ __forceinline__ xblk ld_x(const int8_t *xq, int ib) {
 
 /* W row . x for item `it` of the row: vdot<T>(row, it, xq, xd). */
 template <int T>
-__device__ __forceinline__ float vdot(const uint8_t *row, int it, const int8_t *xq, const float2 *xd);
+__device__ __forceinline__ float vdot(const uint8_t *row, int it, const int8_t *xq,
+                                      const float2 *xd);
 
 template <>
 __device__ __forceinline__ float vdot<T_Q4_0>(const uint8_t *row, int it, const int8_t *xq,
@@ -210,7 +237,8 @@ __device__ __forceinline__ float vdot<T_Q5_K>(const uint8_t *row, int it, const 
 #pragma unroll
   for (int j = 0; j < 8; j++) {
     const int lo = (v[j] & 0x0F0F0F0F) | ((((uint32_t)h[j] >> (2 * g)) & 0x01010101u) << 4);
-    const int hi = ((v[j] >> 4) & 0x0F0F0F0F) | ((((uint32_t)h[j] >> (2 * g + 1)) & 0x01010101u) << 4);
+    const int hi =
+        ((v[j] >> 4) & 0x0F0F0F0F) | ((((uint32_t)h[j] >> (2 * g + 1)) & 0x01010101u) << 4);
     s0 = __dp4a(lo, x0.v[j], s0);
     s1 = __dp4a(hi, x1.v[j], s1);
   }
@@ -265,7 +293,8 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
 #pragma unroll
     for (int t = 0; t < NT; t++)
       if (t < nt)
-        acc[t] += vdot<T>(wr, it, xq + (size_t)(t0 + t) * cols, xd + (size_t)(t0 + t) * (cols / 32));
+        acc[t] +=
+            vdot<T>(wr, it, xq + (size_t)(t0 + t) * cols, xd + (size_t)(t0 + t) * (cols / 32));
   }
 #pragma unroll
   for (int t = 0; t < NT; t++) {
@@ -275,13 +304,16 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
 }
 
 /* Float weights (cols % 8 == 0): 8 values per 16-byte load. */
-template <int T> __device__ __forceinline__ void fl8(const uint8_t *row, int c, float *v);
-template <> __device__ __forceinline__ void fl8<T_F32>(const uint8_t *row, int c, float *v) {
+template <int T>
+__device__ __forceinline__ void fl8(const uint8_t *row, int c, float *v);
+template <>
+__device__ __forceinline__ void fl8<T_F32>(const uint8_t *row, int c, float *v) {
   const float4 *p = (const float4 *)(row + 32 * (size_t)c);
   const float4 a = p[0], b = p[1];
   v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
-template <> __device__ __forceinline__ void fl8<T_F16>(const uint8_t *row, int c, float *v) {
+template <>
+__device__ __forceinline__ void fl8<T_F16>(const uint8_t *row, int c, float *v) {
   const int4 r = *(const int4 *)(row + 16 * (size_t)c);
   const __half2 *h = (const __half2 *)&r;
 #pragma unroll
@@ -290,7 +322,8 @@ template <> __device__ __forceinline__ void fl8<T_F16>(const uint8_t *row, int c
     v[2 * j] = f.x, v[2 * j + 1] = f.y;
   }
 }
-template <> __device__ __forceinline__ void fl8<T_BF16>(const uint8_t *row, int c, float *v) {
+template <>
+__device__ __forceinline__ void fl8<T_BF16>(const uint8_t *row, int c, float *v) {
   const int4 r = *(const int4 *)(row + 16 * (size_t)c);
   const uint32_t w[4] = {(uint32_t)r.x, (uint32_t)r.y, (uint32_t)r.z, (uint32_t)r.w};
 #pragma unroll
@@ -324,8 +357,10 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
         const float4 *xp = (const float4 *)(x + (size_t)(t0 + t) * cols + 8 * (size_t)c);
         const float4 a = xp[0], b = xp[1];
         float s = acc[t];
-        s = fmaf(v[0], a.x, s), s = fmaf(v[1], a.y, s), s = fmaf(v[2], a.z, s), s = fmaf(v[3], a.w, s);
-        s = fmaf(v[4], b.x, s), s = fmaf(v[5], b.y, s), s = fmaf(v[6], b.z, s), s = fmaf(v[7], b.w, s);
+        s = fmaf(v[0], a.x, s), s = fmaf(v[1], a.y, s), s = fmaf(v[2], a.z, s),
+        s = fmaf(v[3], a.w, s);
+        s = fmaf(v[4], b.x, s), s = fmaf(v[5], b.y, s), s = fmaf(v[6], b.z, s),
+        s = fmaf(v[7], b.w, s);
         acc[t] = s;
       }
     }
