@@ -21,7 +21,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 
 echo "== test_backend_ops --backend cuda"
 if "$B/test_backend_ops" --backend cuda >"$T/ops.log" 2>&1; then ok "test_backend_ops"; else bad "test_backend_ops"; fi
-grep -E "seed|checks, worst|SKIPPED|ERROR|skipped" "$T/ops.log"
+grep -E "seed|checks, worst|SKIPPED|ERROR|skipped|over the bound" "$T/ops.log"
+# on a failure: which of the newer paths it follows (each turned off alone)
+if grep -q "FAILED" "$T/ops.log"; then
+  for e in TL_CUDA_PDL=0 TL_CUDA_MERGE=0 TL_CUDA_MMQ=0 TL_CUDA_GRAPHS=0; do
+    env $e "$B/test_backend_ops" --backend cuda >"$T/ops1.log" 2>&1 && r=passes || r=fails
+    echo "with $e: test_backend_ops $r"; grep -E "over the bound" "$T/ops1.log" | head -3
+  done
+fi
 
 # the kernels a batch takes without cuBLAS, and the float kernels of every
 # type (the paths TL_CUDA_CUBLAS=0 and TL_CUDA_MMVQ=0 keep)
@@ -88,8 +95,10 @@ if [ $QUICK = 0 ]; then
     f=$T/mistral-$ty.gguf
     "$B/torchless" synth --preset mistral-7b --type $ty -o "$f" >/dev/null 2>&1 || { bad "synth $ty"; continue; }
     "$B/torchless" bench -m "$f" --backend cuda -p 512 -n 128 -r 3 2>&1 | grep -E "^\| (llama|mistral)|GB/s|error|GPU"
-    # EXTRA_ENV="A=0 B=0 ...": tg again with each variable set, for comparison
-    for e in ${EXTRA_ENV:-}; do
+    # EXTRA_ENV="A=0 B=0 ...": bench again with each variable set, for comparison
+    # EXTRA_<type> (e.g. EXTRA_q4_0) instead of EXTRA_ENV for one type
+    xv=EXTRA_$ty
+    for e in ${!xv:-${EXTRA_ENV:-}}; do
       echo "with $e:"; env $e "$B/torchless" bench -m "$f" --backend cuda -p 512 -n 128 -r 2 2>&1 | grep -E "^\| (llama|mistral)"
     done
     [ "${PROFILE:-0}" = 1 ] && TL_CUDA_PROFILE=1 "$B/torchless" bench -m "$f" --backend cuda -p 512 -n 128 -r 1 2>&1 | grep -E "profile|^\| (llama|mistral)"

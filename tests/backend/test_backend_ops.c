@@ -97,8 +97,8 @@ static const float *dev_vector(dev *d, const float *host, int64_t n) {
 
 static void step(dev *d, int n, const tl_token *tok, const int32_t *pos, const int32_t *seq,
                  int n_out, const int32_t *out_rows) {
-  tl_step st = {.n = n, .tokens = tok, .pos = pos, .seq = seq, .n_out = n_out,
-                .out_rows = out_rows};
+  tl_step st = {
+      .n = n, .tokens = tok, .pos = pos, .seq = seq, .n_out = n_out, .out_rows = out_rows};
   assert_int_equal(d->be->step_begin(d->be, &st), TL_OK);
 }
 
@@ -144,8 +144,7 @@ static double check_floor(const char *what, const float *out, const double *ref,
   return e;
 }
 
-static double check(const char *what, const float *out, const double *ref, size_t n,
-                    double bound) {
+static double check(const char *what, const float *out, const double *ref, size_t n, double bound) {
   return check_floor(what, out, ref, n, bound, 0);
 }
 
@@ -254,7 +253,7 @@ static void test_norm(void **state) {
   for (int kind = 0; kind < 2; kind++)
     for (size_t li = 0; li < 4; li++)
       for (size_t ri = 0; ri < 3; ri++)
-        for (int res = 0; res < 3; res++)     /* no residual, a, a + b */
+        for (int res = 0; res < 3; res++) /* no residual, a, a + b */
           for (int inplace = 0; inplace < 2; inplace++) {
             const int64_t len = lens[li], rows = nrows[ri];
             if (kind == TL_NORM_LAYER && len == 1) continue; /* variance 0 */
@@ -267,8 +266,16 @@ static void test_norm(void **state) {
                   *b = res == 2 ? dev_floats(&d, hb, n) : NULL;
             float *y = inplace ? x : dev_floats(&d, NULL, n);
             const float *w = dev_vector(&d, hw, len), *nb = kind ? dev_vector(&d, hnb, len) : NULL;
-            tl_norm_op op = {.x = x, .a = a, .b = b, .w = w, .nb = nb, .y = y, .rows = rows,
-                             .len = len, .kind = (tl_norm_kind)kind, .eps = eps};
+            tl_norm_op op = {.x = x,
+                             .a = a,
+                             .b = b,
+                             .w = w,
+                             .nb = nb,
+                             .y = y,
+                             .rows = rows,
+                             .len = len,
+                             .kind = (tl_norm_kind)kind,
+                             .eps = eps};
             tl_token tok = 0;
             int32_t pos = 0, seq = 0;
             step(&d, 1, &tok, &pos, &seq, 0, NULL);
@@ -333,13 +340,26 @@ static void test_norm(void **state) {
 
 /* ---- matrix products ----------------------------------------------------------- */
 
-static void test_matmul(void **state) {
+/* Every type's matmul against the float64 product of the weight's values,
+ * and every batch (n > 1) against the same tokens one at a time: a batch
+ * and decode must compute the same sums, in another order at most (the
+ * bound B_FLOAT, whatever the activations are rounded to). With an f16 KV
+ * cache a backend may multiply F16 weights by f16 activations, as
+ * llama.cpp does (the CUDA backend with TL_CUDA_F16X=1): their bound is
+ * then B_HACT, the error of rounding the activations to f16 (about 3e-8). */
+#define B_HACT 1e-6
+static void matmul_kv(tl_kv_type kv) {
   dev d;
   tl_backend_config cfg = base_config();
+  cfg.kv_type = kv;
+  cfg.n_batch = 128;
   dev_open(&d, &cfg);
-  const int ntoks[] = {1, 3, 17, 40}; /* 40: two token tiles of a GPU's batch kernel */
+  /* 3: a GPU's kernel for a few tokens; 17, 40, 100: its batch kernels
+   * (100: two token tiles of 64) */
+  const int ntoks[] = {1, 3, 17, 40, 100};
   for (size_t ti = 0; ti < N_TYPES; ti++) {
     const uint32_t type = g_types[ti];
+    if (kv != TL_KV_F32 && type != TL_TYPE_F16) continue;
     if (!d.be->supports_type(d.be, type)) {
       printf("matmul: %s backend has no %s\n", g_backend, tl_type_name(type));
       continue;
@@ -348,7 +368,7 @@ static void test_matmul(void **state) {
     /* an odd number of blocks where the block is small; two super-blocks for K types */
     const int64_t colss[] = {blck >= 256 ? 512 : blck * 7, blck >= 256 ? 1280 : 2112};
     for (int ci = 0; ci < 2; ci++)
-      for (int ni = 0; ni < 4; ni++)
+      for (int ni = 0; ni < 5; ni++)
         for (int bias = 0; bias < 2; bias++) {
           const int64_t rows = 67, cols = colss[ci], ldy = rows + 5;
           const int n = ntoks[ni];
@@ -359,34 +379,55 @@ static void test_matmul(void **state) {
           float *hx = rand_floats((size_t)n * cols, 1), *hb = rand_floats((size_t)rows, 1);
           float *x = dev_floats(&d, hx, (size_t)n * cols);
           float *y = dev_floats(&d, NULL, (size_t)n * ldy);
+          float *y1 = dev_floats(&d, NULL, (size_t)n * ldy);
           const float *b = bias ? dev_vector(&d, hb, rows) : NULL;
-          tl_token tok[40] = {0};
-          int32_t pos[40] = {0}, seq[40] = {0};
+          tl_token tok[100] = {0};
+          int32_t pos[100] = {0}, seq[100] = {0};
           step(&d, n, tok, pos, seq, 0, NULL);
           d.be->matmul(d.be, &w, b, x, n, y, ldy);
           step_end(&d);
+          for (int t = 0; t < n && n > 1; t++) {
+            step(&d, 1, tok, pos, seq, 0, NULL);
+            d.be->matmul(d.be, &w, b, x + (size_t)t * cols, 1, y1 + (size_t)t * ldy, ldy);
+            step_end(&d);
+          }
           float *out = dev_read(&d, y, (size_t)n * ldy);
+          float *out1 = dev_read(&d, y1, (size_t)n * ldy);
           float *got = malloc(sizeof(float) * (size_t)(n * rows));
           double *ref = malloc(sizeof(double) * (size_t)(n * rows));
+          double *alone = malloc(sizeof(double) * (size_t)(n * rows));
           for (int t = 0; t < n; t++)
             for (int64_t r = 0; r < rows; r++) {
               double s = bias ? hb[r] : 0;
               for (int64_t c = 0; c < cols; c++) s += deq[r * cols + c] * hx[t * cols + c];
               ref[t * rows + r] = s;
               got[t * rows + r] = out[t * ldy + r];
+              alone[t * rows + r] = out1[t * ldy + r];
             }
           /* the gap between rows must stay untouched (NaN) */
           for (int t = 0; t < n; t++)
             for (int64_t r = rows; r < ldy && t + 1 < n; r++)
               if (!isnan(out[t * ldy + r])) fail_msg("matmul wrote past its rows (ldy)");
           const bool qact = type != TL_TYPE_F32 && type != TL_TYPE_F16 && type != TL_TYPE_BF16;
-          char what[96];
-          snprintf(what, sizeof what, "matmul %s %lld x %lld, %d tokens%s", tl_type_name(type),
-                   (long long)rows, (long long)cols, n, bias ? ", bias" : "");
-          check(what, got, ref, (size_t)(n * rows), qact ? B_QACT : B_FLOAT);
+          char what[128];
+          snprintf(what, sizeof what, "matmul %s %lld x %lld, %d tokens%s%s", tl_type_name(type),
+                   (long long)rows, (long long)cols, n, bias ? ", bias" : "",
+                   kv == TL_KV_F32 ? "" : ", f16 kv");
+          check(what, got, ref, (size_t)(n * rows),
+                qact              ? B_QACT
+                : kv == TL_KV_F32 ? B_FLOAT
+                                  : B_HACT);
+          if (n > 1) {
+            snprintf(what, sizeof what, "matmul batch vs alone %s %lld x %lld, %d tokens%s%s",
+                     tl_type_name(type), (long long)rows, (long long)cols, n, bias ? ", bias" : "",
+                     kv == TL_KV_F32 ? "" : ", f16 kv");
+            check(what, got, alone, (size_t)(n * rows), B_FLOAT);
+          }
           free(out);
+          free(out1);
           free(got);
           free(ref);
+          free(alone);
           free(hx);
           free(hb);
           free(deq);
@@ -394,6 +435,15 @@ static void test_matmul(void **state) {
         }
   }
   dev_close(&d);
+}
+
+static void test_matmul(void **state) {
+  matmul_kv(TL_KV_F32);
+}
+
+/* F16 weights with the default f16 KV cache */
+static void test_matmul_f16_kv(void **state) {
+  matmul_kv(TL_KV_F16);
 }
 
 /* ---- RoPE ---------------------------------------------------------------------- */
@@ -412,8 +462,14 @@ static void test_rope(void **state) {
         float *hf = rand_floats((size_t)n_rot / 2, 1);
         for (int i = 0; i < n_rot / 2; i++) hf[i] = 1.0f + 4.0f * fabsf(hf[i]);
         float *q = dev_floats(&d, hq, nq), *k = dev_floats(&d, hk, nk);
-        tl_rope_op op = {.q = q, .k = k, .n_head = nh, .n_head_kv = nkv, .head_dim = hd,
-                         .n_rot = n_rot, .kind = (tl_rope_kind)kind, .theta = theta,
+        tl_rope_op op = {.q = q,
+                         .k = k,
+                         .n_head = nh,
+                         .n_head_kv = nkv,
+                         .head_dim = hd,
+                         .n_rot = n_rot,
+                         .kind = (tl_rope_kind)kind,
+                         .theta = theta,
                          .freq_scale = fscale,
                          .freq_factors = factors ? dev_vector(&d, hf, n_rot / 2) : NULL};
         const tl_token tok[5] = {0};
@@ -580,8 +636,14 @@ static void run_attention_case(const attn_cfg *ac) {
   const size_t qd = (size_t)ac->nh * ac->hd;
   float *hq = rand_floats((size_t)NP * qd, 1);
   float *q = dev_floats(&d, hq, (size_t)NP * qd), *o = dev_floats(&d, NULL, (size_t)NP * qd);
-  tl_attn_op op = {.layer = layer, .q = q, .out = o, .n_head = ac->nh, .n_head_kv = ac->nkv,
-                   .head_dim = ac->hd, .window = ac->window, .scale = scale,
+  tl_attn_op op = {.layer = layer,
+                   .q = q,
+                   .out = o,
+                   .n_head = ac->nh,
+                   .n_head_kv = ac->nkv,
+                   .head_dim = ac->hd,
+                   .window = ac->window,
+                   .scale = scale,
                    .softcap = ac->softcap};
   d.be->attention(d.be, &op);
   step_end(&d);
@@ -745,11 +807,11 @@ int main(int argc, char **argv) {
   }
   tl_backend_free(probe);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_errors),       cmocka_unit_test(test_embed),
-      cmocka_unit_test(test_select_out),   cmocka_unit_test(test_norm),
-      cmocka_unit_test(test_matmul),       cmocka_unit_test(test_rope),
-      cmocka_unit_test(test_attention),    cmocka_unit_test(test_act),
-      cmocka_unit_test(test_scale_softcap),
+      cmocka_unit_test(test_errors),     cmocka_unit_test(test_embed),
+      cmocka_unit_test(test_select_out), cmocka_unit_test(test_norm),
+      cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_f16_kv),
+      cmocka_unit_test(test_rope),       cmocka_unit_test(test_attention),
+      cmocka_unit_test(test_act),        cmocka_unit_test(test_scale_softcap),
   };
   /* the CPU: every kernel set (or the one named) */
   const tl_cpu_kernels *sets[16];

@@ -5,17 +5,22 @@
  *
  * Weights are uploaded once in their file type. A decode step (and batches
  * under 16 tokens) multiplies them in place (mmvq.cuh): quantized types with
- * 8-bit activations and __dp4a, float types with float32 activations. Larger
- * batches go through cuBLAS on the tensor cores (gemm.cuh): quantized rows
- * are dequantized into an f16 scratch slice first; without cuBLAS a tiled
- * float kernel takes them. Attention reads an f16 or f32 KV cache,
- * [layer][sequence][kv head][position][head_dim], split over blocks for
- * decode (attn.cuh). One stream; operations are queued without waiting, and
- * a device error is kept and returned by step_end or to_host. A decode step
- * is recorded and launched as a CUDA graph (see replay).
+ * 8-bit activations and __dp4a, float types with float32 activations (F16
+ * weights with f16-rounded ones under an f16 KV cache, see f16x). Larger
+ * batches of quantized weights go to the int8 tensor cores (mmq.cuh), with
+ * the same 8-bit activations and block sums as decode, so that a batch and
+ * decode agree; float weights through cuBLAS (gemm.cuh); Q2_K (and
+ * everything without cuBLAS) through a tiled float kernel. Attention reads
+ * an f16 or f32 KV cache, [layer][sequence][kv head][position][head_dim],
+ * split over blocks for decode (attn.cuh). One stream; operations are
+ * queued without waiting, and a device error is kept and returned by
+ * step_end or to_host. Kernels are launched with programmatic dependent
+ * launch (see pdl_entry). A decode step is recorded, its matvecs that share
+ * an input merged into one launch, and launched as a CUDA graph (replay).
  *
  * Switches for comparisons (environment): TL_CUDA_CUBLAS=0, TL_CUDA_MMVQ=0,
- * TL_CUDA_SPLIT=0, TL_CUDA_GRAPHS=0, TL_CUDA_FUSE=1, TL_CUDA_GEMM_MIN=N,
+ * TL_CUDA_MMQ=0, TL_CUDA_PDL=0, TL_CUDA_MERGE=0, TL_CUDA_SPLIT=0,
+ * TL_CUDA_F16X=0|1, TL_CUDA_GRAPHS=0, TL_CUDA_FUSE=1, TL_CUDA_GEMM_MIN=N,
  * TL_CUDA_PROFILE=1 (each operation timed, totals logged at the end). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -26,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <utility>
 
 extern "C" {
 #include "backend/cuda/cuda_host.h"
@@ -107,10 +114,13 @@ struct blk<T_Q6_K> {
 
 /* Every type this backend multiplies: X(T, A) for each, for the switches
  * below (A passed through). */
-#define CUDA_TYPES(X, A)                                                                    \
-  X(T_F32, A)                                                                               \
-  X(T_F16, A) X(T_BF16, A) X(T_Q8_0, A) X(T_Q4_0, A) X(T_Q4_1, A) X(T_Q5_0, A) X(T_Q5_1, A) \
-      X(T_Q2_K, A) X(T_Q3_K, A) X(T_Q4_K, A) X(T_Q5_K, A) X(T_Q6_K, A)
+#define CUDA_TYPES(X, A)                                                                     \
+  X(T_F32, A)                                                                                \
+  X(T_F16, A)                                                                                \
+  X(T_BF16, A)                                                                               \
+  X(T_Q8_0, A)                                                                               \
+  X(T_Q4_0, A) X(T_Q4_1, A) X(T_Q5_0, A) X(T_Q5_1, A) X(T_Q2_K, A) X(T_Q3_K, A) X(T_Q4_K, A) \
+      X(T_Q5_K, A) X(T_Q6_K, A)
 
 static bool type_known(uint32_t t) {
   switch (t) {
@@ -287,6 +297,19 @@ __device__ __forceinline__ float fl_at(const uint8_t *row, int64_t e) {
 
 /* ---- kernels ---------------------------------------------------------------- */
 
+/* The first statement of every kernel. With programmatic dependent launch
+ * (sm_90; see launch()) a kernel may be started while the one before it in
+ * the stream is still running: it waits here until that one has finished
+ * and its writes are visible, and then lets the next kernel be started in
+ * turn, so that the launch latency of each kernel is hidden behind the tail
+ * of the one before. Without it both instructions do nothing. */
+__device__ __forceinline__ void pdl_entry() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -327,6 +350,7 @@ __global__ void __launch_bounds__(MM_WARPS * 32)
     k_matmul(const uint8_t *__restrict__ W, size_t ldw, int rows, int cols,
              const float *__restrict__ x, int n, const float *__restrict__ bias,
              float *__restrict__ y, int64_t ldy) {
+  pdl_entry();
   const int lane = threadIdx.x % 32, row = blockIdx.x * MM_WARPS + threadIdx.x / 32;
   const int t0 = blockIdx.y * NT;
   if (row >= rows) return;
@@ -380,6 +404,7 @@ __global__ void __launch_bounds__(256)
     k_matmul_tiled(const uint8_t *__restrict__ W, size_t ldw, int rows, int cols,
                    const float *__restrict__ x, int n, const float *__restrict__ bias,
                    float *__restrict__ y, int64_t ldy) {
+  pdl_entry();
   __shared__ float ws[GT_M][GT_K + 1], xs[GT_N][GT_K + 1];
   const int tid = threadIdx.x, r0 = blockIdx.x * GT_M, t0 = blockIdx.y * GT_N;
   const int tr = tid / 16, tt = tid % 16; /* rows tr*4 .. +3, tokens tt, tt + 16 */
@@ -429,6 +454,7 @@ __global__ void __launch_bounds__(256)
 template <int T>
 __global__ void k_embed(const uint8_t *__restrict__ W, size_t ldw, int cols,
                         const int32_t *__restrict__ tok, float *__restrict__ x) {
+  pdl_entry();
   const int t = blockIdx.y;
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   const uint8_t *wr = W + (size_t)tok[t] * ldw;
@@ -448,6 +474,7 @@ __global__ void k_embed(const uint8_t *__restrict__ W, size_t ldw, int cols,
 
 __global__ void k_select(const float *__restrict__ x, float *__restrict__ y, int64_t len,
                          const int32_t *__restrict__ rows) {
+  pdl_entry();
   const int i = blockIdx.y;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < len;
        e += (int64_t)gridDim.x * blockDim.x)
@@ -472,6 +499,7 @@ __global__ void k_norm(float *__restrict__ x, const float *__restrict__ a,
                        const float *__restrict__ b, const float *__restrict__ w,
                        const float *__restrict__ nb, float *y, int64_t len, int layer_norm,
                        float eps, int8_t *xq, float2 *xd) {
+  pdl_entry();
   __shared__ float sh[32];
   float *xr = x + (size_t)blockIdx.x * len;
   if (a) {
@@ -502,6 +530,7 @@ __global__ void k_norm(float *__restrict__ x, const float *__restrict__ a,
 __global__ void k_rope(float *q, float *k, int nq, int nk, int hd, int n_rot, int neox, float theta,
                        float freq_scale, const float *__restrict__ factors,
                        const int32_t *__restrict__ pos, int n) {
+  pdl_entry();
   const int half = n_rot / 2;
   const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (idx >= (int64_t)n * (nq + nk) * half) return;
@@ -526,6 +555,7 @@ __global__ void k_kv_store(E *kc, E *vc, const float *__restrict__ k, const floa
                            const int32_t *__restrict__ pos, const int32_t *__restrict__ seq,
                            const int32_t *__restrict__ keep, int nkv, int hd, int layer, int n_seq,
                            int64_t kv_ctx) {
+  pdl_entry();
   const int idx = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
   if (idx >= nkv * hd || !keep[t]) return;
   const int h = idx / hd, d = idx % hd;
@@ -562,6 +592,7 @@ __device__ __forceinline__ float act_f(int kind, float x) {
  * multiple of 32, so each warp has 32 consecutive values). */
 __global__ void k_act(int kind, int gated, float *a, const float *__restrict__ b, int64_t n,
                       int8_t *xq, float2 *xd) {
+  pdl_entry();
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x) {
     const float v = gated ? act_f(kind, a[i]) * b[i] : act_f(kind, b[i]);
@@ -571,12 +602,14 @@ __global__ void k_act(int kind, int gated, float *a, const float *__restrict__ b
 }
 
 __global__ void k_scale(float *x, float s, int64_t n) {
+  pdl_entry();
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x)
     x[i] *= s;
 }
 
 __global__ void k_softcap(float *x, float cap, int64_t n) {
+  pdl_entry();
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x)
     x[i] = cap * tanhf(x[i] / cap);
@@ -585,6 +618,7 @@ __global__ void k_softcap(float *x, float cap, int64_t n) {
 #include "backend/cuda/attn.cuh"
 #include "backend/cuda/gemm.cuh"
 #include "backend/cuda/mmvq.cuh"
+#include "backend/cuda/mmq.cuh"
 
 /* ---- the backend --------------------------------------------------------------- */
 
@@ -644,11 +678,15 @@ typedef struct cuda_ctx {
   const float *xq_src;
   int64_t xq_cols;
   int32_t xq_n;
-  bool mmvq; /* TL_CUDA_MMVQ=0: the float kernels for every type */
-  bool fuse; /* norm and act also write their result in 8 bits (TL_CUDA_FUSE=1) */
+  bool mmvq;  /* TL_CUDA_MMVQ=0: the float kernels for every type */
+  bool pdl;   /* programmatic dependent launch (TL_CUDA_PDL=0: off) */
+  bool mmq;   /* batches of quantized weights on the int8 tensor cores (TL_CUDA_MMQ=0: off) */
+  bool merge; /* decode matvecs sharing an input in one launch (TL_CUDA_MERGE=0: off) */
+  bool fuse;  /* norm and act also write their result in 8 bits (TL_CUDA_FUSE=1) */
   /* cuBLAS for batches of gemm_min tokens or more (TL_CUDA_CUBLAS=0: off) */
   blas_api blas;
   bool split;   /* activations as hi + lo for float weights (TL_CUDA_SPLIT) */
+  bool f16x;    /* F16 weights take f16 activations (TL_CUDA_F16X=1) */
   int gemm_min; /* TL_CUDA_GEMM_MIN */
   __half *wh;   /* dequantized rows of a quantized weight */
   int64_t wh_cap;
@@ -710,6 +748,34 @@ static void launched(cuda_ctx *c, const char *what, int kind) {
   }
 }
 #define LAUNCHED(c, what, kind) launched((c), (what), (kind))
+
+/* kernel<<<grid, block, 0, stream>>>(args), with programmatic dependent
+ * launch where the device has it (TL_CUDA_PDL=0: off); every kernel begins
+ * with pdl_entry(). */
+template <typename... KA, typename... A>
+static void launch_smem(cuda_ctx *c, size_t smem, void (*kern)(KA...), dim3 grid, dim3 block,
+                        A &&...args) {
+  cudaLaunchConfig_t cf = {};
+  cf.gridDim = grid;
+  cf.blockDim = block;
+  cf.dynamicSmemBytes = smem;
+  cf.stream = c->stream;
+  cudaLaunchAttribute at[1] = {};
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cf.attrs = at;
+  cf.numAttrs = c->pdl ? 1 : 0;
+  note(c, cudaLaunchKernelEx(&cf, kern, std::forward<A>(args)...), "kernel launch");
+}
+template <typename... KA, typename... A>
+static void launch(cuda_ctx *c, void (*kern)(KA...), dim3 grid, dim3 block, A &&...args) {
+  launch_smem(c, 0, kern, grid, block, std::forward<A>(args)...);
+}
+
+/* positions per split of attention (tl_backend_config.att_tile, a test hook) */
+static int att_tile(const cuda_ctx *c) {
+  return c->cfg.att_tile > 0 ? c->cfg.att_tile : 32;
+}
 
 static tl_status fail_cuda(cuda_ctx *c) {
   cudaError_t e = c->err;
@@ -907,6 +973,15 @@ struct cmd {
       float *y;
       int64_t ldy;
       int32_t n;
+      /* np > 1: the next matmuls of the step had the same x and weights
+       * of the same type and width; their own weights, rows and outputs */
+      int32_t np;
+      struct {
+        const void *data;
+        int64_t rows;
+        float *y;
+        const float *bias;
+      } more[2];
     } mm;
     tl_rope_op rope;
     struct {
@@ -1091,7 +1166,7 @@ static void do_embed(cuda_ctx *c, const tl_weight *w, float *x) {
   const int cols = (int)w->cols;
   dim3 grid((unsigned)((cols / 8 + 127) / 128 + 1), (unsigned)c->n);
 #define EMB(T) \
-  k_embed<T><<<grid, 128, 0, c->stream>>>((const uint8_t *)w->data, w->row_bytes, cols, c->d_tok, x)
+  launch(c, k_embed<T>, grid, 128, (const uint8_t *)w->data, w->row_bytes, cols, c->d_tok, x)
   TYPE_SWITCH(w->type, EMB)
 #undef EMB
   LAUNCHED(c, "embed", P_EMBED);
@@ -1100,7 +1175,7 @@ static void do_embed(cuda_ctx *c, const tl_weight *w, float *x) {
 static void do_select_out(cuda_ctx *c, const float *x, float *y, int64_t len) {
   if (c->n_out < 1) return;
   dim3 grid((unsigned)grid_for(c, len, 256), (unsigned)c->n_out);
-  k_select<<<grid, 256, 0, c->stream>>>(x, y, len, c->d_out);
+  launch(c, k_select, grid, 256, x, y, len, c->d_out);
   LAUNCHED(c, "select_out", P_SELECT);
 }
 
@@ -1108,9 +1183,8 @@ static void do_norm(cuda_ctx *c, const tl_norm_op *op) {
   if (op->rows < 1) return;
   const int threads = op->len >= 1024 ? 1024 : op->len >= 256 ? 256 : 64;
   const bool q = op->w && fuse_q8(c, op->rows, op->len);
-  k_norm<<<(unsigned)op->rows, threads, 0, c->stream>>>(op->x, op->a, op->b, op->w, op->nb, op->y,
-                                                        op->len, op->kind == TL_NORM_LAYER, op->eps,
-                                                        q ? c->xq : NULL, q ? c->xd : NULL);
+  launch(c, k_norm, (unsigned)op->rows, threads, op->x, op->a, op->b, op->w, op->nb, op->y, op->len,
+         op->kind == TL_NORM_LAYER, op->eps, q ? c->xq : NULL, q ? c->xd : NULL);
   LAUNCHED(c, "norm", P_NORM);
   if (q) c->xq_src = op->y, c->xq_cols = op->len, c->xq_n = (int32_t)op->rows;
 }
@@ -1126,20 +1200,22 @@ static void matmul_blas(cuda_ctx *c, const tl_weight *w, const float *bias, cons
                      CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
       note(c, cudaErrorUnknown, "cublasGemmEx");
     if (bias)
-      k_gemm_finish<<<dim3((unsigned)((rows + 255) / 256), (unsigned)n), 256, 0, c->stream>>>(
-          y, ldy, rows, n, NULL, bias);
+      launch(c, k_gemm_finish, dim3((unsigned)((rows + 255) / 256), (unsigned)n), 256, y, ldy, rows,
+             n, (const float *)NULL, bias);
     LAUNCHED(c, "gemm", P_GEMM);
     return;
   }
   const bool bf = w->type == T_BF16, quant = w->type != T_F16 && !bf;
-  const bool two = c->split && !quant;
+  /* the low part: float32 precision for float weights (but F16 ones with
+   * f16x) */
+  const bool two = c->split && !quant && !(w->type == T_F16 && c->f16x);
   const cudaDataType et = bf ? CUDA_R_16BF : CUDA_R_16F;
   if (bf)
-    k_split_x<__nv_bfloat16><<<(unsigned)n, 256, 0, c->stream>>>(
-        x, cols, (__nv_bfloat16 *)c->xh, two ? (__nv_bfloat16 *)c->xl : NULL, c->xs);
+    launch(c, k_split_x<__nv_bfloat16>, (unsigned)n, 256, x, cols, (__nv_bfloat16 *)c->xh,
+           two ? (__nv_bfloat16 *)c->xl : NULL, c->xs);
   else
-    k_split_x<__half><<<(unsigned)n, 256, 0, c->stream>>>(x, cols, (__half *)c->xh,
-                                                          two ? (__half *)c->xl : NULL, c->xs);
+    launch(c, k_split_x<__half>, (unsigned)n, 256, x, cols, (__half *)c->xh,
+           two ? (__half *)c->xl : NULL, c->xs);
   int64_t step = quant ? c->wh_cap / cols : rows;
   if (step > rows) step = rows;
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
@@ -1149,7 +1225,7 @@ static void matmul_blas(cuda_ctx *c, const tl_weight *w, const float *bias, cons
       const int64_t th = nr * (cols / 8);
       const unsigned g = (unsigned)((th + 255) / 256);
       const uint8_t *W = (const uint8_t *)w->data;
-#define DQH(T) k_dequant_h<T><<<g, 256, 0, c->stream>>>(W, w->row_bytes, r0, nr, cols, c->wh)
+#define DQH(T) launch(c, k_dequant_h<T>, g, 256, W, w->row_bytes, r0, nr, cols, c->wh)
       TYPE_SWITCH(w->type, DQH)
 #undef DQH
       A = c->wh;
@@ -1163,9 +1239,95 @@ static void matmul_blas(cuda_ctx *c, const tl_weight *w, const float *bias, cons
                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS))
       note(c, cudaErrorUnknown, "cublasGemmEx");
   }
-  k_gemm_finish<<<dim3((unsigned)((rows + 255) / 256), (unsigned)n), 256, 0, c->stream>>>(
-      y, ldy, rows, n, c->xs, bias);
+  launch(c, k_gemm_finish, dim3((unsigned)((rows + 255) / 256), (unsigned)n), 256, y, ldy, rows, n,
+         c->xs, bias);
   LAUNCHED(c, "gemm", P_GEMM);
+}
+
+/* The 8-bit copy of x (n rows of cols) in xq / xd, unless it is there. */
+static void quant_x(cuda_ctx *c, const float *x, int32_t n, int cols) {
+  if (c->xq_src == x && c->xq_cols == cols && c->xq_n == n) return;
+  const int64_t nblk = (int64_t)n * cols / 32;
+  launch(c, k_quant_q8, (unsigned)((nblk + 7) / 8), 256, x, nblk, c->xq, c->xd);
+  LAUNCHED(c, "quantize activations", P_QUANT);
+  c->xq_src = x, c->xq_cols = cols, c->xq_n = n;
+}
+
+/* The kernels a matmul of n tokens takes. */
+enum { MP_MMQ, MP_BLAS, MP_MMVQ, MP_MMVF, MP_MATMUL };
+static int mm_path(cuda_ctx *c, const tl_weight *w, const float *x, int32_t n) {
+  const int64_t cols = w->cols;
+  const bool fl = w->type == T_F32 || w->type == T_F16 || w->type == T_BF16;
+  const bool q8 = mvq_known(w->type) && cols % 32 == 0 && n * cols <= c->xq_cap;
+  if (c->mmq && q8 && n >= 16) return MP_MMQ;
+  /* quantized weights through cuBLAS (dequantized to f16, the activations
+   * rounded to f16) only with the int8 kernel off: without it a batch and
+   * decode disagree by about 1e-2; Q2_K takes the tiled kernel, which
+   * multiplies float32 activations, as its decode kernel does */
+  if (c->blas.lib && n >= c->gemm_min && cols % 8 == 0 && n * cols <= c->xh_cap &&
+      (fl || (c->wh && !c->mmq)))
+    return MP_BLAS;
+  /* a few tokens: the matvec kernels (more go to the tiled kernel) */
+  const bool few = n < (c->blas.lib ? c->gemm_min : 16);
+  if (few && c->mmvq && q8) return MP_MMVQ;
+  if (few && c->mmvq && fl && cols % 8 == 0 && (uintptr_t)x % 16 == 0) return MP_MMVF;
+  return MP_MATMUL;
+}
+
+static mv_out mv_one(const tl_weight *w, const float *bias, float *y) {
+  const int r = (int)w->rows;
+  mv_out o = {
+      {(const uint8_t *)w->data, NULL, NULL}, {y, NULL, NULL}, {bias, NULL, NULL}, {r, r, r}};
+  return o;
+}
+
+static bool overlaps(const float *y, int32_t n, int64_t ldy, int64_t rows, const float *x,
+                     int64_t len) {
+  return y < x + len && x < y + (size_t)(n - 1) * ldy + rows;
+}
+
+/* the matvec kernels (path MP_MMVQ or MP_MMVF) over the parts of o, of
+ * weights like w */
+static void matvec(cuda_ctx *c, int path, const tl_weight *w, const mv_out &o, const float *x,
+                   int32_t n, int64_t ldy) {
+  const int rows = o.end[2], cols = (int)w->cols;
+  const unsigned gx = (unsigned)((rows + MV_WARPS - 1) / MV_WARPS), gy = (unsigned)((n + 3) / 4);
+  const size_t ldw = w->row_bytes;
+  if (path == MP_MMVQ) {
+    quant_x(c, x, n, cols);
+    if (n == 1) {
+#define MV1(T) \
+  launch(c, k_mmvq<T, 1>, dim3(gx, 1), MV_WARPS * 32, o, ldw, cols, c->xq, c->xd, n, ldy)
+      MVQ_SWITCH(w->type, MV1)
+#undef MV1
+    } else {
+#define MV4(T) \
+  launch(c, k_mmvq<T, 4>, dim3(gx, gy), MV_WARPS * 32, o, ldw, cols, c->xq, c->xd, n, ldy)
+      MVQ_SWITCH(w->type, MV4)
+#undef MV4
+    }
+    /* a result written over the quantized x's source makes it stale */
+    for (int p = 0; p < 3; p++)
+      if (o.y[p] &&
+          overlaps(o.y[p], n, ldy, o.end[p] - (p ? o.end[p - 1] : 0), x, (int64_t)n * cols))
+        c->xq_src = NULL;
+  } else {
+    const bool rx = c->f16x && w->type == T_F16;
+#define MF(T, NT, G) launch(c, k_mmvf<T, NT>, G, MV_WARPS * 32, o, ldw, cols, x, n, ldy, rx)
+    switch (w->type) {
+      case T_F32:
+        n == 1 ? MF(T_F32, 1, dim3(gx, 1)) : MF(T_F32, 4, dim3(gx, gy));
+        break;
+      case T_F16:
+        n == 1 ? MF(T_F16, 1, dim3(gx, 1)) : MF(T_F16, 4, dim3(gx, gy));
+        break;
+      case T_BF16:
+        n == 1 ? MF(T_BF16, 1, dim3(gx, 1)) : MF(T_BF16, 4, dim3(gx, gy));
+        break;
+    }
+#undef MF
+  }
+  LAUNCHED(c, "matmul", P_MATMUL);
 }
 
 static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const float *x, int32_t n,
@@ -1173,109 +1335,84 @@ static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const 
   if (n < 1) return;
   const int rows = (int)w->rows, cols = (int)w->cols;
   const uint8_t *W = (const uint8_t *)w->data;
-  const bool fl = w->type == T_F32 || w->type == T_F16 || w->type == T_BF16;
-  if (c->blas.lib && n >= c->gemm_min && cols % 8 == 0 && n * (int64_t)cols <= c->xh_cap &&
-      (fl || c->wh)) {
+  const int path = mm_path(c, w, x, n);
+  if (path == MP_MMQ) {
+    quant_x(c, x, n, cols);
+    const dim3 g((unsigned)((rows + MQ_BM - 1) / MQ_BM), (unsigned)((n + MQ_BN - 1) / MQ_BN));
+#define MQ(T) \
+  launch(c, k_mmq<T>, g, MQ_THREADS, W, w->row_bytes, rows, cols, c->xq, c->xd, n, bias, y, ldy)
+    MVQ_SWITCH(w->type, MQ)
+#undef MQ
+    if (overlaps(y, n, ldy, rows, x, (int64_t)n * cols)) c->xq_src = NULL;
+    LAUNCHED(c, "gemm", P_GEMM);
+    return;
+  }
+  if (path == MP_BLAS) {
     matmul_blas(c, w, bias, x, n, y, ldy);
     return;
   }
-  const unsigned gx = (unsigned)((rows + MV_WARPS - 1) / MV_WARPS);
-  /* a few tokens: the matvec kernels (more go to the tiled kernel) */
-  const bool few = n < (c->blas.lib ? c->gemm_min : 16);
-  if (few && c->mmvq && mvq_known(w->type) && cols % 32 == 0 && n * (int64_t)cols <= c->xq_cap) {
-    if (c->xq_src != x || c->xq_cols != cols || c->xq_n != n) {
-      const int64_t nblk = (int64_t)n * cols / 32;
-      k_quant_q8<<<(unsigned)((nblk + 7) / 8), 256, 0, c->stream>>>(x, nblk, c->xq, c->xd);
-      LAUNCHED(c, "quantize activations", P_QUANT);
-      c->xq_src = x, c->xq_cols = cols, c->xq_n = n;
-    }
-    if (n == 1) {
-#define MV1(T)                                                                                   \
-  k_mmvq<T, 1><<<dim3(gx, 1), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, c->xq, \
-                                                             c->xd, n, bias, y, ldy)
-      MVQ_SWITCH(w->type, MV1)
-#undef MV1
-    } else {
-      const unsigned gy = (unsigned)((n + 3) / 4);
-#define MV4(T)                                                                                    \
-  k_mmvq<T, 4><<<dim3(gx, gy), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, c->xq, \
-                                                              c->xd, n, bias, y, ldy)
-      MVQ_SWITCH(w->type, MV4)
-#undef MV4
-    }
-    /* a result written over the quantized x's source makes it stale */
-    if ((const float *)y < x + (size_t)n * cols && x < (const float *)y + (size_t)n * ldy)
-      c->xq_src = NULL;
-    LAUNCHED(c, "matmul", P_MATMUL);
-    return;
-  }
-  if (few && c->mmvq && fl && cols % 8 == 0 && (uintptr_t)x % 16 == 0) {
-    if (n == 1) {
-#define MF1(T)                                                                                  \
-  k_mmvf<T, 1><<<dim3(gx, 1), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, \
-                                                             bias, y, ldy)
-      switch (w->type) {
-        case T_F32:
-          MF1(T_F32);
-          break;
-        case T_F16:
-          MF1(T_F16);
-          break;
-        case T_BF16:
-          MF1(T_BF16);
-          break;
-      }
-#undef MF1
-    } else {
-      const unsigned gy = (unsigned)((n + 3) / 4);
-#define MF4(T)                                                                                   \
-  k_mmvf<T, 4><<<dim3(gx, gy), MV_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, \
-                                                              bias, y, ldy)
-      switch (w->type) {
-        case T_F32:
-          MF4(T_F32);
-          break;
-        case T_F16:
-          MF4(T_F16);
-          break;
-        case T_BF16:
-          MF4(T_BF16);
-          break;
-      }
-#undef MF4
-    }
-    LAUNCHED(c, "matmul", P_MATMUL);
+  if (path == MP_MMVQ || path == MP_MMVF) {
+    matvec(c, path, w, mv_one(w, bias, y), x, n, ldy);
     return;
   }
   const unsigned gx1 = (unsigned)((rows + MM_WARPS - 1) / MM_WARPS);
   if (n == 1) {
-#define MM1(T)                                                                                     \
-  k_matmul<T, 1><<<dim3(gx1, 1), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, \
-                                                                bias, y, ldy)
+#define MM1(T)                                                                                    \
+  launch(c, k_matmul<T, 1>, dim3(gx1, 1), MM_WARPS * 32, W, w->row_bytes, rows, cols, x, n, bias, \
+         y, ldy)
     TYPE_SWITCH(w->type, MM1)
 #undef MM1
   } else if (n >= 16 && cols % GT_K == 0) {
     const dim3 g((unsigned)((rows + GT_M - 1) / GT_M), (unsigned)((n + GT_N - 1) / GT_N));
-#define MMT(T) \
-  k_matmul_tiled<T><<<g, 256, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
+#define MMT(T) launch(c, k_matmul_tiled<T>, g, 256, W, w->row_bytes, rows, cols, x, n, bias, y, ldy)
     TYPE_SWITCH(w->type, MMT)
 #undef MMT
   } else {
     const unsigned gy = (unsigned)((n + 7) / 8);
-#define MM8(T)                                                                                   \
-  k_matmul<T, 8><<<dim3(gx1, gy), MM_WARPS * 32, 0, c->stream>>>(W, w->row_bytes, rows, cols, x, \
-                                                                 n, bias, y, ldy)
+#define MM8(T)                                                                                     \
+  launch(c, k_matmul<T, 8>, dim3(gx1, gy), MM_WARPS * 32, W, w->row_bytes, rows, cols, x, n, bias, \
+         y, ldy)
     TYPE_SWITCH(w->type, MM8)
 #undef MM8
   }
   LAUNCHED(c, "matmul", P_MATMUL);
 }
 
+/* A recorded matmul with more parts (see cuda_matmul): one matvec launch
+ * where the kernels allow, else one matmul per part. */
+static void do_matmul_cmd(cuda_ctx *c, const struct cmd *k) {
+  const tl_weight *w = &k->u.mm.w;
+  const int np = k->u.mm.np;
+  if (np <= 1) return do_matmul(c, w, k->u.mm.bias, k->u.mm.x, k->u.mm.n, k->u.mm.y, k->u.mm.ldy);
+  const int path = mm_path(c, w, k->u.mm.x, k->u.mm.n);
+  if (path == MP_MMVQ || path == MP_MMVF) {
+    mv_out o = mv_one(w, k->u.mm.bias, k->u.mm.y);
+    for (int p = 1; p < 3; p++) {
+      const int e = o.end[p - 1] + (p < np ? (int)k->u.mm.more[p - 1].rows : 0);
+      o.end[p] = e;
+      if (p < np) {
+        o.w[p] = (const uint8_t *)k->u.mm.more[p - 1].data;
+        o.y[p] = k->u.mm.more[p - 1].y;
+        o.bias[p] = k->u.mm.more[p - 1].bias;
+      }
+    }
+    return matvec(c, path, w, o, k->u.mm.x, k->u.mm.n, k->u.mm.ldy);
+  }
+  do_matmul(c, w, k->u.mm.bias, k->u.mm.x, k->u.mm.n, k->u.mm.y, k->u.mm.ldy);
+  for (int p = 1; p < np; p++) {
+    tl_weight wp = *w;
+    wp.data = k->u.mm.more[p - 1].data;
+    wp.rows = k->u.mm.more[p - 1].rows;
+    do_matmul(c, &wp, k->u.mm.more[p - 1].bias, k->u.mm.x, k->u.mm.n, k->u.mm.more[p - 1].y,
+              k->u.mm.ldy);
+  }
+}
+
 static void do_rope(cuda_ctx *c, const tl_rope_op *op) {
   const int64_t n = (int64_t)c->n * (op->n_head + op->n_head_kv) * (op->n_rot / 2);
-  k_rope<<<(unsigned)((n + 255) / 256), 256, 0, c->stream>>>(
-      op->q, op->k, op->n_head, op->n_head_kv, op->head_dim, op->n_rot, op->kind == TL_ROPE_NEOX,
-      op->theta, op->freq_scale, op->freq_factors, c->d_pos, c->n);
+  launch(c, k_rope, (unsigned)((n + 255) / 256), 256, op->q, op->k, op->n_head, op->n_head_kv,
+         op->head_dim, op->n_rot, op->kind == TL_ROPE_NEOX, op->theta, op->freq_scale,
+         op->freq_factors, c->d_pos, c->n);
   LAUNCHED(c, "rope", P_ROPE);
 }
 
@@ -1283,48 +1420,41 @@ static void do_kv_store(cuda_ctx *c, int32_t layer, const float *k, const float 
   const int nkv = c->cfg.n_head_kv, hd = c->cfg.head_dim;
   const dim3 g((unsigned)((nkv * hd + 127) / 128), (unsigned)c->n);
   if (c->kv_es == 2)
-    k_kv_store<__half><<<g, 128, 0, c->stream>>>((__half *)c->k_cache, (__half *)c->v_cache, k, v,
-                                                 c->d_pos, c->d_seq, c->d_keep, nkv, hd, layer,
-                                                 c->cfg.n_seq, c->kv_ctx);
+    launch(c, k_kv_store<__half>, g, 128, (__half *)c->k_cache, (__half *)c->v_cache, k, v,
+           c->d_pos, c->d_seq, c->d_keep, nkv, hd, layer, c->cfg.n_seq, c->kv_ctx);
   else
-    k_kv_store<float><<<g, 128, 0, c->stream>>>((float *)c->k_cache, (float *)c->v_cache, k, v,
-                                                c->d_pos, c->d_seq, c->d_keep, nkv, hd, layer,
-                                                c->cfg.n_seq, c->kv_ctx);
+    launch(c, k_kv_store<float>, g, 128, (float *)c->k_cache, (float *)c->v_cache, k, v, c->d_pos,
+           c->d_seq, c->d_keep, nkv, hd, layer, c->cfg.n_seq, c->kv_ctx);
   LAUNCHED(c, "kv_store", P_KV);
 }
 
-/* How many splits of the positions attention takes (few blocks: a tile of
- * 32 positions or more each, at most 4 blocks per SM). */
+/* How attention runs (attn.cuh): with few (token, head) pairs, a block per
+ * split of each token's positions (the most splits of the step's tokens),
+ * else 1: a block per (token, head) taking its splits in turn. */
 static int att_splits(cuda_ctx *c, const tl_attn_op *op) {
   const int64_t heads = (int64_t)c->n * op->n_head;
-  int64_t ns = 1;
-  if (heads < 2 * c->n_sm) {
-    const int tile = c->cfg.att_tile > 0 ? c->cfg.att_tile : 32;
-    ns = (c->max_len + tile - 1) / tile;
-    const int64_t lim = (4 * c->n_sm + heads - 1) / heads;
-    if (ns > lim) ns = lim;
-    if (ns > c->att_cap / heads) ns = c->att_cap / heads;
-    if (ns > 64) ns = 64;
-    if (ns < 1) ns = 1;
-  }
-  return (int)ns;
+  return heads < 2 * c->n_sm ? att_ns(c->max_len, att_tile(c)) : 1;
 }
 
 static void do_attention(cuda_ctx *c, const tl_attn_op *op, int ns) {
   const dim3 grid((unsigned)c->n, (unsigned)op->n_head, (unsigned)ns);
+  const int tile = att_tile(c);
+  /* one block taking the splits in turn keeps them in shared memory */
+  const size_t smem =
+      ns == 1 ? sizeof(float) * (size_t)att_ns(c->max_len, tile) * (op->head_dim + 2) : 0;
   if (c->kv_es == 2)
-    k_attn<__half><<<grid, FA_WARPS * 32, 0, c->stream>>>(
-        (const __half *)c->k_cache, (const __half *)c->v_cache, op->q, op->out, c->att_part,
-        c->d_pos, c->d_seq, op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale,
-        op->softcap, op->layer, c->cfg.n_seq, c->kv_ctx);
+    launch_smem(c, smem, k_attn<__half>, grid, FA_WARPS * 32, (const __half *)c->k_cache,
+                (const __half *)c->v_cache, op->q, op->out, c->att_part, c->d_pos, c->d_seq,
+                op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale, op->softcap,
+                op->layer, c->cfg.n_seq, c->kv_ctx, tile);
   else
-    k_attn<float><<<grid, FA_WARPS * 32, 0, c->stream>>>(
-        (const float *)c->k_cache, (const float *)c->v_cache, op->q, op->out, c->att_part, c->d_pos,
-        c->d_seq, op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale, op->softcap,
-        op->layer, c->cfg.n_seq, c->kv_ctx);
+    launch_smem(c, smem, k_attn<float>, grid, FA_WARPS * 32, (const float *)c->k_cache,
+                (const float *)c->v_cache, op->q, op->out, c->att_part, c->d_pos, c->d_seq,
+                op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale, op->softcap,
+                op->layer, c->cfg.n_seq, c->kv_ctx, tile);
   if (ns > 1)
-    k_attn_merge<<<dim3((unsigned)c->n, (unsigned)op->n_head), 128, 0, c->stream>>>(
-        c->att_part, op->out, op->n_head, op->head_dim, (int)ns);
+    launch(c, k_attn_merge, dim3((unsigned)c->n, (unsigned)op->n_head), 128, c->att_part, op->out,
+           c->d_pos, op->n_head, op->head_dim, op->window, tile, ns);
   LAUNCHED(c, "attention", P_ATTN);
 }
 
@@ -1332,19 +1462,19 @@ static void do_act(cuda_ctx *c, tl_act_kind kind, bool gated, float *a, const fl
   /* the rows are the step's tokens: the next matmul's x when 8-bit */
   const int64_t len = n / c->n;
   const bool q = n % c->n == 0 && fuse_q8(c, c->n, len);
-  k_act<<<grid_for(c, n, 256), 256, 0, c->stream>>>((int)kind, gated, a, b, n, q ? c->xq : NULL,
-                                                    q ? c->xd : NULL);
+  launch(c, k_act, grid_for(c, n, 256), 256, (int)kind, gated, a, b, n, q ? c->xq : NULL,
+         q ? c->xd : NULL);
   LAUNCHED(c, "act", P_ACT);
   if (q) c->xq_src = a, c->xq_cols = len, c->xq_n = c->n;
 }
 
 static void do_scale(cuda_ctx *c, float *x, float s, int64_t n) {
-  k_scale<<<grid_for(c, n, 256), 256, 0, c->stream>>>(x, s, n);
+  launch(c, k_scale, grid_for(c, n, 256), 256, x, s, n);
   LAUNCHED(c, "scale", P_OTHER);
 }
 
 static void do_softcap(cuda_ctx *c, float *x, float cap, int64_t n) {
-  k_softcap<<<grid_for(c, n, 256), 256, 0, c->stream>>>(x, cap, n);
+  launch(c, k_softcap, grid_for(c, n, 256), 256, x, cap, n);
   LAUNCHED(c, "softcap", P_OTHER);
 }
 
@@ -1371,10 +1501,32 @@ static void cuda_matmul(tl_backend *be, const tl_weight *w, const float *bias, c
                         int32_t n, float *y, int64_t ldy) {
   cuda_ctx *c = cu(be);
   if (!c->rec) return do_matmul(c, w, bias, x, n, y, ldy);
+  /* the matmul before with the same x (q, k, v; gate, up): one launch */
+  struct cmd *p = c->n_cmds > 0 ? &c->cmds[c->n_cmds - 1] : NULL;
+  if (c->merge && p && p->op == C_MATMUL && p->u.mm.np < 3 && p->u.mm.x == x && p->u.mm.n == n &&
+      p->u.mm.ldy == ldy && p->u.mm.w.type == w->type && p->u.mm.w.cols == w->cols &&
+      p->u.mm.w.row_bytes == w->row_bytes && !w->scales && !p->u.mm.w.scales &&
+      p->u.mm.w.rows + w->rows < INT32_MAX) {
+    const int64_t len = (int64_t)n * w->cols;
+    bool ok = !overlaps(y, n, ldy, w->rows, x, len) &&
+              !overlaps(p->u.mm.y, n, ldy, p->u.mm.w.rows, x, len);
+    for (int i = 1; i < p->u.mm.np; i++)
+      ok = ok && !overlaps(p->u.mm.more[i - 1].y, n, ldy, p->u.mm.more[i - 1].rows, x, len);
+    if (ok) {
+      if (p->u.mm.np < 1) p->u.mm.np = 1;
+      const int i = p->u.mm.np++ - 1;
+      p->u.mm.more[i].data = w->data;
+      p->u.mm.more[i].rows = w->rows;
+      p->u.mm.more[i].y = y;
+      p->u.mm.more[i].bias = bias;
+      return;
+    }
+  }
   struct cmd *k = push(c, C_MATMUL);
   if (k) {
     k->u.mm.w = *w;
     k->u.mm.bias = bias, k->u.mm.x = x, k->u.mm.y = y, k->u.mm.ldy = ldy, k->u.mm.n = n;
+    k->u.mm.np = 1;
   }
 }
 static void cuda_rope(tl_backend *be, const tl_rope_op *op) {
@@ -1430,7 +1582,7 @@ static void run_cmd(cuda_ctx *c, const struct cmd *k) {
       do_norm(c, &k->u.norm);
       break;
     case C_MATMUL:
-      do_matmul(c, &k->u.mm.w, k->u.mm.bias, k->u.mm.x, k->u.mm.n, k->u.mm.y, k->u.mm.ldy);
+      do_matmul_cmd(c, k);
       break;
     case C_ROPE:
       do_rope(c, &k->u.rope);
@@ -1540,6 +1692,9 @@ extern "C" __attribute__((visibility("default"))) tl_status tl_cuda_backend_crea
   c->prof = getenv("TL_CUDA_PROFILE") && !env_off("TL_CUDA_PROFILE");
   c->graphs = !env_off("TL_CUDA_GRAPHS") && !c->prof;
   c->mmvq = !env_off("TL_CUDA_MMVQ");
+  c->pdl = prop.major >= 9 && !env_off("TL_CUDA_PDL");
+  c->mmq = prop.major >= 8 && c->mmvq && !env_off("TL_CUDA_MMQ");
+  c->merge = c->mmvq && !env_off("TL_CUDA_MERGE");
   /* measured slower on an H100 (Q4_K_M tg128 263 against 291 tok/s): off
    * unless TL_CUDA_FUSE=1 */
   const char *fu = getenv("TL_CUDA_FUSE");
@@ -1549,6 +1704,14 @@ extern "C" __attribute__((visibility("default"))) tl_status tl_cuda_backend_crea
   c->gemm_min = gm && atoi(gm) > 1 ? atoi(gm) : 16;
   char why[128] = "off (TL_CUDA_CUBLAS=0)";
   if (!env_off("TL_CUDA_CUBLAS")) blas_open(&c->blas, c->stream, why, sizeof why);
+  /* TL_CUDA_F16X=1: F16 weights multiply f16 activations, as llama.cpp's
+   * do (one tensor-core pass for a batch instead of two; decode rounds them
+   * alike). Off: rounding to f16 turns differences of an ulp between a
+   * batch's and decode's sums into steps of 2^-11, measured 5.4e-4 apart on
+   * the llama f16 fixture, over test_sequences' 1e-4. Only with cuBLAS: the
+   * tiled kernel that takes batches without it multiplies float32. */
+  const char *fx = getenv("TL_CUDA_F16X");
+  c->f16x = c->blas.lib && fx && !strcmp(fx, "1");
   c->be.name = "cuda";
   c->be.detail = c->name;
   c->be.priv = c;
@@ -1581,7 +1744,7 @@ extern "C" __attribute__((visibility("default"))) tl_status tl_cuda_backend_crea
   const int nb = cfg->n_batch;
   c->hash_cap = 16;
   while (c->hash_cap < 2 * nb) c->hash_cap *= 2;
-  c->att_cap = 8192;
+  c->att_cap = (int64_t)2 * c->n_sm * ATT_MAXS; /* att_splits: n * heads < 2 * n_sm */
   size_t fr = 0, tot = 0;
   cudaMemGetInfo(&fr, &tot);
   if (!(c->k_cache = dmalloc(c, kv_bytes)) || !(c->v_cache = dmalloc(c, kv_bytes)) ||

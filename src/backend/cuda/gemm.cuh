@@ -75,6 +75,7 @@ static void blas_close(blas_api *a) {
 template <int T>
 __global__ void k_dequant_h(const uint8_t *__restrict__ W, size_t ldw, int64_t r0, int64_t nr,
                             int cols, __half *__restrict__ out) {
+  pdl_entry();
   const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   const int per = cols / 8;
   if (i >= nr * per) return;
@@ -116,6 +117,7 @@ __device__ __forceinline__ float from_e<__nv_bfloat16>(__nv_bfloat16 v) {
 template <typename E>
 __global__ void k_split_x(const float *__restrict__ x, int cols, E *__restrict__ hi,
                           E *__restrict__ lo, float *__restrict__ s) {
+  pdl_entry();
   __shared__ float sh[32];
   const float *xr = x + (size_t)blockIdx.x * cols;
   float m = 0.0f;
@@ -137,6 +139,7 @@ __global__ void k_split_x(const float *__restrict__ x, int cols, E *__restrict__
 /* y[t][r] = y[t][r] * s[t] (+ bias[r]) */
 __global__ void k_gemm_finish(float *__restrict__ y, int64_t ldy, int rows, int n,
                               const float *__restrict__ s, const float *__restrict__ bias) {
+  pdl_entry();
   const int t = blockIdx.y;
   const float sc = s ? s[t] : 1.0f;
   for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x)
