@@ -85,7 +85,25 @@ typedef struct tl_model_params {
 } tl_model_params;
 
 tl_model_params tl_model_default_params(void);
-/* Load a model file (GGUF). The weights are memory-mapped, not copied. */
+/* Load a model. path is one of (told apart by what it is, not its name):
+ *  - a GGUF file (versions 2 and 3) as llama.cpp writes it: weights of type
+ *    F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K..Q6_K (the IQ
+ *    types are refused with TL_ERR_UNSUPPORTED), its tokenizer and chat
+ *    template from the metadata;
+ *  - a Hugging Face folder: config.json, model.safetensors or the shards
+ *    of model.safetensors.index.json (F32, F16 or BF16 tensors), and the
+ *    tokenizer from tokenizer.json or tokenizer.model (+ tokenizer_config.json
+ *    for its special tokens and chat template);
+ *  - a Torchless .bin file (recognized by its content).
+ * Architectures (general.architecture; a folder's model_type): llama
+ * (and mistral, which loads as llama), qwen2, qwen3, phi2, phi3, gemma,
+ * gemma2, gemma3; others give TL_ERR_UNSUPPORTED. The weights are
+ * memory-mapped, not copied (a folder's BF16/F16 tensors are read in their
+ * type). With params->vocab_only only the tokenizer is read. Errors:
+ * TL_ERR_IO (cannot open or read), TL_ERR_FORMAT (a malformed or
+ * inconsistent file: every length, offset and shape is checked before use),
+ * TL_ERR_UNSUPPORTED (a valid file of a kind not supported), TL_ERR_NOMEM;
+ * *out is then NULL and tl_last_error() says which and where. */
 tl_status tl_model_load(const char *path, const tl_model_params *params, tl_model **out);
 void tl_model_free(tl_model *model);
 
