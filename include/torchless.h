@@ -68,6 +68,8 @@ typedef struct tl_detok tl_detok;
 
 /* ---- models ---------------------------------------------------------- */
 
+struct tl_quantize_progress; /* below, with the quantizer */
+
 typedef struct tl_model_params {
   bool vocab_only; /* load the tokenizer only (vocabulary-only GGUF files) */
   /* NULL-terminated list of metadata overrides "KEY=TYPE:VALUE", TYPE one of
@@ -82,6 +84,11 @@ typedef struct tl_model_params {
   int32_t quant_ftype;
   /* Lock the mapped weights in RAM (mlock) so they are never paged out. */
   bool use_mlock;
+  /* With quant_ftype: called once per tensor as it is quantized (the
+   * tl_quantize_progress below); return false to cancel the load
+   * (TL_ERR_ABORTED). NULL: progress goes to the log. */
+  bool (*progress)(const struct tl_quantize_progress *p, void *user);
+  void *progress_user;
 } tl_model_params;
 
 tl_model_params tl_model_default_params(void);
@@ -318,13 +325,14 @@ const char *tl_ftype_name(tl_ftype ftype); /* "Q4_K_M"; NULL if unknown */
 
 /* One call per tensor, before it is converted. Return false to cancel: the
  * call then fails with TL_ERR_ABORTED ("cancelled") and no output file is left. */
-typedef struct tl_quantize_progress {
+struct tl_quantize_progress {
   int32_t index, count; /* 0-based tensor index, number of tensors */
   const char *name;
   const char *src_type, *dst_type; /* type names, e.g. "F32" -> "Q4_K" */
   int64_t ne[4];                   /* shape, ne[0] = row length */
   uint64_t src_bytes, dst_bytes;
-} tl_quantize_progress;
+};
+typedef struct tl_quantize_progress tl_quantize_progress;
 typedef bool (*tl_progress_fn)(const tl_quantize_progress *p, void *user);
 
 typedef struct tl_quantize_params {

@@ -29,7 +29,8 @@ static tl_status load_quantized(const char *path, const tl_model_params *params,
   close(fd);
   tl_quantize_params qp = tl_quantize_default_params();
   qp.ftype = (tl_ftype)params->quant_ftype;
-  qp.progress = quant_progress;
+  qp.progress = params->progress ? params->progress : quant_progress;
+  qp.progress_user = params->progress ? params->progress_user : NULL;
   int64_t t0 = tl_time_us();
   tl_status s = tl_model_quantize(path, tmp, &qp);
   if (s) {

@@ -217,6 +217,26 @@ else
   echo "skipped: quantize on a terminal (no script(1) for a pseudo-terminal)"
 fi
 rm -f "$T/p.gguf"
+# --quant on load: nothing extra when piped, a bar on a terminal
+"$TL" run -m "$M" --quant q4_0 -p "In the beginning" -n 4 -t 1 >"$T/out" 2>"$T/err"
+rc=$?
+if [ $rc -eq 0 ] && ! grep -q "$CR" "$T/err" && ! grep -Eq '\[#|^\[ *1/' "$T/err" &&
+  grep -q "^In the beginning" "$T/out"; then
+  ok "run --quant piped: no progress lines"
+else
+  bad "run --quant piped: no progress lines (exit $rc)"
+fi
+if command -v script >/dev/null 2>&1; then
+  script -qec "'$TL' run -m '$M' --quant q4_0 -p 'In the beginning' -n 4 -t 1" /dev/null \
+    >"$T/tty" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ] && grep -q "$CR\[#*\.*\] " "$T/tty" && grep -q "In the beginning" "$T/tty"; then
+    ok "run --quant on a terminal: a progress bar while quantizing"
+  else
+    cp "$T/tty" "$T/err"
+    bad "run --quant on a terminal: a progress bar while quantizing (exit $rc)"
+  fi
+fi
 
 # ---- 7. a model folder without config.json or tokenizer files --------------------
 mkdir "$T/empty" "$T/notok"

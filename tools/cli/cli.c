@@ -320,8 +320,15 @@ tl_model *cli_load_model(const cli_opts *o, bool vocab_only, double *ms) {
   mp.quant_ftype = o->quant;
   mp.use_mlock = o->mlock;
   tl_model *m = NULL;
+  const bool bar = o->quant >= 0 && !vocab_only;
+  if (bar) cli_load_progress(&mp, true);
   tl_status s = tl_model_load(o->model, &mp, &m);
+  if (bar) cli_load_progress(&mp, false);
   if (s) {
+    if (s == TL_ERR_ABORTED && cli_interrupted) {
+      cli_die("interrupted while quantizing '%s'", o->model);
+      exit(CLI_EXIT_INTERRUPTED);
+    }
     cli_fail(s);
     return NULL;
   }

@@ -112,6 +112,9 @@ void cli_version(FILE *f);
  * cli_new_context's contexts stop a decode when it is set. */
 extern volatile sig_atomic_t cli_interrupted;
 void cli_catch_sigint(void);
+/* --quant on load: a progress bar on a terminal (on: before the load;
+ * off: after it, the bar's line cleared) */
+void cli_load_progress(tl_model_params *mp, bool on);
 /* --backend NAME: 0 if this build has it, else (after printing) the exit
  * status: 1 for a backend this build lacks, 2 for an unknown name. */
 int cli_check_backend(const char *name);

@@ -43,6 +43,21 @@ static void progress_end(void) {
   if (g_bar) fputs("\r\033[K", stderr);
 }
 
+/* --quant on load: the bar on a terminal, nothing when piped; Ctrl-C
+ * cancels */
+static bool load_progress_cb(const tl_quantize_progress *p, void *user) {
+  return g_bar ? progress_cb(p, user) : !cli_interrupted;
+}
+
+void cli_load_progress(tl_model_params *mp, bool on) {
+  if (on) {
+    progress_start();
+    mp->progress = load_progress_cb;
+  } else {
+    progress_end();
+  }
+}
+
 /* A failed write: after a Ctrl-C it says so (the library has removed its
  * temporary file; OUT was not written), else the library's error. */
 static int write_failed(tl_status s, const char *out) {
