@@ -147,7 +147,7 @@ static const opt g_opts[] = {
     {"--lookup", NULL, SPEC, OPT_INT, AT(lookup), 1, 16,
      "--lookup needs an n-gram length in 1..16, got '%s'", NULL},
     /* perplexity */
-    {"-f", "--file", CLI_PERPLEXITY, OPT_STR, AT(text_file), 0, 0, NULL, NULL},
+    {"-f", "--file", CLI_PERPLEXITY | CLI_BENCH, OPT_STR, AT(text_file), 0, 0, NULL, NULL},
     {"-b", "--batch-size", CLI_PERPLEXITY, OPT_INT, AT(batch), 1, 1 << 20,
      "-b needs a token count >= 1, got '%s'", NULL},
     {"--kl-divergence-base", NULL, CLI_PERPLEXITY, OPT_STR, AT(kld_base), 0, 0, NULL, NULL},
