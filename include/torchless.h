@@ -301,11 +301,16 @@ tl_status tl_sampler_probs(tl_sampler *s, const float *logits, int32_t n, float 
  * whole draft was accepted and shrinks by 1 after a rejection, within
  * [max(1, n_min), n_max]; the draft model stops early when its probability of
  * the token it proposes (softmax of its logits at temperature 1) is below
- * p_min, and a draft shorter than n_min is not verified. */
+ * p_min, and a draft shorter than n_min is not verified.
+ *
+ * Greedy identity holds as far as the backend's logits of a batch equal its
+ * logits of one token. The default n_max of 12 keeps a verification (n_max +
+ * 1 tokens) below the 16 tokens at which the CUDA backend switches to its
+ * cuBLAS batch path, whose Q8_0 logits differ from decoding's by about 2e-2. */
 typedef struct tl_spec tl_spec;
 
 typedef struct tl_spec_params {
-  int32_t n_max;  /* most drafted tokens per step, 1..64 (default 16) */
+  int32_t n_max;  /* most drafted tokens per step, 1..64 (default 12: see below) */
   int32_t n_min;  /* fewer drafted tokens are not verified (default 0) */
   float p_min;    /* draft model: stop drafting below this probability (0.75) */
   int32_t lookup; /* prompt lookup (no draft context): longest n-gram, 1..16 (3) */

@@ -45,7 +45,7 @@ struct tl_spec {
 };
 
 tl_spec_params tl_spec_default_params(void) {
-  return (tl_spec_params){.n_max = 16, .n_min = 0, .p_min = 0.75f, .lookup = 3, .seq = 0};
+  return (tl_spec_params){.n_max = 12, .n_min = 0, .p_min = 0.75f, .lookup = 3, .seq = 0};
 }
 
 void tl_spec_set_rule(tl_spec *sp, tl_spec_rule rule) {

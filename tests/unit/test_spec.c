@@ -240,7 +240,7 @@ static void test_greedy_identical(void **state) {
   (void)state;
   tl_context *tc = ctx(g_target, N_CTX), *dc = ctx(g_draft, N_CTX);
   tl_sampler *s = sampler(0.0f, 0, 1);
-  static const int n_max[] = {1, 4, 16};
+  static const int n_max[] = {1, 4, 12};
   for (int pi = 0; pi < N_PROMPTS; pi++) {
     tl_token p[128], ref[N_GEN], got[N_GEN];
     int n = tokenize(g_prompts[pi], p, 128);
