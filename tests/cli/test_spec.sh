@@ -70,6 +70,24 @@ for k in 1 2; do
 done
 cmp -s "$T/s1" "$T/s2" || bad "sampling with --draft and --seed 7 does not repeat"
 
+# the draft in another format: the Hugging Face folder of ../shared (when present)
+HF="$ROOT/../shared/fixtures/models/draft"
+if [ -f "$HF/config.json" ]; then
+  "$TL" run -m "$M" -p "And God said" -n 40 --temp 0 -t 2 >"$T/a" 2>"$T/ea" || bad "run: $(cat "$T/ea")"
+  "$TL" run -m "$M" -p "And God said" -n 40 --temp 0 -t 2 --draft "$HF" >"$T/b" 2>"$T/eb" ||
+    bad "--draft $HF: $(cat "$T/eb")"
+  cmp -s "$T/a" "$T/b" || bad "greedy text differs with the Hugging Face folder as the draft"
+else
+  echo "SKIPPED: $HF (fixture not found)"
+fi
+
+# bench --draft / --lookup: both rows, the same tokens, the JSON fields
+"$TL" bench -m "$M" -p 0 -n 24 -r 1 -t 2 --draft "$D" >"$T/o" 2>"$T/e" || bad "bench --draft: $(cat "$T/e")"
+grep -q "tg24 --draft" "$T/o" && grep -q "tokens identical" "$T/o" || bad "bench --draft: $(cat "$T/o")"
+"$TL" bench -m "$M" -p 0 -n 24 -r 1 -t 2 --lookup 2 --json >"$T/o" 2>"$T/e" || bad "bench --lookup: $(cat "$T/e")"
+grep -q '"test": "spec_lookup".*"acceptance": [0-9.]*, "target_passes_per_token": [0-9.]*, "same_tokens": true' "$T/o" ||
+  bad "bench --lookup --json: $(cat "$T/o")"
+
 # bad flags, another vocabulary: one error line, exit 1
 check_err() {
   want=$1
