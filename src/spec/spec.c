@@ -282,15 +282,21 @@ static int32_t lookup_draft(const tl_token *h, int32_t n, int32_t g_max, int32_t
   return 0;
 }
 
-/* The probability of token t under softmax(logits) at temperature 1. */
-static float softmax_at(const float *l, int32_t n, tl_token t) {
-  float mx = -INFINITY;
-  for (int32_t i = 0; i < n; i++)
-    if (l[i] > mx) mx = l[i];
-  if (!isfinite(mx)) return 0.0f;
+/* Whether token t has probability >= p_min under softmax(l) at temperature
+ * 1: 1 / sum_i exp(l_i - l_t) >= p_min. Terms below exp(-20) are left out
+ * (all 4096 of a vocabulary add at most 1e-5), so that most logits cost a
+ * comparison instead of an exp, and the sum stops once it is too large. */
+static bool confident(const float *l, int32_t n, tl_token t, float p_min) {
+  const double lim = 1.0 / (double)p_min;
+  const float lt = l[t];
   double z = 0.0;
-  for (int32_t i = 0; i < n; i++) z += exp((double)(l[i] - mx));
-  return (float)(exp((double)(l[t] - mx)) / z);
+  for (int32_t i = 0; i < n; i++) {
+    const float x = l[i] - lt;
+    if (!(x >= -20.0f)) continue; /* (NaN too) */
+    z += exp((double)x);
+    if (z > lim) return false;
+  }
+  return true;
 }
 
 /* Up to k tokens from the draft model into sp->draft (their distributions
@@ -317,7 +323,7 @@ static tl_status model_draft(tl_spec *sp, bool greedy, int32_t k, int32_t *n_out
       d = tl_sampler_draw(sp->dsmp, q, sp->n_vocab);
       if (d < 0) break;
     }
-    if (sp->p.p_min > 0.0f && softmax_at(l, sp->n_vocab, d) < sp->p.p_min) break;
+    if (sp->p.p_min > 0.0f && !confident(l, sp->n_vocab, d, sp->p.p_min)) break;
     sp->draft[c++] = d;
     tl_sampler_accept(sp->dsmp, d);
     if (c == k) break;
