@@ -299,9 +299,10 @@ tl_status tl_sampler_probs(tl_sampler *s, const float *logits, int32_t n, float 
  * Rejected positions are removed from both caches with tl_kv_seq_rm. The
  * draft length adapts to recent acceptance: it grows by 2 after a step whose
  * whole draft was accepted and shrinks by 1 after a rejection, within
- * [max(1, n_min), n_max]; the draft model stops early when its probability of
- * the token it proposes (softmax of its logits at temperature 1) is below
- * p_min, and a draft shorter than n_min is not verified.
+ * [max(1, n_min), n_max]; the draft model stops early where its best token's
+ * probability (softmax of its logits at temperature 1) is below p_min (a
+ * decision made before a token is drawn, as exactness requires), and a draft
+ * shorter than n_min is not verified.
  *
  * Greedy identity holds as far as the backend's logits of a batch equal its
  * logits of one token. The default n_max of 12 keeps a verification (n_max +

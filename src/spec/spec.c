@@ -282,8 +282,8 @@ static int32_t lookup_draft(const tl_token *h, int32_t n, int32_t g_max, int32_t
   return 0;
 }
 
-/* Whether token t has probability >= p_min under softmax(l) at temperature
- * 1: 1 / sum_i exp(l_i - l_t) >= p_min. Terms below exp(-20) are left out
+/* Whether token t (the draft's best) has probability >= p_min under
+ * softmax(l) at temperature 1: 1 / sum_i exp(l_i - l_t) >= p_min. Terms below exp(-20) are left out
  * (all 4096 of a vocabulary add at most 1e-5), so that most logits cost a
  * comparison instead of an exp, and the sum stops once it is too large. */
 static bool confident(const float *l, int32_t n, tl_token t, float p_min) {
@@ -314,6 +314,16 @@ static tl_status model_draft(tl_spec *sp, bool greedy, int32_t k, int32_t *n_out
   while (c < k) {
     const float *l = tl_get_logits(sp->dc, 0);
     if (!l) return tl_fail(TL_ERR_INVALID_ARG, "speculative: the draft gave no logits");
+    /* stop where the draft is unsure: decided on its logits alone, before
+     * a token is drawn (a decision that looked at the drawn token would
+     * keep drafts that are not distributed as q, and the acceptance rule
+     * would no longer give the target's distribution) */
+    if (sp->p.p_min > 0.0f) {
+      tl_token top = 0;
+      for (int32_t i = 1; i < sp->n_vocab; i++)
+        if (l[i] > l[top]) top = i;
+      if (!confident(l, sp->n_vocab, top, sp->p.p_min)) break;
+    }
     tl_token d;
     if (greedy) {
       d = tl_sampler_sample(sp->dsmp, l, sp->n_vocab);
@@ -323,7 +333,6 @@ static tl_status model_draft(tl_spec *sp, bool greedy, int32_t k, int32_t *n_out
       d = tl_sampler_draw(sp->dsmp, q, sp->n_vocab);
       if (d < 0) break;
     }
-    if (sp->p.p_min > 0.0f && !confident(l, sp->n_vocab, d, sp->p.p_min)) break;
     sp->draft[c++] = d;
     tl_sampler_accept(sp->dsmp, d);
     if (c == k) break;

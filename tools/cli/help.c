@@ -74,7 +74,8 @@ static void spec_opts(FILE *f, const cli_opts *d) {
       d->draft_max);
   opt(f, "--draft-min N", "fewer drafted tokens are not verified (default: %d)", d->draft_min);
   opt(f, "--draft-p-min P",
-      "the draft model stops below probability P of its token, in [0, 1] (default: %.2f)",
+      "the draft model stops where its best token is below probability P, in [0, 1] (default: "
+      "%.2f)",
       (double)d->draft_p_min);
   opt(f, "--draft-threads N", "threads of the draft model (default: -t)");
   opt(f, "--draft-backend NAME", "backend of the draft model (default: --backend)");
