@@ -314,7 +314,8 @@ typedef struct tl_spec_params {
   int32_t n_max;  /* most drafted tokens per step, 1..64 (default 12: see below) */
   int32_t n_min;  /* fewer drafted tokens are not verified (default 0) */
   float p_min;    /* draft model: stop drafting below this probability (0.75) */
-  int32_t lookup; /* prompt lookup (no draft context): longest n-gram, 1..16 (3) */
+  int32_t lookup; /* prompt lookup (no draft context): longest n-gram, 1..16 (3);
+                     n-grams of 2..lookup tokens are matched (1 when lookup is 1) */
   int32_t seq;    /* the target's sequence (default 0); the draft uses its 0 */
 } tl_spec_params;
 

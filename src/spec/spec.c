@@ -264,10 +264,14 @@ tl_status tl_spec_begin(tl_spec *sp, const tl_token *toks, int32_t n) {
 /* ---- drafting ------------------------------------------------------------------- */
 
 /* Prompt lookup: the continuation (up to k tokens) of the most recent
- * earlier occurrence of the longest suffix of h[0, n) of at most g_max
- * tokens. */
+ * earlier occurrence of the longest suffix of h[0, n) of 2..g_max tokens
+ * (1 when g_max is 1). Single tokens recur everywhere: on the demo model they
+ * drafted 3x as many tokens at 17 % acceptance where pairs and longer drafted
+ * at 27 %, and on a copying task pairs took fewer target passes (0.646
+ * against 0.664 per token). */
 static int32_t lookup_draft(const tl_token *h, int32_t n, int32_t g_max, int32_t k, tl_token *out) {
-  for (int32_t g = g_max < n - 1 ? g_max : n - 1; g >= 1; g--) {
+  const int32_t g_min = g_max < 2 ? 1 : 2;
+  for (int32_t g = g_max < n - 1 ? g_max : n - 1; g >= g_min; g--) {
     const tl_token *suf = h + n - g;
     for (int32_t j = n - g - 1; j >= 0; j--) {
       if (h[j] != suf[0] || memcmp(h + j, suf, sizeof(tl_token) * (size_t)g) != 0) continue;

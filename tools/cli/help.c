@@ -69,7 +69,8 @@ static void spec_opts(FILE *f, const cli_opts *d) {
       "greedy output is the target's own, sampled output has the target's distribution");
   opt(f, "--lookup N",
       "speculative decoding by prompt lookup: draft the continuation of the longest recent "
-      "n-gram (N tokens at most, 1..16) already seen in the prompt or the output");
+      "n-gram (2..N tokens, 1..16; N = 1: single tokens) already seen in the prompt or the "
+      "output");
   opt(f, "--draft-max N", "most drafted tokens a step, 1..64 (default: %d; adapts to acceptance)",
       d->draft_max);
   opt(f, "--draft-min N", "fewer drafted tokens are not verified (default: %d)", d->draft_min);
