@@ -311,7 +311,7 @@ tl_status tl_sampler_probs(tl_sampler *s, const float *logits, int32_t n, float 
 typedef struct tl_spec tl_spec;
 
 typedef struct tl_spec_params {
-  int32_t n_max;  /* most drafted tokens per step, 1..64 (default 12: see below) */
+  int32_t n_max;  /* most drafted tokens per step, 1..64 (default 12: see above) */
   int32_t n_min;  /* fewer drafted tokens are not verified (default 0) */
   float p_min;    /* draft model: stop drafting below this probability (0.75) */
   int32_t lookup; /* prompt lookup (no draft context): longest n-gram, 1..16 (3);
@@ -331,9 +331,10 @@ typedef struct tl_spec_stats {
 } tl_spec_stats;
 
 tl_spec_params tl_spec_default_params(void);
-/* TL_OK when the two models' vocabularies agree (the same count, and for
- * every token the same text); otherwise TL_ERR_INVALID_ARG naming the first
- * token that differs, e.g. "token 17: '<0x0E>' in the target, 'the' in the
+/* TL_OK when the two models' vocabularies agree (the same count, for every
+ * token the same text, the same BOS and EOS); otherwise TL_ERR_INVALID_ARG
+ * naming the first token that differs, e.g. "the draft model's vocabulary
+ * differs from the target's: token 450 is ' W' in the target, ' ' in the
  * draft". */
 tl_status tl_spec_check_vocab(const tl_model *target, const tl_model *draft);
 /* A speculative generator on target (the context of the target model) with
