@@ -211,6 +211,8 @@ tl_context_params tl_context_default_params(void);
 tl_status tl_context_new(tl_model *model, const tl_context_params *params, tl_context **out);
 void tl_context_free(tl_context *ctx);
 int32_t tl_context_n_ctx(const tl_context *ctx);
+/* The model the context runs. */
+const tl_model *tl_context_model(const tl_context *ctx);
 int32_t tl_context_n_threads(const tl_context *ctx);
 /* The backend in use ("cpu", ...). */
 const char *tl_context_backend(const tl_context *ctx);
@@ -292,6 +294,101 @@ tl_token tl_sampler_sample(tl_sampler *s, const float *logits, int32_t n);
 /* Record a token in the history used by the repetition penalty. */
 void tl_sampler_accept(tl_sampler *s, tl_token t);
 void tl_sampler_reset(tl_sampler *s);
+/* The distribution tl_sampler_sample draws from for these logits, over all n
+ * tokens: probs[i] is token i's probability after the whole chain (penalty,
+ * top-k, top-p, min-p, temperature), 0 for the tokens it filters out. A
+ * greedy sampler gives 1 at its pick. Uses no random number and leaves the
+ * history alone. */
+tl_status tl_sampler_probs(tl_sampler *s, const float *logits, int32_t n, float *probs);
+
+/* ---- speculative decoding ------------------------------------------------ */
+
+/* A speculative generator over one sequence of a target context. A draft
+ * proposes tokens, the target checks them all in one tl_decode, and the
+ * longest acceptable prefix is kept, plus one token of the target's own, so
+ * that one target pass can yield several tokens. The draft is either a small
+ * model (a context of it, any format and backend, whose vocabulary must be
+ * the target's) or prompt lookup (no model: the continuation of the longest
+ * recent n-gram of the sequence that occurred before in it).
+ *
+ * Output: with a greedy sampler, exactly the tokens the target alone picks
+ * (the same tl_sampler_sample on the target's logits); otherwise, tokens
+ * distributed exactly as the sampler's distribution of the target (Leviathan
+ * et al. 2023, Chen et al. 2023): a drafted token d, drawn from the draft's
+ * distribution q (the same sampler chain on the draft's logits), is kept with
+ * probability min(1, p(d) / q(d)); on a rejection the token is drawn from
+ * max(0, p - q), normalised, and the step ends. Prompt lookup's drafts are
+ * fixed tokens (q is 1 at d). The random numbers are the sampler's, so a
+ * seeded run repeats, but a seed gives other tokens than without a draft.
+ *
+ * Rejected positions are removed from both caches with tl_kv_seq_rm. The
+ * draft length adapts to recent acceptance: it grows by 2 after a step whose
+ * whole draft was accepted and shrinks by 1 after a rejection, within
+ * [max(1, n_min), n_max]; the draft model stops early where its best token's
+ * probability (softmax of its logits at temperature 1) is below p_min (a
+ * decision made before a token is drawn, as exactness requires), and a draft
+ * shorter than n_min is not verified.
+ *
+ * Greedy identity holds as far as the backend's logits of a batch equal its
+ * logits of one token. The default n_max of 12 keeps a verification (n_max +
+ * 1 tokens) below the 16 tokens at which the CUDA backend switches to its
+ * cuBLAS batch path, whose Q8_0 logits differ from decoding's by about 2e-2. */
+typedef struct tl_spec tl_spec;
+
+typedef struct tl_spec_params {
+  int32_t n_max;  /* most drafted tokens per step, 1..64 (default 12: see above) */
+  int32_t n_min;  /* fewer drafted tokens are not verified (default 0) */
+  float p_min;    /* draft model: stop drafting below this probability (0.75) */
+  int32_t lookup; /* prompt lookup (no draft context): longest n-gram, 1..16 (3);
+                     n-grams of 2..lookup tokens are matched (1 when lookup is 1) */
+  int32_t seq;    /* the target's sequence (default 0); the draft uses its 0 */
+} tl_spec_params;
+
+typedef struct tl_spec_stats {
+  int64_t n_drafted;    /* tokens proposed by the draft and verified */
+  int64_t n_accepted;   /* of those, kept */
+  int64_t n_generated;  /* tokens returned by tl_spec_next */
+  int64_t n_target;     /* target passes (tl_decode calls) of tl_spec_next */
+  int64_t n_draft;      /* draft model passes */
+  int64_t t_draft_us;   /* time drafting (draft passes, lookup) */
+  int64_t t_target_us;  /* time in the target's verification passes */
+  int64_t t_prefill_us; /* time in tl_spec_begin */
+} tl_spec_stats;
+
+tl_spec_params tl_spec_default_params(void);
+/* TL_OK when the two models' vocabularies agree (the same count, for every
+ * token the same text, the same BOS and EOS); otherwise TL_ERR_INVALID_ARG
+ * naming the first token that differs, e.g. "the draft model's vocabulary
+ * differs from the target's: token 450 is ' W' in the target, ' ' in the
+ * draft". */
+tl_status tl_spec_check_vocab(const tl_model *target, const tl_model *draft);
+/* A speculative generator on target (the context of the target model) with
+ * draft (a context of the draft model; NULL: prompt lookup). Checks the
+ * vocabularies. The contexts stay the caller's, and must outlive the
+ * generator; it uses the target's sequence params->seq (NULL: defaults) and
+ * the draft's sequence 0, clearing them as it needs. */
+tl_status tl_spec_new(tl_context *target, tl_context *draft, const tl_spec_params *params,
+                      tl_spec **out);
+void tl_spec_free(tl_spec *sp);
+/* Start (or continue) a sequence of n >= 1 tokens (a prompt, or a whole
+ * conversation so far): the caches keep what they hold of a common prefix
+ * and the rest is decoded, all but the last token (the first tl_spec_next
+ * decodes it with its draft). TL_ERR_CONTEXT_FULL when n exceeds the
+ * target's context. */
+tl_status tl_spec_begin(tl_spec *sp, const tl_token *toks, int32_t n);
+/* One step: writes 1..max tokens to out (*n_out of them) that continue the
+ * sequence, chosen by smp on the target's logits (see above), and appends
+ * them to the sequence. The step ends after an end-of-generation token
+ * (tl_token_is_eog), which is returned. Each returned token is passed to
+ * tl_sampler_accept(smp), so the caller does not. TL_ERR_CONTEXT_FULL when
+ * the sequence fills the target's context; an error of tl_decode (e.g.
+ * TL_ERR_ABORTED) leaves the caches consistent with the sequence before the
+ * step. */
+tl_status tl_spec_next(tl_spec *sp, tl_sampler *smp, int32_t max, tl_token *out, int32_t *n_out);
+/* The sequence's length so far (prompt and generated tokens). */
+int32_t tl_spec_n_tokens(const tl_spec *sp);
+void tl_spec_get_stats(const tl_spec *sp, tl_spec_stats *out);
+void tl_spec_reset_stats(tl_spec *sp);
 
 /* ---- quantization and synthetic models ---------------------------------- */
 

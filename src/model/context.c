@@ -248,6 +248,9 @@ const char *tl_kv_type_name(tl_kv_type t) {
 int32_t tl_context_n_ctx(const tl_context *c) {
   return c->n_ctx;
 }
+const tl_model *tl_context_model(const tl_context *c) {
+  return c->model;
+}
 int32_t tl_context_n_threads(const tl_context *c) {
   return c->n_threads;
 }

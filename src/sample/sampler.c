@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "core/core.h"
+#include "sample/sample.h"
 
 /* The seed of tl_sampler_default_params(). Callers wanting varied output pass
  * their own (the CLI uses the clock). */
@@ -371,14 +372,15 @@ static int32_t select_top_p(tl_cand *c, int32_t m, double need) {
   }
 }
 
-/* Pick a token. Returns -1 when s or logits is NULL or n <= 0. If scratch
- * memory cannot be allocated, falls back to the argmax of the raw logits. */
-tl_token tl_sampler_sample(tl_sampler *s, const float *logits, int32_t n) {
-  if (!s || !logits || n <= 0) return -1;
-  if (!ensure_scratch(s, n)) {
-    tl_log(TL_LOG_WARN, "sampler: out of memory for %d candidates; using greedy", (int)n);
-    return argmax_raw(logits, n);
-  }
+/* The candidates the chain keeps from n logits: c[0..m) with c[i].w their
+ * unnormalised probabilities (after temperature), m returned; s->cand holds
+ * them. Greedy samplers keep one candidate (the first maximum, weight 1).
+ * 0 when the scratch cannot be allocated. This one function serves
+ * tl_sampler_sample (which draws from the candidates) and tl_sampler_probs
+ * (which writes them out), so the two always describe one distribution. */
+static int32_t chain(tl_sampler *s, const float *logits, int32_t n, bool *fixed) {
+  *fixed = true; /* greedy or no candidate: the choice needs no random number */
+  if (!ensure_scratch(s, n)) return 0;
   tl_cand *c = s->cand;
   for (int32_t i = 0; i < n; i++) {
     c[i].logit = sanitize(logits[i]);
@@ -396,7 +398,9 @@ tl_token tl_sampler_sample(tl_sampler *s, const float *logits, int32_t n) {
         best = i;
       }
     }
-    return best;
+    c[0] = c[best];
+    c[0].w = 1.0;
+    return 1;
   }
 
   /* drop the impossible tokens */
@@ -404,8 +408,13 @@ tl_token tl_sampler_sample(tl_sampler *s, const float *logits, int32_t n) {
   for (int32_t i = 0; i < n; i++) {
     if (c[i].logit > -INFINITY) c[m++] = c[i];
   }
-  if (m == 0) return 0;
+  if (m == 0) { /* every logit -inf: token 0, as greedy decoding would give */
+    c[0].id = 0;
+    c[0].w = 1.0;
+    return 1;
+  }
 
+  *fixed = false;
   /* top-k */
   if (s->p.top_k > 0 && s->p.top_k < m) {
     if (s->heap) {
@@ -448,10 +457,16 @@ tl_token tl_sampler_sample(tl_sampler *s, const float *logits, int32_t n) {
     }
   }
 
-  /* temperature, then draw by inverse CDF */
+  /* temperature */
   double inv_t = 1.0 / (double)s->p.temperature;
+  for (int32_t i = 0; i < m; i++) c[i].w = exp(((double)c[i].logit - max) * inv_t);
+  return m;
+}
+
+/* Draw from c[0..m) by inverse CDF over the weights. */
+static tl_token draw_cands(tl_sampler *s, const tl_cand *c, int32_t m) {
   double sum = 0.0;
-  for (int32_t i = 0; i < m; i++) sum += (c[i].w = exp(((double)c[i].logit - max) * inv_t));
+  for (int32_t i = 0; i < m; i++) sum += c[i].w;
   double target = rng_uniform(s) * sum;
   double cum = 0.0;
   int32_t last = 0;
@@ -462,4 +477,67 @@ tl_token tl_sampler_sample(tl_sampler *s, const float *logits, int32_t n) {
     if (target < cum) return c[i].id;
   }
   return c[last].id; /* rounding left target at the very end */
+}
+
+/* Pick a token. Returns -1 when s or logits is NULL or n <= 0. If scratch
+ * memory cannot be allocated, falls back to the argmax of the raw logits. */
+tl_token tl_sampler_sample(tl_sampler *s, const float *logits, int32_t n) {
+  if (!s || !logits || n <= 0) return -1;
+  bool fixed;
+  int32_t m = chain(s, logits, n, &fixed);
+  if (m == 0) {
+    tl_log(TL_LOG_WARN, "sampler: out of memory for %d candidates; using greedy", (int)n);
+    return argmax_raw(logits, n);
+  }
+  if (fixed) return s->cand[0].id;
+  return draw_cands(s, s->cand, m);
+}
+
+tl_status tl_sampler_probs(tl_sampler *s, const float *logits, int32_t n, float *probs) {
+  if (!s || !logits || n <= 0 || !probs)
+    return tl_fail(TL_ERR_INVALID_ARG,
+                   "sampler: tl_sampler_probs needs a sampler, logits, n > 0 "
+                   "and an output array");
+  bool fixed;
+  int32_t m = chain(s, logits, n, &fixed);
+  if (m == 0) return tl_fail(TL_ERR_NOMEM, "sampler: out of memory for %d candidates", (int)n);
+  double sum = 0.0;
+  for (int32_t i = 0; i < m; i++) sum += s->cand[i].w;
+  memset(probs, 0, sizeof(float) * (size_t)n);
+  for (int32_t i = 0; i < m; i++) probs[s->cand[i].id] = (float)(s->cand[i].w / sum);
+  return TL_OK;
+}
+
+/* ---- for speculative decoding (sample/sample.h) --------------------------- */
+
+const tl_sampler_params *tl_sampler_get_params(const tl_sampler *s) {
+  return &s->p;
+}
+
+double tl_sampler_rand(tl_sampler *s) {
+  return rng_uniform(s);
+}
+
+tl_token tl_sampler_draw(tl_sampler *s, const float *w, int32_t n) {
+  double sum = 0.0;
+  for (int32_t i = 0; i < n; i++)
+    if (w[i] > 0.0f) sum += (double)w[i];
+  if (!(sum > 0.0)) return -1;
+  double target = rng_uniform(s) * sum;
+  double cum = 0.0;
+  int32_t last = -1;
+  for (int32_t i = 0; i < n; i++) {
+    if (!(w[i] > 0.0f)) continue;
+    cum += (double)w[i];
+    last = i;
+    if (target < cum) return i;
+  }
+  return last;
+}
+
+void tl_sampler_set_history(tl_sampler *s, const tl_token *toks, int32_t n) {
+  s->hist_len = 0;
+  s->hist_pos = 0;
+  int32_t from = n > s->p.repeat_last_n ? n - s->p.repeat_last_n : 0;
+  for (int32_t i = from; i < n; i++) tl_sampler_accept(s, toks[i]);
 }

@@ -178,6 +178,117 @@ static tl_status measure(tl_context *c, int32_t nv, const cli_opts *o, bool pp, 
   return TL_OK;
 }
 
+/* ---- speculative decoding (--draft / --lookup) ------------------------------- */
+
+static const char k_spec_prompt[] =
+    "In the beginning God created the heaven and the earth. And the earth was without form, and "
+    "void; and darkness was upon the face of the deep.";
+
+typedef struct spec_result {
+  result plain, spec;
+  tl_spec_stats st; /* over the timed runs */
+  int n_prompt;
+  bool same; /* the same tokens as the target alone */
+} spec_result;
+
+/* n greedy tokens after the prompt, one target pass each (the prompt's
+ * prefill is not timed) */
+static tl_status spec_plain_run(tl_context *c, tl_sampler *smp, const tl_token *p, int np, int n,
+                                tl_token *out, double *secs) {
+  tl_kv_clear(c, -1);
+  int32_t *pos = malloc(sizeof(int32_t) * (size_t)np);
+  if (!pos) return TL_ERR_NOMEM;
+  for (int i = 0; i < np; i++) pos[i] = i;
+  tl_batch b = {.n_tokens = np, .tokens = p, .pos = pos};
+  tl_status s = tl_decode(c, &b);
+  free(pos);
+  if (s) return s;
+  int32_t nv = tl_model_n_vocab(tl_context_model(c));
+  int64_t t0 = tl_time_us();
+  for (int i = 0; i < n; i++) {
+    tl_token t = out[i] = tl_sampler_sample(smp, tl_get_logits(c, 0), nv);
+    if (i + 1 == n) break;
+    int32_t ps = np + i;
+    tl_batch b1 = {.n_tokens = 1, .tokens = &t, .pos = &ps};
+    if ((s = tl_decode(c, &b1))) return s;
+  }
+  *secs = (double)(tl_time_us() - t0) / 1e6;
+  return TL_OK;
+}
+
+/* the same with the speculative generator (begin not timed) */
+static tl_status spec_run(tl_spec *sp, tl_sampler *smp, const tl_token *p, int np, int n,
+                          tl_token *out, double *secs) {
+  tl_status s = tl_spec_begin(sp, p, np);
+  if (s) return s;
+  int64_t t0 = tl_time_us();
+  for (int k = 0; k < n;) {
+    int32_t got = 0;
+    if ((s = tl_spec_next(sp, smp, n - k, out + k, &got))) return s;
+    k += got;
+  }
+  *secs = (double)(tl_time_us() - t0) / 1e6;
+  return TL_OK;
+}
+
+static void stats(const double *ts, int n, result *r) {
+  double sum = 0, sq = 0;
+  for (int i = 0; i < n; i++) sum += ts[i];
+  r->avg = sum / n;
+  for (int i = 0; i < n; i++) sq += (ts[i] - r->avg) * (ts[i] - r->avg);
+  r->sd = n > 1 ? sqrt(sq / (n - 1)) : 0.0;
+}
+
+/* -n greedy tokens of text (-f FILE, or a verse) with the target alone and
+ * speculatively, alternating, after a warm-up of each; 0 or the exit status */
+static int bench_spec(cli_opts *o, tl_model *m, spec_result *r) {
+  char *text = NULL;
+  size_t len = sizeof k_spec_prompt - 1;
+  if (o->text_file && !(text = cli_read_file(o->text_file, &len))) return 1;
+  size_t np = 0;
+  tl_token *p = cli_tokenize(m, text ? text : k_spec_prompt, len, tl_model_add_bos(m), true, &np);
+  free(text);
+  if (!p) return 1;
+  int n = o->n_gen > 0 ? o->n_gen : 128, rc = 1;
+  tl_context *c = cli_new_context(m, o, (int)np + n + 72, 0);
+  tl_model *dm = NULL;
+  tl_context *dc = NULL;
+  tl_spec *sp = NULL;
+  tl_sampler *smp = NULL;
+  tl_token *a = malloc(sizeof(tl_token) * (size_t)n * 2), *b = a ? a + n : NULL;
+  tl_sampler_params gp = tl_sampler_default_params();
+  gp.temperature = 0.0f;
+  if (!c || !a || cli_spec_new(o, c, &dm, &dc, &sp)) goto done;
+  tl_status s = tl_sampler_new(&gp, &smp);
+  double tp[64], tsp[64], secs = 0;
+  r->same = true;
+  r->n_prompt = (int)np;
+  for (int i = -1; !s && i < o->reps; i++) { /* i = -1: the warm-up */
+    if (i == 0) tl_spec_reset_stats(sp);
+    if (!(s = spec_plain_run(c, smp, p, (int)np, n, a, &secs)) && i >= 0) tp[i] = n / secs;
+    if (!s && !(s = spec_run(sp, smp, p, (int)np, n, b, &secs)) && i >= 0) tsp[i] = n / secs;
+    if (!s && memcmp(a, b, sizeof(tl_token) * (size_t)n)) r->same = false;
+  }
+  if (s) {
+    rc = cli_fail(s);
+    goto done;
+  }
+  stats(tp, o->reps, &r->plain);
+  stats(tsp, o->reps, &r->spec);
+  r->plain.n_gen = r->spec.n_gen = n;
+  tl_spec_get_stats(sp, &r->st);
+  rc = 0;
+done:
+  tl_sampler_free(smp);
+  tl_spec_free(sp);
+  tl_context_free(dc);
+  tl_model_free(dm);
+  tl_context_free(c);
+  free(a);
+  free(p);
+  return rc;
+}
+
 int cmd_bench(cli_opts *o) {
   if (o->n_prompt == 0 && o->n_gen == 0) return cli_die("bench: -p and -n are both 0");
   /* the table's header at once and each row as its test ends (as
@@ -228,6 +339,21 @@ int cmd_bench(cli_opts *o) {
   uint64_t bytes_tok = tl_model_decode_bytes(m);
   double bw = o->membw ? measure_read_bw(nt) : 0;
   const char *kv = tl_kv_type_name((tl_kv_type)o->kv);
+  spec_result sr;
+  const bool spec = o->draft || o->lookup;
+  char spec_name[32];
+  snprintf(spec_name, sizeof spec_name, "%s", o->draft ? "draft" : "lookup");
+  if (spec) {
+    int rc = bench_spec(o, m, &sr);
+    if (rc) {
+      tl_context_free(c);
+      tl_model_free(m);
+      return rc;
+    }
+  }
+  const tl_spec_stats *ss = &sr.st;
+  double acc_rate = spec && ss->n_drafted ? (double)ss->n_accepted / (double)ss->n_drafted : 0;
+  double passes = spec && ss->n_generated ? (double)ss->n_target / (double)ss->n_generated : 0;
   uint64_t g_now, g_peak, g_used;
   const bool gpu = tl_context_device_memory(c, &g_now, &g_peak, &g_used);
   if (o->json) {
@@ -245,10 +371,41 @@ int cmd_bench(cli_opts *o) {
           (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen, o->depth,
           res[i].avg, res[i].sd, o->reps, kv, kv, (unsigned long long)bytes_tok,
           (unsigned long long)ru.ru_maxrss * 1024ull, (unsigned long long)g_peak, bw,
-          tl_context_backend(c), tl_context_kernels(c), i + 1 < nres ? "," : "");
+          tl_context_backend(c), tl_context_kernels(c), i + 1 < nres || spec ? "," : "");
     }
+    for (int i = 0; spec && i < 2; i++)
+      printf(
+          "  {\"model_type\": \"%s\", \"type\": \"%s\", \"n_threads\": %d, \"test\": "
+          "\"spec_%s\", \"n_prompt\": %d, \"n_gen\": %d, \"avg_ts\": %.6f, \"stddev_ts\": "
+          "%.6f, \"repetitions\": %d, \"n_drafted\": %lld, \"n_accepted\": %lld, "
+          "\"acceptance\": %.6f, \"target_passes_per_token\": %.6f, \"same_tokens\": %s, "
+          "\"backend\": \"%s\"}%s\n",
+          desc, tl_model_weight_type(m), nt, i ? spec_name : "plain", sr.n_prompt, sr.plain.n_gen,
+          i ? sr.spec.avg : sr.plain.avg, i ? sr.spec.sd : sr.plain.sd, o->reps,
+          i ? (long long)ss->n_drafted : 0LL, i ? (long long)ss->n_accepted : 0LL,
+          i ? acc_rate : 0.0, i ? passes : 1.0, sr.same ? "true" : "false", tl_context_backend(c),
+          i ? "" : ",");
     printf("]\n");
   } else {
+    if (spec) {
+      printf("| %s | | | %s | %d | tg%d greedy, prompt %d | %.2f ± %.2f |\n", desc,
+             tl_context_backend(c), nt, sr.plain.n_gen, sr.n_prompt, sr.plain.avg, sr.plain.sd);
+      printf("| %s | | | %s | %d | tg%d %s | %.2f ± %.2f |\n", desc, tl_context_backend(c), nt,
+             sr.spec.n_gen, o->draft ? "--draft" : "--lookup", sr.spec.avg, sr.spec.sd);
+      printf(
+          "\nspeculative (%s%s): drafted %lld, accepted %lld (%.1f%%), %.3f target passes per "
+          "token, %.2fx the target alone's speed; tokens %s\n",
+          o->draft ? "draft " : "lookup", o->draft ? o->draft : "", (long long)ss->n_drafted,
+          (long long)ss->n_accepted, 100.0 * acc_rate, passes,
+          sr.plain.avg > 0 ? sr.spec.avg / sr.plain.avg : 0.0, sr.same ? "identical" : "DIFFERENT");
+      printf(
+          "per target pass: %.3f ms verifying %.2f tokens, %.3f ms drafting; the target alone: "
+          "%.3f ms per token\n",
+          ss->n_target ? (double)ss->t_target_us / 1000.0 / (double)ss->n_target : 0.0,
+          ss->n_target ? 1.0 + (double)ss->n_drafted / (double)ss->n_target : 0.0,
+          ss->n_target ? (double)ss->t_draft_us / 1000.0 / (double)ss->n_target : 0.0,
+          sr.plain.avg > 0 ? 1000.0 / sr.plain.avg : 0.0);
+    }
     for (int i = 0; i < nres; i++)
       if (res[i].n_gen)
         printf(

@@ -247,6 +247,9 @@ int cmd_chat(cli_opts *o) {
   chat_state st;
   chat_run r = {0};
   tl_sampler *smp = NULL;
+  tl_model *dm = NULL;
+  tl_context *dc = NULL;
+  tl_spec *sp = NULL;
   char *line = NULL, *reply = NULL;
   size_t line_cap = 0;
   int rc = 1;
@@ -266,6 +269,7 @@ int cmd_chat(cli_opts *o) {
     goto done;
   }
   n_ctx = tl_context_n_ctx(r.c);
+  if (cli_spec_new(o, r.c, &dm, &dc, &sp)) goto done;
   o->sp.seed = o->seed;
   if ((s = tl_sampler_new(&o->sp, &smp))) {
     rc = cli_fail(s);
@@ -381,7 +385,10 @@ int cmd_chat(cli_opts *o) {
     g_stop = 0;
     g_generating = 1;
     size_t reused = 0;
-    s = eval_prompt(&r, toks, n_toks, &reused);
+    if (sp) /* the generator keeps the prefix its caches share with the prompt */
+      s = tl_spec_begin(sp, toks, (int32_t)n_toks);
+    else
+      s = eval_prompt(&r, toks, n_toks, &reused);
     if (o->verbose)
       fprintf(stderr, "torchless: prompt %zu tokens, %zu reused from the cache\n", n_toks, reused);
     free(toks);
@@ -412,10 +419,34 @@ int cmd_chat(cli_opts *o) {
     const float *logits = tl_get_logits(r.c, 0);
     bool full = false, stopped_plain = false;
     char buf[256];
+    tl_token spec_toks[64];
+    int32_t spec_n = 0, spec_i = 0;
     for (int n_gen = 0; (o->n_predict < 0 || n_gen < o->n_predict) && !g_stop; n_gen++) {
-      tl_token t = tl_sampler_sample(smp, logits, n_vocab);
-      if (tl_token_is_eog(m, t)) break;
-      tl_sampler_accept(smp, t);
+      tl_token t;
+      if (sp) { /* tokens from speculative steps, which decode them too */
+        if (spec_i == spec_n) {
+          int32_t want = o->n_predict < 0 || o->n_predict - n_gen > 64 ? 64 : o->n_predict - n_gen;
+          spec_i = 0;
+          s = tl_spec_next(sp, smp, want, spec_toks, &spec_n);
+          if (s == TL_ERR_CONTEXT_FULL) {
+            full = true;
+            break;
+          }
+          if (s == TL_ERR_ABORTED) break;
+          if (s) {
+            g_generating = 0;
+            tl_detok_free(dt);
+            rc = cli_fail(s);
+            goto done;
+          }
+        }
+        t = spec_toks[spec_i++];
+        if (tl_token_is_eog(m, t)) break;
+      } else {
+        t = tl_sampler_sample(smp, logits, n_vocab);
+        if (tl_token_is_eog(m, t)) break;
+        tl_sampler_accept(smp, t);
+      }
       size_t nb = tl_detok_push(dt, t, buf, sizeof buf);
       if (rlen + nb + 1 > rcap) {
         char *nr = realloc(reply, rcap * 2 + nb);
@@ -450,6 +481,7 @@ int cmd_chat(cli_opts *o) {
         printed = rlen - hold;
       }
       if (stopped_plain) break;
+      if (sp) continue;
       if (r.n_cached >= (size_t)n_ctx) {
         full = true;
         break;
@@ -478,7 +510,7 @@ int cmd_chat(cli_opts *o) {
       if (rlen > printed) fwrite(reply + printed, 1, rlen - printed, stdout);
     }
     tl_detok_free(dt);
-    {
+    if (!sp) {
       /* an aborted step may have written part of its position: keep the
        * cache and what we know of it the same */
       int32_t have = tl_kv_seq_pos_max(r.c, 0) + 1;
@@ -500,11 +532,15 @@ int cmd_chat(cli_opts *o) {
     if (!add_message(st.messages, "assistant", text)) goto done;
   }
   rc = 0;
+  if (sp) cli_spec_report(sp, stderr);
 done:
   free(line);
   free(reply);
   free(r.cached);
   tl_sampler_free(smp);
+  tl_spec_free(sp);
+  tl_context_free(dc);
+  tl_model_free(dm);
   tl_context_free(r.c);
   chat_free(&st);
   tl_model_free(m);

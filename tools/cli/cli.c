@@ -79,6 +79,7 @@ typedef struct opt {
 #define GEN (CLI_RUN | CLI_EVAL | CLI_TOKENIZE | CLI_CHAT)
 #define LOAD (GEN | CLI_BENCH | CLI_PERPLEXITY)
 #define ALL (LOAD | CLI_QUANTIZE | CLI_SYNTH | CLI_CONVERT)
+#define SPEC (CLI_RUN | CLI_CHAT | CLI_BENCH)
 #define AT(field) offsetof(cli_opts, field)
 #define FTYPES \
   "(f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k)"
@@ -132,8 +133,21 @@ static const opt g_opts[] = {
     {"--input", NULL, CLI_TEMPLATE, OPT_STR, AT(input), 0, 0, NULL, NULL},
     {"--system", NULL, CLI_CHAT | CLI_RUN, OPT_STR, AT(system), 0, 0, NULL, NULL},
     {"--chat", NULL, CLI_RUN, OPT_FLAG, AT(chat), 0, 0, NULL, NULL},
+    /* speculative decoding: run, chat, bench */
+    {"--draft", "-md", SPEC, OPT_STR, AT(draft), 0, 0, NULL, NULL},
+    {"--draft-backend", NULL, SPEC, OPT_BACKEND, AT(draft_backend), 0, 0, NULL, NULL},
+    {"--draft-threads", NULL, SPEC, OPT_INT, AT(draft_threads), 1, 1024,
+     "--draft-threads needs a thread count in 1..1024, got '%s'", NULL},
+    {"--draft-max", NULL, SPEC, OPT_INT, AT(draft_max), 1, 64,
+     "--draft-max needs a token count in 1..64, got '%s'", NULL},
+    {"--draft-min", NULL, SPEC, OPT_INT, AT(draft_min), 0, 64,
+     "--draft-min needs a token count in 0..64, got '%s'", NULL},
+    {"--draft-p-min", NULL, SPEC, OPT_FLOAT, AT(draft_p_min), 0, 0,
+     "--draft-p-min needs a number, got '%s'", NULL},
+    {"--lookup", NULL, SPEC, OPT_INT, AT(lookup), 1, 16,
+     "--lookup needs an n-gram length in 1..16, got '%s'", NULL},
     /* perplexity */
-    {"-f", "--file", CLI_PERPLEXITY, OPT_STR, AT(text_file), 0, 0, NULL, NULL},
+    {"-f", "--file", CLI_PERPLEXITY | CLI_BENCH, OPT_STR, AT(text_file), 0, 0, NULL, NULL},
     {"-b", "--batch-size", CLI_PERPLEXITY, OPT_INT, AT(batch), 1, 1 << 20,
      "-b needs a token count >= 1, got '%s'", NULL},
     {"--kl-divergence-base", NULL, CLI_PERPLEXITY, OPT_STR, AT(kld_base), 0, 0, NULL, NULL},
@@ -177,6 +191,10 @@ void cli_opts_init(cli_opts *o, unsigned bit) {
                   .reps = 3,
                   .tokenizer = TL_DEFAULT_MODEL,
                   .type = -1};
+  tl_spec_params spd = tl_spec_default_params();
+  o->draft_max = spd.n_max;
+  o->draft_min = spd.n_min;
+  o->draft_p_min = spd.p_min;
   if (bit == CLI_CHAT) o->n_predict = -1; /* a reply runs to its end of turn */
   o->sp = tl_sampler_default_params();
   o->seed = bit == CLI_SYNTH ? tl_synth_default_params().seed : (uint64_t)time(NULL);
@@ -304,9 +322,28 @@ static int parse_args(int argc, char **argv, int start, const cli_command *cmd, 
   return 0;
 }
 
+/* --draft and --lookup exclude each other; their tuning options need one. */
+static int check_spec(const cli_opts *o, int argc, char **argv, int start) {
+  if (o->draft && o->lookup)
+    return cli_die("--draft and --lookup are two kinds of draft: give one of them");
+  if (!(o->draft_p_min >= 0 && o->draft_p_min <= 1))
+    return cli_die("--draft-p-min must be in [0, 1], got %g", (double)o->draft_p_min);
+  if (o->draft_min > o->draft_max)
+    return cli_die("--draft-min (%d) is larger than --draft-max (%d)", o->draft_min, o->draft_max);
+  if (o->draft || o->lookup) return 0;
+  static const char *const tuning[] = {"--draft-max", "--draft-min", "--draft-p-min",
+                                       "--draft-backend", "--draft-threads"};
+  for (int i = start; i < argc; i++)
+    for (size_t j = 0; j < sizeof tuning / sizeof tuning[0]; j++)
+      if (!strcmp(argv[i], tuning[j]))
+        return cli_die("%s needs --draft MODEL or --lookup N", tuning[j]);
+  return 0;
+}
+
 int cli_parse(int argc, char **argv, int start, const cli_command *cmd, cli_opts *o) {
   int rc = parse_args(argc, argv, start, cmd, o);
   if (rc) return rc;
+  if (cmd->bit & SPEC && (rc = check_spec(o, argc, argv, start))) return rc;
   return cmd->bit & (CLI_RUN | CLI_CHAT) ? check_sampling(o) : 0;
 }
 
@@ -447,4 +484,67 @@ tl_token *cli_tokenize(const tl_model *m, const char *text, size_t len, bool add
     return NULL;
   }
   return toks;
+}
+
+/* ---- speculative decoding ------------------------------------------------------ */
+
+int cli_spec_new(const cli_opts *o, tl_context *c, tl_model **dm, tl_context **dc, tl_spec **sp) {
+  *dm = NULL;
+  *dc = NULL;
+  *sp = NULL;
+  if (!o->draft && !o->lookup) return 0;
+  tl_spec_params p = tl_spec_default_params();
+  p.n_max = o->draft_max;
+  p.n_min = o->draft_min;
+  p.p_min = o->draft_p_min;
+  if (o->lookup) p.lookup = o->lookup;
+  tl_status s;
+  if (o->draft) {
+    tl_model_params mp = tl_model_default_params();
+    mp.use_mlock = o->mlock;
+    if ((s = tl_model_load(o->draft, &mp, dm))) {
+      cli_die("the draft model: %s (%s)", tl_last_error(), tl_status_name(s));
+      return 1;
+    }
+    if ((s = tl_spec_check_vocab(tl_context_model(c), *dm))) {
+      cli_die("--draft %s: %s", o->draft, tl_last_error());
+      goto fail;
+    }
+    tl_context_params cp = tl_context_default_params();
+    cp.abort_callback = abort_cb;
+    cp.n_ctx = tl_context_n_ctx(c);
+    cp.n_threads = o->draft_threads ? o->draft_threads : o->threads;
+    cp.kv_type = (tl_kv_type)o->kv;
+    if (cp.kv_type == TL_KV_Q8_0)
+      cp.kv_type = TL_KV_F16; /* the draft's head size may not allow it */
+    cp.backend = o->draft_backend ? o->draft_backend : o->backend;
+    if ((s = tl_context_new(*dm, &cp, dc))) {
+      cli_die("the draft model's context: %s (%s)", tl_last_error(), tl_status_name(s));
+      goto fail;
+    }
+  }
+  if ((s = tl_spec_new(c, *dc, &p, sp))) {
+    cli_fail(s);
+    goto fail;
+  }
+  return 0;
+fail:
+  tl_context_free(*dc);
+  tl_model_free(*dm);
+  *dc = NULL;
+  *dm = NULL;
+  return 1;
+}
+
+void cli_spec_report(const tl_spec *sp, FILE *f) {
+  tl_spec_stats st;
+  tl_spec_get_stats(sp, &st);
+  fprintf(f,
+          "speculative: drafted %lld, accepted %lld (%.1f%%) | %lld target passes for %lld tokens "
+          "(%.3f per token) | draft %.0f ms, verify %.0f ms\n",
+          (long long)st.n_drafted, (long long)st.n_accepted,
+          st.n_drafted ? 100.0 * (double)st.n_accepted / (double)st.n_drafted : 0.0,
+          (long long)st.n_target, (long long)st.n_generated,
+          st.n_generated ? (double)st.n_target / (double)st.n_generated : 0.0,
+          (double)st.t_draft_us / 1000.0, (double)st.t_target_us / 1000.0);
 }

@@ -76,8 +76,15 @@ typedef struct cli_opts {
   bool kld;              /* --kl-divergence: compare with the saved ones */
   /* template, chat, run --chat */
   const char *template_file, *input, *system;
-  bool chat;        /* run: send the prompt through the chat template */
-  bool show_pieces; /* tokenize: one "id -> 'piece'" a line */
+  bool chat; /* run: send the prompt through the chat template */
+  /* run, chat, bench: speculative decoding */
+  const char *draft;         /* --draft MODEL */
+  const char *draft_backend; /* --draft-backend (NULL: the target's) */
+  int draft_threads;         /* --draft-threads (0: -t) */
+  int draft_max, draft_min;  /* --draft-max, --draft-min */
+  float draft_p_min;         /* --draft-p-min */
+  int lookup;                /* --lookup N: prompt lookup with n-grams of up to N tokens */
+  bool show_pieces;          /* tokenize: one "id -> 'piece'" a line */
 } cli_opts;
 
 /* A sub-command: its name, its bit, how many positional arguments it takes
@@ -139,6 +146,14 @@ void cli_warn_ctx(const tl_model *m, const cli_opts *o);
 /* A context of n_ctx tokens with o's threads and cache type, n_batch tokens
  * a batch (0: the default). NULL after printing. */
 tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_batch);
+
+/* --draft / --lookup: a speculative generator on the target context c, with
+ * the draft model and context it needs (*dm, *dc: NULL for prompt lookup).
+ * All three NULL when neither option is given. 0, or the exit status after
+ * printing (nothing is left allocated then). */
+int cli_spec_new(const cli_opts *o, tl_context *c, tl_model **dm, tl_context **dc, tl_spec **sp);
+/* The generator's statistics, one line on f. */
+void cli_spec_report(const tl_spec *sp, FILE *f);
 
 /* The commands. */
 int cmd_run(cli_opts *o);

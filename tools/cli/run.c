@@ -42,6 +42,9 @@ int cmd_run(cli_opts *o) {
   tl_context *c = NULL;
   tl_sampler *smp = NULL;
   tl_detok *dt = NULL;
+  tl_model *dm = NULL;
+  tl_context *dc = NULL;
+  tl_spec *sp = NULL;
   size_t n_prompt = 0;
   tl_token *toks = NULL;
   char *chat_prompt = NULL;
@@ -80,6 +83,7 @@ int cmd_run(cli_opts *o) {
     n_prompt = keep;
   }
   if (!(c = cli_new_context(m, o, n_ctx, 0))) goto done;
+  if (cli_spec_new(o, c, &dm, &dc, &sp)) goto done;
   /* Ctrl-C: the first stops the prompt's decode or the generation, the
    * text so far and the speed line are printed, exit 130 */
   cli_catch_sigint();
@@ -97,7 +101,11 @@ int cmd_run(cli_opts *o) {
   if (!o->chat) fputs(o->prompt, stdout);
   fflush(stdout);
   int64_t t0 = tl_time_us();
-  if ((s = prefill(c, toks, (int32_t)n_prompt, false)) && !cli_interrupted) {
+  if (sp)
+    s = tl_spec_begin(sp, toks, (int32_t)n_prompt);
+  else
+    s = prefill(c, toks, (int32_t)n_prompt, false);
+  if (s && !cli_interrupted) {
     rc = cli_fail(s);
     goto done;
   }
@@ -108,7 +116,31 @@ int cmd_run(cli_opts *o) {
   const float *logits = tl_get_logits(c, 0);
   int32_t n_vocab = tl_model_n_vocab(m);
   bool ctx_full = false;
-  while (!cli_interrupted && n_gen < o->n_predict) {
+  /* speculative: each step gives one or more tokens */
+  while (sp && !cli_interrupted && n_gen < o->n_predict) {
+    tl_token step[64];
+    int32_t k = 0, want = o->n_predict - n_gen < 64 ? o->n_predict - n_gen : 64;
+    s = tl_spec_next(sp, smp, want, step, &k);
+    if (s == TL_ERR_CONTEXT_FULL) {
+      ctx_full = true;
+      break;
+    }
+    if (s) {
+      if (cli_interrupted) break;
+      rc = cli_fail(s);
+      goto done;
+    }
+    bool eog = false;
+    for (int32_t i = 0; i < k && !eog; i++) {
+      if ((eog = tl_token_is_eog(m, step[i]))) break;
+      n_gen++;
+      size_t nb = tl_detok_push(dt, step[i], buf, sizeof buf);
+      fwrite(buf, 1, nb, stdout);
+    }
+    fflush(stdout);
+    if (eog) break;
+  }
+  while (!sp && !cli_interrupted && n_gen < o->n_predict) {
     tl_token t = tl_sampler_sample(smp, logits, n_vocab);
     if (tl_token_is_eog(m, t)) break;
     tl_sampler_accept(smp, t);
@@ -140,6 +172,7 @@ int cmd_run(cli_opts *o) {
           "%d threads\n",
           tl_model_desc(m), load_ms, n_prompt, pp_s > 0 ? (double)n_prompt / pp_s : 0.0, n_gen,
           tg_s > 0 && n_gen > 0 ? (double)n_gen / tg_s : 0.0, tl_context_n_threads(c));
+  if (sp) cli_spec_report(sp, stderr);
   rc = 0;
   if (cli_interrupted) {
     fprintf(stderr, "torchless: interrupted\n");
@@ -148,6 +181,9 @@ int cmd_run(cli_opts *o) {
 done:
   tl_detok_free(dt);
   tl_sampler_free(smp);
+  tl_spec_free(sp);
+  tl_context_free(dc);
+  tl_model_free(dm);
   tl_context_free(c);
   free(toks);
   free(chat_prompt);
