@@ -119,7 +119,7 @@ static enum MHD_Result send_error(server *sv, struct MHD_Connection *con, unsign
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (sv->engine && atomic_load(&sv->ready)) {
+  if (atomic_load(&sv->ready) == 1 && sv->engine) {
     srv_lock(sv->engine);
     srv_count_request(sv->engine, true);
     srv_unlock(sv->engine);
