@@ -478,6 +478,9 @@ VNNI INLINE void qt_unpack(q32_kind k, const uint8_t *w, size_t ldw, int64_t nr,
   }
   for (int64_t b = 0; b < nbk; b++) {
     const size_t o = (size_t)b * bs;
+    if ((b & 3) == 0) /* 16 streams: ahead of the hardware prefetcher */
+      for (int r = 0; r < QT_ROWS; r++)
+        _mm_prefetch((const char *)rp[r] + o + 16 * bs, _MM_HINT_T0);
     __m512i z[4];
     _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
       __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rp[4 * j] + o + 2)));
