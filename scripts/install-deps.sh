@@ -7,7 +7,7 @@
 # qemu-user to run the tests, and the arm64 libraries from Debian multiarch
 # (adds the arm64 architecture to dpkg).
 set -e
-PKGS="build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev"
+PKGS="build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev libmicrohttpd-dev"
 # Python's jinja2 (and numpy) run at test time: the chat templates are compared
 # with jinja2 byte for byte, and reference scripts use numpy.
 PKGS="$PKGS python3 python3-jinja2 python3-numpy"
@@ -24,6 +24,8 @@ if [ "${1:-}" = "--neon" ]; then
   PKGS="$PKGS gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libcjson-dev:arm64"
   PKGS="$PKGS libpcre2-dev:arm64 libcmocka-dev:arm64"
 fi
+# chromium (headless): the browser test of the chat page of `torchless serve`
+if [ "$FUZZ" = 0 ] && [ "$NEON" = 0 ]; then PKGS="$PKGS chromium"; fi
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

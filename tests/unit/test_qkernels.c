@@ -140,7 +140,7 @@ static void test_gemm_vs_scalar(void **state) {
   const tl_cpu_kernels *sc = sets[0];
   uint32_t types[TL_TYPE_COUNT];
   int n_types = tl_test_cpu_types(types);
-  const int64_t nrs[] = {1, 3, 4, 5, 9, 17}, nts[] = {1, 2, 3, 4, 5, 7, 9};
+  const int64_t nrs[] = {1, 3, 4, 5, 9, 17}, nts[] = {1, 2, 3, 4, 5, 7, 9, 16, 17};
   for (int ti = 0; ti < n_types; ti++) {
     const uint32_t type = types[ti];
     const tl_act_fmt f = tl_cpu_act_fmt(type);
@@ -153,7 +153,7 @@ static void test_gemm_vs_scalar(void **state) {
                           : blck == 32 ? blck * 70
                                        : blck * 7};
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
-      const int64_t n = ns[ni], rows = 17, ntok = 9;
+      const int64_t n = ns[ni], rows = 17, ntok = 17;
       size_t ldw, ldx;
       uint8_t *w = make_weight(type, rows, n, &ldw);
       float *x = malloc(sizeof(float) * (size_t)(n * ntok)), *wr = malloc(sizeof(float) * n);
@@ -162,8 +162,8 @@ static void test_gemm_vs_scalar(void **state) {
       if (!xa) ldx = (size_t)n * sizeof(float);
       const void *xin = xa ? (const void *)xa : (const void *)x;
       /* the reference and the magnitudes for the tolerance */
-      float ref[17 * 9];
-      double mag[17 * 9];
+      float ref[17 * 17];
+      double mag[17 * 17];
       for (int64_t r = 0; r < rows; r++) {
         tl_type_get(type)->to_float(w + r * ldw, wr, n);
         for (int64_t t = 0; t < ntok; t++) {
@@ -180,7 +180,7 @@ static void test_gemm_vs_scalar(void **state) {
         for (size_t a = 0; a < sizeof nrs / sizeof nrs[0]; a++)
           for (size_t b = 0; b < sizeof nts / sizeof nts[0]; b++) {
             const int64_t nr = nrs[a], nt = nts[b], ldy = nr + 2;
-            float y[19 * 9];
+            float y[19 * 17];
             for (size_t i = 0; i < sizeof y / sizeof y[0]; i++) y[i] = NAN;
             sets[k]->gemm[type](w, ldw, nr, xin, ldx, nt, n, y, ldy);
             for (int64_t t = 0; t < nt; t++)

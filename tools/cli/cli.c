@@ -77,7 +77,7 @@ typedef struct opt {
 } opt;
 
 #define GEN (CLI_RUN | CLI_EVAL | CLI_TOKENIZE | CLI_CHAT)
-#define LOAD (GEN | CLI_BENCH | CLI_PERPLEXITY)
+#define LOAD (GEN | CLI_BENCH | CLI_PERPLEXITY | CLI_SERVE)
 #define ALL (LOAD | CLI_QUANTIZE | CLI_SYNTH | CLI_CONVERT)
 #define SPEC (CLI_RUN | CLI_CHAT | CLI_BENCH)
 #define AT(field) offsetof(cli_opts, field)
@@ -98,13 +98,14 @@ static const opt g_opts[] = {
      "--gpu-layers needs a layer count >= 0, got '%s'", NULL},
     {"-t", "--threads", LOAD | CLI_QUANTIZE | CLI_SYNTH, OPT_INT, AT(threads), 1, 1024,
      "-t needs a thread count in 1..1024, got '%s'", NULL},
-    {"-c", "--ctx", GEN | CLI_PERPLEXITY, OPT_INT, AT(ctx), 1, 1 << 24,
+    {"-c", "--ctx", GEN | CLI_PERPLEXITY | CLI_SERVE, OPT_INT, AT(ctx), 1, 1 << 24,
      "-c needs a context size in 1..16777216, got '%s'", NULL},
     {"--kv", NULL, LOAD, OPT_NAME, AT(kv), 0, 0, "--kv must be f16, f32 or q8_0, got '%s'",
      kv_names},
-    {"--quant", NULL, GEN | CLI_PERPLEXITY, OPT_FTYPE, AT(quant), 0, 0,
+    {"--quant", NULL, GEN | CLI_PERPLEXITY | CLI_SERVE, OPT_FTYPE, AT(quant), 0, 0,
      "--quant: unknown type '%s' " FTYPES, NULL},
-    {"--override-kv", NULL, GEN | CLI_TEMPLATE | CLI_PERPLEXITY, OPT_OVERRIDE, 0, 0, 0, NULL, NULL},
+    {"--override-kv", NULL, GEN | CLI_TEMPLATE | CLI_PERPLEXITY | CLI_SERVE, OPT_OVERRIDE, 0, 0, 0,
+     NULL, NULL},
     {"--mlock", NULL, LOAD, OPT_FLAG, AT(mlock), 0, 0, NULL, NULL},
     {"-v", "--verbose", ALL | CLI_TEMPLATE, OPT_FLAG, AT(verbose), 0, 0, NULL, NULL},
     /* run, eval, tokenize */
@@ -152,6 +153,15 @@ static const opt g_opts[] = {
      "-b needs a token count >= 1, got '%s'", NULL},
     {"--kl-divergence-base", NULL, CLI_PERPLEXITY, OPT_STR, AT(kld_base), 0, 0, NULL, NULL},
     {"--kl-divergence", NULL, CLI_PERPLEXITY, OPT_FLAG, AT(kld), 0, 0, NULL, NULL},
+    /* serve */
+    {"--host", NULL, CLI_SERVE, OPT_STR, AT(host), 0, 0, NULL, NULL},
+    {"--port", NULL, CLI_SERVE, OPT_INT, AT(port), 0, 65535,
+     "--port needs a port in 0..65535, got '%s'", NULL},
+    {"-np", "--parallel", CLI_SERVE, OPT_INT, AT(parallel), 1, 256,
+     "--parallel needs a sequence count in 1..256, got '%s'", NULL},
+    {"--queue", NULL, CLI_SERVE, OPT_INT, AT(queue), 1, 1 << 20,
+     "--queue needs a request count >= 1, got '%s'", NULL},
+    {"--api-key", NULL, CLI_SERVE, OPT_STR, AT(api_key), 0, 0, NULL, NULL},
     /* bench */
     {"-p", "--n-prompt", CLI_BENCH, OPT_INT, AT(n_prompt), 0, 1 << 20, "-p needs a count, got '%s'",
      NULL},
@@ -190,7 +200,11 @@ void cli_opts_init(cli_opts *o, unsigned bit) {
                   .n_gen = 128,
                   .reps = 3,
                   .tokenizer = TL_DEFAULT_MODEL,
-                  .type = -1};
+                  .type = -1,
+                  .host = "127.0.0.1",
+                  .port = 8080,
+                  .parallel = 4,
+                  .queue = 64};
   tl_spec_params spd = tl_spec_default_params();
   o->draft_max = spd.n_max;
   o->draft_min = spd.n_min;

@@ -28,6 +28,7 @@ enum {
   CLI_TEMPLATE = 1 << 7,
   CLI_CHAT = 1 << 8, /* chat: run's generation options too */
   CLI_PERPLEXITY = 1 << 9,
+  CLI_SERVE = 1 << 10,
 };
 
 #define CLI_MAX_OVERRIDES 32
@@ -85,6 +86,12 @@ typedef struct cli_opts {
   float draft_p_min;         /* --draft-p-min */
   int lookup;                /* --lookup N: prompt lookup with n-grams of up to N tokens */
   bool show_pieces;          /* tokenize: one "id -> 'piece'" a line */
+  /* serve */
+  const char *host;    /* --host: the address to bind (default 127.0.0.1) */
+  int port;            /* --port (0: any free port, printed) */
+  int parallel;        /* --parallel: sequences decoded together */
+  int queue;           /* --queue: most requests waiting for a slot */
+  const char *api_key; /* --api-key: required as "Authorization: Bearer KEY" */
 } cli_opts;
 
 /* A sub-command: its name, its bit, how many positional arguments it takes
@@ -166,6 +173,7 @@ int cmd_convert(cli_opts *o);
 int cmd_template(cli_opts *o);
 int cmd_chat(cli_opts *o);
 int cmd_perplexity(cli_opts *o);
+int cmd_serve(cli_opts *o); /* tools/server/ */
 /* chat.c: the prompt of run --chat (one user message through the template);
  * malloc'd, NULL after printing */
 char *cli_chat_prompt(tl_model *m, const char *user, const char *system);

@@ -216,6 +216,24 @@ static void help_perplexity(FILE *f, const cli_opts *d) {
   model_opts(f, d, CLI_PERPLEXITY);
 }
 
+static void help_serve(FILE *f, const cli_opts *d) {
+  fprintf(f,
+          "usage: torchless serve [-m MODEL] [options]\n"
+          "an OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions\n"
+          "(streaming as server-sent events), GET /v1/models, /health, /metrics, and a chat\n"
+          "page at /. Up to --parallel requests decode together; SIGINT/SIGTERM stop it\n\n");
+  opt(f, "--host ADDR", "the address to listen on (default: %s)", d->host);
+  opt(f, "--port N", "the TCP port; 0: any free port, printed (default: %d)", d->port);
+  opt(f, "-np, --parallel N", "requests decoded together, each in its own KV slot (default: %d)",
+      d->parallel);
+  opt(f, "--queue N", "most requests waiting for a slot; more get 503 (default: %d)", d->queue);
+  opt(f, "--api-key KEY", "require \"Authorization: Bearer KEY\" on /v1/ and /metrics");
+  opt(f, "-c, --ctx N",
+      "context of each slot in tokens (default: the model's training context, at most 4096)");
+  opt(f, "--quant TYPE", "quantize a float model while loading it");
+  model_opts(f, d, CLI_SERVE);
+}
+
 static const struct {
   const char *name;
   unsigned bit;
@@ -232,6 +250,7 @@ static const struct {
     {"template", CLI_TEMPLATE, help_template},
     {"chat", CLI_CHAT, help_chat},
     {"perplexity", CLI_PERPLEXITY, help_perplexity},
+    {"serve", CLI_SERVE, help_serve},
 };
 
 bool cli_help(const char *command, FILE *f) {

@@ -64,6 +64,10 @@ static void usage(FILE *f) {
       "                second half; with --kl-divergence-base the log-probabilities are saved,\n"
       "                with --kl-divergence (and the same FILE) compared: KL divergence, top-1\n"
       "                agreement, the base's perplexity\n"
+      "  torchless serve [-m MODEL] [--host ADDR] [--port N] [--parallel N] [-c CTX]\n"
+      "                [--api-key KEY] [--queue N] [--backend B] [-t THREADS]\n"
+      "                an OpenAI-compatible HTTP server (/v1/chat/completions,\n"
+      "                /v1/completions, /v1/models, /health, /metrics, a chat page at /)\n"
       "  torchless COMMAND --help                  COMMAND's options and their defaults\n"
       "  torchless --help | --version\n"
       "MODEL is a GGUF file, a Torchless .bin file or a Hugging Face folder (config.json,\n"
@@ -72,6 +76,15 @@ static void usage(FILE *f) {
       "  %s\n",
       TL_DEFAULT_MODEL);
 }
+
+#ifdef TL_NO_SERVER
+int cmd_serve(cli_opts *o) {
+  (void)o;
+  return cli_die(
+      "this build has no HTTP server: libmicrohttpd was not found when it was configured "
+      "(apt-get install libmicrohttpd-dev, then configure again)");
+}
+#endif
 
 static bool is_file(const char *p) {
   struct stat st;
@@ -89,6 +102,7 @@ static const cli_command g_commands[] = {
     {"template", CLI_TEMPLATE, 0, NULL, cmd_template},
     {"chat", CLI_CHAT, 0, NULL, cmd_chat},
     {"perplexity", CLI_PERPLEXITY, 0, NULL, cmd_perplexity},
+    {"serve", CLI_SERVE, 0, NULL, cmd_serve},
 };
 
 /* torchless [MODEL] [PROMPT] [options]: run's options */
@@ -174,8 +188,6 @@ int main(int argc, char **argv) {
     if (rc) return rc == CLI_DONE ? 0 : rc;
     return cmd->run(&o);
   }
-  if (!strcmp(name, "serve"))
-    return cli_die("the '%s' command is not implemented yet in this version", name);
   if (argc >= 2 && !is_file(name) && looks_like_command(name))
     return unknown_command(name, g_commands, sizeof g_commands / sizeof g_commands[0]);
   cli_opts_init(&o, g_default.bit);
