@@ -274,6 +274,23 @@ tl_status tl_kv_seq_cp(tl_context *ctx, int32_t src, int32_t dst, int32_t p0, in
  * out of range). */
 int32_t tl_kv_seq_pos_max(const tl_context *ctx, int32_t seq);
 
+/* A sequence's state in a file, a prompt cache that survives a restart (as
+ * llama.cpp's llama_state_seq_save_file / _load_file): save writes the n
+ * tokens that sequence seq holds (tokens: the caller's record of them; n
+ * must equal tl_kv_seq_pos_max + 1) with their cached keys and values; load
+ * replaces sequence seq of a context of the same model and KV type (any
+ * backend, any split of --gpu-layers) with a file's, and gives back its
+ * tokens (cap: room in tokens). The file carries a version, the model's
+ * shape, parameter count and weight size, and a checksum: a file of another
+ * version or model, another KV type, a damaged or truncated file is a
+ * clear error (TL_ERR_UNSUPPORTED / TL_ERR_INVALID_ARG / TL_ERR_FORMAT)
+ * that leaves the sequence as it was (only a backend failing while the
+ * cache is written leaves it empty). Save writes PATH.tmp and renames it. */
+tl_status tl_state_seq_save_file(tl_context *ctx, const char *path, int32_t seq,
+                                 const tl_token *tokens, size_t n_tokens);
+tl_status tl_state_seq_load_file(tl_context *ctx, const char *path, int32_t seq, tl_token *tokens,
+                                 size_t cap, size_t *n_tokens);
+
 /* ---- sampling ----------------------------------------------------------- */
 
 typedef struct tl_sampler_params {

@@ -157,6 +157,12 @@ struct tl_backend {
   /* KV cache sequence operations (its layout is the backend's): copy the
    * positions [p0, p1) of every layer from sequence src to dst. */
   tl_status (*kv_copy)(tl_backend *be, int32_t src, int32_t dst, int32_t p0, int32_t p1);
+  /* Positions [p0, p1) of sequence seq out of the cache into buf (write:
+   * from buf into the cache), in one layout whatever the backend's: for each
+   * of the backend's layers, for each kv head, the keys of the positions
+   * then their values, one row per position of head_dim values in the
+   * cache's type (f32, f16, or Q8_0 blocks): tl_kv_row_bytes() each. */
+  tl_status (*kv_io)(tl_backend *be, int32_t seq, int32_t p0, int32_t p1, void *buf, bool write);
 
   /* A step: begin (the hook where a GPU backend captures or replays a
    * graph of the operations up to step_end), the operations, end. */
@@ -199,6 +205,14 @@ struct tl_backend {
  * name or one this build or machine cannot run is TL_ERR_UNSUPPORTED. */
 tl_status tl_backend_new(const char *name, const tl_backend_config *cfg, tl_backend **out);
 void tl_backend_free(tl_backend *be);
+
+/* Bytes of one position's row of one kv head in a cache of this type
+ * (kv_io's layout): head_dim floats, halves, or Q8_0 blocks. */
+static inline size_t tl_kv_row_bytes(tl_kv_type t, int32_t head_dim) {
+  return t == TL_KV_F32 ? 4 * (size_t)head_dim
+         : t == TL_KV_F16 ? 2 * (size_t)head_dim
+                          : (size_t)head_dim / 32 * 34;
+}
 
 /* Whether some backend of this build multiplies weights of this type (the
  * CPU, the reference, has every type any backend has). */

@@ -10,6 +10,8 @@
  * difference can move a stored value by one f16 step (2^-11 of it), which
  * the next tokens read (seen: 3.1e-5 with the avx2 set on the llama f16
  * file; 6e-7 with an f32 cache). */
+#include <unistd.h>
+
 #include "testutil.h"
 
 typedef struct seq_case {
@@ -475,6 +477,119 @@ static void check_pos_max(void **state) {
   tl_model_free(m);
 }
 
+/* A load that must fail with want and a message containing what. */
+static void load_fails(tl_context *c, const char *path, int32_t seq, size_t cap, tl_status want,
+                       const char *what) {
+  tl_token t[MAX_TOK];
+  size_t n = 99;
+  const tl_status s = tl_state_seq_load_file(c, path, seq, t, cap, &n);
+  if (s != want || !strstr(tl_last_error(), what) || n != 0)
+    fail_msg("load of '%s': %s (%s), %zu tokens; expected %s with \"%s\"", path, tl_status_name(s),
+             tl_last_error(), n, tl_status_name(want), what);
+}
+
+/* f. tl_state_seq_save_file / _load_file: a prompt's sequence saved,
+ * restored into another sequence of a fresh context, continues exactly as
+ * the original (the same computation: bit for bit on the CPU); and every
+ * kind of file it must reject. */
+static void check_state(void **state) {
+  const seq_case *sc = *state;
+  int nv;
+  tl_model *m = load(sc, &nv);
+  tl_token a[MAX_TOK], got[MAX_TOK];
+  const int n = tokenize(m, g_texts[0], a);
+  char *path = tl_test_tmpfile(".state"), *bad = tl_test_tmpfile(".bad");
+  float *orig = malloc(sizeof(float) * (size_t)nv);
+  assert_true(orig && path && bad);
+  const tl_kv_type kvs[] = {TL_KV_F16, TL_KV_F32, TL_KV_Q8_0};
+  for (size_t ki = 0; ki < sizeof kvs / sizeof kvs[0]; ki++) {
+    tl_context *c = new_ctx(m, kvs[ki], 2, 0);
+    if (!c) continue; /* no q8_0 cache here */
+    const float *l = decode(c, 0, a, 0, n);
+    const tl_token next = tl_test_argmax(l, (size_t)nv);
+    assert_int_equal(tl_state_seq_save_file(c, path, 0, a, (size_t)n), TL_OK);
+    assert_status(tl_state_seq_save_file(c, bad, 0, a, (size_t)n - 1), TL_ERR_INVALID_ARG,
+                  "save with a wrong token count");
+    memcpy(orig, decode(c, 0, &next, n, 1), sizeof(float) * (size_t)nv);
+    tl_context_free(c);
+
+    /* restored into sequence 1 of a context whose sequence 0 holds other tokens */
+    tl_context *c2 = new_ctx(m, kvs[ki], 2, 0);
+    decode(c2, 0, a + 3, 0, 5);
+    decode(c2, 1, a + 1, 0, 4); /* replaced by the load */
+    size_t nn = 0;
+    assert_int_equal(tl_state_seq_load_file(c2, path, 1, got, MAX_TOK, &nn), TL_OK);
+    assert_int_equal((int)nn, n);
+    assert_memory_equal(got, a, sizeof(tl_token) * (size_t)n);
+    assert_int_equal(tl_kv_seq_pos_max(c2, 1), n - 1);
+    assert_int_equal(tl_kv_seq_pos_max(c2, 0), 4);
+    assert_same(c2, decode(c2, 1, &next, n, 1), orig, nv, "restored sequence", 0);
+    if (!on_cpu(c2)) {
+      /* one layout for every backend: this backend's file on the CPU */
+      tl_context_params cp = tl_test_ctx_params();
+      cp.n_ctx = N_CTX;
+      cp.kv_type = kvs[ki];
+      cp.backend = "cpu";
+      tl_context *cc = tl_test_ctx(m, &cp);
+      assert_int_equal(tl_state_seq_load_file(cc, path, 0, got, MAX_TOK, &nn), TL_OK);
+      assert_close_b(decode(cc, 0, &next, n, 1), orig, nv, "on the cpu, restored sequence", 0,
+                     1e-4);
+      tl_context_free(cc);
+    }
+
+    /* rejected files (the sequence they were loaded into stays as it was) */
+    size_t size = 0;
+    char *data = tl_test_read_file(path, &size);
+    assert_non_null(data);
+    load_fails(c2, path, 1, (size_t)n - 1, TL_ERR_INVALID_ARG, "room was given");
+    load_fails(c2, path, 2, MAX_TOK, TL_ERR_INVALID_ARG, "out of range");
+    char *cp = malloc(size);
+    memcpy(cp, data, size);
+    cp[0] = 'X';
+    assert_int_equal(tl_test_write_file(bad, cp, size), 0);
+    load_fails(c2, bad, 1, MAX_TOK, TL_ERR_FORMAT, "not a torchless state file");
+    memcpy(cp, data, size);
+    cp[4] = 9; /* version 9 */
+    assert_int_equal(tl_test_write_file(bad, cp, size), 0);
+    load_fails(c2, bad, 1, MAX_TOK, TL_ERR_UNSUPPORTED, "version 9");
+    memcpy(cp, data, size);
+    cp[size - 100] ^= 0x40; /* a cache byte */
+    assert_int_equal(tl_test_write_file(bad, cp, size), 0);
+    load_fails(c2, bad, 1, MAX_TOK, TL_ERR_FORMAT, "checksum");
+    assert_int_equal(tl_kv_seq_pos_max(c2, 1), n); /* as it was: n + 1 positions */
+    assert_int_equal(tl_kv_seq_pos_max(c2, 0), 4);
+    for (size_t cut = 0; cut < size; cut += size / 7 + 1) {
+      assert_int_equal(tl_test_write_file(bad, data, cut), 0);
+      load_fails(c2, bad, 1, MAX_TOK, TL_ERR_FORMAT, "'");
+    }
+    tl_context_free(c2);
+    /* another KV type */
+    tl_context *c3 = new_ctx(m, kvs[ki] == TL_KV_F32 ? TL_KV_F16 : TL_KV_F32, 1, 0);
+    load_fails(c3, path, 0, MAX_TOK, TL_ERR_INVALID_ARG, "KV cache");
+    tl_context_free(c3);
+    free(cp);
+    free(data);
+  }
+  /* another model */
+  char *op = tl_test_model_path(strcmp(sc->arch, "demo") ? "demo" : "llama", "q8_0");
+  if (op) {
+    tl_model *m2 = tl_test_load_model(op);
+    tl_context *c4 = new_ctx(m2, TL_KV_F32, 1, 0);
+    load_fails(c4, path, 0, MAX_TOK, TL_ERR_INVALID_ARG, "another model");
+    tl_context_free(c4);
+    tl_model_free(m2);
+    free(op);
+  }
+  printf("%s %s: state saved and restored (%d tokens), 4 kinds of damaged file rejected\n",
+         sc->arch, sc->type, n);
+  unlink(path);
+  unlink(bad);
+  free(path);
+  free(bad);
+  free(orig);
+  tl_model_free(m);
+}
+
 static const seq_case g_cases[] = {{"demo", "q8_0"}, {"llama", "q8_0"}, {"llama", "f16"}};
 
 static int make_tests(const char *backend, struct CMUnitTest *tests, int max) {
@@ -486,11 +601,12 @@ static int make_tests(const char *backend, struct CMUnitTest *tests, int max) {
                 {"kv_seq_cp", check_seq_cp},
                 {"kv_seq_rm", check_seq_rm},
                 {"abort callback", check_abort},
-                {"kv_seq_pos_max", check_pos_max}};
-  static char names[16][96];
+                {"kv_seq_pos_max", check_pos_max},
+                {"state file", check_state}};
+  static char names[24][96];
   int n = 0;
   for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
-    for (size_t j = 0; j < sizeof g_cases / sizeof g_cases[0] && n < max && n < 16; j++) {
+    for (size_t j = 0; j < sizeof g_cases / sizeof g_cases[0] && n < max && n < 24; j++) {
       snprintf(names[n], sizeof names[n], "%s %s %s", checks[i].name, g_cases[j].arch,
                g_cases[j].type);
       tests[n] = (struct CMUnitTest){names[n], checks[i].fn, NULL, NULL, (void *)&g_cases[j]};

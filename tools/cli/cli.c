@@ -110,6 +110,8 @@ static const opt g_opts[] = {
     {"-v", "--verbose", ALL | CLI_TEMPLATE, OPT_FLAG, AT(verbose), 0, 0, NULL, NULL},
     /* run, eval, tokenize */
     {"-p", "--prompt", GEN, OPT_STR, AT(prompt), 0, 0, NULL, NULL},
+    {"--prompt-cache", NULL, CLI_RUN, OPT_STR, AT(prompt_cache), 0, 0, NULL, NULL},
+    {"--prompt-cache-ro", NULL, CLI_RUN, OPT_FLAG, AT(prompt_cache_ro), 0, 0, NULL, NULL},
     {"--ids", NULL, GEN, OPT_STR, AT(ids), 0, 0, NULL, NULL},
     {"--logits", NULL, GEN, OPT_STR, AT(logits_out), 0, 0, NULL, NULL},
     {"-n", "--n-predict", GEN, OPT_INT, AT(n_predict), 0, INT_MAX,
@@ -340,6 +342,10 @@ static int parse_args(int argc, char **argv, int start, const cli_command *cmd, 
 static int check_spec(const cli_opts *o, int argc, char **argv, int start) {
   if (o->draft && o->lookup)
     return cli_die("--draft and --lookup are two kinds of draft: give one of them");
+  if (o->prompt_cache && (o->draft || o->lookup))
+    return cli_die("--prompt-cache does not go with --draft or --lookup (yet)");
+  if (o->prompt_cache_ro && !o->prompt_cache)
+    return cli_die("--prompt-cache-ro needs --prompt-cache FILE");
   if (!(o->draft_p_min >= 0 && o->draft_p_min <= 1))
     return cli_die("--draft-p-min must be in [0, 1], got %g", (double)o->draft_p_min);
   if (o->draft_min > o->draft_max)

@@ -86,6 +86,8 @@ typedef struct cli_opts {
   float draft_p_min;         /* --draft-p-min */
   int lookup;                /* --lookup N: prompt lookup with n-grams of up to N tokens */
   bool show_pieces;          /* tokenize: one "id -> 'piece'" a line */
+  const char *prompt_cache;  /* run --prompt-cache FILE: the prompt's state kept in FILE */
+  bool prompt_cache_ro;      /* --prompt-cache-ro: read it, never write it */
   /* serve */
   const char *host;    /* --host: the address to bind (default 127.0.0.1) */
   int port;            /* --port (0: any free port, printed) */

@@ -95,6 +95,10 @@ static void help_run(FILE *f, const cli_opts *d) {
   opt(f, "--no-bos", "do not add the BOS token");
   opt(f, "--chat", "the prompt as one user message through the model's chat template");
   opt(f, "--system TEXT", "with --chat: a system message");
+  opt(f, "--prompt-cache FILE",
+      "keep the prompt's state (tokens and KV cache) in FILE: a later run whose prompt starts "
+      "the same way reuses it instead of prefilling again (-v says how many tokens)");
+  opt(f, "--prompt-cache-ro", "read the --prompt-cache FILE but do not update it");
   spec_opts(f, d);
   model_opts(f, d, CLI_RUN);
 }

@@ -7,6 +7,60 @@
 
 #include "cli.h"
 
+/* Prefill tokens [p0, n) at positions p0.. of sequence 0, logits of the last. */
+static tl_status prefill_from(tl_context *c, const tl_token *toks, int32_t p0, int32_t n,
+                              bool all_logits) {
+  int32_t *pos = malloc((size_t)(n - p0) * sizeof(int32_t));
+  int8_t *want = malloc((size_t)(n - p0));
+  if (!pos || !want) {
+    free(pos);
+    free(want);
+    return TL_ERR_NOMEM;
+  }
+  for (int32_t i = p0; i < n; i++) {
+    pos[i - p0] = i;
+    want[i - p0] = all_logits || i == n - 1;
+  }
+  tl_batch b = {.n_tokens = n - p0, .tokens = toks + p0, .pos = pos, .logits = want};
+  tl_status s = tl_decode(c, &b);
+  free(pos);
+  free(want);
+  return s;
+}
+
+/* --prompt-cache FILE: the prompt's tokens and cache from FILE where they
+ * start as this prompt does (the rest prefilled), and the prompt's state
+ * written back to FILE (unless --prompt-cache-ro, or nothing changed). A
+ * missing FILE is an empty cache; one of another model or damaged is an
+ * error. Returns 0 or the exit code (the error printed). */
+static int prefill_cached(tl_context *c, const cli_opts *o, const tl_token *toks, int32_t n) {
+  const char *path = o->prompt_cache;
+  tl_token *old = malloc(sizeof(tl_token) * (size_t)tl_context_n_ctx(c));
+  if (!old) return cli_die("out of memory");
+  size_t n_old = 0;
+  FILE *f = fopen(path, "rb");
+  tl_status s = TL_OK;
+  if (f) {
+    fclose(f);
+    s = tl_state_seq_load_file(c, path, 0, old, (size_t)tl_context_n_ctx(c), &n_old);
+  } else if (errno != ENOENT) {
+    free(old);
+    return cli_die("cannot open the prompt cache '%s': %s", path, strerror(errno));
+  }
+  int32_t k = 0;
+  while (!s && k < n && (size_t)k < n_old && old[k] == toks[k]) k++;
+  free(old);
+  /* the last prompt token is decoded again for its logits */
+  const int32_t keep = k < n ? k : n - 1;
+  if (!s) s = tl_kv_seq_rm(c, 0, keep, -1);
+  if (!s) s = prefill_from(c, toks, keep, n, false);
+  if (!s && o->verbose)
+    fprintf(stderr, "torchless: prompt cache '%s': %d of %d prompt tokens reused\n", path, keep, n);
+  if (!s && !o->prompt_cache_ro && !(keep == n - 1 && (size_t)n == n_old))
+    s = tl_state_seq_save_file(c, path, 0, toks, (size_t)n);
+  return s && !cli_interrupted ? cli_fail(s) : 0;
+}
+
 /* Prefill tokens [0, n) at positions 0.. of sequence 0, logits of the last. */
 static tl_status prefill(tl_context *c, const tl_token *toks, int32_t n, bool all_logits) {
   int32_t *pos = malloc((size_t)n * sizeof(int32_t));
@@ -103,8 +157,10 @@ int cmd_run(cli_opts *o) {
   int64_t t0 = tl_time_us();
   if (sp)
     s = tl_spec_begin(sp, toks, (int32_t)n_prompt);
-  else
+  else if (!o->prompt_cache)
     s = prefill(c, toks, (int32_t)n_prompt, false);
+  else if ((rc = prefill_cached(c, o, toks, (int32_t)n_prompt)) != 0)
+    goto done;
   if (s && !cli_interrupted) {
     rc = cli_fail(s);
     goto done;

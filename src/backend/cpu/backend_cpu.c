@@ -34,8 +34,8 @@ typedef struct cpu_ctx {
   float *att_scratch; /* per thread: K and V tiles, scores, running max and sum */
   size_t att_scratch_per_thread;
   float *att_rates; /* per thread: attention work (query heads x positions) per ns, smoothed */
-  int att_tile; /* positions per tile: TL_ATT_TILE, or fewer (tests) */
-  tl_step st;   /* the step being run */
+  int att_tile;     /* positions per tile: TL_ATT_TILE, or fewer (tests) */
+  tl_step st;       /* the step being run */
 } cpu_ctx;
 
 static cpu_ctx *cpu_of(tl_backend *be) {
@@ -189,8 +189,7 @@ static inline bool keys_transposed(const cpu_ctx *c) {
 }
 
 /* n values into the cache in its type, every step-th element from off. */
-static void kv_store(cpu_ctx *c, void *cache, size_t off, size_t step, const float *src,
-                     size_t n) {
+static void kv_store(cpu_ctx *c, void *cache, size_t off, size_t step, const float *src, size_t n) {
   uint8_t *dst = (uint8_t *)cache + off;
   if (c->kv_type == TL_KV_F32) {
     float *d = (float *)(void *)dst;
@@ -204,8 +203,7 @@ static void kv_store(cpu_ctx *c, void *cache, size_t off, size_t step, const flo
 }
 
 /* Position pos of kv head kvh of layer il's keys and values into the cache. */
-static void kv_put(cpu_ctx *c, int il, int seq, int kvh, int pos, const float *k,
-                   const float *v) {
+static void kv_put(cpu_ctx *c, int il, int seq, int kvh, int pos, const float *k, const float *v) {
   const size_t hd = (size_t)c->cfg.head_dim;
   kv_store(c, c->v_cache, kv_offset(c, il, seq, kvh, pos), 1, v, hd);
   if (keys_transposed(c)) {
@@ -372,8 +370,7 @@ static void attn_run(void *arg, int ith, int nth) {
       const int jr = j % TL_ATT_TILE;
       n = TL_ATT_TILE - jr < tile ? TL_ATT_TILE - jr : tile;
       if (p + 1 - j < n) n = p + 1 - j;
-      const size_t at = kv_offset(c, layer, s, kvh, j),
-                   blk = kv_offset(c, layer, s, kvh, j - jr);
+      const size_t at = kv_offset(c, layer, s, kvh, j), blk = kv_offset(c, layer, s, kvh, j - jr);
       const void *kr = kt, *vr = vt;
       int64_t ldk = TL_ATT_TILE;
       if (in_place) {
@@ -456,7 +453,6 @@ static void attn_run(void *arg, int ith, int nth) {
   if (a->rated) tl_rate_record(&c->att_rates[ith], work, &ts0); /* this thread's speed */
 }
 
-
 typedef struct kv_task {
   cpu_ctx *c;
   int layer;
@@ -524,6 +520,40 @@ static tl_status cpu_kv_copy(tl_backend *be, int32_t src, int32_t dst, int32_t p
         }
         p += j1 - j0;
       }
+    }
+  return TL_OK;
+}
+
+/* The keys and values of positions [p0, p1) of seq to or from buf, in
+ * kv_io's layout (rows; the keys of an f16/f32 cache are transposed per
+ * tile here, so they go element by element). */
+static tl_status cpu_kv_io(tl_backend *be, int32_t seq, int32_t p0, int32_t p1, void *buf,
+                           bool write) {
+  cpu_ctx *c = cpu_of(be);
+  if (seq < 0 || seq >= c->n_seq || p0 < 0 || p1 > c->kv_ctx || p1 < p0)
+    return tl_fail(TL_ERR_INVALID_ARG, "kv_io: sequence %d, positions [%d, %d)", seq, p0, p1);
+  const size_t es = c->kv_type == TL_KV_F32 ? 4 : 2, rb = c->kv_head_bytes;
+  const size_t n = (size_t)(p1 - p0);
+  uint8_t *b = buf, *kc = c->k_cache, *vc = c->v_cache;
+  for (int il = 0; il < c->cfg.n_layer; il++)
+    for (int h = 0; h < c->cfg.n_head_kv; h++) {
+      if (!keys_transposed(c)) {
+        uint8_t *k = kc + kv_offset(c, il, seq, h, p0);
+        memcpy(write ? k : b, write ? b : k, n * rb);
+      } else {
+        for (int32_t p = p0; p < p1; p++) {
+          const int j = p % TL_ATT_TILE;
+          uint8_t *tile = kc + kv_offset(c, il, seq, h, p - j), *row = b + (size_t)(p - p0) * rb;
+          for (int d = 0; d < c->cfg.head_dim; d++) {
+            uint8_t *e = tile + ((size_t)d * TL_ATT_TILE + (size_t)j) * es;
+            memcpy(write ? e : row + (size_t)d * es, write ? row + (size_t)d * es : e, es);
+          }
+        }
+      }
+      b += n * rb;
+      uint8_t *v = vc + kv_offset(c, il, seq, h, p0);
+      memcpy(write ? v : b, write ? b : v, n * rb);
+      b += n * rb;
     }
   return TL_OK;
 }
@@ -699,6 +729,7 @@ tl_status tl_backend_cpu_new(const tl_backend_config *cfg, tl_backend **out) {
       .buffer_alloc = cpu_buffer_alloc,
       .buffer_free = cpu_buffer_free,
       .kv_copy = cpu_kv_copy,
+      .kv_io = cpu_kv_io,
       .step_begin = cpu_step_begin,
       .step_end = cpu_step_end,
       .embed = cpu_embed,

@@ -119,8 +119,9 @@ struct blk<T_Q6_K> {
   X(T_F16, A)                                                                                \
   X(T_BF16, A)                                                                               \
   X(T_Q8_0, A)                                                                               \
-  X(T_Q4_0, A) X(T_Q4_1, A) X(T_Q5_0, A) X(T_Q5_1, A) X(T_Q2_K, A) X(T_Q3_K, A) X(T_Q4_K, A) \
-      X(T_Q5_K, A) X(T_Q6_K, A)
+  X(T_Q4_0, A)                                                                               \
+  X(T_Q4_1, A) X(T_Q5_0, A) X(T_Q5_1, A) X(T_Q2_K, A) X(T_Q3_K, A) X(T_Q4_K, A) X(T_Q5_K, A) \
+      X(T_Q6_K, A)
 
 static bool type_known(uint32_t t) {
   switch (t) {
@@ -951,6 +952,30 @@ static tl_status cuda_kv_copy(tl_backend *be, int32_t src, int32_t dst, int32_t 
   return c->err ? fail_cuda(c) : TL_OK;
 }
 
+/* kv_io (backend.h): the cache's rows are kv_io's rows already; one copy
+ * of each (layer, head)'s keys and values. */
+static tl_status cuda_kv_io(tl_backend *be, int32_t seq, int32_t p0, int32_t p1, void *buf,
+                            bool write) {
+  cuda_ctx *c = cu(be);
+  const tl_backend_config *g = &c->cfg;
+  if (seq < 0 || seq >= g->n_seq || p0 < 0 || p1 > c->kv_ctx || p1 < p0)
+    return g_host->fail(TL_ERR_INVALID_ARG, "kv_io: sequence %d, positions [%d, %d)", seq, p0, p1);
+  const size_t row = (size_t)g->head_dim * c->kv_es, bytes = (size_t)(p1 - p0) * row;
+  uint8_t *b = (uint8_t *)buf;
+  for (int l = 0; l < g->n_layer; l++)
+    for (int h = 0; h < g->n_head_kv; h++) {
+      const size_t o = ((((size_t)l * g->n_seq + seq) * g->n_head_kv + h) * c->kv_ctx + p0) * row;
+      uint8_t *k = (uint8_t *)c->k_cache + o, *v = (uint8_t *)c->v_cache + o;
+      const cudaMemcpyKind kind = write ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
+      note(c, cudaMemcpyAsync(write ? k : b, write ? b : k, bytes, kind, c->stream), "kv_io");
+      note(c, cudaMemcpyAsync(write ? v : b + bytes, write ? b + bytes : v, bytes, kind, c->stream),
+           "kv_io");
+      b += 2 * bytes;
+    }
+  note(c, cudaStreamSynchronize(c->stream), "kv_io");
+  return c->err ? fail_cuda(c) : TL_OK;
+}
+
 /* An operation of a recorded step and its arguments (zeroed first, so that
  * two equal commands are equal bytes). */
 enum { C_EMBED, C_SELECT, C_NORM, C_MATMUL, C_ROPE, C_KV, C_ATTN, C_ACT, C_SCALE, C_SOFTCAP };
@@ -1722,6 +1747,7 @@ extern "C" __attribute__((visibility("default"))) tl_status tl_cuda_backend_crea
   c->be.buffer_alloc = cuda_buffer_alloc;
   c->be.buffer_free = cuda_buffer_free;
   c->be.kv_copy = cuda_kv_copy;
+  c->be.kv_io = cuda_kv_io;
   c->be.step_begin = cuda_step_begin;
   c->be.step_end = cuda_step_end;
   c->be.embed = cuda_embed;
