@@ -113,6 +113,17 @@ tl_model_params tl_model_default_params(void);
  * *out is then NULL and tl_last_error() says which and where. */
 tl_status tl_model_load(const char *path, const tl_model_params *params, tl_model **out);
 void tl_model_free(tl_model *model);
+/* Bytes of the model's file not in memory (the page cache) now: what the
+ * first forward pass would read from the disk (0 where not tracked: a Hugging
+ * Face folder's tensors). */
+uint64_t tl_model_bytes_absent(const tl_model *model);
+/* Read those bytes now, in order, calling progress(done, total, user) every
+ * 32 MiB (total: the absent bytes; return false to stop, TL_ERR_ABORTED).
+ * The CLI shows it as a progress bar on a terminal when a model has more
+ * than 64 MiB to read. */
+tl_status tl_model_prefetch(const tl_model *model,
+                            bool (*progress)(uint64_t done, uint64_t total, void *user),
+                            void *user);
 
 const char *tl_model_arch(const tl_model *model);
 const char *tl_model_desc(const tl_model *model); /* e.g. "llama 13M Q8_0" */

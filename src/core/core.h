@@ -146,6 +146,13 @@ void tl_mmap_close(tl_mmap *m);
  * backend's weights, once uploaded, then have no second copy in RAM.
  * Nothing where m is not a file mapping or the range is not inside it. */
 void tl_mmap_release(const tl_mmap *m, const void *p, size_t n);
+/* Bytes of the mapping not in memory now (mincore; 0 when unknown). */
+uint64_t tl_mmap_absent(const tl_mmap *m);
+/* Read the mapping's absent pages into memory, in order, 32 MiB a time:
+ * progress(done, total, user) after each (total: the absent bytes; return
+ * false to stop). TL_ERR_ABORTED when stopped. */
+tl_status tl_mmap_prefetch(const tl_mmap *m,
+                           bool (*progress)(uint64_t done, uint64_t total, void *user), void *user);
 
 /* A length-delimited string (not NUL-terminated), usually a view into a file. */
 typedef struct tl_str {

@@ -79,6 +79,60 @@ void tl_mmap_release(const tl_mmap *m, const void *p, size_t n) {
   if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* a hint: failure changes nothing */
 }
 
+/* absent pages of [p, p + n) (page aligned) */
+static uint64_t absent_in(const uint8_t *p, size_t n, size_t pg, unsigned char *vec) {
+  if (mincore((void *)p, n, vec) != 0) return 0;
+  uint64_t a = 0;
+  for (size_t i = 0; i < (n + pg - 1) / pg; i++)
+    if (!(vec[i] & 1)) a += pg;
+  return a;
+}
+
+#define PREFETCH_CHUNK ((size_t)32 << 20)
+
+uint64_t tl_mmap_absent(const tl_mmap *m) {
+  if (!m->mapped || !m->data || !m->size) return 0;
+  const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  unsigned char *vec = malloc(PREFETCH_CHUNK / pg + 1);
+  if (!vec) return 0;
+  uint64_t a = 0;
+  for (size_t off = 0; off < m->size; off += PREFETCH_CHUNK) {
+    const size_t n = m->size - off < PREFETCH_CHUNK ? m->size - off : PREFETCH_CHUNK;
+    a += absent_in((const uint8_t *)m->data + off, n, pg, vec);
+  }
+  free(vec);
+  return a;
+}
+
+tl_status tl_mmap_prefetch(const tl_mmap *m,
+                           bool (*progress)(uint64_t done, uint64_t total, void *user),
+                           void *user) {
+  if (!m->mapped || !m->data || !m->size) return TL_OK;
+  const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  unsigned char *vec = malloc(PREFETCH_CHUNK / pg + 1);
+  if (!vec) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  const uint64_t total = tl_mmap_absent(m);
+  uint64_t done = 0;
+  for (size_t off = 0; off < m->size && total > 0; off += PREFETCH_CHUNK) {
+    const uint8_t *p = (const uint8_t *)m->data + off;
+    const size_t n = m->size - off < PREFETCH_CHUNK ? m->size - off : PREFETCH_CHUNK;
+    const uint64_t a = absent_in(p, n, pg, vec);
+    if (a == 0) continue;
+    madvise((void *)p, n, MADV_WILLNEED); /* a hint: the reads below do the work */
+    volatile uint8_t sink = 0;
+    for (size_t i = 0; i < n; i += pg)
+      if (!(vec[i / pg] & 1)) sink ^= p[i];
+    (void)sink;
+    done += a;
+    if (progress && !progress(done < total ? done : total, total, user)) {
+      free(vec);
+      return tl_fail(TL_ERR_ABORTED, "prefetch stopped");
+    }
+  }
+  free(vec);
+  return TL_OK;
+}
+
 void tl_mmap_close(tl_mmap *m) {
   if (m->owned && m->data) {
     if (m->mapped)

@@ -52,7 +52,9 @@ static tl_status apply_override(tl_gguf *g, const char *spec) {
   return tl_fail(TL_ERR_INVALID_ARG, "override '%s': type must be int, float, bool or str", spec);
 }
 
-const tl_vocab *tl_model_vocab(const tl_model *m) { return m->vocab; }
+const tl_vocab *tl_model_vocab(const tl_model *m) {
+  return m->vocab;
+}
 
 /* "<arch>.<suffix>" */
 static const char *akey(const tl_model *m, const char *suffix, char *buf, size_t cap) {
@@ -99,8 +101,9 @@ static tl_status load_hparams(tl_model *m) {
     return s;
   if (hp->n_layer < 1 || hp->n_embd < 1 || hp->n_head < 1 || hp->n_ctx_train < 1 ||
       hp->n_layer > 4096 || hp->n_head > 4096)
-    return tl_fail(TL_ERR_FORMAT, "hyper-parameters out of range (layers %d, embd %d, heads %d, "
-                                  "ctx %d)",
+    return tl_fail(TL_ERR_FORMAT,
+                   "hyper-parameters out of range (layers %d, embd %d, heads %d, "
+                   "ctx %d)",
                    hp->n_layer, hp->n_embd, hp->n_head, hp->n_ctx_train);
   if ((s = get_u32(m, "attention.head_count_kv", false, hp->n_head, &hp->n_head_kv))) return s;
   if (hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv != 0)
@@ -208,30 +211,39 @@ static tl_status bind_matrix(tl_model *m, const char *name, int64_t cols, int64_
     snprintf(sn, sizeof sn, "%s.scale", name);
     const tl_gguf_tensor *st = tl_gguf_find_tensor(m->gguf, sn);
     if (!st)
-      return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type I8 without scales ('%s'), which "
-                     "is not supported", name, sn);
+      return tl_fail(TL_ERR_UNSUPPORTED,
+                     "tensor '%s' has type I8 without scales ('%s'), which "
+                     "is not supported",
+                     name, sn);
     if (st->type != TL_TYPE_F32)
       return tl_fail(TL_ERR_FORMAT, "the scales '%s' of int8 tensor '%s' are not F32", sn, name);
     if (cols % TL_I8S_GROUP || st->nbytes != (uint64_t)rows * (uint64_t)(cols / TL_I8S_GROUP) * 4)
-      return tl_fail(TL_ERR_FORMAT, "int8 tensor '%s': %lld columns and %llu bytes of scales do "
-                     "not make groups of %d", name, (long long)cols,
-                     (unsigned long long)st->nbytes, TL_I8S_GROUP);
+      return tl_fail(TL_ERR_FORMAT,
+                     "int8 tensor '%s': %lld columns and %llu bytes of scales do "
+                     "not make groups of %d",
+                     name, (long long)cols, (unsigned long long)st->nbytes, TL_I8S_GROUP);
     if ((uintptr_t)st->data % sizeof(float))
       return tl_fail(TL_ERR_FORMAT, "the scales of '%s' are not aligned", name);
     const float *sc = st->data;
     for (uint64_t i = 0; i < st->nbytes / 4; i++)
       if (!(sc[i] > 0) || !isfinite(sc[i]))
-        return tl_fail(TL_ERR_FORMAT, "int8 tensor '%s' has a scale that is not a positive "
-                       "finite number", name);
-    *w = (tl_weight){.type = t->type, .rows = rows, .cols = cols, .data = t->data,
-                     .row_bytes = (size_t)cols, .scales = sc};
+        return tl_fail(TL_ERR_FORMAT,
+                       "int8 tensor '%s' has a scale that is not a positive "
+                       "finite number",
+                       name);
+    *w = (tl_weight){.type = t->type,
+                     .rows = rows,
+                     .cols = cols,
+                     .data = t->data,
+                     .row_bytes = (size_t)cols,
+                     .scales = sc};
     m->n_params += (uint64_t)rows * (uint64_t)cols;
     m->weight_bytes += t->nbytes + st->nbytes;
     return TL_OK;
   }
   if (!tl_backend_type_supported(t->type))
-    return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type %s, which is not supported yet",
-                   name, tl_type_name(t->type));
+    return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type %s, which is not supported yet", name,
+                   tl_type_name(t->type));
   w->type = t->type;
   w->rows = rows;
   w->cols = cols;
@@ -254,21 +266,21 @@ static tl_weight row_range(const tl_weight *w, int64_t r0, int64_t n) {
 }
 
 /* A vector (norm weight, bias) converted to an owned float array. */
-static tl_status bind_vector(tl_model *m, const char *name, int64_t n, bool required,
-                             float **out) {
+static tl_status bind_vector(tl_model *m, const char *name, int64_t n, bool required, float **out) {
   const tl_gguf_tensor *t;
   *out = NULL;
   tl_status s = bind(m, name, n, 1, required, &t);
   if (s || !t) return s;
   const tl_type_info *ti = tl_type_get(t->type);
   if (!ti->to_float || n % ti->blck)
-    return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type %s, which is not supported yet",
-                   name, ti->name);
+    return tl_fail(TL_ERR_UNSUPPORTED, "tensor '%s' has type %s, which is not supported yet", name,
+                   ti->name);
   float *v = tl_malloc_array((size_t)n, sizeof(float));
   if (!v || (s = own(m, v))) return v ? s : tl_fail(TL_ERR_NOMEM, "out of memory");
   ti->to_float(t->data, v, n);
   for (int64_t i = 0; i < n; i++)
-    if (!isfinite(v[i])) return tl_fail(TL_ERR_FORMAT, "tensor '%s' holds a non-finite value", name);
+    if (!isfinite(v[i]))
+      return tl_fail(TL_ERR_FORMAT, "tensor '%s' holds a non-finite value", name);
   *out = v;
   m->n_params += (uint64_t)n;
   m->weight_bytes += t->nbytes;
@@ -279,8 +291,8 @@ static tl_status bind_vector(tl_model *m, const char *name, int64_t n, bool requ
 static tl_status sliding_layers(tl_model *m) {
   tl_hparams *hp = &m->hp;
   char key[256];
-  const tl_gguf_value *pat = tl_gguf_get(m->gguf, akey(m, "attention.sliding_window_pattern",
-                                                       key, sizeof key));
+  const tl_gguf_value *pat =
+      tl_gguf_get(m->gguf, akey(m, "attention.sliding_window_pattern", key, sizeof key));
   for (int il = 0; il < hp->n_layer; il++) {
     bool swa = false;
     if (pat && pat->type == TL_GGUF_ARRAY && pat->v.arr.elem_type == TL_GGUF_BOOL) {
@@ -301,8 +313,7 @@ static tl_status sliding_layers(tl_model *m) {
     if (swa && hp->swa_window <= 0)
       return tl_fail(TL_ERR_FORMAT, "layer %d uses sliding attention but no window is given", il);
     m->layers[il].window = swa ? hp->swa_window : 0;
-    m->layers[il].rope_theta =
-        swa && m->arch->swa_rope_base ? hp->rope_theta_swa : hp->rope_theta;
+    m->layers[il].rope_theta = swa && m->arch->swa_rope_base ? hp->rope_theta_swa : hp->rope_theta;
   }
   return TL_OK;
 }
@@ -438,8 +449,10 @@ static tl_status load(tl_model *m, const char *path, const tl_model_params *p) {
     if ((s = apply_override(m->gguf, *o))) return s;
   tl_str arch;
   if (!tl_gguf_get_str(m->gguf, "general.architecture", &arch)) {
-    if (p->vocab_only) arch = (tl_str){"tokenizer", 9};
-    else return tl_fail(TL_ERR_FORMAT, "missing metadata 'general.architecture'");
+    if (p->vocab_only)
+      arch = (tl_str){"tokenizer", 9};
+    else
+      return tl_fail(TL_ERR_FORMAT, "missing metadata 'general.architecture'");
   }
   if (arch.len == 0 || arch.len >= sizeof m->arch_name)
     return tl_fail(TL_ERR_FORMAT, "invalid general.architecture");
@@ -461,8 +474,7 @@ static tl_status load(tl_model *m, const char *path, const tl_model_params *p) {
     return TL_OK;
   }
   m->arch = tl_arch_find(arch.ptr, arch.len);
-  if (!m->arch)
-    return tl_fail(TL_ERR_UNSUPPORTED, "unknown model architecture '%s'", m->arch_name);
+  if (!m->arch) return tl_fail(TL_ERR_UNSUPPORTED, "unknown model architecture '%s'", m->arch_name);
   if ((s = load_hparams(m)) || (s = load_weights(m))) return s;
   if (m->vocab && tl_vocab_n_tokens(m->vocab) != m->hp.n_vocab)
     return tl_fail(TL_ERR_FORMAT, "the tokenizer has %d tokens but the embedding has %d rows",
@@ -497,6 +509,17 @@ tl_status tl_model_load_as_is(const char *path, const tl_model_params *params, t
   return TL_OK;
 }
 
+uint64_t tl_model_bytes_absent(const tl_model *m) {
+  return m && m->gguf ? tl_mmap_absent(&m->gguf->map) : 0;
+}
+
+tl_status tl_model_prefetch(const tl_model *m,
+                            bool (*progress)(uint64_t done, uint64_t total, void *user),
+                            void *user) {
+  if (!m) return tl_fail(TL_ERR_INVALID_ARG, "tl_model_prefetch: model is NULL");
+  return m->gguf ? tl_mmap_prefetch(&m->gguf->map, progress, user) : TL_OK;
+}
+
 void tl_model_free(tl_model *m) {
   if (!m) return;
   for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
@@ -509,23 +532,43 @@ void tl_model_free(tl_model *m) {
   free(m);
 }
 
-const char *tl_model_arch(const tl_model *m) { return m->arch_name; }
-const char *tl_model_desc(const tl_model *m) { return m->desc; }
+const char *tl_model_arch(const tl_model *m) {
+  return m->arch_name;
+}
+const char *tl_model_desc(const tl_model *m) {
+  return m->desc;
+}
 int32_t tl_model_n_vocab(const tl_model *m) {
   return m->has_weights ? m->hp.n_vocab : (m->vocab ? tl_vocab_n_tokens(m->vocab) : 0);
 }
-int32_t tl_model_n_ctx_train(const tl_model *m) { return m->hp.n_ctx_train; }
-int32_t tl_model_n_layer(const tl_model *m) { return m->hp.n_layer; }
-uint64_t tl_model_n_params(const tl_model *m) { return m->n_params; }
-uint64_t tl_model_size_bytes(const tl_model *m) { return m->weight_bytes; }
-bool tl_model_has_weights(const tl_model *m) { return m->has_weights; }
+int32_t tl_model_n_ctx_train(const tl_model *m) {
+  return m->hp.n_ctx_train;
+}
+int32_t tl_model_n_layer(const tl_model *m) {
+  return m->hp.n_layer;
+}
+uint64_t tl_model_n_params(const tl_model *m) {
+  return m->n_params;
+}
+uint64_t tl_model_size_bytes(const tl_model *m) {
+  return m->weight_bytes;
+}
+bool tl_model_has_weights(const tl_model *m) {
+  return m->has_weights;
+}
 
-tl_token tl_token_bos(const tl_model *m) { return m->vocab ? tl_vocab_bos(m->vocab) : -1; }
-tl_token tl_token_eos(const tl_model *m) { return m->vocab ? tl_vocab_eos(m->vocab) : -1; }
+tl_token tl_token_bos(const tl_model *m) {
+  return m->vocab ? tl_vocab_bos(m->vocab) : -1;
+}
+tl_token tl_token_eos(const tl_model *m) {
+  return m->vocab ? tl_vocab_eos(m->vocab) : -1;
+}
 bool tl_token_is_eog(const tl_model *m, tl_token t) {
   return m->vocab && tl_vocab_is_eog(m->vocab, t);
 }
-bool tl_model_add_bos(const tl_model *m) { return m->vocab && tl_vocab_add_bos(m->vocab); }
+bool tl_model_add_bos(const tl_model *m) {
+  return m->vocab && tl_vocab_add_bos(m->vocab);
+}
 
 tl_status tl_tokenize(const tl_model *m, const char *text, size_t len, bool add_bos,
                       bool parse_special, tl_token *out, size_t cap, size_t *n_out) {

@@ -238,6 +238,33 @@ if command -v script >/dev/null 2>&1; then
   fi
 fi
 
+# a model file not in the page cache: read ahead with a bar on a terminal
+# (TL_CLI_PREFETCH_MIN_MB=1: the bar's threshold, 64 MiB, lowered), nothing
+# when piped
+"$TL" synth --preset tinyllama-1.1b --layers 2 --type q8_0 -t 1 -o "$T/cold.gguf" >/dev/null 2>&1 ||
+  bad "synth the cold-load model"
+drop() { python3 -c "import os,sys; fd=os.open(sys.argv[1],os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)" "$1"; }
+if command -v python3 >/dev/null 2>&1 && command -v script >/dev/null 2>&1; then
+  drop "$T/cold.gguf"
+  TL_CLI_PREFETCH_MIN_MB=1 "$TL" run -m "$T/cold.gguf" -p hi -n 2 -t 1 >"$T/out" 2>"$T/err"
+  rc=$?
+  [ $rc -eq 0 ] && ! grep -q "loading \[" "$T/err" && ok "a cold load piped: no bar" ||
+    bad "a cold load piped: no bar (exit $rc)"
+  drop "$T/cold.gguf"
+  TL_CLI_PREFETCH_MIN_MB=1 script -qec "'$TL' run -m '$T/cold.gguf' -p hi -n 2 -t 1" /dev/null \
+    >"$T/tty" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ] && grep -q "loading \[#*\.*\] [0-9]*/[0-9]* MiB" "$T/tty"; then
+    ok "a cold load on a terminal: a progress bar while the file is read"
+  else
+    cp "$T/tty" "$T/err"
+    bad "a cold load on a terminal: a progress bar while the file is read (exit $rc)"
+  fi
+else
+  echo "skipped: a cold load's bar (needs python3 and script(1))"
+fi
+rm -f "$T/cold.gguf"
+
 # ---- 7. a model folder without config.json or tokenizer files --------------------
 mkdir "$T/empty" "$T/notok"
 expect "a folder without config.json: a format error" 1 "has no config.json \(invalid file format\)" \

@@ -389,6 +389,7 @@ tl_model *cli_load_model(const cli_opts *o, bool vocab_only, double *ms) {
     cli_fail(s);
     return NULL;
   }
+  if (!vocab_only) cli_prefetch(m);
   if (ms) *ms = (double)(tl_time_us() - t0) / 1000.0;
   return m;
 }

@@ -131,6 +131,10 @@ void cli_catch_sigint(void);
 /* --quant on load: a progress bar on a terminal (on: before the load;
  * off: after it, the bar's line cleared) */
 void cli_load_progress(tl_model_params *mp, bool on);
+/* A model file mostly not in the page cache, on a terminal: read it now
+ * with a progress bar ("loading [###...]") instead of during the first
+ * tokens. */
+void cli_prefetch(const tl_model *m);
 /* --backend NAME: 0 if this build has it, else (after printing) the exit
  * status: 1 for a backend this build lacks, 2 for an unknown name. */
 int cli_check_backend(const char *name);

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,6 +48,32 @@ static void progress_end(void) {
  * cancels */
 static bool load_progress_cb(const tl_quantize_progress *p, void *user) {
   return g_bar ? progress_cb(p, user) : !cli_interrupted;
+}
+
+/* a cold model file read ahead: "loading [####....] 120/850 MiB" */
+static bool prefetch_cb(uint64_t done, uint64_t total, void *user) {
+  (void)user;
+  char bar[31];
+  const int k = total ? (int)(done * 30 / total) : 30;
+  for (int i = 0; i < 30; i++) bar[i] = i < k ? '#' : '.';
+  bar[30] = 0;
+  fprintf(stderr, "\rloading [%s] %" PRIu64 "/%" PRIu64 " MiB\033[K", bar, done >> 20, total >> 20);
+  return !cli_interrupted;
+}
+
+void cli_prefetch(const tl_model *m) {
+  if (!isatty(STDERR_FILENO)) return;
+  const char *mn = getenv("TL_CLI_PREFETCH_MIN_MB"); /* a test hook (default 64) */
+  const uint64_t min = (uint64_t)(mn ? atoll(mn) : 64) << 20;
+  const uint64_t absent = tl_model_bytes_absent(m);
+  if (absent == 0 || absent < min) return;
+  cli_catch_sigint();
+  const tl_status s = tl_model_prefetch(m, prefetch_cb, NULL);
+  fputs("\r\033[K", stderr);
+  if (s == TL_ERR_ABORTED && cli_interrupted) {
+    cli_die("interrupted while loading the model");
+    exit(CLI_EXIT_INTERRUPTED);
+  }
 }
 
 void cli_load_progress(tl_model_params *mp, bool on) {
