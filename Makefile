@@ -44,7 +44,7 @@ test-asan: deps peer
 # the run and leaves its input in $(FUZZ_BUILD)/artifacts.
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= gguf safetensors hf_config tokenizer_json tokenizer_model tokenize native chat_template
+FUZZ_TARGETS ?= gguf safetensors hf_config tokenizer_json tokenizer_model tokenize native chat_template state
 FUZZ_FLAGS ?= -rss_limit_mb=2048 -timeout=10
 
 fuzz-deps:
@@ -57,7 +57,7 @@ fuzz: fuzz-deps
 	tests/fuzz/make_seeds.sh $(FUZZ_BUILD)
 	@mkdir -p $(FUZZ_BUILD)/artifacts
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  case $$t in gguf|safetensors|tokenizer_json|native) ml=65536;; tokenizer_model|chat_template) ml=16384;; \
+	  case $$t in gguf|safetensors|tokenizer_json|native|state) ml=65536;; tokenizer_model|chat_template) ml=16384;; \
 	    *) ml=4096;; esac; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$$ml $(FUZZ_FLAGS) \

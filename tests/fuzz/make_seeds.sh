@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$1
 data=$root/tests/data
 out=$build/fuzz-corpus
-for t in gguf safetensors hf_config tokenizer_json tokenizer_model tokenize native chat_template; do
+for t in gguf safetensors hf_config tokenizer_json tokenizer_model tokenize native chat_template state; do
   mkdir -p "$out/$t"
 done
 "$build/gen_seeds" "$out" "$data"
@@ -70,5 +70,16 @@ for d in "$data"/*/; do
   } >"$out/chat_template/$a-vars.jinja"
 done
 
+# state files of the demo model (run --prompt-cache), 3 and 9 tokens
+if [ -x "$build/torchless" ]; then
+  for p in "In the" "In the beginning God created the heaven"; do
+    f="$out/state/$(echo "$p" | tr ' ' _).state"
+    rm -f "$f"
+    "$build/torchless" run -m "$data/demo/model-q8_0.gguf" -p "$p" -n 1 -t 1 --backend cpu \
+      -c 64 --prompt-cache "$f" >/dev/null 2>&1 || true
+  done
+fi
+
 chmod -R u+w "$out"
 echo "seeds in $out: $(find "$out" -type f | wc -l) files"
+
