@@ -216,6 +216,13 @@ typedef struct tl_context_params {
    * sequences keep the tokens of the steps that had finished. NULL: never. */
   bool (*abort_callback)(void *user);
   void *abort_user;
+  /* Low-memory mode (the CPU's layers): a layer's weights are released from
+   * the process once the layer has run in a step (madvise MADV_DONTNEED on
+   * the file mapping: the pages stay in the page cache, never a second copy),
+   * and the next layer's are asked for ahead (MADV_WILLNEED), so resident
+   * memory holds about one layer's weights instead of the whole file. The
+   * same logits; slower where the file does not stay in the page cache. */
+  bool low_mem;
 } tl_context_params;
 
 tl_context_params tl_context_default_params(void);

@@ -79,6 +79,17 @@ void tl_mmap_release(const tl_mmap *m, const void *p, size_t n) {
   if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* a hint: failure changes nothing */
 }
 
+void tl_mmap_willneed(const tl_mmap *m, const void *p, size_t n, bool now) {
+  const uintptr_t a = (uintptr_t)p, base = (uintptr_t)m->data;
+  if (!m->mapped || !m->data || a < base || n > m->size || a - base > m->size - n) return;
+  const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+  const uintptr_t lo = a / pg * pg, hi = (a + n + pg - 1) / pg * pg;
+#ifdef MADV_POPULATE_READ
+  if (now && madvise((void *)lo, hi - lo, MADV_POPULATE_READ) == 0) return;
+#endif
+  madvise((void *)lo, hi - lo, MADV_WILLNEED); /* a hint: failure changes nothing */
+}
+
 /* absent pages of [p, p + n) (page aligned) */
 static uint64_t absent_in(const uint8_t *p, size_t n, size_t pg, unsigned char *vec) {
   if (mincore((void *)p, n, vec) != 0) return 0;

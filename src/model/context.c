@@ -192,6 +192,7 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   c->n_threads = p.n_threads;
   c->kv_type = p.kv_type;
   c->abort_cb = p.abort_callback;
+  c->low_mem = p.low_mem;
   c->abort_user = p.abort_user;
   /* a GPU backend with n_gpu_layers below the model's: its layers first,
    * then the CPU's (the CPU backend ignores n_gpu_layers: tried with the

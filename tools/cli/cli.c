@@ -107,6 +107,7 @@ static const opt g_opts[] = {
     {"--override-kv", NULL, GEN | CLI_TEMPLATE | CLI_PERPLEXITY | CLI_SERVE, OPT_OVERRIDE, 0, 0, 0,
      NULL, NULL},
     {"--mlock", NULL, LOAD, OPT_FLAG, AT(mlock), 0, 0, NULL, NULL},
+    {"--low-mem", NULL, LOAD, OPT_FLAG, AT(low_mem), 0, 0, NULL, NULL},
     {"-v", "--verbose", ALL | CLI_TEMPLATE, OPT_FLAG, AT(verbose), 0, 0, NULL, NULL},
     /* run, eval, tokenize */
     {"-p", "--prompt", GEN, OPT_STR, AT(prompt), 0, 0, NULL, NULL},
@@ -389,7 +390,7 @@ tl_model *cli_load_model(const cli_opts *o, bool vocab_only, double *ms) {
     cli_fail(s);
     return NULL;
   }
-  if (!vocab_only) cli_prefetch(m);
+  if (!vocab_only && !o->low_mem) cli_prefetch(m);
   if (ms) *ms = (double)(tl_time_us() - t0) / 1000.0;
   return m;
 }
@@ -437,6 +438,7 @@ tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_bat
   cp.kv_type = (tl_kv_type)o->kv;
   cp.backend = o->backend;
   cp.n_gpu_layers = o->gpu_layers;
+  cp.low_mem = o->low_mem;
   tl_context *c = NULL;
   tl_status s = tl_context_new(m, &cp, &c);
   if (s) {
