@@ -203,6 +203,7 @@ static void test_bench(void **state) {
     assert_true(json_num(o, "bytes_per_token") > 0.5 * json_num(o, "model_size"));
     assert_true(json_num(o, "bytes_per_token") <= json_num(o, "model_size"));
     assert_true(json_num(o, "peak_rss_bytes") > 0);
+    assert_true(json_num(o, "rss_anon_bytes") > 0 && json_num(o, "rss_file_bytes") > 0);
     /* any memory reads faster than 100 MB/s, and none at 10 TB/s */
     assert_true(json_num(o, "read_bw_bytes_per_s") > 1e8);
     assert_true(json_num(o, "read_bw_bytes_per_s") < 1e13);

@@ -336,6 +336,17 @@ int cmd_bench(cli_opts *o) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double rss_mib = (double)ru.ru_maxrss / 1024.0;
+  /* the resident memory now, anonymous and file-backed (the mapped weights) */
+  long anon_kb = -1, file_kb = -1;
+  FILE *st = fopen("/proc/self/status", "r");
+  if (st) {
+    char line[256];
+    while (fgets(line, sizeof line, st)) {
+      if (!strncmp(line, "RssAnon:", 8)) anon_kb = atol(line + 8);
+      if (!strncmp(line, "RssFile:", 8)) file_kb = atol(line + 8);
+    }
+    fclose(st);
+  }
   uint64_t bytes_tok = tl_model_decode_bytes(m);
   double bw = o->membw ? measure_read_bw(nt) : 0;
   const char *kv = tl_kv_type_name((tl_kv_type)o->kv);
@@ -364,14 +375,15 @@ int cmd_bench(cli_opts *o) {
           "\"model_n_params\": %llu, \"n_threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
           "\"n_depth\": %d, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"repetitions\": %d, "
           "\"type_k\": \"%s\", \"type_v\": \"%s\", \"bytes_per_token\": %llu, "
-          "\"peak_rss_bytes\": %llu, \"gpu_peak_bytes\": %llu, \"read_bw_bytes_per_s\": %.0f, "
-          "\"backend\": \"%s\", "
+          "\"peak_rss_bytes\": %llu, \"rss_anon_bytes\": %lld, \"rss_file_bytes\": %lld, "
+          "\"gpu_peak_bytes\": %llu, \"read_bw_bytes_per_s\": %.0f, \"backend\": \"%s\", "
           "\"kernels\": \"%s\"}%s\n",
           desc, tl_model_weight_type(m), (unsigned long long)tl_model_size_bytes(m),
           (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen, o->depth,
           res[i].avg, res[i].sd, o->reps, kv, kv, (unsigned long long)bytes_tok,
-          (unsigned long long)ru.ru_maxrss * 1024ull, (unsigned long long)g_peak, bw,
-          tl_context_backend(c), tl_context_kernels(c), i + 1 < nres || spec ? "," : "");
+          (unsigned long long)ru.ru_maxrss * 1024ull, (long long)anon_kb * 1024,
+          (long long)file_kb * 1024, (unsigned long long)g_peak, bw, tl_context_backend(c),
+          tl_context_kernels(c), i + 1 < nres || spec ? "," : "");
     }
     for (int i = 0; spec && i < 2; i++)
       printf(
@@ -410,9 +422,9 @@ int cmd_bench(cli_opts *o) {
       if (res[i].n_gen)
         printf(
             "\ntg: %.1f MiB of weights read per token, %.1f GB/s at %.2f tok/s; peak RSS "
-            "%.0f MiB\n",
+            "%.0f MiB (at the end: RssAnon %.0f MiB, RssFile %.0f MiB)\n",
             (double)bytes_tok / (1024.0 * 1024.0), (double)bytes_tok * res[i].avg / 1e9, res[i].avg,
-            rss_mib);
+            rss_mib, (double)anon_kb / 1024.0, (double)file_kb / 1024.0);
     if (gpu)
       printf(
           "GPU memory: peak %.0f MiB held by the backend (weights, KV cache, buffers, scratch); "
