@@ -34,6 +34,33 @@ if [ -n "$a" ] && [ -n "$b" ] && [ $((b * 100)) -lt $((a * 60)) ]; then
 else
   bad "peak RSS with --low-mem '$b' MiB not under 60 % of '$a' MiB"
 fi
+# under a real memory limit below the file's size: a memory cgroup (v2, else
+# v1) of 160 MiB holding the run, the file's pages dropped first so that its
+# reads are charged there; the same logits as the normal mode outside it
+cg=""
+if [ -w /sys/fs/cgroup/cgroup.procs ] && grep -q memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+  cg=/sys/fs/cgroup/tl_low_mem_$$
+  mkdir "$cg" 2>/dev/null && echo $((160 << 20)) >"$cg/memory.max" 2>/dev/null || cg=""
+elif [ -d /sys/fs/cgroup/memory ]; then
+  base=/sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)
+  cg=$base/tl_low_mem_$$
+  mkdir "$cg" 2>/dev/null && echo $((160 << 20)) >"$cg/memory.limit_in_bytes" 2>/dev/null || cg=""
+fi
+if [ -n "$cg" ] && command -v python3 >/dev/null 2>&1; then
+  "$TL" eval -m "$T/s.gguf" --ids $ids --logits "$T/a.f32" --greedy 8 -t 2 >"$T/a.txt" 2>/dev/null
+  python3 -c "import os,sys; fd=os.open(sys.argv[1],os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)" "$T/s.gguf"
+  sh -c "echo \$\$ >'$cg/cgroup.procs' && exec '$TL' eval -m '$T/s.gguf' --ids $ids --logits '$T/b.f32' --greedy 8 -t 2 --low-mem" \
+    >"$T/b.txt" 2>"$T/err"
+  rc=$?
+  if [ $rc -eq 0 ] && cmp -s "$T/a.f32" "$T/b.f32" && cmp -s "$T/a.txt" "$T/b.txt"; then
+    ok "--low-mem inside a 160 MiB memory cgroup with a $(du -m "$T/s.gguf" | cut -f1) MiB file: the same logits"
+  else
+    bad "--low-mem inside a 160 MiB memory cgroup (exit $rc): $(cat "$T/err")"
+  fi
+  rmdir "$cg" 2>/dev/null
+else
+  echo "skipped: the run under a memory limit (no writable memory cgroup here)"
+fi
 if [ $fail -ne 0 ]; then
   echo "test_low_mem: FAILED"
   exit 1
