@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
@@ -187,19 +188,28 @@ static bool get64(rd *r, uint64_t *v) {
 
 /* the whole file in memory (NULL, errno set, on failure) */
 static uint8_t *read_all(const char *path, size_t *size) {
+  *size = 0;
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
+  struct stat st;
   uint8_t *data = NULL;
-  long len = -1;
-  if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-      (data = malloc(len > 0 ? (size_t)len : 1)) != NULL &&
-      fread(data, 1, (size_t)len, f) != (size_t)len) {
+  if (fstat(fileno(f), &st) != 0) {
+    fclose(f);
+    return NULL;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fclose(f);
+    errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+    return NULL;
+  }
+  const size_t len = (size_t)st.st_size;
+  if ((data = malloc(len ? len : 1)) != NULL && fread(data, 1, len, f) != len) {
     free(data);
     data = NULL;
     errno = EIO;
   }
   fclose(f);
-  *size = len > 0 ? (size_t)len : 0;
+  if (data) *size = len;
   return data;
 }
 
