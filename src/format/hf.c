@@ -51,6 +51,7 @@ typedef struct hf {
   fam f;
   bool tied;
   int64_t n_layer, n_embd, n_head, n_head_kv, head_dim, n_rot;
+  double rope_attn; /* YaRN / LongRoPE cos-sin magnitude, squared into the query scale */
 } hf;
 
 static bool is_gemma(fam f) {
@@ -187,14 +188,17 @@ static tl_status put_f32(hf *h, const char *suffix, double v) {
 typedef struct rope_spec {
   double theta;
   const char *type; /* "default", "linear", "llama3", ... */
-  double factor, low, high, orig, attn_factor;
-  bool has_orig, has_factor, has_attn_factor;
+  double factor, low, high, orig, attn_factor, beta_fast, beta_slow;
+  bool has_orig, has_factor, has_attn_factor, truncate;
+  const cJSON *long_factor, *short_factor; /* LongRoPE arrays */
 } rope_spec;
 
 /* Read a rope_parameters / rope_scaling object into r (fields present only). */
 static tl_status rope_read(const hf *h, const cJSON *o, rope_spec *r) {
   tl_status s;
   const char *type;
+  bool present;
+  double v;
   if ((s = cfg_str(h, o, "rope_type", &type))) return s;
   if (!type && (s = cfg_str(h, o, "type", &type))) return s;
   if (type) { /* a new scaling: forget what an older spelling said */
@@ -202,10 +206,26 @@ static tl_status rope_read(const hf *h, const cJSON *o, rope_spec *r) {
     r->factor = 1.0;
     r->low = 1.0;
     r->high = 4.0;
+    r->beta_fast = 32.0;
+    r->beta_slow = 1.0;
+    r->truncate = true;
+    r->long_factor = r->short_factor = NULL;
     r->has_orig = r->has_factor = r->has_attn_factor = false;
   }
-  bool present;
-  double v;
+  if ((s = cfg_num(h, o, "beta_fast", 0, &present, &v))) return s;
+  if (present) r->beta_fast = v;
+  if ((s = cfg_num(h, o, "beta_slow", 0, &present, &v))) return s;
+  if (present) r->beta_slow = v;
+  const cJSON *tr = cJSON_GetObjectItemCaseSensitive(o, "truncate");
+  if (tr && !cJSON_IsNull(tr)) {
+    if (!cJSON_IsBool(tr))
+      return tl_fail(TL_ERR_FORMAT, "'%s/config.json': rope 'truncate' must be a boolean", h->dir);
+    r->truncate = cJSON_IsTrue(tr);
+  }
+  const cJSON *lf = cJSON_GetObjectItemCaseSensitive(o, "long_factor");
+  const cJSON *sf = cJSON_GetObjectItemCaseSensitive(o, "short_factor");
+  if (lf) r->long_factor = lf;
+  if (sf) r->short_factor = sf;
   if ((s = cfg_num(h, o, "rope_theta", 0, &present, &v))) return s;
   if (present) r->theta = v;
   if ((s = cfg_num(h, o, "factor", 0, &present, &v))) return s;
@@ -228,6 +248,15 @@ static tl_status rope_read(const hf *h, const cJSON *o, rope_spec *r) {
     r->has_attn_factor = true;
   }
   return TL_OK;
+}
+
+/* Store n frequency divisors f (owned by the file from here on) as rope_freqs.weight. */
+static tl_status put_divisors(hf *h, float *f, int64_t n) {
+  tl_status s = tl_gguf_own(h->g, f, free);
+  if (s) return s;
+  int64_t ne[1] = {n};
+  return tl_gguf_add_tensor(h->g, "rope_freqs.weight", TL_TYPE_F32, 1, ne, f,
+                            (uint64_t)n * sizeof(float));
 }
 
 /* LLaMA 3 frequency divisors, as llama.cpp's converter computes them. */
@@ -262,11 +291,109 @@ static tl_status rope_llama3(hf *h, const rope_spec *r) {
     }
     f[i] = (float)div;
   }
-  tl_status s = tl_gguf_own(h->g, f, free);
+  return put_divisors(h, f, n);
+}
+
+/* The training context of a scaled RoPE: the scaling's, else the config's, else def. */
+static tl_status rope_orig(const hf *h, const rope_spec *r, double def, double *orig) {
+  if (r->has_orig) {
+    *orig = r->orig;
+    return TL_OK;
+  }
+  return cfg_num(h, h->c, "original_max_position_embeddings", def, NULL, orig);
+}
+
+/* YaRN as transformers' _compute_yarn_parameters: the frequencies blended
+ * between interpolation (divided by factor) and extrapolation by a linear ramp
+ * over the dimensions between the beta_fast and beta_slow correction dims; the
+ * cos/sin magnitude (attention factor, default 0.1 ln(factor) + 1) is folded
+ * into the query scale, squared (it multiplies both q and k). */
+static tl_status rope_yarn(hf *h, const rope_spec *r) {
+  double orig;
+  tl_status s = rope_orig(h, r, 0, &orig);
   if (s) return s;
-  int64_t ne[1] = {n};
-  return tl_gguf_add_tensor(h->g, "rope_freqs.weight", TL_TYPE_F32, 1, ne, f,
-                            (uint64_t)n * sizeof(float));
+  if (!(orig > 0)) {
+    s = cfg_num(h, h->c, "max_position_embeddings", 0, NULL, &orig);
+    if (s) return s;
+  }
+  if (!(orig > 0) || !(r->factor > 0) || !(r->beta_fast > 0) || !(r->beta_slow > 0) ||
+      (r->has_attn_factor && !(r->attn_factor > 0)))
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': yarn rope scaling needs factor, beta_fast, beta_slow, "
+                   "attention_factor and original_max_position_embeddings > 0",
+                   h->dir);
+  const double pi = 3.14159265358979323846;
+  double dim = (double)h->n_rot, base = r->theta;
+  double low = dim * log(orig / (r->beta_fast * 2 * pi)) / (2 * log(base));
+  double high = dim * log(orig / (r->beta_slow * 2 * pi)) / (2 * log(base));
+  if (r->truncate) {
+    low = floor(low);
+    high = ceil(high);
+  }
+  if (low < 0) low = 0;
+  if (high > dim - 1) high = dim - 1;
+  if (low == high) high += 0.001;
+  int64_t n = h->n_rot / 2;
+  float *f = tl_malloc_array((size_t)n, sizeof *f);
+  if (!f) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  for (int64_t i = 0; i < n; i++) {
+    double ramp = ((double)i - low) / (high - low);
+    ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+    double extra = 1.0 - ramp; /* the share of the extrapolated frequency */
+    f[i] = (float)(1.0 / ((1.0 - extra) / r->factor + extra));
+  }
+  if ((s = put_divisors(h, f, n))) return s;
+  h->rope_attn = r->has_attn_factor ? r->attn_factor
+                 : r->factor > 1    ? 0.1 * log(r->factor) + 1.0
+                                    : 1.0;
+  return TL_OK;
+}
+
+/* LongRoPE (Phi-3): the long factors divide the frequencies. transformers
+ * switches from the short to the long factors once the sequence outgrows the
+ * original context; we use the long ones at every position, as llama.cpp does
+ * for a context beyond the original one (identical for any sequence longer
+ * than it). The cos/sin magnitude sqrt(1 + ln(max/orig) / ln(orig)) is folded
+ * into the query scale, squared. */
+static tl_status rope_longrope(hf *h, const rope_spec *r) {
+  double orig, max;
+  tl_status s = rope_orig(h, r, 0, &orig);
+  if (!s) s = cfg_num(h, h->c, "max_position_embeddings", 0, NULL, &max);
+  if (s) return s;
+  if (!(orig > 1) || !(max > 0))
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': longrope needs original_max_position_embeddings > 1 "
+                   "and max_position_embeddings > 0",
+                   h->dir);
+  int64_t n = h->n_rot / 2;
+  const cJSON *a = r->long_factor;
+  if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n || !cJSON_IsArray(r->short_factor) ||
+      cJSON_GetArraySize(r->short_factor) != n)
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': longrope long_factor and short_factor must be arrays of "
+                   "%lld numbers (rotary dimensions / 2)",
+                   h->dir, (long long)n);
+  float *f = tl_malloc_array((size_t)n, sizeof *f);
+  if (!f) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  for (int64_t i = 0; i < n; i++) {
+    const cJSON *e = cJSON_GetArrayItem(a, (int)i);
+    if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble)) {
+      free(f);
+      return tl_fail(TL_ERR_FORMAT, "'%s/config.json': longrope factors must be positive numbers",
+                     h->dir);
+    }
+    f[i] = (float)e->valuedouble;
+  }
+  if ((s = put_divisors(h, f, n))) return s;
+  double factor = max / orig;
+  if (r->has_attn_factor) {
+    if (!(r->attn_factor > 0))
+      return tl_fail(TL_ERR_FORMAT, "'%s/config.json': attention_factor must be positive", h->dir);
+    h->rope_attn = r->attn_factor;
+  } else {
+    h->rope_attn = factor <= 1 ? 1.0 : sqrt(1 + log(factor) / log(orig));
+  }
+  return TL_OK;
 }
 
 static tl_status rope_scaling(hf *h, const rope_spec *r, const char *which) {
@@ -289,8 +416,8 @@ static tl_status rope_scaling(hf *h, const rope_spec *r, const char *which) {
            h->dir);
     return TL_OK;
   }
-  if (strcmp(t, "yarn") == 0 && r->factor == 1.0 && (!r->has_attn_factor || r->attn_factor == 1.0))
-    return TL_OK; /* YaRN with factor 1 is the plain RoPE */
+  if (strcmp(t, "yarn") == 0) return rope_yarn(h, r);
+  if (strcmp(t, "longrope") == 0) return rope_longrope(h, r);
   return tl_fail(TL_ERR_UNSUPPORTED, "'%s/config.json': rope scaling '%.32s'%s is not supported",
                  h->dir, t, which);
 }
@@ -461,7 +588,12 @@ static tl_status set_gemma(hf *h) {
     }
     double q;
     if ((s = cfg_pos(h, c, "query_pre_attn_scalar", 256, &q)) ||
-        (s = put_f32(h, "attention.scale", 1.0 / sqrt(q))))
+        (s = put_f32(h, "attention.scale", h->rope_attn * h->rope_attn / sqrt(q))))
+      return s;
+  } else if (h->rope_attn != 1.0) {
+    /* a YaRN / LongRoPE cos-sin magnitude scales q and k: the scores by its square */
+    if ((s = put_f32(h, "attention.scale",
+                     h->rope_attn * h->rope_attn / sqrt((double)h->head_dim))))
       return s;
   }
   return TL_OK;
@@ -556,8 +688,7 @@ static const struct {
 };
 
 /* The GGUF name of a Hugging Face tensor; false when it has none. */
-static bool map_name_f(fam f, int64_t n_layer, bool tied, const char *name, char *out,
-                       size_t cap) {
+static bool map_name_f(fam f, int64_t n_layer, bool tied, const char *name, char *out, size_t cap) {
   static const struct {
     const char *from, *to;
   } prefixes[] = {{"model.language_model.", "model."},
@@ -822,7 +953,7 @@ tl_status tl_hf_open(const char *dir, tl_gguf **out) {
     free(cfg_path);
     return tl_fail(TL_ERR_FORMAT, "'%s' has no config.json", dir);
   }
-  hf h = {.dir = dir};
+  hf h = {.dir = dir, .rope_attn = 1.0};
   cJSON *root;
   tl_status s = read_json(cfg_path, cfg_path, &root);
   free(cfg_path);
