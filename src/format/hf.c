@@ -303,11 +303,9 @@ static tl_status rope_orig(const hf *h, const rope_spec *r, double def, double *
   return cfg_num(h, h->c, "original_max_position_embeddings", def, NULL, orig);
 }
 
-/* YaRN as transformers' _compute_yarn_parameters: the frequencies blended
- * between interpolation (divided by factor) and extrapolation by a linear ramp
- * over the dimensions between the beta_fast and beta_slow correction dims; the
- * cos/sin magnitude (attention factor, default 0.1 ln(factor) + 1) is folded
- * into the query scale, squared (it multiplies both q and k). */
+/* YaRN, written as llama.cpp's metadata (rope.scaling.type "yarn", factor,
+ * original_context_length, attn_factor / betas where not the defaults); the
+ * loader (model.c, yarn_fold) computes transformers' / ggml's blend. */
 static tl_status rope_yarn(hf *h, const rope_spec *r) {
   double orig;
   tl_status s = rope_orig(h, r, 0, &orig);
@@ -322,30 +320,28 @@ static tl_status rope_yarn(hf *h, const rope_spec *r) {
                    "'%s/config.json': yarn rope scaling needs factor, beta_fast, beta_slow, "
                    "attention_factor and original_max_position_embeddings > 0",
                    h->dir);
-  const double pi = 3.14159265358979323846;
-  double dim = (double)h->n_rot, base = r->theta;
-  double low = dim * log(orig / (r->beta_fast * 2 * pi)) / (2 * log(base));
-  double high = dim * log(orig / (r->beta_slow * 2 * pi)) / (2 * log(base));
-  if (r->truncate) {
-    low = floor(low);
-    high = ceil(high);
-  }
-  if (low < 0) low = 0;
-  if (high > dim - 1) high = dim - 1;
-  if (low == high) high += 0.001;
-  int64_t n = h->n_rot / 2;
-  float *f = tl_malloc_array((size_t)n, sizeof *f);
-  if (!f) return tl_fail(TL_ERR_NOMEM, "out of memory");
-  for (int64_t i = 0; i < n; i++) {
-    double ramp = ((double)i - low) / (high - low);
-    ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
-    double extra = 1.0 - ramp; /* the share of the extrapolated frequency */
-    f[i] = (float)(1.0 / ((1.0 - extra) / r->factor + extra));
-  }
-  if ((s = put_divisors(h, f, n))) return s;
-  h->rope_attn = r->has_attn_factor ? r->attn_factor
-                 : r->factor > 1    ? 0.1 * log(r->factor) + 1.0
-                                    : 1.0;
+  if (orig != floor(orig) || orig > 2147483647.0)
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': original_max_position_embeddings must be an integer", h->dir);
+  if (!r->truncate)
+    return tl_fail(TL_ERR_UNSUPPORTED,
+                   "'%s/config.json': yarn with truncate false has no GGUF spelling", h->dir);
+  /* llama.cpp's metadata; its loader multiplies attn_factor by 1 + 0.1 ln factor,
+   * transformers' explicit attention_factor (or 1 for factor <= 1) replaces it */
+  double af = r->has_attn_factor ? r->attn_factor
+              : r->factor > 1    ? 0.1 * log(r->factor) + 1.0
+                                 : 1.0;
+  af /= 1.0 + 0.1 * log(r->factor);
+  char k[128];
+  if ((s = tl_gguf_set_str(h->g, akey(h, "rope.scaling.type", k, sizeof k), "yarn", 4)) ||
+      (s = put_f32(h, "rope.scaling.factor", r->factor)) ||
+      (s = put_u32(h, "rope.scaling.original_context_length", (int64_t)orig)))
+    return s;
+  if (fabs(af - 1.0) > 1e-7 && (s = put_f32(h, "rope.scaling.attn_factor", af))) return s;
+  if (r->beta_fast != 32.0 && (s = put_f32(h, "rope.scaling.yarn_beta_fast", r->beta_fast)))
+    return s;
+  if (r->beta_slow != 1.0 && (s = put_f32(h, "rope.scaling.yarn_beta_slow", r->beta_slow)))
+    return s;
   return TL_OK;
 }
 
@@ -688,7 +684,8 @@ static const struct {
 };
 
 /* The GGUF name of a Hugging Face tensor; false when it has none. */
-static bool map_name_f(fam f, int64_t n_layer, bool tied, const char *name, char *out, size_t cap) {
+static bool map_name_f(fam f, int64_t n_layer, bool tied, const char *name, char *out,
+                       size_t cap) {
   static const struct {
     const char *from, *to;
   } prefixes[] = {{"model.language_model.", "model."},

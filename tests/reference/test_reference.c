@@ -139,7 +139,8 @@ static void check_case(void **state) {
   cp8.kv_type = TL_KV_Q8_0;
   if (tl_context_new(m, &cp8, &c8) != TL_OK) {
     /* the head size allows none, or a backend other than the CPU keeps none */
-    if (!strstr(tl_last_error(), "multiple of 32") && !strcmp(tl_test_backend_name(), "cpu"))
+    if (!strstr(tl_last_error(), "multiple of 32") &&
+        !strcmp(tl_test_backend_name(), "cpu"))
       fail_msg("q8_0 KV cache: %s", tl_last_error());
     printf("%s %s: no q8_0 KV cache (%s)\n", rc->arch, rc->type, tl_last_error());
   }

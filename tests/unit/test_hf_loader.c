@@ -814,9 +814,16 @@ static void test_config_hostile(void **state) {
   expect_edit_fails("llama", "rms_norm_eps", "0", TL_ERR_FORMAT, "rms_norm_eps");
   expect_edit_fails("llama", "tie_word_embeddings", "1", TL_ERR_FORMAT, "tie_word_embeddings");
   expect_edit_fails("llama", "rope_parameters", "\"abc\"", TL_ERR_FORMAT, "rope_parameters");
-  expect_edit_fails("llama", "rope_parameters", "{\"rope_type\": \"yarn\", \"factor\": 4}",
-                    TL_ERR_UNSUPPORTED, "yarn");
-  expect_edit_fails("llama", "rope_parameters", "{\"rope_type\": \"longrope\"}", TL_ERR_UNSUPPORTED,
+  expect_edit_fails("llama", "rope_parameters",
+                    "{\"rope_type\": \"yarn\", \"factor\": 4, \"truncate\": false}",
+                    TL_ERR_UNSUPPORTED, "truncate");
+  expect_edit_fails("llama", "rope_parameters", "{\"rope_type\": \"yarn\", \"factor\": -1}",
+                    TL_ERR_FORMAT, "yarn");
+  expect_edit_fails("llama", "rope_parameters",
+                    "{\"rope_type\": \"longrope\", \"long_factor\": [1, 2], "
+                    "\"short_factor\": [1, 2], \"original_max_position_embeddings\": 8}",
+                    TL_ERR_FORMAT, "long_factor");
+  expect_edit_fails("llama", "rope_parameters", "{\"rope_type\": \"longrope\"}", TL_ERR_FORMAT,
                     "longrope");
   expect_edit_fails("llama", "rope_parameters", "{\"rope_theta\": -1}", TL_ERR_FORMAT, "rope");
   expect_edit_fails("llama", "rope_parameters", "{\"rope_type\": 5}", TL_ERR_FORMAT, "rope_type");

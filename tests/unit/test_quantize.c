@@ -417,8 +417,8 @@ static float *logits_12(const char *path, int32_t *nv) {
 }
 
 /* YaRN / LongRoPE folders (shared fixtures) convert to f32 GGUF files whose
- * logits are the folder's: the frequency divisors (rope_freqs.weight) and the
- * query scale carrying the cos-sin magnitude survive the conversion. */
+ * logits are the folder's: YaRN's llama.cpp metadata, LongRoPE's frequency
+ * divisors (rope_freqs.weight) and query scale survive the conversion. */
 static void test_hf_rope_scaled(void **state) {
   (void)state;
   const char *dirs[] = {"qwen2yarn/config.json", "phi3long/config.json"};
@@ -430,7 +430,12 @@ static void test_hf_rope_scaled(void **state) {
     quantize_file(cfg, out, TL_FTYPE_F32);
     tl_gguf *g = NULL;
     assert_int_equal(tl_gguf_open(out, &g), TL_OK);
-    assert_non_null(tl_gguf_find_tensor(g, "rope_freqs.weight"));
+    if (d == 0) {
+      const char *tk = "qwen2.rope.scaling.type";
+      assert_non_null(tl_gguf_get(g, tk));
+    } else {
+      assert_non_null(tl_gguf_find_tensor(g, "rope_freqs.weight"));
+    }
     tl_gguf_free(g);
     int32_t nv, nv2;
     float *a = logits_12(cfg, &nv), *b = logits_12(out, &nv2);
