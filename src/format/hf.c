@@ -345,12 +345,12 @@ static tl_status rope_yarn(hf *h, const rope_spec *r) {
   return TL_OK;
 }
 
-/* LongRoPE (Phi-3): the long factors divide the frequencies. transformers
- * switches from the short to the long factors once the sequence outgrows the
- * original context; we use the long ones at every position, as llama.cpp does
- * for a context beyond the original one (identical for any sequence longer
- * than it). The cos/sin magnitude sqrt(1 + ln(max/orig) / ln(orig)) is folded
- * into the query scale, squared. */
+/* LongRoPE (Phi-3), written as llama.cpp writes it: the factors as tensors
+ * rope_factors_long.weight / rope_factors_short.weight, the cos-sin magnitude
+ * (attention_factor, default sqrt(1 + ln(max/orig) / ln(orig))) as
+ * rope.scaling.attn_factor. transformers switches from the short to the long
+ * factors once the sequence outgrows the original context; the loader uses
+ * the long ones at every position (identical for any sequence longer than it). */
 static tl_status rope_longrope(hf *h, const rope_spec *r) {
   double orig, max;
   tl_status s = rope_orig(h, r, 0, &orig);
@@ -369,27 +369,40 @@ static tl_status rope_longrope(hf *h, const rope_spec *r) {
                    "'%s/config.json': longrope long_factor and short_factor must be arrays of "
                    "%lld numbers (rotary dimensions / 2)",
                    h->dir, (long long)n);
-  float *f = tl_malloc_array((size_t)n, sizeof *f);
-  if (!f) return tl_fail(TL_ERR_NOMEM, "out of memory");
-  for (int64_t i = 0; i < n; i++) {
-    const cJSON *e = cJSON_GetArrayItem(a, (int)i);
-    if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble)) {
-      free(f);
-      return tl_fail(TL_ERR_FORMAT, "'%s/config.json': longrope factors must be positive numbers",
-                     h->dir);
+  static const char *const names[2] = {"rope_factors_long.weight", "rope_factors_short.weight"};
+  const cJSON *arrs[2] = {r->long_factor, r->short_factor};
+  for (int t = 0; t < 2; t++) {
+    float *f = tl_malloc_array((size_t)n, sizeof *f);
+    if (!f) return tl_fail(TL_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) {
+      const cJSON *e = cJSON_GetArrayItem(arrs[t], (int)i);
+      if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble)) {
+        free(f);
+        return tl_fail(TL_ERR_FORMAT, "'%s/config.json': longrope factors must be positive numbers",
+                       h->dir);
+      }
+      f[i] = (float)e->valuedouble;
     }
-    f[i] = (float)e->valuedouble;
+    if ((s = tl_gguf_own(h->g, f, free))) return s;
+    int64_t ne[1] = {n};
+    if ((s = tl_gguf_add_tensor(h->g, names[t], TL_TYPE_F32, 1, ne, f,
+                                (uint64_t)n * sizeof(float))))
+      return s;
   }
-  if ((s = put_divisors(h, f, n))) return s;
-  double factor = max / orig;
+  double factor = max / orig, af;
   if (r->has_attn_factor) {
     if (!(r->attn_factor > 0))
       return tl_fail(TL_ERR_FORMAT, "'%s/config.json': attention_factor must be positive", h->dir);
-    h->rope_attn = r->attn_factor;
+    af = r->attn_factor;
   } else {
-    h->rope_attn = factor <= 1 ? 1.0 : sqrt(1 + log(factor) / log(orig));
+    af = factor <= 1 ? 1.0 : sqrt(1 + log(factor) / log(orig));
   }
-  return TL_OK;
+  /* llama.cpp's Phi-3 metadata: ggml's cos-sin magnitude and the original context */
+  if (orig != floor(orig) || orig > 2147483647.0)
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': original_max_position_embeddings must be an integer", h->dir);
+  if ((s = put_u32(h, "rope.scaling.original_context_length", (int64_t)orig))) return s;
+  return af != 1.0 ? put_f32(h, "rope.scaling.attn_factor", af) : TL_OK;
 }
 
 static tl_status rope_scaling(hf *h, const rope_spec *r, const char *which) {

@@ -167,6 +167,13 @@ static tl_status load_hparams(tl_model *m) {
                        "> 0 and ext_factor <= 1");
     }
   }
+  if (hp->yarn_factor == 0) {
+    /* ggml's cos-sin magnitude outside YaRN (LongRoPE): the scores by its square */
+    float af;
+    if ((s = get_f32(m, "rope.scaling.attn_factor", 1.0f, &af))) return s;
+    if (!(af > 0)) return tl_fail(TL_ERR_FORMAT, "rope.scaling.attn_factor must be positive");
+    hp->attn_scale *= af * af;
+  }
   hp->rope_kind = m->arch->rope;
   tl_str rt;
   if (tl_gguf_get_str(m->gguf, "torchless.rope.type", &rt)) {
@@ -393,6 +400,19 @@ static tl_status load_weights(tl_model *m) {
     for (int i = 0; i < hp->n_rot / 2; i++)
       if (!(hp->rope_freq_factors[i] > 0))
         return tl_fail(TL_ERR_FORMAT, "rope_freqs.weight must be positive");
+  /* LongRoPE (llama.cpp's Phi-3 tensors): the long factors at every position,
+   * as transformers uses them for any sequence longer than the original context */
+  float *lf = NULL, *sf = NULL;
+  if ((s = bind_vector(m, "rope_factors_long.weight", hp->n_rot / 2, false, &lf)) ||
+      (s = bind_vector(m, "rope_factors_short.weight", hp->n_rot / 2, false, &sf)))
+    return s;
+  if (lf) {
+    if (hp->rope_freq_factors)
+      return tl_fail(TL_ERR_FORMAT, "both rope_freqs.weight and rope_factors_long.weight");
+    for (int i = 0; i < hp->n_rot / 2; i++)
+      if (!(lf[i] > 0)) return tl_fail(TL_ERR_FORMAT, "rope_factors_long.weight must be positive");
+    hp->rope_freq_factors = lf;
+  }
   if (hp->yarn_factor > 0 && (s = yarn_fold(m))) return s;
   m->layers = tl_calloc_array((size_t)hp->n_layer, sizeof(tl_layer));
   if (!m->layers) return tl_fail(TL_ERR_NOMEM, "out of memory");

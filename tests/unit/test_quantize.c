@@ -434,7 +434,7 @@ static void test_hf_rope_scaled(void **state) {
       const char *tk = "qwen2.rope.scaling.type";
       assert_non_null(tl_gguf_get(g, tk));
     } else {
-      assert_non_null(tl_gguf_find_tensor(g, "rope_freqs.weight"));
+      assert_non_null(tl_gguf_find_tensor(g, "rope_factors_long.weight"));
     }
     tl_gguf_free(g);
     int32_t nv, nv2;
