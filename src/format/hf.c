@@ -51,6 +51,7 @@ typedef struct hf {
   fam f;
   bool tied;
   int64_t n_layer, n_embd, n_head, n_head_kv, head_dim, n_rot;
+  double rope_attn; /* YaRN / LongRoPE cos-sin magnitude, squared into the query scale */
 } hf;
 
 static bool is_gemma(fam f) {
@@ -187,14 +188,17 @@ static tl_status put_f32(hf *h, const char *suffix, double v) {
 typedef struct rope_spec {
   double theta;
   const char *type; /* "default", "linear", "llama3", ... */
-  double factor, low, high, orig, attn_factor;
-  bool has_orig, has_factor, has_attn_factor;
+  double factor, low, high, orig, attn_factor, beta_fast, beta_slow;
+  bool has_orig, has_factor, has_attn_factor, truncate;
+  const cJSON *long_factor, *short_factor; /* LongRoPE arrays */
 } rope_spec;
 
 /* Read a rope_parameters / rope_scaling object into r (fields present only). */
 static tl_status rope_read(const hf *h, const cJSON *o, rope_spec *r) {
   tl_status s;
   const char *type;
+  bool present;
+  double v;
   if ((s = cfg_str(h, o, "rope_type", &type))) return s;
   if (!type && (s = cfg_str(h, o, "type", &type))) return s;
   if (type) { /* a new scaling: forget what an older spelling said */
@@ -202,10 +206,26 @@ static tl_status rope_read(const hf *h, const cJSON *o, rope_spec *r) {
     r->factor = 1.0;
     r->low = 1.0;
     r->high = 4.0;
+    r->beta_fast = 32.0;
+    r->beta_slow = 1.0;
+    r->truncate = true;
+    r->long_factor = r->short_factor = NULL;
     r->has_orig = r->has_factor = r->has_attn_factor = false;
   }
-  bool present;
-  double v;
+  if ((s = cfg_num(h, o, "beta_fast", 0, &present, &v))) return s;
+  if (present) r->beta_fast = v;
+  if ((s = cfg_num(h, o, "beta_slow", 0, &present, &v))) return s;
+  if (present) r->beta_slow = v;
+  const cJSON *tr = cJSON_GetObjectItemCaseSensitive(o, "truncate");
+  if (tr && !cJSON_IsNull(tr)) {
+    if (!cJSON_IsBool(tr))
+      return tl_fail(TL_ERR_FORMAT, "'%s/config.json': rope 'truncate' must be a boolean", h->dir);
+    r->truncate = cJSON_IsTrue(tr);
+  }
+  const cJSON *lf = cJSON_GetObjectItemCaseSensitive(o, "long_factor");
+  const cJSON *sf = cJSON_GetObjectItemCaseSensitive(o, "short_factor");
+  if (lf) r->long_factor = lf;
+  if (sf) r->short_factor = sf;
   if ((s = cfg_num(h, o, "rope_theta", 0, &present, &v))) return s;
   if (present) r->theta = v;
   if ((s = cfg_num(h, o, "factor", 0, &present, &v))) return s;
@@ -228,6 +248,15 @@ static tl_status rope_read(const hf *h, const cJSON *o, rope_spec *r) {
     r->has_attn_factor = true;
   }
   return TL_OK;
+}
+
+/* Store n frequency divisors f (owned by the file from here on) as rope_freqs.weight. */
+static tl_status put_divisors(hf *h, float *f, int64_t n) {
+  tl_status s = tl_gguf_own(h->g, f, free);
+  if (s) return s;
+  int64_t ne[1] = {n};
+  return tl_gguf_add_tensor(h->g, "rope_freqs.weight", TL_TYPE_F32, 1, ne, f,
+                            (uint64_t)n * sizeof(float));
 }
 
 /* LLaMA 3 frequency divisors, as llama.cpp's converter computes them. */
@@ -262,11 +291,118 @@ static tl_status rope_llama3(hf *h, const rope_spec *r) {
     }
     f[i] = (float)div;
   }
-  tl_status s = tl_gguf_own(h->g, f, free);
+  return put_divisors(h, f, n);
+}
+
+/* The training context of a scaled RoPE: the scaling's, else the config's, else def. */
+static tl_status rope_orig(const hf *h, const rope_spec *r, double def, double *orig) {
+  if (r->has_orig) {
+    *orig = r->orig;
+    return TL_OK;
+  }
+  return cfg_num(h, h->c, "original_max_position_embeddings", def, NULL, orig);
+}
+
+/* YaRN, written as llama.cpp's metadata (rope.scaling.type "yarn", factor,
+ * original_context_length, attn_factor / betas where not the defaults); the
+ * loader (model.c, yarn_fold) computes transformers' / ggml's blend. */
+static tl_status rope_yarn(hf *h, const rope_spec *r) {
+  double orig;
+  tl_status s = rope_orig(h, r, 0, &orig);
   if (s) return s;
-  int64_t ne[1] = {n};
-  return tl_gguf_add_tensor(h->g, "rope_freqs.weight", TL_TYPE_F32, 1, ne, f,
-                            (uint64_t)n * sizeof(float));
+  if (!(orig > 0)) {
+    s = cfg_num(h, h->c, "max_position_embeddings", 0, NULL, &orig);
+    if (s) return s;
+  }
+  if (!(orig > 0) || !(r->factor > 0) || !(r->beta_fast > 0) || !(r->beta_slow > 0) ||
+      (r->has_attn_factor && !(r->attn_factor > 0)))
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': yarn rope scaling needs factor, beta_fast, beta_slow, "
+                   "attention_factor and original_max_position_embeddings > 0",
+                   h->dir);
+  if (orig != floor(orig) || orig > 2147483647.0)
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': original_max_position_embeddings must be an integer", h->dir);
+  if (!r->truncate)
+    return tl_fail(TL_ERR_UNSUPPORTED,
+                   "'%s/config.json': yarn with truncate false has no GGUF spelling", h->dir);
+  /* llama.cpp's metadata; its loader multiplies attn_factor by 1 + 0.1 ln factor,
+   * transformers' explicit attention_factor (or 1 for factor <= 1) replaces it */
+  double af = r->has_attn_factor ? r->attn_factor
+              : r->factor > 1    ? 0.1 * log(r->factor) + 1.0
+                                 : 1.0;
+  af /= 1.0 + 0.1 * log(r->factor);
+  char k[128];
+  if ((s = tl_gguf_set_str(h->g, akey(h, "rope.scaling.type", k, sizeof k), "yarn", 4)) ||
+      (s = put_f32(h, "rope.scaling.factor", r->factor)) ||
+      (s = put_u32(h, "rope.scaling.original_context_length", (int64_t)orig)))
+    return s;
+  if (fabs(af - 1.0) > 1e-7 && (s = put_f32(h, "rope.scaling.attn_factor", af))) return s;
+  if (r->beta_fast != 32.0 && (s = put_f32(h, "rope.scaling.yarn_beta_fast", r->beta_fast)))
+    return s;
+  if (r->beta_slow != 1.0 && (s = put_f32(h, "rope.scaling.yarn_beta_slow", r->beta_slow)))
+    return s;
+  return TL_OK;
+}
+
+/* LongRoPE (Phi-3), written as llama.cpp writes it: the factors as tensors
+ * rope_factors_long.weight / rope_factors_short.weight, the cos-sin magnitude
+ * (attention_factor, default sqrt(1 + ln(max/orig) / ln(orig))) as
+ * rope.scaling.attn_factor. transformers switches from the short to the long
+ * factors once the sequence outgrows the original context; the loader uses
+ * the long ones at every position (identical for any sequence longer than it). */
+static tl_status rope_longrope(hf *h, const rope_spec *r) {
+  double orig, max;
+  tl_status s = rope_orig(h, r, 0, &orig);
+  if (!s) s = cfg_num(h, h->c, "max_position_embeddings", 0, NULL, &max);
+  if (s) return s;
+  if (!(orig > 1) || !(max > 0))
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': longrope needs original_max_position_embeddings > 1 "
+                   "and max_position_embeddings > 0",
+                   h->dir);
+  int64_t n = h->n_rot / 2;
+  const cJSON *a = r->long_factor;
+  if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n || !cJSON_IsArray(r->short_factor) ||
+      cJSON_GetArraySize(r->short_factor) != n)
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': longrope long_factor and short_factor must be arrays of "
+                   "%lld numbers (rotary dimensions / 2)",
+                   h->dir, (long long)n);
+  static const char *const names[2] = {"rope_factors_long.weight", "rope_factors_short.weight"};
+  const cJSON *arrs[2] = {r->long_factor, r->short_factor};
+  for (int t = 0; t < 2; t++) {
+    float *f = tl_malloc_array((size_t)n, sizeof *f);
+    if (!f) return tl_fail(TL_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) {
+      const cJSON *e = cJSON_GetArrayItem(arrs[t], (int)i);
+      if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble)) {
+        free(f);
+        return tl_fail(TL_ERR_FORMAT, "'%s/config.json': longrope factors must be positive numbers",
+                       h->dir);
+      }
+      f[i] = (float)e->valuedouble;
+    }
+    if ((s = tl_gguf_own(h->g, f, free))) return s;
+    int64_t ne[1] = {n};
+    if ((s = tl_gguf_add_tensor(h->g, names[t], TL_TYPE_F32, 1, ne, f,
+                                (uint64_t)n * sizeof(float))))
+      return s;
+  }
+  double factor = max / orig, af;
+  if (r->has_attn_factor) {
+    if (!(r->attn_factor > 0))
+      return tl_fail(TL_ERR_FORMAT, "'%s/config.json': attention_factor must be positive", h->dir);
+    af = r->attn_factor;
+  } else {
+    af = factor <= 1 ? 1.0 : sqrt(1 + log(factor) / log(orig));
+  }
+  /* llama.cpp's Phi-3 metadata: ggml's cos-sin magnitude and the original context */
+  if (orig != floor(orig) || orig > 2147483647.0)
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': original_max_position_embeddings must be an integer", h->dir);
+  if ((s = put_u32(h, "rope.scaling.original_context_length", (int64_t)orig))) return s;
+  return af != 1.0 ? put_f32(h, "rope.scaling.attn_factor", af) : TL_OK;
 }
 
 static tl_status rope_scaling(hf *h, const rope_spec *r, const char *which) {
@@ -289,8 +425,8 @@ static tl_status rope_scaling(hf *h, const rope_spec *r, const char *which) {
            h->dir);
     return TL_OK;
   }
-  if (strcmp(t, "yarn") == 0 && r->factor == 1.0 && (!r->has_attn_factor || r->attn_factor == 1.0))
-    return TL_OK; /* YaRN with factor 1 is the plain RoPE */
+  if (strcmp(t, "yarn") == 0) return rope_yarn(h, r);
+  if (strcmp(t, "longrope") == 0) return rope_longrope(h, r);
   return tl_fail(TL_ERR_UNSUPPORTED, "'%s/config.json': rope scaling '%.32s'%s is not supported",
                  h->dir, t, which);
 }
@@ -461,7 +597,12 @@ static tl_status set_gemma(hf *h) {
     }
     double q;
     if ((s = cfg_pos(h, c, "query_pre_attn_scalar", 256, &q)) ||
-        (s = put_f32(h, "attention.scale", 1.0 / sqrt(q))))
+        (s = put_f32(h, "attention.scale", h->rope_attn * h->rope_attn / sqrt(q))))
+      return s;
+  } else if (h->rope_attn != 1.0) {
+    /* a YaRN / LongRoPE cos-sin magnitude scales q and k: the scores by its square */
+    if ((s = put_f32(h, "attention.scale",
+                     h->rope_attn * h->rope_attn / sqrt((double)h->head_dim))))
       return s;
   }
   return TL_OK;
@@ -822,7 +963,7 @@ tl_status tl_hf_open(const char *dir, tl_gguf **out) {
     free(cfg_path);
     return tl_fail(TL_ERR_FORMAT, "'%s' has no config.json", dir);
   }
-  hf h = {.dir = dir};
+  hf h = {.dir = dir, .rope_attn = 1.0};
   cJSON *root;
   tl_status s = read_json(cfg_path, cfg_path, &root);
   free(cfg_path);

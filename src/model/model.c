@@ -144,13 +144,38 @@ static tl_status load_hparams(tl_model *m) {
   tl_str stype;
   if (tl_gguf_get_str(m->gguf, akey(m, "rope.scaling.type", key, sizeof key), &stype) &&
       !tl_str_eq(stype, "none")) {
-    if (!tl_str_eq(stype, "linear"))
+    bool yarn = tl_str_eq(stype, "yarn");
+    if (!yarn && !tl_str_eq(stype, "linear"))
       return tl_fail(TL_ERR_UNSUPPORTED, "rope scaling '%.*s' is not supported",
                      (int)(stype.len > 64 ? 64 : stype.len), stype.ptr);
     float factor;
     if ((s = get_f32(m, "rope.scaling.factor", 1.0f, &factor))) return s;
     if (!(factor > 0)) return tl_fail(TL_ERR_FORMAT, "rope scaling factor must be positive");
-    hp->rope_freq_scale = 1.0f / factor;
+    if (!yarn) {
+      hp->rope_freq_scale = 1.0f / factor;
+    } else {
+      /* llama.cpp's keys and defaults (ext_factor < 0 means 1 for YaRN) */
+      hp->yarn_factor = factor;
+      if ((s = get_u32(m, "rope.scaling.original_context_length", true, 0, &hp->yarn_orig_ctx)) ||
+          (s = get_f32(m, "rope.scaling.yarn_ext_factor", -1.0f, &hp->yarn_ext)) ||
+          (s = get_f32(m, "rope.scaling.attn_factor", 1.0f, &hp->yarn_attn)) ||
+          (s = get_f32(m, "rope.scaling.yarn_beta_fast", 32.0f, &hp->yarn_beta_fast)) ||
+          (s = get_f32(m, "rope.scaling.yarn_beta_slow", 1.0f, &hp->yarn_beta_slow)))
+        return s;
+      if (hp->yarn_ext < 0) hp->yarn_ext = 1.0f;
+      if (hp->yarn_orig_ctx <= 0 || !(hp->yarn_attn > 0) || !(hp->yarn_beta_fast > 0) ||
+          !(hp->yarn_beta_slow > 0) || !(hp->yarn_ext <= 1))
+        return tl_fail(TL_ERR_FORMAT,
+                       "yarn rope scaling needs original_context_length, attn_factor and betas "
+                       "> 0 and ext_factor <= 1");
+    }
+  }
+  if (hp->yarn_factor == 0) {
+    /* ggml's cos-sin magnitude outside YaRN (LongRoPE): the scores by its square */
+    float af;
+    if ((s = get_f32(m, "rope.scaling.attn_factor", 1.0f, &af))) return s;
+    if (!(af > 0)) return tl_fail(TL_ERR_FORMAT, "rope.scaling.attn_factor must be positive");
+    hp->attn_scale *= af * af;
   }
   hp->rope_kind = m->arch->rope;
   tl_str rt;
@@ -181,6 +206,36 @@ static tl_status own(tl_model *m, float *p) {
     m->cap_owned = cap;
   }
   m->owned[m->n_owned++] = p;
+  return TL_OK;
+}
+
+/* YaRN as ggml's rope_yarn computes it: each frequency blended between
+ * interpolation (divided by factor) and extrapolation by ext_factor times a
+ * ramp over the correction dims of beta_fast / beta_slow; folded into
+ * per-dimension divisors (times any rope_freqs.weight) and the cos-sin
+ * magnitude attn_factor * (1 + 0.1 ln factor), squared, into the query scale. */
+static tl_status yarn_fold(tl_model *m) {
+  tl_hparams *hp = &m->hp;
+  const double pi = 3.14159265358979323846;
+  double dim = hp->n_rot, base = hp->rope_theta, orig = hp->yarn_orig_ctx;
+  double lo = floor(dim * log(orig / (hp->yarn_beta_fast * 2 * pi)) / (2 * log(base)));
+  double hi = ceil(dim * log(orig / (hp->yarn_beta_slow * 2 * pi)) / (2 * log(base)));
+  if (lo < 0) lo = 0;
+  if (hi > dim - 1) hi = dim - 1;
+  int n = hp->n_rot / 2;
+  float *f = tl_malloc_array((size_t)n, sizeof *f);
+  if (!f) return tl_fail(TL_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < n; i++) {
+    double y = ((double)i - lo) / (hi - lo > 0.001 ? hi - lo : 0.001);
+    double mix = (1.0 - (y < 0 ? 0 : y > 1 ? 1 : y)) * hp->yarn_ext;
+    double div = 1.0 / ((1.0 - mix) / hp->yarn_factor + mix);
+    f[i] = (float)(div * (hp->rope_freq_factors ? hp->rope_freq_factors[i] : 1.0));
+  }
+  tl_status s = own(m, f);
+  if (s) return s;
+  hp->rope_freq_factors = f;
+  double ms = hp->yarn_attn * (hp->yarn_ext != 0 ? 1.0 + 0.1 * log(hp->yarn_factor) : 1.0);
+  hp->attn_scale = (float)(hp->attn_scale * ms * ms);
   return TL_OK;
 }
 
@@ -356,6 +411,20 @@ static tl_status load_weights(tl_model *m) {
     for (int i = 0; i < hp->n_rot / 2; i++)
       if (!(hp->rope_freq_factors[i] > 0))
         return tl_fail(TL_ERR_FORMAT, "rope_freqs.weight must be positive");
+  /* LongRoPE (llama.cpp's Phi-3 tensors): the long factors at every position,
+   * as transformers uses them for any sequence longer than the original context */
+  float *lf = NULL, *sf = NULL;
+  if ((s = bind_vector(m, "rope_factors_long.weight", hp->n_rot / 2, false, &lf)) ||
+      (s = bind_vector(m, "rope_factors_short.weight", hp->n_rot / 2, false, &sf)))
+    return s;
+  if (lf) {
+    if (hp->rope_freq_factors)
+      return tl_fail(TL_ERR_FORMAT, "both rope_freqs.weight and rope_factors_long.weight");
+    for (int i = 0; i < hp->n_rot / 2; i++)
+      if (!(lf[i] > 0)) return tl_fail(TL_ERR_FORMAT, "rope_factors_long.weight must be positive");
+    hp->rope_freq_factors = lf;
+  }
+  if (hp->yarn_factor > 0 && (s = yarn_fold(m))) return s;
   m->layers = tl_calloc_array((size_t)hp->n_layer, sizeof(tl_layer));
   if (!m->layers) return tl_fail(TL_ERR_NOMEM, "out of memory");
   for (int il = 0; il < hp->n_layer; il++) {

@@ -8,7 +8,6 @@
 #include "format/gguf.h"
 #include "tokenizer/tokenizer.h"
 
-
 /* One row of traits per architecture; forward.c applies them. Optional
  * tensors (biases, q/k norms, post norms, fused QKV) are used whenever the
  * file has them, so only what changes the computation is a trait. */
@@ -43,6 +42,10 @@ typedef struct tl_hparams {
   float rope_theta;
   float rope_theta_swa;  /* RoPE base of sliding-window layers (Gemma 3) */
   float rope_freq_scale; /* linear RoPE scaling: positions multiplied by this */
+  /* YaRN (rope.scaling.type "yarn"): factor > 0 turns it on; folded at load
+   * into rope_freq_factors and attn_scale */
+  float yarn_factor, yarn_ext, yarn_attn, yarn_beta_fast, yarn_beta_slow;
+  int32_t yarn_orig_ctx;
   tl_rope_kind rope_kind;
   float *rope_freq_factors; /* [n_rot/2] divisors of the frequencies (LLaMA 3), or NULL */
   float attn_scale;         /* query scale (1/sqrt(head_dim) unless the model says) */

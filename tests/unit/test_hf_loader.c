@@ -15,6 +15,7 @@
 #include "format/gguf.h"
 #include "format/hf.h"
 #include "format/safetensors.h"
+#include "model/model.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 
@@ -814,9 +815,16 @@ static void test_config_hostile(void **state) {
   expect_edit_fails("llama", "rms_norm_eps", "0", TL_ERR_FORMAT, "rms_norm_eps");
   expect_edit_fails("llama", "tie_word_embeddings", "1", TL_ERR_FORMAT, "tie_word_embeddings");
   expect_edit_fails("llama", "rope_parameters", "\"abc\"", TL_ERR_FORMAT, "rope_parameters");
-  expect_edit_fails("llama", "rope_parameters", "{\"rope_type\": \"yarn\", \"factor\": 4}",
-                    TL_ERR_UNSUPPORTED, "yarn");
-  expect_edit_fails("llama", "rope_parameters", "{\"rope_type\": \"longrope\"}", TL_ERR_UNSUPPORTED,
+  expect_edit_fails("llama", "rope_parameters",
+                    "{\"rope_type\": \"yarn\", \"factor\": 4, \"truncate\": false}",
+                    TL_ERR_UNSUPPORTED, "truncate");
+  expect_edit_fails("llama", "rope_parameters", "{\"rope_type\": \"yarn\", \"factor\": -1}",
+                    TL_ERR_FORMAT, "yarn");
+  expect_edit_fails("llama", "rope_parameters",
+                    "{\"rope_type\": \"longrope\", \"long_factor\": [1, 2], "
+                    "\"short_factor\": [1, 2], \"original_max_position_embeddings\": 8}",
+                    TL_ERR_FORMAT, "long_factor");
+  expect_edit_fails("llama", "rope_parameters", "{\"rope_type\": \"longrope\"}", TL_ERR_FORMAT,
                     "longrope");
   expect_edit_fails("llama", "rope_parameters", "{\"rope_theta\": -1}", TL_ERR_FORMAT, "rope");
   expect_edit_fails("llama", "rope_parameters", "{\"rope_type\": 5}", TL_ERR_FORMAT, "rope_type");
@@ -998,6 +1006,45 @@ static void test_st_valid_and_truncated(void **state) {
   }
 }
 
+/* The YaRN / LongRoPE divisors and query scales the loader derives, against
+ * numbers worked by hand from transformers' formulas. qwen2yarn: 64 rotary
+ * dims, base 1e6, original context 32, factor 4: the correction dims are
+ * floor(64 ln(32 / (32 * 2 pi)) / (2 ln 1e6)) = floor(-4.26) -> 0 and
+ * ceil(64 ln(32 / (1 * 2 pi)) / (2 ln 1e6)) = ceil(3.77) = 4, so the ramp
+ * i / 4 gives divisors 1 / ((i/4) / 4 + 1 - i/4) for i <= 4 and 4 beyond;
+ * the cos-sin magnitude 1 + 0.1 ln 4, squared, multiplies 1/sqrt(64).
+ * phi3long: the long factors themselves, and (1 + ln 32 / ln 8) = 8/3 times
+ * 1/sqrt(64). */
+static void test_rope_variants(void **state) {
+  (void)state;
+  const char *dirs[] = {"qwen2yarn/config.json", "phi3long/config.json"};
+  for (int d = 0; d < 2; d++) {
+    char *cfg = tl_test_fixture_or_skip(dirs[d]);
+    if (!cfg) continue;
+    *strrchr(cfg, '/') = 0;
+    tl_model *m = NULL;
+    if (tl_model_load(cfg, NULL, &m) != TL_OK) fail_msg("%s: %s", cfg, tl_last_error());
+    const tl_hparams *hp = &m->hp;
+    assert_int_equal(hp->n_rot, 64);
+    assert_non_null(hp->rope_freq_factors);
+    for (int i = 0; i < 32; i++) {
+      double want;
+      if (d == 0) {
+        double r = i < 4 ? i / 4.0 : 1.0;
+        want = 1.0 / (r / 4.0 + (1.0 - r));
+      } else {
+        want = i == 0 ? 1.0 : 1.0 + 0.6 * i; /* the fixture's long_factor */
+      }
+      if (fabs(hp->rope_freq_factors[i] - want) > 1e-5 * want)
+        fail_msg("%s: divisor %d is %g, expected %g", dirs[d], i, hp->rope_freq_factors[i], want);
+    }
+    double ms2 = d == 0 ? pow(1.0 + 0.1 * log(4.0), 2) : 8.0 / 3.0;
+    assert_true(fabs(hp->attn_scale - ms2 / 8.0) <= 1e-6 * ms2);
+    tl_model_free(m);
+    free(cfg);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_st_valid_and_truncated),
@@ -1009,6 +1056,7 @@ int main(void) {
       cmocka_unit_test(test_sharded_hostile),
       cmocka_unit_test(test_config_hostile),
       cmocka_unit_test(test_tokenizer_keys),
+      cmocka_unit_test(test_rope_variants),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

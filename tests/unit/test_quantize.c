@@ -391,6 +391,70 @@ static void test_hf_folder(void **state) {
   free(cfg);
 }
 
+/* Logits of 12 tokens from the model at path (n_vocab of them each, in out). */
+static float *logits_12(const char *path, int32_t *nv) {
+  tl_model *m = NULL;
+  if (tl_model_load(path, NULL, &m) != TL_OK) fail_msg("%s: %s", path, tl_last_error());
+  tl_context_params cp = tl_context_default_params();
+  cp.n_ctx = 16;
+  cp.n_threads = 2;
+  tl_context *c = NULL;
+  assert_int_equal(tl_context_new(m, &cp, &c), TL_OK);
+  tl_token toks[12];
+  int32_t pos[12];
+  int8_t want[12];
+  for (int i = 0; i < 12; i++) toks[i] = 1 + 37 * i, pos[i] = i, want[i] = 1;
+  tl_batch b = {.n_tokens = 12, .tokens = toks, .pos = pos, .logits = want};
+  assert_int_equal(tl_decode(c, &b), TL_OK);
+  *nv = tl_model_n_vocab(m);
+  float *out = malloc((size_t)12 * (size_t)*nv * sizeof *out);
+  assert_non_null(out);
+  for (int i = 0; i < 12; i++)
+    memcpy(out + (size_t)i * (size_t)*nv, tl_get_logits(c, i), (size_t)*nv * sizeof *out);
+  tl_context_free(c);
+  tl_model_free(m);
+  return out;
+}
+
+/* YaRN / LongRoPE folders (shared fixtures) convert to f32 GGUF files whose
+ * logits are the folder's: YaRN's llama.cpp metadata, LongRoPE's frequency
+ * divisors (rope_freqs.weight) and query scale survive the conversion. */
+static void test_hf_rope_scaled(void **state) {
+  (void)state;
+  const char *dirs[] = {"qwen2yarn/config.json", "phi3long/config.json"};
+  for (size_t d = 0; d < 2; d++) {
+    char *cfg = tl_test_fixture_or_skip(dirs[d]);
+    if (!cfg) continue;
+    *strrchr(cfg, '/') = 0;
+    char *out = tl_test_tmpfile(".gguf");
+    quantize_file(cfg, out, TL_FTYPE_F32);
+    tl_gguf *g = NULL;
+    assert_int_equal(tl_gguf_open(out, &g), TL_OK);
+    if (d == 0) {
+      const char *tk = "qwen2.rope.scaling.type";
+      assert_non_null(tl_gguf_get(g, tk));
+    } else {
+      assert_non_null(tl_gguf_find_tensor(g, "rope_factors_long.weight"));
+    }
+    tl_gguf_free(g);
+    int32_t nv, nv2;
+    float *a = logits_12(cfg, &nv), *b = logits_12(out, &nv2);
+    assert_int_equal(nv, nv2);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < (size_t)12 * (size_t)nv; i++) {
+      num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+      den += (double)a[i] * a[i];
+    }
+    print_message("%s: HF folder vs f32 GGUF rel err %.3g\n", dirs[d], sqrt(num / den));
+    assert_true(sqrt(num / den) <= 1e-6);
+    free(a);
+    free(b);
+    unlink(out);
+    free(out);
+    free(cfg);
+  }
+}
+
 /* Cancelling from the progress callback leaves neither OUT nor a
  * temporary file. */
 static bool cancel_at_3(const tl_quantize_progress *p, void *user) {
@@ -673,11 +737,17 @@ static void test_synth_presets(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_fixture_bytes),           cmocka_unit_test(test_fixture_kquant_error),
-      cmocka_unit_test(test_random_error_bounds),     cmocka_unit_test(test_round_trip_all_types),
-      cmocka_unit_test(test_cancel_and_bad_paths),    cmocka_unit_test(test_writer_round_trip),
-      cmocka_unit_test(test_writer_rewrites_fixture), cmocka_unit_test(test_synth_tiny),
-      cmocka_unit_test(test_synth_presets),           cmocka_unit_test(test_hf_folder),
+      cmocka_unit_test(test_fixture_bytes),
+      cmocka_unit_test(test_fixture_kquant_error),
+      cmocka_unit_test(test_random_error_bounds),
+      cmocka_unit_test(test_round_trip_all_types),
+      cmocka_unit_test(test_cancel_and_bad_paths),
+      cmocka_unit_test(test_writer_round_trip),
+      cmocka_unit_test(test_writer_rewrites_fixture),
+      cmocka_unit_test(test_synth_tiny),
+      cmocka_unit_test(test_hf_rope_scaled),
+      cmocka_unit_test(test_synth_presets),
+      cmocka_unit_test(test_hf_folder),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
