@@ -112,9 +112,7 @@ tl_status tl_state_seq_save_file(tl_context *c, const char *path, int32_t seq,
       free(buf);
       return s;
     }
-    uint64_t pb;
-    kv_bytes(c, n, &pb);
-    off += (size_t)(pb / (uint64_t)c->model->hp.n_layer * (uint64_t)(P->l1 - P->l0));
+    off += (size_t)(kvb / (uint64_t)c->model->hp.n_layer * (uint64_t)(P->l1 - P->l0));
   }
   /* written to PATH.tmp, then renamed: a failed save leaves no half file */
   size_t pl = strlen(path);

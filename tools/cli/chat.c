@@ -60,14 +60,14 @@ int cmd_template(cli_opts *o) {
 /* ---- chat ---------------------------------------------------------------- */
 
 /* For models without a template: a plain format, stopped at "\nUser:". */
-static const char k_plain_template[] =
+const char cli_plain_template[] =
     "{% for m in messages %}"
     "{% if m.role == 'system' %}{{ m.content }}\n\n"
     "{% elif m.role == 'user' %}User: {{ m.content }}\n"
     "{% else %}Assistant: {{ m.content }}\n{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}";
-static const char k_plain_stop[] = "\nUser:";
+const char cli_plain_stop[] = "\nUser:";
 
 typedef struct chat_state {
   tl_model *m;
@@ -82,7 +82,7 @@ static bool chat_init(chat_state *st, tl_model *m, bool quiet) {
   const char *text = tl_model_chat_template(m);
   if (!text) {
     st->plain = true;
-    text = k_plain_template;
+    text = cli_plain_template;
     if (!quiet)
       fprintf(stderr,
               "torchless: the model has no chat template; using a plain \"User: / Assistant:\" "
@@ -458,7 +458,7 @@ int cmd_chat(cli_opts *o) {
       rlen += nb;
       reply[rlen] = 0;
       if (st.plain) {
-        char *hit = strstr(reply, k_plain_stop);
+        char *hit = strstr(reply, cli_plain_stop);
         if (hit) {
           rlen = (size_t)(hit - reply);
           reply[rlen] = 0;
@@ -466,7 +466,7 @@ int cmd_chat(cli_opts *o) {
         }
       }
       /* print what cannot be the start of the plain format's stop text */
-      size_t hold = st.plain && !stopped_plain ? stop_overlap(reply, rlen, k_plain_stop) : 0;
+      size_t hold = st.plain && !stopped_plain ? stop_overlap(reply, rlen, cli_plain_stop) : 0;
       if (rlen - hold > printed) {
         size_t from = printed == 0 ? 0 : printed;
         const char *p = reply + from;

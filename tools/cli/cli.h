@@ -186,5 +186,9 @@ int cmd_serve(cli_opts *o); /* tools/server/ */
 char *cli_chat_prompt(tl_model *m, const char *user, const char *system);
 /* whether chat.c uses its plain format for m (no template of its own) */
 bool cli_chat_plain(tl_model *m);
+/* For models without a chat template (chat, run --chat, serve): a plain
+ * "User: / Assistant:" format, and where a reply stops in it. */
+extern const char cli_plain_template[];
+extern const char cli_plain_stop[];
 
 #endif

@@ -32,15 +32,6 @@
 extern const unsigned char tl_server_page[]; /* index.html, embedded at build time */
 extern const size_t tl_server_page_len;
 
-/* For models without a chat template: the chat command's plain format. */
-static const char k_plain_template[] =
-    "{% for m in messages %}"
-    "{% if m.role == 'system' %}{{ m.content }}\n\n"
-    "{% elif m.role == 'user' %}User: {{ m.content }}\n"
-    "{% else %}Assistant: {{ m.content }}\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}Assistant:{% endif %}";
-static const char k_plain_stop[] = "\nUser:";
 
 typedef struct server {
   struct MHD_Daemon *d;
@@ -267,7 +258,7 @@ static bool parse_common(server *sv, const cJSON *j, bool chat, api_req *a, perr
     }
   }
   if (chat && sv->plain) {
-    p->stop[p->n_stop++] = (char *)k_plain_stop;
+    p->stop[p->n_stop++] = (char *)cli_plain_stop;
     p->trim_leading = true; /* "Assistant:" is followed by a space */
   }
   return true;
@@ -382,7 +373,7 @@ static tl_token *chat_prompt(server *sv, const cJSON *j, int *n, perr *pe) {
     bad(pe, "messages", "out of memory");
     return NULL;
   }
-  tl_status s = tl_chat_render(sv->m, sv->plain ? k_plain_template : NULL, json, &prompt, &plen);
+  tl_status s = tl_chat_render(sv->m, sv->plain ? cli_plain_template : NULL, json, &prompt, &plen);
   free(json);
   if (s) {
     bad(pe, "messages", "the chat template failed: %s", tl_last_error());
