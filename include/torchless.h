@@ -219,10 +219,15 @@ typedef struct tl_context_params {
   /* Low-memory mode (the CPU's layers): a layer's weights are released from
    * the process once the layer has run in a step (madvise MADV_DONTNEED on
    * the file mapping: the pages stay in the page cache, never a second copy),
-   * and the next layer's are asked for ahead (MADV_WILLNEED), so resident
+   * and the next layers' are read ahead (mem_budget_mb), so resident
    * memory holds about one layer's weights instead of the whole file. The
    * same logits; slower where the file does not stay in the page cache. */
   bool low_mem;
+  /* Low-memory mode's budget for weights in flight, in MiB (0: 1536): the
+   * layers after the running one are read ahead by a background thread
+   * while their weights fit it, and dropped once they have run (nothing is
+   * dropped where the whole model fits). */
+  int32_t mem_budget_mb;
 } tl_context_params;
 
 tl_context_params tl_context_default_params(void);

@@ -201,6 +201,7 @@ static tl_status read_value(reader *r, uint32_t type, tl_gguf_value *v, int dept
 }
 
 struct tl_gguf_blob {
+  const tl_mmap *map; /* a file mapping inside p (tl_gguf_own_map), or NULL */
   void *p;
   void (*free_fn)(void *);
   tl_gguf_blob *next;
@@ -315,13 +316,12 @@ static tl_status parse(tl_gguf *g) {
     tl_gguf_tensor *t = &g->tensors[i];
     if ((s = rd_str(&r, &t->name, "tensor name"))) return s;
     if (t->name.len == 0 || t->name.len > 256)
-      return tl_fail(TL_ERR_FORMAT, "tensor %llu has a name of length %llu",
-                     (unsigned long long)i, (unsigned long long)t->name.len);
+      return tl_fail(TL_ERR_FORMAT, "tensor %llu has a name of length %llu", (unsigned long long)i,
+                     (unsigned long long)t->name.len);
     int nl = (int)t->name.len;
     if ((s = rd_u32(&r, &t->n_dims, "tensor dims"))) return s;
     if (t->n_dims == 0 || t->n_dims > TL_GGUF_MAX_DIMS)
-      return tl_fail(TL_ERR_FORMAT, "tensor '%.*s' has %u dimensions", nl, t->name.ptr,
-                     t->n_dims);
+      return tl_fail(TL_ERR_FORMAT, "tensor '%.*s' has %u dimensions", nl, t->name.ptr, t->n_dims);
     uint64_t numel = 1;
     for (int d = 0; d < TL_GGUF_MAX_DIMS; d++) t->ne[d] = 1;
     for (uint32_t d = 0; d < t->n_dims; d++) {
@@ -340,21 +340,20 @@ static tl_status parse(tl_gguf *g) {
                      t->type);
     uint64_t row, nb;
     if (!tl_type_row_size(t->type, t->ne[0], &row))
-      return tl_fail(TL_ERR_FORMAT, "tensor '%.*s': row length %lld is not a multiple of the %s block",
-                     nl, t->name.ptr, (long long)t->ne[0], tl_type_name(t->type));
+      return tl_fail(TL_ERR_FORMAT,
+                     "tensor '%.*s': row length %lld is not a multiple of the %s block", nl,
+                     t->name.ptr, (long long)t->ne[0], tl_type_name(t->type));
     if (!tl_mul_u64(row, numel / (uint64_t)t->ne[0], &nb))
       return tl_fail(TL_ERR_FORMAT, "tensor '%.*s' is too large", nl, t->name.ptr);
     t->nbytes = nb;
     if (t->offset % g->alignment != 0)
       return tl_fail(TL_ERR_FORMAT, "tensor '%.*s' offset %llu is not aligned to %llu", nl,
-                     t->name.ptr, (unsigned long long)t->offset,
-                     (unsigned long long)g->alignment);
+                     t->name.ptr, (unsigned long long)t->offset, (unsigned long long)g->alignment);
   }
   if ((s = find_dup(g->tensors, n_tensors, sizeof *g->tensors, offsetof(tl_gguf_tensor, name),
                     &dup)))
     return s;
-  if (dup.ptr)
-    return tl_fail(TL_ERR_FORMAT, "duplicate tensor name '%.*s'", (int)dup.len, dup.ptr);
+  if (dup.ptr) return tl_fail(TL_ERR_FORMAT, "duplicate tensor name '%.*s'", (int)dup.len, dup.ptr);
   uint64_t data_off = ((uint64_t)r.off + g->alignment - 1) / g->alignment * g->alignment;
   if (n_tensors > 0 && data_off > r.size)
     return tl_fail(TL_ERR_FORMAT, "truncated file: the tensor data section is missing");
@@ -540,10 +539,30 @@ tl_status tl_gguf_own(tl_gguf *g, void *p, void (*free_fn)(void *)) {
     return tl_fail(TL_ERR_NOMEM, "out of memory");
   }
   b->p = p;
+  b->map = NULL;
   b->free_fn = free_fn;
   b->next = g->blobs;
   g->blobs = b;
   return TL_OK;
+}
+
+tl_status tl_gguf_own_map(tl_gguf *g, void *p, void (*free_fn)(void *), const tl_mmap *map) {
+  tl_status s = tl_gguf_own(g, p, free_fn);
+  if (!s) g->blobs->map = map;
+  return s;
+}
+
+static bool map_holds(const tl_mmap *m, const void *p, size_t n) {
+  const uintptr_t a = (uintptr_t)p, base = (uintptr_t)m->data;
+  return m->mapped && m->data && a >= base && n <= m->size && a - base <= m->size - n;
+}
+
+const tl_mmap *tl_gguf_map_of(const tl_gguf *g, const void *p, size_t n) {
+  if (!g || !p) return NULL;
+  if (map_holds(&g->map, p, n)) return &g->map;
+  for (const tl_gguf_blob *b = g->blobs; b; b = b->next)
+    if (b->map && map_holds(b->map, p, n)) return b->map;
+  return NULL;
 }
 
 void *tl_gguf_dup(tl_gguf *g, const void *p, size_t n) {
@@ -662,8 +681,7 @@ tl_status tl_gguf_set_str_arr(tl_gguf *g, const char *key, const tl_str *strs, u
 
 tl_status tl_gguf_add_tensor(tl_gguf *g, const char *name, uint32_t type, uint32_t n_dims,
                              const int64_t *ne, const void *data, uint64_t nbytes) {
-  if (tl_gguf_find_tensor(g, name))
-    return tl_fail(TL_ERR_FORMAT, "duplicate tensor '%s'", name);
+  if (tl_gguf_find_tensor(g, name)) return tl_fail(TL_ERR_FORMAT, "duplicate tensor '%s'", name);
   if (n_dims == 0 || n_dims > TL_GGUF_MAX_DIMS || !tl_type_get(type))
     return tl_fail(TL_ERR_FORMAT, "tensor '%s' has an invalid shape or type", name);
   tl_gguf_tensor t = {0};

@@ -103,6 +103,14 @@ const tl_gguf_tensor *tl_gguf_find_tensor(const tl_gguf *g, const char *name);
 tl_status tl_gguf_new_virtual(tl_gguf **out);
 /* Keep p alive until the view is freed, then release it with free_fn(p). */
 tl_status tl_gguf_own(tl_gguf *g, void *p, void (*free_fn)(void *));
+/* tl_gguf_own for memory that holds a read-only file mapping (a
+ * safetensors file): tensor data inside map can then be found by
+ * tl_gguf_map_of. */
+tl_status tl_gguf_own_map(tl_gguf *g, void *p, void (*free_fn)(void *), const tl_mmap *map);
+/* The file mapping (the file's own, or one owned with tl_gguf_own_map)
+ * wholly holding [p, p + n); NULL for memory that is not a file's (tensors
+ * a loader converted or copied). */
+const tl_mmap *tl_gguf_map_of(const tl_gguf *g, const void *p, size_t n);
 /* Copy n bytes into memory owned by the view. */
 void *tl_gguf_dup(tl_gguf *g, const void *p, size_t n);
 /* Set a key (replacing an existing one). */

@@ -697,8 +697,7 @@ static const struct {
 };
 
 /* The GGUF name of a Hugging Face tensor; false when it has none. */
-static bool map_name_f(fam f, int64_t n_layer, bool tied, const char *name, char *out,
-                       size_t cap) {
+static bool map_name_f(fam f, int64_t n_layer, bool tied, const char *name, char *out, size_t cap) {
   static const struct {
     const char *from, *to;
   } prefixes[] = {{"model.language_model.", "model."},
@@ -810,7 +809,7 @@ static void st_free_void(void *p) {
 static tl_status open_owned(hf *h, const char *path, tl_st_file **out) {
   tl_status s = tl_st_open(path, out);
   if (s) return s;
-  return tl_gguf_own(h->g, *out, st_free_void);
+  return tl_gguf_own_map(h->g, *out, st_free_void, &(*out)->map);
 }
 
 static tl_status read_json(const char *path, const char *what, cJSON **out) {

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "model/lowmem.h"
 #include "model/model.h"
 
 tl_context_params tl_context_default_params(void) {
@@ -150,6 +151,7 @@ static tl_status part_new(tl_context *c, tl_part *P, const char *backend,
 
 void tl_context_free(tl_context *c) {
   if (!c) return;
+  tl_lowmem_free(c->lowmem);
   for (int i = 0; i < 2; i++) part_free(&c->part[i]);
   free(c->handoff);
   free(c->seq_len);
@@ -173,6 +175,9 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   if (p.n_seq < 1 || p.n_seq > 4096)
     return tl_fail(TL_ERR_INVALID_ARG, "sequence count %d is out of range (1..4096)", p.n_seq);
   if (p.n_batch <= 0 || p.n_batch > p.n_ctx) p.n_batch = p.n_ctx < 512 ? p.n_ctx : 512;
+  if (p.mem_budget_mb < 0 || p.mem_budget_mb > (1 << 24))
+    return tl_fail(TL_ERR_INVALID_ARG, "memory budget %d MiB is out of range (1..16777216)",
+                   p.mem_budget_mb);
   if (p.n_threads < 1 || p.n_threads > 1024)
     return tl_fail(TL_ERR_INVALID_ARG, "thread count %d is out of range (1..1024)", p.n_threads);
   if (!tl_kv_type_name(p.kv_type))
@@ -223,6 +228,8 @@ tl_status tl_context_new(tl_model *m, const tl_context_params *params, tl_contex
   c->seq_len = calloc((size_t)p.n_seq, sizeof(int32_t));
   c->out_rows = calloc((size_t)p.n_batch, sizeof(int32_t));
   if (!s && (!c->seq_len || !c->out_rows)) s = tl_fail(TL_ERR_NOMEM, "out of memory");
+  if (!s && c->low_mem)
+    s = tl_lowmem_new(c, (size_t)(p.mem_budget_mb > 0 ? p.mem_budget_mb : 1536) << 20, &c->lowmem);
   if (s) {
     tl_context_free(c);
     return s;

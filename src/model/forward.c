@@ -5,6 +5,7 @@
  * decode step are the same code path, on whichever backend the context has. */
 #include <math.h>
 
+#include "model/lowmem.h"
 #include "model/model.h"
 
 /* x += a (+ b) where a is given, then y = norm(x) with weight w (and bias
@@ -103,24 +104,6 @@ static tl_status logits_room(tl_context *c, tl_part *P, int32_t n) {
   return TL_OK;
 }
 
-/* Low-memory mode: the file pages of layer il's weights asked for ahead, or
- * released from the process once the layer has run (on the CPU, whose
- * weights are views of the mapping; a GPU's are uploaded already). */
-static void layer_pages(const tl_context *c, const tl_part *P, int il, bool release, bool now) {
-  if (!c->low_mem || il < 0 || il >= P->l1 - P->l0 || strcmp(P->be->name, "cpu") != 0) return;
-  const tl_mmap *map = &c->model->gguf->map;
-  const tl_layer *L = &c->model->layers[P->l0 + il];
-  const tl_weight *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-  for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
-    if (!w[i]->data) continue;
-    const size_t bytes = w[i]->row_bytes * (size_t)w[i]->rows;
-    if (release)
-      tl_mmap_release(map, w[i]->data, bytes);
-    else
-      tl_mmap_willneed(map, w[i]->data, bytes, now);
-  }
-}
-
 tl_status tl_forward(tl_context *c, int32_t n, const tl_token *tokens, const int32_t *pos,
                      const int32_t *seq, const int8_t *want_logits, float *logits_out) {
   const tl_model *m = c->model;
@@ -158,17 +141,17 @@ tl_status tl_forward(tl_context *c, int32_t n, const tl_token *tokens, const int
         break;
       }
       const tl_layer *L = &P->w.layers[il];
-      /* low-memory mode: the layer before released, this one mapped now,
-       * the next one read ahead */
-      layer_pages(c, P, il - 1, true, false);
-      layer_pages(c, P, il, false, true);
-      layer_pages(c, P, il + 1, false, false);
+      /* low-memory mode: this layer's weights mapped (and the next ones'
+       * asked for), dropped again once it has run */
+      const int unit = tl_lowmem_unit(c->lowmem, ip, il);
+      tl_lowmem_enter(c->lowmem, unit);
       norm(c, P, n, d, P->x, NULL, NULL, L->attn_norm, L->attn_norm_b, P->xn);
       attention(c, P, il, n, P->xn, P->xb);
       if (m->arch->parallel) {
         /* x + attn(norm(x)) + mlp(norm(x)) */
         mlp(c, P, il, n, P->xn, P->xn);
         norm(c, P, n, d, P->x, P->xb, P->xn, NULL, NULL, NULL);
+        tl_lowmem_leave(c->lowmem, unit);
         continue;
       }
       if (L->post_attn_norm) norm(c, P, n, d, P->xb, NULL, NULL, L->post_attn_norm, NULL, P->xb);
@@ -176,16 +159,16 @@ tl_status tl_forward(tl_context *c, int32_t n, const tl_token *tokens, const int
       mlp(c, P, il, n, P->xn, P->xb);
       if (L->post_ffn_norm) norm(c, P, n, d, P->xb, NULL, NULL, L->post_ffn_norm, NULL, P->xb);
       norm(c, P, n, d, P->x, P->xb, NULL, NULL, NULL, NULL);
+      tl_lowmem_leave(c->lowmem, unit);
     }
-    layer_pages(c, P, P->l1 - P->l0 - 1, true, false);
     /* final norm and the output head, only for the tokens whose logits are wanted */
     if (is_last && !aborted && n_out > 0) {
       be->select_out(be, P->x, P->xb, d);
       norm(c, P, n_out, d, P->xb, NULL, NULL, P->w.output_norm, P->w.output_norm_b, P->xn);
+      const int unit = tl_lowmem_unit(c->lowmem, ip, -1);
+      tl_lowmem_enter(c->lowmem, unit);
       be->matmul(be, &P->w.output, P->w.output_b, P->xn, n_out, P->logits_dev, hp->n_vocab);
-      if (c->low_mem && !strcmp(be->name, "cpu"))
-        tl_mmap_release(&m->gguf->map, P->w.output.data,
-                        P->w.output.row_bytes * (size_t)P->w.output.rows);
+      tl_lowmem_leave(c->lowmem, unit);
       if (hp->final_softcap > 0)
         be->softcap(be, P->logits_dev, hp->final_softcap, (int64_t)n_out * hp->n_vocab);
     }

@@ -132,7 +132,8 @@ struct tl_context {
   int32_t *out_rows; /* [n_batch]: a step's rows whose logits are wanted */
   bool (*abort_cb)(void *user);
   void *abort_user;
-  bool low_mem; /* tl_context_params.low_mem */
+  bool low_mem;             /* tl_context_params.low_mem */
+  struct tl_lowmem *lowmem; /* its weight streaming (model/lowmem.c), or NULL */
   /* logits of the requested tokens, on the host */
   float *logits;
   int32_t n_logits;

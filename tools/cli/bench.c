@@ -156,18 +156,35 @@ static tl_status run_tg(tl_context *c, int32_t n_vocab, int depth, int n, double
 typedef struct result {
   int n_prompt, n_gen;
   double avg, sd;
+  double read_per_tok; /* bytes read from storage per token in the timed runs (-1: unknown) */
 } result;
+
+/* Bytes this process has had read from storage (/proc/self/io read_bytes:
+ * the page-cache misses of its file reads and faults); -1 where unknown. */
+static long long io_read_bytes(void) {
+  FILE *f = fopen("/proc/self/io", "r");
+  if (!f) return -1;
+  char line[128];
+  long long v = -1;
+  while (fgets(line, sizeof line, f))
+    if (!strncmp(line, "read_bytes:", 11)) v = atoll(line + 11);
+  fclose(f);
+  return v;
+}
 
 static tl_status measure(tl_context *c, int32_t nv, const cli_opts *o, bool pp, result *r) {
   int n = pp ? o->n_prompt : o->n_gen;
   double ts[64], secs;
   int d = o->depth;
   tl_status s = pp ? run_pp(c, nv, d, n, &secs) : run_tg(c, nv, d, n, &secs); /* warm-up */
+  const long long io0 = io_read_bytes();
   for (int i = 0; !s && i < o->reps; i++) {
     s = pp ? run_pp(c, nv, d, n, &secs) : run_tg(c, nv, d, n, &secs);
     ts[i] = (double)n / secs;
   }
   if (s) return s;
+  const long long io1 = io_read_bytes();
+  r->read_per_tok = io0 >= 0 && io1 >= io0 ? (double)(io1 - io0) / ((double)n * o->reps) : -1;
   double sum = 0, sq = 0;
   for (int i = 0; i < o->reps; i++) sum += ts[i];
   r->avg = sum / o->reps;
@@ -376,14 +393,14 @@ int cmd_bench(cli_opts *o) {
           "\"n_depth\": %d, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"repetitions\": %d, "
           "\"type_k\": \"%s\", \"type_v\": \"%s\", \"bytes_per_token\": %llu, "
           "\"peak_rss_bytes\": %llu, \"rss_anon_bytes\": %lld, \"rss_file_bytes\": %lld, "
-          "\"gpu_peak_bytes\": %llu, \"read_bw_bytes_per_s\": %.0f, \"backend\": \"%s\", "
-          "\"kernels\": \"%s\"}%s\n",
+          "\"gpu_peak_bytes\": %llu, \"read_bw_bytes_per_s\": %.0f, \"storage_read_per_token\": "
+          "%.0f, \"backend\": \"%s\", \"kernels\": \"%s\"}%s\n",
           desc, tl_model_weight_type(m), (unsigned long long)tl_model_size_bytes(m),
           (unsigned long long)tl_model_n_params(m), nt, res[i].n_prompt, res[i].n_gen, o->depth,
           res[i].avg, res[i].sd, o->reps, kv, kv, (unsigned long long)bytes_tok,
           (unsigned long long)ru.ru_maxrss * 1024ull, (long long)anon_kb * 1024,
-          (long long)file_kb * 1024, (unsigned long long)g_peak, bw, tl_context_backend(c),
-          tl_context_kernels(c), i + 1 < nres || spec ? "," : "");
+          (long long)file_kb * 1024, (unsigned long long)g_peak, bw, res[i].read_per_tok,
+          tl_context_backend(c), tl_context_kernels(c), i + 1 < nres || spec ? "," : "");
     }
     for (int i = 0; spec && i < 2; i++)
       printf(
@@ -422,9 +439,11 @@ int cmd_bench(cli_opts *o) {
       if (res[i].n_gen)
         printf(
             "\ntg: %.1f MiB of weights read per token, %.1f GB/s at %.2f tok/s; peak RSS "
-            "%.0f MiB (at the end: RssAnon %.0f MiB, RssFile %.0f MiB)\n",
+            "%.0f MiB (at the end: RssAnon %.0f MiB, RssFile %.0f MiB); %.1f MiB per token read "
+            "from storage\n",
             (double)bytes_tok / (1024.0 * 1024.0), (double)bytes_tok * res[i].avg / 1e9, res[i].avg,
-            rss_mib, (double)anon_kb / 1024.0, (double)file_kb / 1024.0);
+            rss_mib, (double)anon_kb / 1024.0, (double)file_kb / 1024.0,
+            res[i].read_per_tok / (1024.0 * 1024.0));
     if (gpu)
       printf(
           "GPU memory: peak %.0f MiB held by the backend (weights, KV cache, buffers, scratch); "

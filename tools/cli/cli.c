@@ -108,6 +108,8 @@ static const opt g_opts[] = {
      NULL, NULL},
     {"--mlock", NULL, LOAD, OPT_FLAG, AT(mlock), 0, 0, NULL, NULL},
     {"--low-mem", NULL, LOAD, OPT_FLAG, AT(low_mem), 0, 0, NULL, NULL},
+    {"--mem-budget", NULL, LOAD, OPT_INT, AT(mem_budget), 1, 1 << 24,
+     "--mem-budget needs a size in MiB in 1..16777216, got '%s'", NULL},
     {"-v", "--verbose", ALL | CLI_TEMPLATE, OPT_FLAG, AT(verbose), 0, 0, NULL, NULL},
     /* run, eval, tokenize */
     {"-p", "--prompt", GEN, OPT_STR, AT(prompt), 0, 0, NULL, NULL},
@@ -390,7 +392,7 @@ tl_model *cli_load_model(const cli_opts *o, bool vocab_only, double *ms) {
     cli_fail(s);
     return NULL;
   }
-  if (!vocab_only && !o->low_mem) cli_prefetch(m);
+  if (!vocab_only && !o->low_mem && o->mem_budget <= 0) cli_prefetch(m);
   if (ms) *ms = (double)(tl_time_us() - t0) / 1000.0;
   return m;
 }
@@ -438,7 +440,8 @@ tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_bat
   cp.kv_type = (tl_kv_type)o->kv;
   cp.backend = o->backend;
   cp.n_gpu_layers = o->gpu_layers;
-  cp.low_mem = o->low_mem;
+  cp.low_mem = o->low_mem || o->mem_budget > 0; /* a budget implies the mode */
+  cp.mem_budget_mb = o->mem_budget;
   tl_context *c = NULL;
   tl_status s = tl_context_new(m, &cp, &c);
   if (s) {

@@ -44,7 +44,8 @@ typedef struct cli_opts {
   int kv;              /* a tl_kv_type */
   int quant;           /* -1 or a tl_ftype: quantize while loading */
   bool mlock;
-  bool low_mem; /* --low-mem: a layer's weights released once it has run */
+  bool low_mem;   /* --low-mem: a layer's weights released once it has run */
+  int mem_budget; /* --mem-budget MiB (implies --low-mem); 0: the default */
   const char *overrides[CLI_MAX_OVERRIDES + 1]; /* NULL-terminated --override-kv */
   int n_overrides;
   bool verbose;

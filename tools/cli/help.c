@@ -39,8 +39,11 @@ static void model_opts(FILE *f, const cli_opts *d, unsigned bit) {
       "with a GPU backend, the first N layers on the GPU (default: all)");
   opt(f, "--mlock", "keep the weights locked in RAM");
   opt(f, "--low-mem",
-      "low-memory mode: each layer's weights released from the process once it has run (resident "
-      "memory about one layer's weights; slower where the file does not fit the page cache)");
+      "low-memory mode: the weights streamed through the process, the next layers read ahead by a "
+      "background thread and each layer's weights released once it has run (resident weights "
+      "within --mem-budget; slower where the file does not fit the page cache)");
+  opt(f, "--mem-budget MB",
+      "low-memory mode's budget for weights in flight, in MiB (default: 1536; implies --low-mem)");
   if (gen) {
     opt(f, "--quant TYPE", "quantize a float model while loading it (e.g. q4_k_m)");
     opt(f, "--override-kv KEY=TYPE:VALUE", "metadata override (TYPE int, float, bool, str)");
