@@ -7,6 +7,8 @@
  * fragments then go to the encoder of the vocabulary's kind (spm.c, bpe.c). */
 #include <ctype.h>
 #include <stdlib.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "tokenizer/tokenizer.h"
 
@@ -31,9 +33,33 @@ static tl_status nomem(void) {
   return tl_fail(TL_ERR_NOMEM, "out of memory tokenizing");
 }
 
-/* Cut the text fragments of *in at every occurrence of special token id. */
-static tl_status split_special(const tl_vocab *v, tl_token id, const char *text, frag_list *in,
-                               frag_list *tmp) {
+/* Whether the character that ends at text[at] (before) or starts there
+ * (!before) is a word character (vocab's word_re); false at either end of
+ * the text. */
+static bool word_char(const tl_vocab *v, const char *text, size_t len, size_t at, bool before) {
+  size_t a, b;
+  if (before) {
+    if (at == 0) return false;
+    a = at - 1;
+    while (a > 0 && ((unsigned char)text[a] & 0xC0) == 0x80) a--;
+    b = at;
+  } else {
+    if (at >= len) return false;
+    a = at;
+    b = at + 1;
+    while (b < len && ((unsigned char)text[b] & 0xC0) == 0x80) b++;
+  }
+  pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+  if (!md) return false;
+  int rc = pcre2_match(v->word_re, (PCRE2_SPTR)(text + a), b - a, 0, 0, md, NULL);
+  pcre2_match_data_free(md);
+  return rc > 0;
+}
+
+/* Cut the text fragments of *in at every occurrence of special token id
+ * (len: the whole text's, for single_word tokens' neighbours). */
+static tl_status split_special(const tl_vocab *v, tl_token id, const char *text, size_t len,
+                               frag_list *in, frag_list *tmp) {
   const char *tok = v->text + v->text_off[id];
   size_t tl = v->text_len[id];
   bool any = false;
@@ -49,14 +75,21 @@ static tl_status split_special(const tl_vocab *v, tl_token id, const char *text,
       if (!frag_push(tmp, f.token, 0, 0)) return nomem();
       continue;
     }
-    size_t off = f.off, end = f.off + f.len;
+    size_t off = f.off, end = f.off + f.len, from = off;
     while (off < end) {
-      const char *m = end - off >= tl ? memmem(text + off, end - off, tok, tl) : NULL;
+      const char *m = end - from >= tl ? memmem(text + from, end - from, tok, tl) : NULL;
       if (!m) {
         if (!frag_push(tmp, -1, off, end - off)) return nomem();
         break;
       }
       size_t mo = (size_t)(m - text), left = mo - off;
+      /* single_word: an occurrence touching a word character is not one
+       * (the search goes on after it, as a non-overlapping scan does) */
+      if ((v->flags[id] & TL_TOKFLAG_SINGLE_WORD) && v->word_re &&
+          (word_char(v, text, len, mo, true) || word_char(v, text, len, mo + tl, false))) {
+        from = mo + tl;
+        continue;
+      }
       if (v->flags[id] & TL_TOKFLAG_LSTRIP) {
         while (left > 0 && isspace((unsigned char)text[off + left - 1])) left--;
       }
@@ -66,6 +99,7 @@ static tl_status split_special(const tl_vocab *v, tl_token id, const char *text,
       if (v->flags[id] & TL_TOKFLAG_RSTRIP) {
         while (off < end && isspace((unsigned char)text[off])) off++;
       }
+      from = off;
     }
   }
   frag_list swap = *in;
@@ -118,7 +152,7 @@ tl_status tl_vocab_tokenize(const tl_vocab *v, const char *text, size_t len, boo
       tl_token id = v->special[k];
       uint8_t ty = v->type[id];
       if (!parse_special && (ty == TL_TOKTYPE_CONTROL || ty == TL_TOKTYPE_UNKNOWN)) continue;
-      st = split_special(v, id, text, &frags, &tmp);
+      st = split_special(v, id, text, len, &frags, &tmp);
       if (st != TL_OK) goto done;
     }
   }

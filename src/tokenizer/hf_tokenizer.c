@@ -104,10 +104,12 @@ typedef struct {
   const char *dir;
   const char *file; /* for error messages */
   int32_t n;
-  tl_str *tok;   /* [n] texts (views into JSON / proto / pool) */
-  float *score;  /* [n] */
-  int32_t *type; /* [n] */
-  int32_t *hash; /* text -> id */
+  tl_str *tok;    /* [n] texts (views into JSON / proto / pool) */
+  float *score;   /* [n] */
+  int32_t *type;  /* [n] */
+  uint8_t *flags; /* [n] TL_TOKFLAG_* of added tokens (tokenizer.json's) */
+  bool has_flags; /* the file has added tokens: their flags are the vocabulary's */
+  int32_t *hash;  /* text -> id */
   uint32_t hash_mask;
   char **pool; /* strings allocated here */
   size_t n_pool, pool_cap;
@@ -129,6 +131,7 @@ static void builder_free(builder *b) {
   free(b->tok);
   free(b->score);
   free(b->type);
+  free(b->flags);
   free(b->hash);
   for (size_t i = 0; i < b->n_pool; i++) free(b->pool[i]);
   free(b->pool);
@@ -139,10 +142,11 @@ static tl_status builder_init(builder *b, int32_t n) {
   b->tok = tl_calloc_array((size_t)n, sizeof(tl_str));
   b->score = tl_calloc_array((size_t)n, sizeof(float));
   b->type = tl_calloc_array((size_t)n, sizeof(int32_t));
+  b->flags = tl_calloc_array((size_t)n, 1);
   uint32_t cap = 16;
   while (cap < (uint32_t)n * 2u) cap <<= 1;
   b->hash = tl_malloc_array(cap, sizeof(int32_t));
-  if (!b->tok || !b->score || !b->type || !b->hash) {
+  if (!b->tok || !b->score || !b->type || !b->flags || !b->hash) {
     return tl_fail(TL_ERR_NOMEM, "out of memory for %d tokens", (int)n);
   }
   memset(b->hash, 0xff, (size_t)cap * sizeof(int32_t));
@@ -214,6 +218,9 @@ static tl_status write_tokens(tl_gguf *g, builder *b) {
   if (b->spm) {
     st = tl_gguf_set_arr(g, "tokenizer.ggml.scores", TL_GGUF_F32, b->score, (uint64_t)b->n);
   }
+  /* tokenizer.json's added-token flags (GGUF has no key of its own for them) */
+  if (st == TL_OK && b->has_flags)
+    st = tl_gguf_set_arr(g, TL_TOKEN_FLAGS_KEY, TL_GGUF_U8, b->flags, (uint64_t)b->n);
   return st;
 }
 
@@ -363,9 +370,12 @@ static tl_status load_tokenizer_json(tl_gguf *g, builder *b, const cJSON *root) 
         !cJSON_IsString(c)) {
       return JFAIL(b, "an 'added_tokens' entry lacks an integer 'id' or a string 'content'");
     }
-    const cJSON *sp = tl_json_get(e, "special");
-    if (sp && !cJSON_IsBool(sp))
-      return JFAIL(b, "'added_tokens' '%.64s': 'special' is not a boolean", c->valuestring);
+    static const char *const bools[] = {"special", "lstrip", "rstrip", "single_word", "normalized"};
+    for (size_t k = 0; k < sizeof bools / sizeof bools[0]; k++) {
+      const cJSON *f = tl_json_get(e, bools[k]);
+      if (f && !cJSON_IsBool(f))
+        return JFAIL(b, "'added_tokens' '%.64s': '%s' is not a boolean", c->valuestring, bools[k]);
+    }
     if (id > max_id) max_id = id;
   }
   if (max_id < 0) return JFAIL(b, "the vocabulary is empty");
@@ -451,8 +461,16 @@ static tl_status load_tokenizer_json(tl_gguf *g, builder *b, const cJSON *root) 
     int32_t id = (int32_t)tl_json_get(e, "id")->valuedouble;
     const char *c = tl_json_get(e, "content")->valuestring;
     b->tok[id] = (tl_str){c, strlen(c)};
-    b->type[id] =
-        cJSON_IsTrue(tl_json_get(e, "special")) ? TL_TOKTYPE_CONTROL : TL_TOKTYPE_USER_DEFINED;
+    const bool special = cJSON_IsTrue(tl_json_get(e, "special"));
+    b->type[id] = special ? TL_TOKTYPE_CONTROL : TL_TOKTYPE_USER_DEFINED;
+    /* as Hugging Face's AddedToken: normalized defaults to !special */
+    const cJSON *nz = tl_json_get(e, "normalized");
+    b->flags[id] =
+        (uint8_t)((cJSON_IsTrue(tl_json_get(e, "lstrip")) ? TL_TOKFLAG_LSTRIP : 0) |
+                  (cJSON_IsTrue(tl_json_get(e, "rstrip")) ? TL_TOKFLAG_RSTRIP : 0) |
+                  (cJSON_IsTrue(tl_json_get(e, "single_word")) ? TL_TOKFLAG_SINGLE_WORD : 0) |
+                  ((nz ? cJSON_IsTrue(nz) : !special) ? TL_TOKFLAG_NORMALIZED : 0));
+    b->has_flags = true;
   }
   if ((st = fill_gaps(b)) != TL_OK) return st;
   builder_index(b);

@@ -53,7 +53,20 @@ tl_status tl_utf8_nfc(const char *s, size_t n, char **out, size_t *out_len);
 typedef struct tl_vocab tl_vocab;
 
 /* Internal layout, shared by vocab.c (loading, pieces), front.c, spm.c and bpe.c. */
-enum { TL_TOKFLAG_LSTRIP = 1, TL_TOKFLAG_RSTRIP = 2 };
+/* Flags of added tokens (tokenizer.json's AddedToken): lstrip / rstrip take
+ * the white space before / after an occurrence; single_word matches only
+ * where no word character (\w) touches the occurrence; normalized tokens are
+ * matched after the others (Hugging Face matches them on the normalized
+ * text, in a second pass). */
+enum {
+  TL_TOKFLAG_LSTRIP = 1,
+  TL_TOKFLAG_RSTRIP = 2,
+  TL_TOKFLAG_SINGLE_WORD = 4,
+  TL_TOKFLAG_NORMALIZED = 8
+};
+/* The metadata key of a vocabulary view made from tokenizer.json that
+ * carries those flags, one byte per token (absent in llama.cpp's files). */
+#define TL_TOKEN_FLAGS_KEY "torchless.tokenizer.token_flags"
 #define TL_VOCAB_MAX_EOG 8
 
 struct tl_vocab {
@@ -68,6 +81,7 @@ struct tl_vocab {
   float *score;        /* [n] */
   uint8_t *type;       /* [n] TL_TOKTYPE_* (0: undefined) */
   uint8_t *flags;      /* [n] TL_TOKFLAG_* */
+  void *word_re;       /* a compiled \w (PCRE2) where a token is single_word, else NULL */
   int32_t *hash;       /* open addressing, token ids, -1 empty */
   uint32_t hash_mask;
   tl_token *special; /* control / user-defined / unknown tokens, longest first */

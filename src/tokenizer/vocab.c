@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "tokenizer/tokenizer.h"
 
 static uint64_t hash_bytes(const char *s, size_t n) {
@@ -56,6 +59,7 @@ void tl_vocab_free(tl_vocab *v) {
   free(v->score);
   free(v->type);
   free(v->flags);
+  if (v->word_re) pcre2_code_free(v->word_re);
   free(v->hash);
   free(v->special);
   free(v->merges);
@@ -116,10 +120,14 @@ static int parse_byte_token(const char *s, size_t n) {
 typedef struct {
   uint32_t len;
   tl_token id;
+  bool normalized;
 } special_ent;
 
+/* Tokens matched on the raw text first, then the normalized ones (Hugging
+ * Face's two passes); within each, longest first. */
 static int cmp_special(const void *a, const void *b) {
   const special_ent *x = a, *y = b;
+  if (x->normalized != y->normalized) return x->normalized ? 1 : -1;
   if (x->len != y->len) return x->len > y->len ? -1 : 1;
   return (x->id > y->id) - (x->id < y->id);
 }
@@ -502,6 +510,28 @@ static tl_status load(const tl_gguf *g, tl_vocab *v) {
   }
 
   /* special tokens matched before BPE, longest first */
+  /* tokenizer.json's added-token flags, where the view carries them */
+  const tl_gguf_value *fl = tl_gguf_get(g, TL_TOKEN_FLAGS_KEY);
+  if (fl) {
+    if (fl->type != TL_GGUF_ARRAY || fl->v.arr.elem_type != TL_GGUF_U8 || fl->v.arr.n != n64)
+      return tl_fail(TL_ERR_FORMAT, "%s is not an array of %d bytes", TL_TOKEN_FLAGS_KEY, (int)n);
+    bool single = false;
+    for (int32_t i = 0; i < n; i++) {
+      v->flags[i] = (uint8_t)(tl_gguf_arr_i64(fl, (uint64_t)i) & 15);
+      single |= (v->flags[i] & TL_TOKFLAG_SINGLE_WORD) != 0;
+    }
+    if (single) {
+      /* a word character, as Rust's regex \w (Unicode): letters, marks,
+       * decimal digits, connector punctuation, joiners */
+      int err = 0;
+      PCRE2_SIZE erroff = 0;
+      v->word_re =
+          pcre2_compile((PCRE2_SPTR) "[\\p{L}\\p{Nl}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]",
+                        PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_ANCHORED, &err, &erroff, NULL);
+      if (!v->word_re) return tl_fail(TL_ERR_NOMEM, "cannot compile the word-character class");
+    }
+  }
+
   int32_t ns = 0;
   for (int32_t i = 0; i < n; i++) {
     uint8_t t = v->type[i];
@@ -524,6 +554,7 @@ static tl_status load(const tl_gguf *g, tl_vocab *v) {
           v->text_len[i] > 0) {
         ents[k].len = v->text_len[i];
         ents[k].id = i;
+        ents[k].normalized = (v->flags[i] & TL_TOKFLAG_NORMALIZED) != 0;
         k++;
       }
     }
@@ -536,7 +567,7 @@ static tl_status load(const tl_gguf *g, tl_vocab *v) {
   /* As llama.cpp: Phi-3's added tokens strip the whitespace to their right
    * (its tokenizer.json says rstrip, which GGUF does not record). */
   tl_str name;
-  if (tl_gguf_get_str(g, "general.name", &name) &&
+  if (!fl && tl_gguf_get_str(g, "general.name", &name) &&
       (name_contains(name, "phi-3") || name_contains(name, "phi3"))) {
     for (int32_t i = 0; i < ns; i++) v->flags[v->special[i]] |= TL_TOKFLAG_RSTRIP;
     static const char *const no_rstrip[] = {"<unk>", "<s>", "<|endoftext|>"};

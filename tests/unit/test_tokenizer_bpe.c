@@ -938,6 +938,77 @@ static void test_malformed(void **state) {
   free(dir);
 }
 
+/* ---- 7. added tokens' flags (tokenizer.json) ---------------------------------- */
+
+/* Hugging Face's AddedVocabulary: tokens with normalized false are matched
+ * first (leftmost longest), then the normalized ones in what is left;
+ * single_word occurrences touching a word character are not tokens; lstrip /
+ * rstrip take the white space around an occurrence. The expected ids follow
+ * those rules by hand on a vocabulary small enough to see through. */
+static void test_added_flags(void **state) {
+  (void)state;
+  static const char json[] =
+      "{\"added_tokens\": ["
+      " {\"id\": 7, \"content\": \"<|end|>\", \"special\": true, \"rstrip\": true},"
+      " {\"id\": 8, \"content\": \"ba\", \"special\": false, \"single_word\": true,"
+      "  \"normalized\": false},"
+      " {\"id\": 9, \"content\": \"<l>\", \"special\": true, \"lstrip\": true},"
+      " {\"id\": 10, \"content\": \"bb\", \"special\": true, \"normalized\": false},"
+      " {\"id\": 11, \"content\": \"b a\", \"special\": false}],"
+      " \"normalizer\": null,"
+      " \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": "
+      "true},"
+      " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"\\u0120\": 3,"
+      " \"\\u0120ab\": 4, \"\\u0120b\": 5, \"\\u0120a\": 6},"
+      " \"merges\": [\"a b\", \"\\u0120 ab\", \"\\u0120 a\", \"\\u0120 b\"]}}";
+  char *dir = tmp_dir();
+  put_file(dir, "tokenizer.json", json, strlen(json));
+  tl_status st;
+  tl_vocab *v = load_hf_vocab(dir, &st);
+  if (!v) fail_msg("%s", tl_last_error());
+  static const struct {
+    const char *text;
+    tl_token ids[8];
+    size_t n;
+  } cases[] = {
+      /* single_word "ba": alone, between spaces, at either end */
+      {"ab ba", {2, 3, 8}, 3},
+      {"ba b", {8, 5}, 2},
+      /* touching a letter: not the token (plain BPE) */
+      {"aba", {2, 0}, 2},
+      {"bab", {1, 2}, 2},
+      /* the non-normalized "bb" before the longer normalized "b a" */
+      {"abb a", {0, 10, 6}, 3},
+      /* the normalized token where no other one claims the text */
+      {"ab a", {0, 11}, 2},
+      /* rstrip / lstrip as the file says */
+      {"a<|end|>  b", {0, 7, 1}, 3},
+      {"a  <l>b", {0, 9, 1}, 3},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    size_t n = 0;
+    tl_token *got = tl_test_tokenize(v, cases[i].text, strlen(cases[i].text), false, true, &n);
+    if (n != cases[i].n || memcmp(got, cases[i].ids, n * sizeof *got) != 0) {
+      printf("'%s':\n", cases[i].text);
+      tl_test_print_ids("expected", cases[i].ids, cases[i].n);
+      tl_test_print_ids("got", got, n);
+      fail();
+    }
+    free(got);
+  }
+  tl_vocab_free(v);
+  /* a flag that is not a boolean */
+  static const char bad[] =
+      "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
+      " \"pre_tokenizer\": {\"type\": \"ByteLevel\"},"
+      " \"added_tokens\": [{\"id\": 1, \"content\": \"y\", \"single_word\": 1}]}";
+  put_file(dir, "tokenizer.json", bad, strlen(bad));
+  expect_load(dir, TL_ERR_FORMAT, "'single_word' is not a boolean");
+  rm_file(dir, "tokenizer.json");
+  rmdir(dir);
+  free(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bytes_to_unicode),
@@ -949,6 +1020,7 @@ int main(void) {
       cmocka_unit_test(test_fixture_ggufs),
       cmocka_unit_test(test_fixture_details),
       cmocka_unit_test(test_malformed),
+      cmocka_unit_test(test_added_flags),
       cmocka_unit_test(test_vocab_qwen2),
       cmocka_unit_test(test_vocab_llama_bpe),
       cmocka_unit_test(test_peer),
