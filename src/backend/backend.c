@@ -109,6 +109,7 @@ bool tl_backend_type_supported(uint32_t type) {
 void tl_backend_config_options(tl_backend_config *cfg, const tl_context_params *p) {
   cfg->cpu_kernels = p->cpu_kernels;
   cfg->att_tile = p->att_tile;
+  cfg->low_mem = p->low_mem;
 }
 
 /* The model level's accessor (model/context.c); the public calls that name

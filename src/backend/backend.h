@@ -75,6 +75,10 @@ typedef struct tl_backend_config {
   /* positions per attention tile (0: the backend's own; TL_ATT_TILE in the
    * environment overrides, for tests) */
   int32_t att_tile;
+  /* low-memory mode (tl_context_params.low_mem): the CPU's KV cache without
+   * huge pages (a short sequence would hold a 2 MiB page per kv head and
+   * layer: a GiB for a 7B model at 32k positions) */
+  bool low_mem;
 } tl_backend_config;
 
 /* The options of a context's parameters that are the backend's (the CPU
@@ -136,8 +140,8 @@ typedef struct tl_backend tl_backend;
 
 /* The table a backend fills; one instance per context (priv is its state). */
 struct tl_backend {
-  const char *name;    /* "cpu", "cuda" */
-  const char *detail;  /* e.g. the CPU kernel set or the GPU's name */
+  const char *name;   /* "cpu", "cuda" */
+  const char *detail; /* e.g. the CPU kernel set or the GPU's name */
   void *priv;
 
   /* Whether the backend can multiply weights of this type. */
@@ -209,7 +213,7 @@ void tl_backend_free(tl_backend *be);
 /* Bytes of one position's row of one kv head in a cache of this type
  * (kv_io's layout): head_dim floats, halves, or Q8_0 blocks. */
 static inline size_t tl_kv_row_bytes(tl_kv_type t, int32_t head_dim) {
-  return t == TL_KV_F32 ? 4 * (size_t)head_dim
+  return t == TL_KV_F32   ? 4 * (size_t)head_dim
          : t == TL_KV_F16 ? 2 * (size_t)head_dim
                           : (size_t)head_dim / 32 * 34;
 }

@@ -56,11 +56,21 @@ static void *alloc_lines(size_t n, size_t size) {
  * the weights have gone through the caches, takes few TLB misses (measured at
  * 2048 cached positions: the f16 -> f32 tile conversions, where those misses
  * land, took about 30 % less time). A hint: without it, ordinary pages. */
-static void *alloc_cache(size_t n, size_t size) {
+static void *alloc_cache(size_t n, size_t size, bool small_pages) {
   const size_t huge = (size_t)2 << 20;
   size_t total;
   if (!tl_mul_size(n, size, &total)) return NULL;
   if (total < 2 * huge) return alloc_lines(n, size);
+  if (small_pages) {
+    void *q = alloc_lines(n, size);
+#ifdef MADV_NOHUGEPAGE
+    /* where transparent huge pages are "always": whole pages only */
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)q;
+    const uintptr_t lo = (a + pg - 1) / pg * pg, hi = (a + total) / pg * pg;
+    if (q && hi > lo) madvise((void *)lo, hi - lo, MADV_NOHUGEPAGE);
+#endif
+    return q;
+  }
   const size_t whole = (total + huge - 1) / huge * huge; /* aligned_alloc wants a multiple */
   void *p = aligned_alloc(huge, whole);
 #ifdef MADV_HUGEPAGE
@@ -778,8 +788,8 @@ tl_status tl_backend_cpu_new(const tl_backend_config *cfg, tl_backend **out) {
                    : cfg->kv_type == TL_KV_F16 ? " or a q8_0 KV cache (--kv q8_0)"
                                                : "");
   }
-  c->k_cache = alloc_cache((size_t)kv_rows, c->kv_row_bytes);
-  c->v_cache = alloc_cache((size_t)kv_rows, c->kv_row_bytes);
+  c->k_cache = alloc_cache((size_t)kv_rows, c->kv_row_bytes, cfg->low_mem);
+  c->v_cache = alloc_cache((size_t)kv_rows, c->kv_row_bytes, cfg->low_mem);
   size_t group = (size_t)(cfg->n_head / cfg->n_head_kv);
   c->att_tile = cfg->att_tile >= 1 && cfg->att_tile <= TL_ATT_TILE ? cfg->att_tile : TL_ATT_TILE;
   const char *tile_env = getenv("TL_ATT_TILE");
