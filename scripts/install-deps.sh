@@ -6,6 +6,8 @@
 # With --neon: the AArch64 cross build of `make test-neon`: Debian's cross gcc,
 # qemu-user to run the tests, and the arm64 libraries from Debian multiarch
 # (adds the arm64 architecture to dpkg).
+# With --hip: hipcc and the HIP runtime headers of `make hip` (Debian 12: ROCm
+# 5.2; hipcc brings clang-15, llvm-15, lld-15 and rocm-device-libs).
 set -e
 PKGS="build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev libmicrohttpd-dev"
 # Python's jinja2 (and numpy) run at test time: the chat templates are compared
@@ -13,6 +15,11 @@ PKGS="build-essential cmake pkg-config libcjson-dev libcmocka-dev libpcre2-dev l
 PKGS="$PKGS python3 python3-jinja2 python3-numpy"
 FUZZ=0
 NEON=0
+HIP=0
+if [ "${1:-}" = "--hip" ]; then
+  HIP=1
+  PKGS="$PKGS hipcc libamdhip64-dev"
+fi
 if [ "${1:-}" = "--fuzz" ]; then
   FUZZ=1
   rt=libclang-rt-dev
@@ -25,7 +32,7 @@ if [ "${1:-}" = "--neon" ]; then
   PKGS="$PKGS libpcre2-dev:arm64 libcmocka-dev:arm64"
 fi
 # chromium (headless): the browser test of the chat page of `torchless serve`
-if [ "$FUZZ" = 0 ] && [ "$NEON" = 0 ]; then PKGS="$PKGS chromium"; fi
+if [ "$FUZZ" = 0 ] && [ "$NEON" = 0 ] && [ "$HIP" = 0 ]; then PKGS="$PKGS chromium"; fi
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -33,7 +40,7 @@ for p in $PKGS; do
   fi
 done
 # Node.js and npm run the tokenizer peer at test time (any Node.js >= 18 will do).
-if [ "$FUZZ" = 0 ] && [ "$NEON" = 0 ] && ! command -v npm >/dev/null 2>&1; then
+if [ "$FUZZ" = 0 ] && [ "$NEON" = 0 ] && [ "$HIP" = 0 ] && ! command -v npm >/dev/null 2>&1; then
   missing="$missing nodejs npm"
 fi
 [ -z "$missing" ] && exit 0

@@ -5,12 +5,13 @@
  * a decode step has one token, so its positions are spread over many
  * blocks), and each warp of the block takes every FA_WARPS-th position of
  * its run, two at a time: the lanes hold the head's dimensions (d = lane +
- * 32 i), a score is a warp sum, and the warp keeps an online softmax (its
+ * TL_WARP i), a score is a warp sum, and the warp keeps an online softmax (its
  * maximum, its sum and its weighted values). The warps are then merged in
  * shared memory; with one split the result is written, with several each
  * split writes its (maximum, sum, values) and k_attn_merge merges them. */
 #define FA_WARPS 4
-#define FA_DMAX 8   /* head_dim <= 32 * FA_DMAX */
+#define FA_THREADS (FA_WARPS * TL_WARP)
+#define FA_DMAX 8   /* head_dim <= TL_WARP * FA_DMAX */
 #define ATT_MAXS 32 /* the most splits of a token's positions */
 
 /* How many runs a token's len visible positions are cut into: one per
@@ -46,16 +47,16 @@ __device__ __forceinline__ void att_merge(const float *pp, int ns, int hd, float
  * results in shared memory (ns_max * (hd + 2) floats, dynamic), and merges
  * them itself. */
 template <typename E>
-__global__ void __launch_bounds__(FA_WARPS * 32)
+__global__ void __launch_bounds__(FA_THREADS)
     k_attn(const E *__restrict__ kc, const E *__restrict__ vc, const float *__restrict__ q,
            float *__restrict__ out, float *__restrict__ part, const int32_t *__restrict__ pos,
            const int32_t *__restrict__ seq, int nh, int nkv, int hd, int window, float scale,
            float cap, int layer, int n_seq, int64_t kv_ctx, int tile) {
   pdl_entry();
   extern __shared__ float s_part[];
-  __shared__ float s_acc[FA_WARPS][32 * FA_DMAX], s_m[FA_WARPS], s_l[FA_WARPS];
+  __shared__ float s_acc[FA_WARPS][TL_WARP * FA_DMAX], s_m[FA_WARPS], s_l[FA_WARPS];
   const int t = blockIdx.x, h = blockIdx.y;
-  const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int w = threadIdx.x / TL_WARP, lane = threadIdx.x % TL_WARP;
   const int kvh = h / (nh / nkv), p = pos[t];
   const int j0 = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
   const int len = p - j0 + 1, ns = att_ns(len, tile);
@@ -64,12 +65,12 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
   const int per = (len + ns - 1) / ns;
   const size_t base = (((size_t)layer * n_seq + seq[t]) * nkv + kvh) * (size_t)kv_ctx * hd;
   const E *K = kc + base, *V = vc + base;
-  const int nd = (hd + 31) / 32;
+  const int nd = (hd + TL_WARP - 1) / TL_WARP;
   const float *qh = q + ((size_t)t * nh + h) * hd;
   float qr[FA_DMAX];
 #pragma unroll
   for (int i = 0; i < FA_DMAX; i++) {
-    const int d = lane + 32 * i;
+    const int d = lane + TL_WARP * i;
     qr[i] = i < nd && d < hd ? qh[d] : 0.0f;
   }
   const int sp0 = inblock ? 0 : (int)blockIdx.z, sp1 = inblock ? ns : sp0 + 1;
@@ -89,7 +90,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
       float s1 = 0.0f, s2 = 0.0f, w1[FA_DMAX], w2[FA_DMAX];
 #pragma unroll
       for (int i = 0; i < FA_DMAX; i++) {
-        const int d = lane + 32 * i;
+        const int d = lane + TL_WARP * i;
         w1[i] = w2[i] = 0.0f;
         if (i < nd && d < hd) {
           s1 = fmaf(qr[i], ld_kv<E>(k1 + d), s1);
@@ -118,7 +119,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     }
 #pragma unroll
     for (int i = 0; i < FA_DMAX; i++)
-      if (i < nd) s_acc[w][lane + 32 * i] = acc[i];
+      if (i < nd) s_acc[w][lane + TL_WARP * i] = acc[i];
     __syncthreads();
     float M = -INFINITY;
 #pragma unroll
@@ -131,7 +132,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     }
     float *pp = inblock ? s_part + (size_t)sp * (hd + 2)
                         : part + (((size_t)t * nh + h) * gridDim.z + sp) * (hd + 2);
-    for (int d = threadIdx.x; d < hd; d += FA_WARPS * 32) {
+    for (int d = threadIdx.x; d < hd; d += FA_THREADS) {
       float o = 0.0f;
 #pragma unroll
       for (int k = 0; k < FA_WARPS; k++) o += s_acc[k][d] * f[k];

@@ -22,9 +22,8 @@
  * TL_CUDA_MMQ=0, TL_CUDA_PDL=0, TL_CUDA_MERGE=0, TL_CUDA_SPLIT=0,
  * TL_CUDA_F16X=0|1, TL_CUDA_GRAPHS=0, TL_CUDA_FUSE=1, TL_CUDA_GEMM_MIN=N,
  * TL_CUDA_PROFILE=1 (each operation timed, totals logged at the end). */
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+#include "backend/cuda/gpu.cuh" /* the CUDA headers, or HIP's and the names mapped */
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -313,17 +312,18 @@ __device__ __forceinline__ void pdl_entry() {
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  for (int o = TL_WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = TL_WARP / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 /* The sum over a block of up to 1024 threads (every thread gets it). */
 __device__ float block_sum(float v, float *sh) {
-  const int lane = threadIdx.x % 32, w = threadIdx.x / 32, nw = (blockDim.x + 31) / 32;
+  const int lane = threadIdx.x % TL_WARP, w = threadIdx.x / TL_WARP,
+            nw = (blockDim.x + TL_WARP - 1) / TL_WARP;
   v = warp_sum(v);
   __syncthreads();
   if (lane == 0) sh[w] = v;
@@ -332,7 +332,8 @@ __device__ float block_sum(float v, float *sh) {
   return warp_sum(v);
 }
 __device__ float block_max(float v, float *sh) {
-  const int lane = threadIdx.x % 32, w = threadIdx.x / 32, nw = (blockDim.x + 31) / 32;
+  const int lane = threadIdx.x % TL_WARP, w = threadIdx.x / TL_WARP,
+            nw = (blockDim.x + TL_WARP - 1) / TL_WARP;
   v = warp_max(v);
   __syncthreads();
   if (lane == 0) sh[w] = v;
@@ -342,17 +343,18 @@ __device__ float block_max(float v, float *sh) {
 }
 
 #define MM_WARPS 4
+#define MM_THREADS (MM_WARPS * TL_WARP)
 
 /* y[t][r] = W[r] . x[t] (+ bias[r]) for the tokens t0 .. t0 + NT of
  * blockIdx.y, one warp per row: the lanes walk the row 8 values at a time,
  * dequantizing each 8 once for all NT tokens. */
 template <int T, int NT>
-__global__ void __launch_bounds__(MM_WARPS * 32)
+__global__ void __launch_bounds__(MM_THREADS)
     k_matmul(const uint8_t *__restrict__ W, size_t ldw, int rows, int cols,
              const float *__restrict__ x, int n, const float *__restrict__ bias,
              float *__restrict__ y, int64_t ldy) {
   pdl_entry();
-  const int lane = threadIdx.x % 32, row = blockIdx.x * MM_WARPS + threadIdx.x / 32;
+  const int lane = threadIdx.x % TL_WARP, row = blockIdx.x * MM_WARPS + threadIdx.x / TL_WARP;
   const int t0 = blockIdx.y * NT;
   if (row >= rows) return;
   const int nt = n - t0 < NT ? n - t0 : NT;
@@ -364,7 +366,7 @@ __global__ void __launch_bounds__(MM_WARPS * 32)
   constexpr int CPB = blk<T>::n / 8; /* 8-value pieces per block */
   const int chunks = cols / 8;
 #pragma unroll 4
-  for (int c = lane; c < chunks; c += 32) {
+  for (int c = lane; c < chunks; c += TL_WARP) {
     float v[8];
     dq8<T>(wr + (size_t)(c / CPB) * blk<T>::bytes, c % CPB, v);
 #pragma unroll
@@ -379,7 +381,7 @@ __global__ void __launch_bounds__(MM_WARPS * 32)
     }
   }
   if (T == T_F32 || T == T_F16 || T == T_BF16) /* the last cols % 8 */
-    for (int e = chunks * 8 + lane; e < cols; e += 32) {
+    for (int e = chunks * 8 + lane; e < cols; e += TL_WARP) {
       const float w = fl_at<T>(wr, e);
 #pragma unroll
       for (int t = 0; t < NT; t++)
@@ -485,7 +487,8 @@ __global__ void k_select(const float *__restrict__ x, float *__restrict__ y, int
 /* One block per row: x += a (+ b); y = norm(x) * w (+ nb). */
 /* Called by the 32 lanes of a warp with 32 consecutive values v of flat
  * index i (i % 32 == lane): their 8-bit form into xq / xd, as k_quant_q8
- * makes it. */
+ * makes it (a block of 32 values per warp). */
+static_assert(TL_WARP == 32, "quant_store and k_quant_q8 make a block of 32 values per warp");
 __device__ __forceinline__ void quant_store(float v, int64_t i, int8_t *xq, float2 *xd) {
   const float amax = warp_max(fabsf(v));
   const float d = amax / 127.0f;
@@ -501,7 +504,7 @@ __global__ void k_norm(float *__restrict__ x, const float *__restrict__ a,
                        const float *__restrict__ nb, float *y, int64_t len, int layer_norm,
                        float eps, int8_t *xq, float2 *xd) {
   pdl_entry();
-  __shared__ float sh[32];
+  __shared__ float sh[1024 / TL_WARP]; /* a warp's sum each (block_sum) */
   float *xr = x + (size_t)blockIdx.x * len;
   if (a) {
     const float *ar = a + (size_t)blockIdx.x * len, *br = b ? b + (size_t)blockIdx.x * len : NULL;
@@ -619,7 +622,9 @@ __global__ void k_softcap(float *x, float cap, int64_t n) {
 #include "backend/cuda/attn.cuh"
 #include "backend/cuda/gemm.cuh"
 #include "backend/cuda/mmvq.cuh"
+#ifndef TL_HIP /* int8 mma and cp.async: NVIDIA's (sm_80) */
 #include "backend/cuda/mmq.cuh"
+#endif
 
 /* ---- the backend --------------------------------------------------------------- */
 
@@ -756,6 +761,10 @@ static void launched(cuda_ctx *c, const char *what, int kind) {
 template <typename... KA, typename... A>
 static void launch_smem(cuda_ctx *c, size_t smem, void (*kern)(KA...), dim3 grid, dim3 block,
                         A &&...args) {
+#ifdef TL_HIP /* no programmatic dependent launch */
+  kern<<<grid, block, smem, c->stream>>>(std::forward<A>(args)...);
+  note(c, cudaGetLastError(), "kernel launch");
+#else
   cudaLaunchConfig_t cf = {};
   cf.gridDim = grid;
   cf.blockDim = block;
@@ -767,6 +776,7 @@ static void launch_smem(cuda_ctx *c, size_t smem, void (*kern)(KA...), dim3 grid
   cf.attrs = at;
   cf.numAttrs = c->pdl ? 1 : 0;
   note(c, cudaLaunchKernelEx(&cf, kern, std::forward<A>(args)...), "kernel launch");
+#endif
 }
 template <typename... KA, typename... A>
 static void launch(cuda_ctx *c, void (*kern)(KA...), dim3 grid, dim3 block, A &&...args) {
@@ -782,7 +792,8 @@ static tl_status fail_cuda(cuda_ctx *c) {
   cudaError_t e = c->err;
   c->err = cudaSuccess;
   cudaGetLastError();
-  return g_host->fail(TL_ERR_IO, "CUDA error in %s: %s", c->err_where, cudaGetErrorString(e));
+  return g_host->fail(TL_ERR_IO, TL_GPU_API " error in %s: %s", c->err_where,
+                      cudaGetErrorString(e));
 }
 
 static int grid_for(cuda_ctx *c, int64_t n, int threads) {
@@ -911,7 +922,8 @@ static tl_status size_scratch(cuda_ctx *c, const tl_weight *w) {
 static tl_status cuda_prepare_weight(tl_backend *be, const tl_weight *host, tl_weight *out) {
   cuda_ctx *c = cu(be);
   if (host->scales || !type_known(host->type))
-    return g_host->fail(TL_ERR_UNSUPPORTED, "the cuda backend cannot multiply weights of type %u%s",
+    return g_host->fail(TL_ERR_UNSUPPORTED,
+                        "the " TL_GPU_NAME " backend cannot multiply weights of type %u%s",
                         host->type, host->scales ? " (int8 with scales)" : "");
   *out = *host;
   void *d = NULL;
@@ -1074,7 +1086,8 @@ static tl_status cuda_step_begin(tl_backend *be, const tl_step *st) {
   cuda_ctx *c = cu(be);
   const int nb = c->cfg.n_batch;
   if (st->n < 1 || st->n > nb || st->n_out > st->n)
-    return g_host->fail(TL_ERR_INVALID_ARG, "cuda: a step of %d tokens (batch %d)", st->n, nb);
+    return g_host->fail(TL_ERR_INVALID_ARG, TL_GPU_NAME ": a step of %d tokens (batch %d)", st->n,
+                        nb);
   c->n = st->n;
   c->n_out = st->n_out;
   c->max_len = 1;
@@ -1217,6 +1230,9 @@ static void do_norm(cuda_ctx *c, const tl_norm_op *op) {
 /* y = W x through cuBLAS (see gemm.cuh) */
 static void matmul_blas(cuda_ctx *c, const tl_weight *w, const float *bias, const float *x,
                         int32_t n, float *y, int64_t ldy) {
+#ifdef TL_HIP /* no BLAS: never taken (blas.lib is NULL) */
+  note(c, cudaErrorInvalidValue, "gemm without BLAS");
+#else
   const int rows = (int)w->rows, cols = (int)w->cols;
   const float one = 1.0f, zero = 0.0f;
   if (w->type == T_F32) {
@@ -1267,13 +1283,15 @@ static void matmul_blas(cuda_ctx *c, const tl_weight *w, const float *bias, cons
   launch(c, k_gemm_finish, dim3((unsigned)((rows + 255) / 256), (unsigned)n), 256, y, ldy, rows, n,
          c->xs, bias);
   LAUNCHED(c, "gemm", P_GEMM);
+#endif
 }
 
 /* The 8-bit copy of x (n rows of cols) in xq / xd, unless it is there. */
 static void quant_x(cuda_ctx *c, const float *x, int32_t n, int cols) {
   if (c->xq_src == x && c->xq_cols == cols && c->xq_n == n) return;
   const int64_t nblk = (int64_t)n * cols / 32;
-  launch(c, k_quant_q8, (unsigned)((nblk + 7) / 8), 256, x, nblk, c->xq, c->xd);
+  const int per = 256 / TL_WARP; /* a warp per block of 32 values */
+  launch(c, k_quant_q8, (unsigned)((nblk + per - 1) / per), 256, x, nblk, c->xq, c->xd);
   LAUNCHED(c, "quantize activations", P_QUANT);
   c->xq_src = x, c->xq_cols = cols, c->xq_n = n;
 }
@@ -1321,13 +1339,11 @@ static void matvec(cuda_ctx *c, int path, const tl_weight *w, const mv_out &o, c
   if (path == MP_MMVQ) {
     quant_x(c, x, n, cols);
     if (n == 1) {
-#define MV1(T) \
-  launch(c, k_mmvq<T, 1>, dim3(gx, 1), MV_WARPS * 32, o, ldw, cols, c->xq, c->xd, n, ldy)
+#define MV1(T) launch(c, k_mmvq<T, 1>, dim3(gx, 1), MV_THREADS, o, ldw, cols, c->xq, c->xd, n, ldy)
       MVQ_SWITCH(w->type, MV1)
 #undef MV1
     } else {
-#define MV4(T) \
-  launch(c, k_mmvq<T, 4>, dim3(gx, gy), MV_WARPS * 32, o, ldw, cols, c->xq, c->xd, n, ldy)
+#define MV4(T) launch(c, k_mmvq<T, 4>, dim3(gx, gy), MV_THREADS, o, ldw, cols, c->xq, c->xd, n, ldy)
       MVQ_SWITCH(w->type, MV4)
 #undef MV4
     }
@@ -1338,7 +1354,7 @@ static void matvec(cuda_ctx *c, int path, const tl_weight *w, const mv_out &o, c
         c->xq_src = NULL;
   } else {
     const bool rx = c->f16x && w->type == T_F16;
-#define MF(T, NT, G) launch(c, k_mmvf<T, NT>, G, MV_WARPS * 32, o, ldw, cols, x, n, ldy, rx)
+#define MF(T, NT, G) launch(c, k_mmvf<T, NT>, G, MV_THREADS, o, ldw, cols, x, n, ldy, rx)
     switch (w->type) {
       case T_F32:
         n == 1 ? MF(T_F32, 1, dim3(gx, 1)) : MF(T_F32, 4, dim3(gx, gy));
@@ -1361,6 +1377,7 @@ static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const 
   const int rows = (int)w->rows, cols = (int)w->cols;
   const uint8_t *W = (const uint8_t *)w->data;
   const int path = mm_path(c, w, x, n);
+#ifndef TL_HIP
   if (path == MP_MMQ) {
     quant_x(c, x, n, cols);
     const dim3 g((unsigned)((rows + MQ_BM - 1) / MQ_BM), (unsigned)((n + MQ_BN - 1) / MQ_BN));
@@ -1372,6 +1389,7 @@ static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const 
     LAUNCHED(c, "gemm", P_GEMM);
     return;
   }
+#endif
   if (path == MP_BLAS) {
     matmul_blas(c, w, bias, x, n, y, ldy);
     return;
@@ -1383,8 +1401,8 @@ static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const 
   const unsigned gx1 = (unsigned)((rows + MM_WARPS - 1) / MM_WARPS);
   if (n == 1) {
 #define MM1(T)                                                                                    \
-  launch(c, k_matmul<T, 1>, dim3(gx1, 1), MM_WARPS * 32, W, w->row_bytes, rows, cols, x, n, bias, \
-         y, ldy)
+  launch(c, k_matmul<T, 1>, dim3(gx1, 1), MM_THREADS, W, w->row_bytes, rows, cols, x, n, bias, y, \
+         ldy)
     TYPE_SWITCH(w->type, MM1)
 #undef MM1
   } else if (n >= 16 && cols % GT_K == 0) {
@@ -1395,8 +1413,8 @@ static void do_matmul(cuda_ctx *c, const tl_weight *w, const float *bias, const 
   } else {
     const unsigned gy = (unsigned)((n + 7) / 8);
 #define MM8(T)                                                                                     \
-  launch(c, k_matmul<T, 8>, dim3(gx1, gy), MM_WARPS * 32, W, w->row_bytes, rows, cols, x, n, bias, \
-         y, ldy)
+  launch(c, k_matmul<T, 8>, dim3(gx1, gy), MM_THREADS, W, w->row_bytes, rows, cols, x, n, bias, y, \
+         ldy)
     TYPE_SWITCH(w->type, MM8)
 #undef MM8
   }
@@ -1468,12 +1486,12 @@ static void do_attention(cuda_ctx *c, const tl_attn_op *op, int ns) {
   const size_t smem =
       ns == 1 ? sizeof(float) * (size_t)att_ns(c->max_len, tile) * (op->head_dim + 2) : 0;
   if (c->kv_es == 2)
-    launch_smem(c, smem, k_attn<__half>, grid, FA_WARPS * 32, (const __half *)c->k_cache,
+    launch_smem(c, smem, k_attn<__half>, grid, FA_THREADS, (const __half *)c->k_cache,
                 (const __half *)c->v_cache, op->q, op->out, c->att_part, c->d_pos, c->d_seq,
                 op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale, op->softcap,
                 op->layer, c->cfg.n_seq, c->kv_ctx, tile);
   else
-    launch_smem(c, smem, k_attn<float>, grid, FA_WARPS * 32, (const float *)c->k_cache,
+    launch_smem(c, smem, k_attn<float>, grid, FA_THREADS, (const float *)c->k_cache,
                 (const float *)c->v_cache, op->q, op->out, c->att_part, c->d_pos, c->d_seq,
                 op->n_head, op->n_head_kv, op->head_dim, op->window, op->scale, op->softcap,
                 op->layer, c->cfg.n_seq, c->kv_ctx, tile);
@@ -1654,12 +1672,13 @@ static void cuda_free(tl_backend *be) {
     for (int i = 0; i < P_N; i++) tot += c->prof_ms[i];
     for (int i = 0; i < P_N; i++)
       if (c->prof_calls[i])
-        g_host->log(TL_LOG_WARN, "cuda profile: %-14s %8ld calls %10.2f ms (%4.1f%%) %8.2f us/call",
+        g_host->log(TL_LOG_WARN,
+                    TL_GPU_NAME " profile: %-14s %8ld calls %10.2f ms (%4.1f%%) %8.2f us/call",
                     prof_names[i], c->prof_calls[i], c->prof_ms[i], 100.0 * c->prof_ms[i] / tot,
                     1e3 * c->prof_ms[i] / c->prof_calls[i]);
   }
   if (c->n_captures + c->n_replays > 0)
-    g_host->log(TL_LOG_INFO, "cuda: %ld decode steps, %ld of them captured as a new graph",
+    g_host->log(TL_LOG_INFO, TL_GPU_NAME ": %ld decode steps, %ld of them captured as a new graph",
                 c->n_captures + c->n_replays, c->n_captures);
   for (int i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i].p);
   free(c->allocs);
@@ -1687,15 +1706,17 @@ extern "C" __attribute__((visibility("default"))) tl_status tl_cuda_backend_crea
   cudaError_t e = cudaGetDeviceCount(&n_dev);
   if (e != cudaSuccess || n_dev < 1) {
     cudaGetLastError();
-    return host->fail(TL_ERR_UNSUPPORTED, "no usable CUDA device (%s)",
+    return host->fail(TL_ERR_UNSUPPORTED, "no usable " TL_GPU_API " device (%s)",
                       e != cudaSuccess ? cudaGetErrorString(e) : "none found");
   }
   if (cfg->kv_type != TL_KV_F16 && cfg->kv_type != TL_KV_F32)
     return host->fail(TL_ERR_UNSUPPORTED,
-                      "the cuda backend keeps an f16 or f32 KV cache, not q8_0: use --kv f16");
-  if (cfg->head_dim > 32 * FA_DMAX)
-    return host->fail(TL_ERR_UNSUPPORTED, "the cuda backend supports head sizes up to %d, not %d",
-                      32 * FA_DMAX, cfg->head_dim);
+                      "the " TL_GPU_NAME
+                      " backend keeps an f16 or f32 KV cache, not q8_0: use --kv f16");
+  if (cfg->head_dim > TL_WARP * FA_DMAX)
+    return host->fail(TL_ERR_UNSUPPORTED,
+                      "the " TL_GPU_NAME " backend supports head sizes up to %d, not %d",
+                      TL_WARP * FA_DMAX, cfg->head_dim);
   cuda_ctx *c = (cuda_ctx *)calloc(1, sizeof *c);
   if (!c) return host->fail(TL_ERR_NOMEM, "out of memory");
   c->cfg = *cfg;
@@ -1709,7 +1730,7 @@ extern "C" __attribute__((visibility("default"))) tl_status tl_cuda_backend_crea
       (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
     const int dev = c->device;
     free(c);
-    return host->fail(TL_ERR_UNSUPPORTED, "CUDA device %d: %s", dev, cudaGetErrorString(e));
+    return host->fail(TL_ERR_UNSUPPORTED, TL_GPU_API " device %d: %s", dev, cudaGetErrorString(e));
   }
   snprintf(c->name, sizeof c->name, "%s", prop.name);
   c->n_sm = prop.multiProcessorCount;
@@ -1717,8 +1738,12 @@ extern "C" __attribute__((visibility("default"))) tl_status tl_cuda_backend_crea
   c->prof = getenv("TL_CUDA_PROFILE") && !env_off("TL_CUDA_PROFILE");
   c->graphs = !env_off("TL_CUDA_GRAPHS") && !c->prof;
   c->mmvq = !env_off("TL_CUDA_MMVQ");
+#ifdef TL_HIP /* NVIDIA's: the portable kernels instead */
+  c->pdl = c->mmq = false;
+#else
   c->pdl = prop.major >= 9 && !env_off("TL_CUDA_PDL");
   c->mmq = prop.major >= 8 && c->mmvq && !env_off("TL_CUDA_MMQ");
+#endif
   c->merge = c->mmvq && !env_off("TL_CUDA_MERGE");
   /* measured slower on an H100 (Q4_K_M tg128 263 against 291 tok/s): off
    * unless TL_CUDA_FUSE=1 */
@@ -1737,7 +1762,7 @@ extern "C" __attribute__((visibility("default"))) tl_status tl_cuda_backend_crea
    * tiled kernel that takes batches without it multiplies float32. */
   const char *fx = getenv("TL_CUDA_F16X");
   c->f16x = c->blas.lib && fx && !strcmp(fx, "1");
-  c->be.name = "cuda";
+  c->be.name = TL_GPU_NAME;
   c->be.detail = c->name;
   c->be.priv = c;
   c->be.supports_type = cuda_supports_type;
@@ -1793,11 +1818,19 @@ extern "C" __attribute__((visibility("default"))) tl_status tl_cuda_backend_crea
   c->d_seq = c->d_stage + 2 * nb;
   c->d_keep = c->d_stage + 3 * nb;
   c->d_out = c->d_stage + 4 * nb;
+#ifdef TL_HIP
+  host->log(TL_LOG_INFO,
+            "hip: %s (%s, %d CUs, wavefront %d, %.1f GiB), KV cache %.1f MiB, batches on the "
+            "backend's kernels (%s)",
+            prop.name, prop.gcnArchName, prop.multiProcessorCount, prop.warpSize,
+            (double)prop.totalGlobalMem / 1073741824.0, 2.0 * (double)kv_bytes / 1048576.0, why);
+#else
   host->log(
       TL_LOG_INFO, "cuda: %s (compute %d.%d, %d SMs, %.1f GiB), KV cache %.1f MiB, batches %s%s",
       prop.name, prop.major, prop.minor, prop.multiProcessorCount,
       (double)prop.totalGlobalMem / 1073741824.0, 2.0 * (double)kv_bytes / 1048576.0,
       c->blas.lib ? "through cuBLAS" : "on the backend's kernels: cuBLAS ", c->blas.lib ? "" : why);
+#endif
   *out = &c->be;
   return TL_OK;
 }

@@ -1,7 +1,8 @@
 /* The boundary between the library and the CUDA backend's shared object
  * (libtorchless-cuda.so), which the library opens with dlopen when a
  * context asks for "cuda" or "auto": so that libtorchless and the CLI start
- * on a machine without a GPU driver, and build without CUDA.
+ * on a machine without a GPU driver, and build without CUDA. The HIP build
+ * of the same sources (libtorchless-hip.so, "hip") has the same boundary.
  *
  * The shared object exports one function, TL_CUDA_ENTRY, of type
  * tl_cuda_create_fn. It calls back into the library only through the table
@@ -14,6 +15,7 @@
 #define TL_CUDA_ABI 2 /* 2: tl_backend.kv_io */
 #define TL_CUDA_ENTRY "tl_cuda_backend_create"
 #define TL_CUDA_LIBRARY "libtorchless-cuda.so"
+#define TL_HIP_LIBRARY "libtorchless-hip.so"
 
 typedef struct tl_cuda_host {
   int abi; /* TL_CUDA_ABI */

@@ -13,7 +13,23 @@
  * (x = hi + lo, two products summed in float32), so that the product keeps
  * about 22 bits of each activation, as the CPU's float32 kernels do
  * (TL_CUDA_SPLIT=0 turns the low part off). Quantized weights take the high
- * part only: the CPU rounds their activations to 8 bits. */
+ * part only: the CPU rounds their activations to 8 bits.
+ *
+ * The HIP build has no BLAS (Debian ships no hipBLAS or rocBLAS): there
+ * blas_open says so and batches take the backend's own kernels. */
+#ifdef TL_HIP
+typedef struct blas_api {
+  void *lib; /* always NULL */
+} blas_api;
+
+static bool blas_open(blas_api *a, cudaStream_t stream, char *why, size_t why_len) {
+  a->lib = NULL;
+  snprintf(why, why_len, "the hip build has no BLAS");
+  return false;
+}
+
+static void blas_close(blas_api *a) {}
+#else
 #include <cublas_api.h>
 #include <dlfcn.h>
 
@@ -118,7 +134,7 @@ template <typename E>
 __global__ void k_split_x(const float *__restrict__ x, int cols, E *__restrict__ hi,
                           E *__restrict__ lo, float *__restrict__ s) {
   pdl_entry();
-  __shared__ float sh[32];
+  __shared__ float sh[1024 / TL_WARP]; /* a warp's maximum each (block_max) */
   const float *xr = x + (size_t)blockIdx.x * cols;
   float m = 0.0f;
   for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, fabsf(xr[i]));
@@ -145,3 +161,4 @@ __global__ void k_gemm_finish(float *__restrict__ y, int64_t ldy, int rows, int 
   for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x)
     y[(size_t)t * ldy + r] = y[(size_t)t * ldy + r] * sc + (bias ? bias[r] : 0.0f);
 }
+#endif /* TL_HIP */

@@ -6,7 +6,9 @@
  * scales), and each block's sum scaled in float32 as the decode kernels
  * scale it. So a batch and a decode step compute the same sums (in another
  * order), unlike the f16 GEMM that a batch took before. Included by
- * backend_cuda.cu after mmvq.cuh; TL_CUDA_MMQ=0 turns it off. */
+ * backend_cuda.cu after mmvq.cuh (not in the HIP build: the tensor-core
+ * instructions are NVIDIA's; batches there take the tiled float kernel);
+ * TL_CUDA_MMQ=0 turns it off. */
 
 __device__ __forceinline__ void mma_k32(int *c, const int *a, int b0, int b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800

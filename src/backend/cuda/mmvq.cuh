@@ -25,13 +25,13 @@ __device__ __forceinline__ int bits_to_b4(uint32_t x) {
 
 /* The 8-bit activations: one warp per block of 32 values of x (n rows of
  * cols, cols % 32 == 0) into xq[t][cols] and xd[t][cols / 32] = (d, d *
- * sum(q)). */
+ * sum(q)). A lane per value: TL_WARP == 32 (see quant_store). */
 __global__ void k_quant_q8(const float *__restrict__ x, int64_t nblk, int8_t *__restrict__ xq,
                            float2 *__restrict__ xd) {
   pdl_entry();
-  const int64_t b = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32;
+  const int64_t b = blockIdx.x * (int64_t)(blockDim.x / TL_WARP) + threadIdx.x / TL_WARP;
   if (b >= nblk) return;
-  const int lane = threadIdx.x % 32;
+  const int lane = threadIdx.x % TL_WARP;
   const float v = x[b * 32 + lane];
   const float amax = warp_max(fabsf(v));
   const float d = amax / 127.0f;
@@ -273,11 +273,12 @@ __device__ __forceinline__ float tree8(float t) {
 
 __device__ __forceinline__ double warp_sum_d(double v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  for (int o = TL_WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
 
 #define MV_WARPS 4
+#define MV_THREADS (MV_WARPS * TL_WARP)
 
 /* Where a matvec's rows come from and go: up to three matrices of one type
  * and width multiplied by the same x in one launch (a layer's q, k and v,
@@ -306,14 +307,14 @@ __device__ __forceinline__ mv_row mv_at(const mv_out &o, int row, size_t ldw) {
 }
 
 /* y[t][r] = W[r] . x[t] (+ bias[r]) for the tokens t0 .. t0 + NT of
- * blockIdx.y, one warp per row, lane l on the blocks l, l + 32, ... of the
- * row; each group of 8 blocks summed by tree8, the groups in double. */
+ * blockIdx.y, one warp per row, lane l on the blocks l, l + TL_WARP, ... of
+ * the row; each group of 8 blocks summed by tree8, the groups in double. */
 template <int T, int NT>
-__global__ void __launch_bounds__(MV_WARPS * 32)
+__global__ void __launch_bounds__(MV_THREADS)
     k_mmvq(const mv_out o, size_t ldw, int cols, const int8_t *__restrict__ xq,
            const float2 *__restrict__ xd, int n, int64_t ldy) {
   pdl_entry();
-  const int lane = threadIdx.x % 32, row = blockIdx.x * MV_WARPS + threadIdx.x / 32;
+  const int lane = threadIdx.x % TL_WARP, row = blockIdx.x * MV_WARPS + threadIdx.x / TL_WARP;
   const int t0 = blockIdx.y * NT;
   if (row >= o.end[2]) return;
   const int nt = n - t0 < NT ? n - t0 : NT;
@@ -322,7 +323,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
   double acc[NT];
 #pragma unroll
   for (int t = 0; t < NT; t++) acc[t] = 0.0;
-  for (int k0 = 0; k0 < nkb; k0 += 32) {
+  for (int k0 = 0; k0 < nkb; k0 += TL_WARP) {
     const int kb = k0 + lane;
     const bool ok = kb < nkb;
     int q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -394,11 +395,11 @@ __device__ __forceinline__ float4 round11(float4 v) {
 }
 
 template <int T, int NT>
-__global__ void __launch_bounds__(MV_WARPS * 32)
+__global__ void __launch_bounds__(MV_THREADS)
     k_mmvf(const mv_out o, size_t ldw, int cols, const float *__restrict__ x, int n, int64_t ldy,
            bool rx) {
   pdl_entry();
-  const int lane = threadIdx.x % 32, row = blockIdx.x * MV_WARPS + threadIdx.x / 32;
+  const int lane = threadIdx.x % TL_WARP, row = blockIdx.x * MV_WARPS + threadIdx.x / TL_WARP;
   const int t0 = blockIdx.y * NT;
   if (row >= o.end[2]) return;
   const int nt = n - t0 < NT ? n - t0 : NT;
@@ -409,7 +410,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
   for (int t = 0; t < NT; t++) acc[t] = 0.0f;
   const int chunks = cols / 8;
 #pragma unroll 4
-  for (int c = lane; c < chunks; c += 32) {
+  for (int c = lane; c < chunks; c += TL_WARP) {
     float v[8];
     fl8<T>(wr, c, v);
 #pragma unroll
