@@ -30,6 +30,21 @@ for M in "$ROOT/models/kjv-llama-13m-q8_0.gguf" "$T/s.gguf"; do
     done
   done
 done
+# every format: a Hugging Face folder (its safetensors mapping streamed), the
+# folder quantized on load (--quant: a temporary GGUF, mapped), a Torchless
+# .bin (int8), with one-layer budgets
+"$TL" convert "$ROOT/tests/data/llama" "$T/l.bin" --quant int8 >/dev/null 2>&1 || bad "convert to .bin"
+sids=1,45,220,13,77,90,31,8
+for spec in "$ROOT/tests/data/llama|" "$ROOT/tests/data/llama|--quant q4_k_m" "$T/l.bin|" \
+  "$ROOT/tests/data/phi3|"; do
+  M=${spec%%|*} q=${spec#*|}
+  # shellcheck disable=SC2086
+  "$TL" eval -m "$M" $q --ids $sids --logits "$T/a.f32" --greedy 8 -t 2 >"$T/a.txt" 2>"$T/err" &&
+    "$TL" eval -m "$M" $q --ids $sids --logits "$T/b.f32" --greedy 8 -t 2 --mem-budget 1 \
+      >"$T/b.txt" 2>"$T/err" && cmp -s "$T/a.f32" "$T/b.f32" && cmp -s "$T/a.txt" "$T/b.txt" &&
+    ok "$(basename "$M") $q: the same logits and greedy tokens with --mem-budget 1" ||
+    bad "$(basename "$M") $q: the same logits and greedy tokens with --mem-budget 1: $(cat "$T/err")"
+done
 for v in 0 -5 abc 99999999999; do
   if "$TL" eval -m "$T/s.gguf" --ids $ids --mem-budget "$v" >/dev/null 2>"$T/err"; then
     bad "--mem-budget $v accepted"
