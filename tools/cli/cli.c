@@ -154,8 +154,8 @@ static const opt g_opts[] = {
      "--lookup needs an n-gram length in 1..16, got '%s'", NULL},
     /* perplexity */
     {"-f", "--file", CLI_PERPLEXITY | CLI_BENCH, OPT_STR, AT(text_file), 0, 0, NULL, NULL},
-    {"-b", "--batch-size", CLI_PERPLEXITY, OPT_INT, AT(batch), 1, 1 << 20,
-     "-b needs a token count >= 1, got '%s'", NULL},
+    {"-b", "--batch-size", CLI_PERPLEXITY | CLI_RUN | CLI_EVAL | CLI_CHAT | CLI_BENCH, OPT_INT,
+     AT(batch), 1, 1 << 20, "-b needs a token count >= 1, got '%s'", NULL},
     {"--kl-divergence-base", NULL, CLI_PERPLEXITY, OPT_STR, AT(kld_base), 0, 0, NULL, NULL},
     {"--kl-divergence", NULL, CLI_PERPLEXITY, OPT_FLAG, AT(kld), 0, 0, NULL, NULL},
     /* serve */
@@ -436,6 +436,7 @@ tl_context *cli_new_context(tl_model *m, const cli_opts *o, int n_ctx, int n_bat
   cp.abort_callback = abort_cb;
   cp.n_ctx = n_ctx;
   if (n_batch > 0) cp.n_batch = n_batch;
+  if (o->batch > 0) cp.n_batch = o->batch; /* -b */
   cp.n_threads = o->threads;
   cp.kv_type = (tl_kv_type)o->kv;
   cp.backend = o->backend;

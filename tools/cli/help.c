@@ -44,6 +44,10 @@ static void model_opts(FILE *f, const cli_opts *d, unsigned bit) {
       "within --mem-budget; slower where the file does not fit the page cache)");
   opt(f, "--mem-budget MB",
       "low-memory mode's budget for weights in flight, in MiB (default: 1536; implies --low-mem)");
+  if (bit != CLI_PERPLEXITY && bit != CLI_SERVE)
+    opt(f, "-b, --batch-size N",
+        "prompt tokens per step (default: 512, bench: -p); with --low-mem each step reads every "
+        "layer's weights once, so larger steps read less per token");
   if (gen) {
     opt(f, "--quant TYPE", "quantize a float model while loading it (e.g. q4_k_m)");
     opt(f, "--override-kv KEY=TYPE:VALUE", "metadata override (TYPE int, float, bool, str)");
