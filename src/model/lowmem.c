@@ -45,7 +45,7 @@ struct tl_lowmem {
   size_t budget;
   bool keep_all; /* the whole model fits the budget */
   pthread_t th;
-  bool th_ok;
+  bool th_ok, sync_ok; /* the reader thread; the mutex and conditions */
   pthread_mutex_t mu;
   pthread_cond_t cv_work, cv_done;
   bool *resident;
@@ -195,13 +195,12 @@ tl_status tl_lowmem_new(const tl_context *c, size_t budget, tl_lowmem **out) {
          lm->n_u, (double)total / 1048576.0, (double)budget / 1048576.0,
          lm->keep_all ? " (the whole model fits: nothing is dropped)" : "");
   if (pthread_mutex_init(&lm->mu, NULL) != 0) {
-    free(lm->u);
-    free(lm->resident);
-    free(lm);
+    tl_lowmem_free(lm);
     return tl_fail(TL_ERR_NOMEM, "low-memory mode: cannot make a mutex");
   }
   pthread_cond_init(&lm->cv_work, NULL);
   pthread_cond_init(&lm->cv_done, NULL);
+  lm->sync_ok = true;
   lm->th_ok = lm->n_u > 0 && pthread_create(&lm->th, NULL, reader, lm) == 0;
   *out = lm;
   return TL_OK;
@@ -215,6 +214,8 @@ void tl_lowmem_free(tl_lowmem *lm) {
     pthread_cond_broadcast(&lm->cv_work);
     pthread_mutex_unlock(&lm->mu);
     pthread_join(lm->th, NULL);
+  }
+  if (lm->sync_ok) {
     pthread_cond_destroy(&lm->cv_work);
     pthread_cond_destroy(&lm->cv_done);
     pthread_mutex_destroy(&lm->mu);
