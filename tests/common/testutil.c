@@ -177,6 +177,18 @@ const float *tl_test_st_get(const tl_test_st *st, const char *name, int64_t shap
   return (const float *)(st->data + st->base + b);
 }
 
+const float *tl_test_ref_logits(const tl_test_st *st, int pi, int64_t n_rows, int64_t nv) {
+  char name[64];
+  int64_t sh[4];
+  int nd;
+  snprintf(name, sizeof name, "logits.%d", pi);
+  const float *r = tl_test_st_get(st, name, sh, &nd);
+  if (r) return nd == 2 && sh[0] == n_rows && sh[1] == nv ? r : NULL;
+  snprintf(name, sizeof name, "logits_full.%d", pi);
+  r = tl_test_st_get(st, name, sh, &nd);
+  return r && nd == 2 && sh[0] >= n_rows && sh[1] == nv ? r : NULL;
+}
+
 void tl_test_st_free(tl_test_st *st) {
   if (!st) return;
   cJSON_Delete(st->header);

@@ -41,6 +41,12 @@ typedef struct tl_test_st tl_test_st;
 tl_test_st *tl_test_st_open(const char *path);
 /* Tensor data (float32) and shape; NULL if absent or not F32. */
 const float *tl_test_st_get(const tl_test_st *st, const char *name, int64_t shape[4], int *ndim);
+/* The reference logits of prompt pi's n_rows tokens ([n_rows][nv]):
+ * "logits.pi" (one pass over the prompt), or where a file lacks it the first
+ * n_rows rows of "logits_full.pi" (one pass over the prompt and its greedy
+ * continuation: the same rows bit for bit in every fixture of a dense
+ * model, so the repository's copies keep only those); NULL if neither fits. */
+const float *tl_test_ref_logits(const tl_test_st *st, int pi, int64_t n_rows, int64_t nv);
 void tl_test_st_free(tl_test_st *st);
 
 /* Uniform in [-1, 1): a xorshift64 step of *state (each test file keeps
