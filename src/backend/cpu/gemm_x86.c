@@ -806,14 +806,16 @@ VNNI INLINE void kq_step(kq_kind k, const uint8_t *b, const kq_row *o, int s, __
     const __m256i v =
         _mm256_loadu_si256((const __m256i *)(b + offsetof(tl_block_iq4_xs, qs) + 32 * s));
     const __m256i m4 = _mm256_set1_epi8(15);
+    /* 128-bit lanes: elements 0..15 and 16..31 of sub-block 2 s (low nibbles, then
+     * high ones) in lanes 0 and 2, those of 2 s + 1 in lanes 1 and 3; the
+     * activations are put in the same order (kq_act) */
     const __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m4)),
                                            _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 1);
-    /* 128-bit lanes low(0..15), low(16..31), high(0..15), high(16..31) to element order */
-    const __m512i lanes = _mm512_shuffle_i64x2(nib, nib, _MM_SHUFFLE(3, 1, 2, 0));
     const __m128i vals = _mm_loadu_si128((const __m128i *)tl_iq4nl_values);
-    *wq = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_abs_epi8(vals)), lanes);
-    *neg = _mm512_cmplt_epu8_mask(lanes, _mm512_set1_epi8(8));
-    *sv = sv32_step(o, s);
+    *wq = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_abs_epi8(vals)), nib);
+    *neg = _mm512_cmplt_epu8_mask(nib, _mm512_set1_epi8(8));
+    *sv = _mm512_permutexvar_epi16(
+        _mm512_set_epi16(REP8(2 * s + 1), REP8(2 * s), REP8(2 * s + 1), REP8(2 * s)), o->sc16);
     return;
   }
   *neg = 0;
@@ -837,6 +839,13 @@ VNNI INLINE void kq_step(kq_kind k, const uint8_t *b, const kq_row *o, int s, __
     *wq = _mm512_or_si512(lo, _mm512_slli_epi16(hv, 4));
   }
   *sv = k == KQ_4 || k == KQ_5 ? sv32_step(o, s) : sv16_step(o, s);
+}
+
+/* The 64 activations of a step in the order of the weights (IQ4_XS: 128-bit
+ * lanes 0, 2, 1, 3; the others: as they are). */
+VNNI INLINE __m512i kq_act(kq_kind k, const uint8_t *p) {
+  const __m512i a = _mm512_loadu_si512(p);
+  return k == KQ_IQ4XS ? _mm512_shuffle_i64x2(a, a, _MM_SHUFFLE(3, 1, 2, 0)) : a;
 }
 
 /* The activations with the IQ4_XS signs applied (the others: a). */
@@ -890,7 +899,7 @@ VNNI INLINE void kq_tile(kq_kind k, const uint8_t *w, size_t ldw, const uint8_t 
         _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++)
             kq_step(k, wh + r * ldw, &rw[r], s, &wq[r], &sv[r], &neg[r]);
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-          const __m512i a = _mm512_loadu_si512(x + t * ldx + 256 * i + 64 * s);
+          const __m512i a = kq_act(k, x + t * ldx + 256 * i + 64 * s);
           _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++) ia[r][t] = _mm512_dpwssd_epi32(
               ia[r][t], _mm512_maddubs_epi16(wq[r], kq_sign(k, a, neg[r])), sv[r]);
         }
@@ -943,7 +952,7 @@ VNNI INLINE void kq_utile(kq_kind k, const kq_unp *u, int64_t nsb, const uint8_t
     }
     for (int s = 0; s < 4; s++) {
       _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
-        const __m512i a = _mm512_loadu_si512(x + t * ldx + 256 * i + 64 * s);
+        const __m512i a = kq_act(k, x + t * ldx + 256 * i + 64 * s);
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
           const kq_unp *ur = u + r * nsb + i;
           ia[r][t] = _mm512_dpwssd_epi32(
