@@ -36,8 +36,8 @@ static void make_x(float *x, int64_t n, int64_t ntok) {
 static uint32_t g_qtypes[] = {TL_TYPE_Q4_0, TL_TYPE_Q4_1, TL_TYPE_Q5_0, TL_TYPE_Q5_1, TL_TYPE_Q8_0,
                               TL_TYPE_Q2_K, TL_TYPE_Q3_K, TL_TYPE_Q4_K, TL_TYPE_Q5_K, TL_TYPE_Q6_K};
 #define N_QTYPES (sizeof g_qtypes / sizeof g_qtypes[0])
-/* The IQ types: the scalar gemm on 8-bit activations everywhere; the x86
- * sets have their own for IQ4_NL and IQ4_XS (test_iq4_simd_gemm). */
+/* The IQ types: the scalar gemm on 8-bit activations; the x86 sets have their
+ * own for IQ4_NL and IQ4_XS (test_iq4_simd_gemm), the NEON sets for all. */
 static uint32_t g_iqtypes[] = {TL_TYPE_IQ4_NL, TL_TYPE_IQ4_XS, TL_TYPE_IQ2_XXS,
                                TL_TYPE_IQ2_XS, TL_TYPE_IQ2_S,  TL_TYPE_IQ3_XXS,
                                TL_TYPE_IQ3_S,  TL_TYPE_IQ1_S,  TL_TYPE_IQ1_M};
@@ -350,6 +350,12 @@ static void test_expected_sets(void **state) {
       if (!sets[found]->gemm[g_qtypes[ti]] ||
           sets[found]->gemm[g_qtypes[ti]] == sets[0]->gemm[g_qtypes[ti]])
         fail_msg("%s has no gemm of its own for %s", name, tl_type_name(g_qtypes[ti]));
+    /* the NEON sets: every IQ type too (the x86 ones: IQ4_NL and IQ4_XS) */
+    const size_t n_iq = strncmp(name, "neon", 4) == 0 ? N_IQTYPES : 2;
+    for (size_t ti = 0; found > 0 && ti < n_iq; ti++)
+      if (!sets[found]->gemm[g_iqtypes[ti]] ||
+          sets[found]->gemm[g_iqtypes[ti]] == sets[0]->gemm[g_iqtypes[ti]])
+        fail_msg("%s has no gemm of its own for %s", name, tl_type_name(g_iqtypes[ti]));
   }
 }
 
