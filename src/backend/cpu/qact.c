@@ -420,27 +420,31 @@ float tl_iq_unpack(uint32_t type, const uint8_t *b, int8_t *q, int16_t *sc) {
   }
 }
 
-/* IQ4_NL: 32-blocks on Q8_32 activations; the others: 256-blocks on Q8_256. */
+/* IQ4_NL: 32-blocks on Q8_32 activations; the others: 256-blocks on Q8_256.
+ * Each weight block is unpacked once and used for up to 64 tokens. */
 static void gemm_iq(uint32_t type, const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                     int64_t nt, int64_t n, float *y, int64_t ldy) {
   const tl_type_info *ti = tl_type_get(type);
   const int64_t blk = ti->blck;
   int8_t q[256];
   int16_t sc[16];
-  for (int64_t t = 0; t < nt; t++) {
-    const uint8_t *xr = (const uint8_t *)x + t * ldx;
-    const float *dx = tl_act_d(xr, n);
+  float acc[64];
+  for (int64_t t0 = 0; t0 < nt; t0 += 64) {
+    const int64_t tn = nt - t0 < 64 ? nt - t0 : 64;
     for (int64_t r = 0; r < nr; r++) {
       const uint8_t *b = (const uint8_t *)w + r * ldw;
-      float sum = 0;
+      for (int64_t t = 0; t < tn; t++) acc[t] = 0;
       for (int64_t i = 0; i < n / blk; i++) {
         const float f = tl_iq_unpack(type, b + i * ti->type_size, q, sc);
-        const int8_t *a = (const int8_t *)xr + blk * i;
-        int32_t tot = 0;
-        for (int g = 0; g < blk / 16; g++) tot += sc[g] * idot(q + 16 * g, a + 16 * g, 16);
-        sum += f * dx[i] * (float)tot;
+        for (int64_t t = 0; t < tn; t++) {
+          const uint8_t *xr = (const uint8_t *)x + (t0 + t) * ldx;
+          const int8_t *a = (const int8_t *)xr + blk * i;
+          int32_t tot = 0;
+          for (int g = 0; g < blk / 16; g++) tot += sc[g] * idot(q + 16 * g, a + 16 * g, 16);
+          acc[t] += f * tl_act_d(xr, n)[i] * (float)tot;
+        }
       }
-      y[t * ldy + r] = sum;
+      for (int64_t t = 0; t < tn; t++) y[(t0 + t) * ldy + r] = acc[t];
     }
   }
 }
