@@ -452,6 +452,8 @@ typedef enum tl_ftype {
   TL_FTYPE_Q5_K_S = 16,
   TL_FTYPE_Q5_K_M = 17,
   TL_FTYPE_Q6_K = 18,
+  TL_FTYPE_IQ4_NL = 25, /* llama.cpp's IQ4_NL and IQ4_XS, no importance matrix */
+  TL_FTYPE_IQ4_XS = 30,
   TL_FTYPE_BF16 = 32,
 } tl_ftype;
 

@@ -15,15 +15,17 @@
  *   over n of them: Q2_K -> Q4_K if n_head / n_head_kv >= 4 else Q3_K;
  *   Q3_K_M -> Q5_K for i < 2 else Q4_K; Q3_K_L -> Q5_K;
  *   Q4_K_M, Q5_K_M -> Q6_K where use_more_bits(i, n); Q4_K_S -> Q5_K for i < 4;
+ *   IQ4_NL, IQ4_XS -> Q5_K if n_head / n_head_kv >= 4;
  *   a 70B LLaMA (80 layers, GQA) gets Q5_K instead of Q3_K / Q4_K.
  * - ffn_down.weight, counted i = 0.. over n_layer: Q2_K -> Q3_K;
  *   Q3_K_M -> Q5_K for i < n/16, else Q4_K; Q3_K_L -> Q5_K;
- *   Q4_K_M, Q5_K_M -> Q6_K where use_more_bits(i, n); Q4_K_S -> Q5_K for i < n/8.
+ *   Q4_K_M, Q5_K_M -> Q6_K where use_more_bits(i, n); Q4_K_S -> Q5_K for i < n/8;
+ *   IQ4_NL, IQ4_XS -> Q5_K for i < n/8 (no importance matrix here).
  * - attn_output.weight: Q2_K -> Q3_K; Q3_K_M -> Q4_K; Q3_K_L -> Q5_K.
  * - use_more_bits(i, n) = i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2.
  * - Fallback when the row length is not a multiple of the chosen type's
  *   block: Q2_K, Q3_K -> Q4_0 (llama.cpp of Feb 2025 used IQ4_NL, which
- *   torchless cannot write); Q4_K -> Q5_0; Q5_K -> Q5_1; Q6_K -> Q8_0; if
+ *   torchless cannot write); IQ4_XS -> IQ4_NL; Q4_K -> Q5_0; Q5_K -> Q5_1; Q6_K -> Q8_0; if
  *   that still does not divide the row (or for a 32-block base type), F16.
  * Tensors are counted and written in llama.cpp's order: by layer number,
  * then by name (tl_quant_name_cmp). */
@@ -47,15 +49,16 @@ typedef struct ftype_info {
 } ftype_info;
 
 static const ftype_info g_ftypes[] = {
-    {TL_FTYPE_F32, "F32", TL_TYPE_F32},        {TL_FTYPE_F16, "F16", TL_TYPE_F16},
-    {TL_FTYPE_BF16, "BF16", TL_TYPE_BF16},     {TL_FTYPE_Q8_0, "Q8_0", TL_TYPE_Q8_0},
-    {TL_FTYPE_Q4_0, "Q4_0", TL_TYPE_Q4_0},     {TL_FTYPE_Q4_1, "Q4_1", TL_TYPE_Q4_1},
-    {TL_FTYPE_Q5_0, "Q5_0", TL_TYPE_Q5_0},     {TL_FTYPE_Q5_1, "Q5_1", TL_TYPE_Q5_1},
-    {TL_FTYPE_Q2_K, "Q2_K", TL_TYPE_Q2_K},     {TL_FTYPE_Q3_K_S, "Q3_K_S", TL_TYPE_Q3_K},
-    {TL_FTYPE_Q3_K_M, "Q3_K_M", TL_TYPE_Q3_K}, {TL_FTYPE_Q3_K_L, "Q3_K_L", TL_TYPE_Q3_K},
-    {TL_FTYPE_Q4_K_S, "Q4_K_S", TL_TYPE_Q4_K}, {TL_FTYPE_Q4_K_M, "Q4_K_M", TL_TYPE_Q4_K},
-    {TL_FTYPE_Q5_K_S, "Q5_K_S", TL_TYPE_Q5_K}, {TL_FTYPE_Q5_K_M, "Q5_K_M", TL_TYPE_Q5_K},
-    {TL_FTYPE_Q6_K, "Q6_K", TL_TYPE_Q6_K},
+    {TL_FTYPE_F32, "F32", TL_TYPE_F32},          {TL_FTYPE_F16, "F16", TL_TYPE_F16},
+    {TL_FTYPE_BF16, "BF16", TL_TYPE_BF16},       {TL_FTYPE_Q8_0, "Q8_0", TL_TYPE_Q8_0},
+    {TL_FTYPE_Q4_0, "Q4_0", TL_TYPE_Q4_0},       {TL_FTYPE_Q4_1, "Q4_1", TL_TYPE_Q4_1},
+    {TL_FTYPE_Q5_0, "Q5_0", TL_TYPE_Q5_0},       {TL_FTYPE_Q5_1, "Q5_1", TL_TYPE_Q5_1},
+    {TL_FTYPE_Q2_K, "Q2_K", TL_TYPE_Q2_K},       {TL_FTYPE_Q3_K_S, "Q3_K_S", TL_TYPE_Q3_K},
+    {TL_FTYPE_Q3_K_M, "Q3_K_M", TL_TYPE_Q3_K},   {TL_FTYPE_Q3_K_L, "Q3_K_L", TL_TYPE_Q3_K},
+    {TL_FTYPE_Q4_K_S, "Q4_K_S", TL_TYPE_Q4_K},   {TL_FTYPE_Q4_K_M, "Q4_K_M", TL_TYPE_Q4_K},
+    {TL_FTYPE_Q5_K_S, "Q5_K_S", TL_TYPE_Q5_K},   {TL_FTYPE_Q5_K_M, "Q5_K_M", TL_TYPE_Q5_K},
+    {TL_FTYPE_Q6_K, "Q6_K", TL_TYPE_Q6_K},       {TL_FTYPE_IQ4_NL, "IQ4_NL", TL_TYPE_IQ4_NL},
+    {TL_FTYPE_IQ4_XS, "IQ4_XS", TL_TYPE_IQ4_XS},
 };
 #define N_FTYPES (sizeof g_ftypes / sizeof g_ftypes[0])
 
@@ -89,7 +92,7 @@ tl_status tl_ftype_from_name(const char *name, tl_ftype *out) {
     }
   return tl_fail(TL_ERR_INVALID_ARG,
                  "unknown type '%s' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, "
-                 "q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k)",
+                 "q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_nl, iq4_xs)",
                  name);
 }
 
@@ -197,6 +200,8 @@ static uint32_t mix_type(qstate *qs, uint32_t t, const char *name, int64_t nx, c
       t = i < 2 ? TL_TYPE_Q5_K : TL_TYPE_Q4_K;
     else if (f == TL_FTYPE_Q3_K_L)
       t = TL_TYPE_Q5_K;
+    else if ((f == TL_FTYPE_IQ4_NL || f == TL_FTYPE_IQ4_XS) && qs->n_gqa >= 4)
+      t = TL_TYPE_Q5_K;
     else if ((f == TL_FTYPE_Q4_K_M || f == TL_FTYPE_Q5_K_M) && use_more_bits(i, n))
       t = TL_TYPE_Q6_K;
     else if (f == TL_FTYPE_Q4_K_S && i < 4)
@@ -218,7 +223,9 @@ static uint32_t mix_type(qstate *qs, uint32_t t, const char *name, int64_t nx, c
         t = i < n / 16 ? TL_TYPE_Q6_K : use_more_bits(i, n) ? TL_TYPE_Q5_K : TL_TYPE_Q4_K;
       else if (use_more_bits(i, n))
         t = TL_TYPE_Q6_K;
-    } else if (f == TL_FTYPE_Q5_K_M && use_more_bits(i, n))
+    } else if (i < n / 8 && (f == TL_FTYPE_IQ4_NL || f == TL_FTYPE_IQ4_XS))
+      t = TL_TYPE_Q5_K;
+    else if (f == TL_FTYPE_Q5_K_M && use_more_bits(i, n))
       t = TL_TYPE_Q6_K;
     else if (f == TL_FTYPE_Q4_K_S && !qs->falcon && i < n / 8)
       t = TL_TYPE_Q5_K;
@@ -256,6 +263,9 @@ static uint32_t fallback_type(uint32_t t, int64_t nx) {
       break;
     case TL_TYPE_Q6_K:
       r = TL_TYPE_Q8_0;
+      break;
+    case TL_TYPE_IQ4_XS:
+      r = TL_TYPE_IQ4_NL;
       break;
     default:
       r = TL_TYPE_F16;

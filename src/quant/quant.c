@@ -1,5 +1,6 @@
 /* The type table and the scalar reference conversions. */
 #include "quant/quant.h"
+#include "quant/quant_iq.h"
 #include "quant/quantize.h"
 
 #include <math.h>
@@ -71,20 +72,20 @@ static const tl_type_info g_types[TL_TYPE_COUNT] = {
     T(TL_TYPE_Q5_K, "Q5_K", 256, 176, tl_dequant_q5_k, tl_quant_q5_k),
     T(TL_TYPE_Q6_K, "Q6_K", 256, 210, tl_dequant_q6_k, tl_quant_q6_k),
     T(TL_TYPE_Q8_K, "Q8_K", 256, 292, tl_dequant_q8_k, NULL),
-    T(TL_TYPE_IQ2_XXS, "IQ2_XXS", 256, 66, NULL, NULL),
-    T(TL_TYPE_IQ2_XS, "IQ2_XS", 256, 74, NULL, NULL),
-    T(TL_TYPE_IQ3_XXS, "IQ3_XXS", 256, 98, NULL, NULL),
-    T(TL_TYPE_IQ1_S, "IQ1_S", 256, 50, NULL, NULL),
-    T(TL_TYPE_IQ4_NL, "IQ4_NL", 32, 18, NULL, NULL),
-    T(TL_TYPE_IQ3_S, "IQ3_S", 256, 110, NULL, NULL),
-    T(TL_TYPE_IQ2_S, "IQ2_S", 256, 82, NULL, NULL),
-    T(TL_TYPE_IQ4_XS, "IQ4_XS", 256, 136, NULL, NULL),
+    T(TL_TYPE_IQ2_XXS, "IQ2_XXS", 256, 66, tl_dequant_iq2_xxs, NULL),
+    T(TL_TYPE_IQ2_XS, "IQ2_XS", 256, 74, tl_dequant_iq2_xs, NULL),
+    T(TL_TYPE_IQ3_XXS, "IQ3_XXS", 256, 98, tl_dequant_iq3_xxs, NULL),
+    T(TL_TYPE_IQ1_S, "IQ1_S", 256, 50, tl_dequant_iq1_s, NULL),
+    T(TL_TYPE_IQ4_NL, "IQ4_NL", 32, 18, tl_dequant_iq4_nl, tl_quant_iq4_nl),
+    T(TL_TYPE_IQ3_S, "IQ3_S", 256, 110, tl_dequant_iq3_s, NULL),
+    T(TL_TYPE_IQ2_S, "IQ2_S", 256, 82, tl_dequant_iq2_s, NULL),
+    T(TL_TYPE_IQ4_XS, "IQ4_XS", 256, 136, tl_dequant_iq4_xs, tl_quant_iq4_xs),
     T(TL_TYPE_I8, "I8", 1, 1, NULL, NULL),
     T(TL_TYPE_I16, "I16", 1, 2, NULL, NULL),
     T(TL_TYPE_I32, "I32", 1, 4, NULL, NULL),
     T(TL_TYPE_I64, "I64", 1, 8, NULL, NULL),
     T(TL_TYPE_F64, "F64", 1, 8, NULL, NULL),
-    T(TL_TYPE_IQ1_M, "IQ1_M", 256, 56, NULL, NULL),
+    T(TL_TYPE_IQ1_M, "IQ1_M", 256, 56, tl_dequant_iq1_m, NULL),
     T(TL_TYPE_BF16, "BF16", 1, 2, bf16_to_float, bf16_from_float),
     T(TL_TYPE_TQ1_0, "TQ1_0", 256, 54, NULL, NULL),
     T(TL_TYPE_TQ2_0, "TQ2_0", 256, 66, NULL, NULL),

@@ -36,6 +36,12 @@ static void make_x(float *x, int64_t n, int64_t ntok) {
 static uint32_t g_qtypes[] = {TL_TYPE_Q4_0, TL_TYPE_Q4_1, TL_TYPE_Q5_0, TL_TYPE_Q5_1, TL_TYPE_Q8_0,
                               TL_TYPE_Q2_K, TL_TYPE_Q3_K, TL_TYPE_Q4_K, TL_TYPE_Q5_K, TL_TYPE_Q6_K};
 #define N_QTYPES (sizeof g_qtypes / sizeof g_qtypes[0])
+/* The IQ types: the scalar gemm on 8-bit activations; the x86 sets have their
+ * own for IQ4_NL and IQ4_XS (test_iq4_simd_gemm), the NEON sets for all. */
+static uint32_t g_iqtypes[] = {TL_TYPE_IQ4_NL, TL_TYPE_IQ4_XS, TL_TYPE_IQ2_XXS,
+                               TL_TYPE_IQ2_XS, TL_TYPE_IQ2_S,  TL_TYPE_IQ3_XXS,
+                               TL_TYPE_IQ3_S,  TL_TYPE_IQ1_S,  TL_TYPE_IQ1_M};
+#define N_IQTYPES (sizeof g_iqtypes / sizeof g_iqtypes[0])
 
 /* Activation rows of x in the format, with the scalar quantizer. */
 static uint8_t *quant_rows(tl_act_fmt f, const float *x, int64_t n, int64_t ntok, size_t *ldx) {
@@ -93,8 +99,8 @@ static void test_quant_act(void **state) {
 static void test_scalar_vs_float64(void **state) {
   (void)state;
   const tl_cpu_kernels *sc = tl_cpu_kernels_scalar();
-  for (size_t ti = 0; ti < N_QTYPES; ti++) {
-    const uint32_t type = g_qtypes[ti];
+  for (size_t ti = 0; ti < N_QTYPES + N_IQTYPES; ti++) {
+    const uint32_t type = ti < N_QTYPES ? g_qtypes[ti] : g_iqtypes[ti - N_QTYPES];
     const tl_act_fmt f = tl_cpu_act_fmt(type);
     const int64_t blck = tl_type_get(type)->blck, ablk = f == TL_ACT_Q8_32 ? 32 : 256;
     assert_non_null(sc->gemm[type]);
@@ -177,6 +183,8 @@ static void test_gemm_vs_scalar(void **state) {
       }
       for (int k = 0; k < n_sets; k++) {
         if (!sets[k]->gemm[type]) continue;
+        /* a SIMD set that takes the scalar gemm (the rarer IQ types): done at k = 0 */
+        if (k > 0 && sets[k]->gemm[type] == sc->gemm[type]) continue;
         for (size_t a = 0; a < sizeof nrs / sizeof nrs[0]; a++)
           for (size_t b = 0; b < sizeof nts / sizeof nts[0]; b++) {
             const int64_t nr = nrs[a], nt = nts[b], ldy = nr + 2;
@@ -238,6 +246,21 @@ static void test_avx2_gemm_complete(void **state) {
     for (int f = TL_ACT_Q8_32; f <= TL_ACT_Q8_256; f++)
       if (!sets[k]->quant_act[f] || sets[k]->quant_act[f] == sets[0]->quant_act[f])
         fail_msg("%s has no quantizer of its own for activation format %d", sets[k]->name, f);
+  }
+}
+
+/* The x86 sets (avx2, avx512, avx512vnni) have an integer gemm of their own
+ * for IQ4_NL and IQ4_XS, so that test_gemm_vs_scalar compares them. */
+static void test_iq4_simd_gemm(void **state) {
+  (void)state;
+  const tl_cpu_kernels *sets[8];
+  int n_sets = tl_cpu_kernel_sets(sets, 8);
+  for (int k = 1; k < n_sets; k++) {
+    if (strncmp(sets[k]->name, "avx", 3) != 0) continue;
+    for (size_t ti = 0; ti < 2; ti++)
+      if (!sets[k]->gemm[g_iqtypes[ti]] ||
+          sets[k]->gemm[g_iqtypes[ti]] == sets[0]->gemm[g_iqtypes[ti]])
+        fail_msg("%s has no gemm of its own for %s", sets[k]->name, tl_type_name(g_iqtypes[ti]));
   }
 }
 
@@ -327,6 +350,12 @@ static void test_expected_sets(void **state) {
       if (!sets[found]->gemm[g_qtypes[ti]] ||
           sets[found]->gemm[g_qtypes[ti]] == sets[0]->gemm[g_qtypes[ti]])
         fail_msg("%s has no gemm of its own for %s", name, tl_type_name(g_qtypes[ti]));
+    /* the NEON sets: every IQ type too (the x86 ones: IQ4_NL and IQ4_XS) */
+    const size_t n_iq = strncmp(name, "neon", 4) == 0 ? N_IQTYPES : 2;
+    for (size_t ti = 0; found > 0 && ti < n_iq; ti++)
+      if (!sets[found]->gemm[g_iqtypes[ti]] ||
+          sets[found]->gemm[g_iqtypes[ti]] == sets[0]->gemm[g_iqtypes[ti]])
+        fail_msg("%s has no gemm of its own for %s", name, tl_type_name(g_iqtypes[ti]));
   }
 }
 
@@ -335,7 +364,7 @@ int main(void) {
       cmocka_unit_test(test_quant_act),          cmocka_unit_test(test_scalar_vs_float64),
       cmocka_unit_test(test_gemm_vs_scalar),     cmocka_unit_test(test_vnni_gemm_complete),
       cmocka_unit_test(test_avx2_gemm_complete), cmocka_unit_test(test_matmul_splits),
-      cmocka_unit_test(test_expected_sets),
+      cmocka_unit_test(test_iq4_simd_gemm),      cmocka_unit_test(test_expected_sets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

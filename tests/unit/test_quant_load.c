@@ -26,7 +26,8 @@ static float *logits_of(tl_model *m) {
   assert_int_equal(tl_decode(c, &b), TL_OK);
   int nv = tl_model_n_vocab(m);
   float *out = malloc(sizeof(float) * (size_t)nv * N_IDS);
-  for (int i = 0; i < N_IDS; i++) memcpy(out + (size_t)i * nv, tl_get_logits(c, i), sizeof(float) * nv);
+  for (int i = 0; i < N_IDS; i++)
+    memcpy(out + (size_t)i * nv, tl_get_logits(c, i), sizeof(float) * nv);
   tl_context_free(c);
   return out;
 }
@@ -82,13 +83,19 @@ static void test_q8_0(void **state) {
   check_type("q8_0", "llama/model-q8_0.gguf");
 }
 
+/* llama.cpp's IQ4_XS file made without an importance matrix */
+static void test_iq4_xs(void **state) {
+  (void)state;
+  check_type("iq4_xs", "llama/model-iq4_xs-plain.gguf");
+}
+
 /* Every fixture architecture: its Hugging Face folder quantized to a Q8_0
  * GGUF file (llama.cpp's names and keys) loads again and stays as close to
  * the reference as llama.cpp's own Q8_0 files are (worst case over the
  * fixtures: 0.028 relative error, bound 1.1 x that + 0.005). */
 static void test_folders_to_gguf(void **state) {
   (void)state;
-  const char *archs[] = {"llama", "llama3", "mistral", "qwen2", "qwen3",
+  const char *archs[] = {"llama", "llama3", "mistral", "qwen2",  "qwen3",
                          "phi2",  "phi3",   "gemma",   "gemma2", "gemma3"};
   for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
     char folder[1024], refp[1100];
@@ -113,8 +120,9 @@ static void test_folders_to_gguf(void **state) {
     assert_non_null(j);
     tl_token ids[256];
     int n = 0;
-    cJSON_ArrayForEach(id, cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "prompts"), 0),
-                                               "input_ids")) {
+    cJSON_ArrayForEach(id,
+                       cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "prompts"), 0),
+                                           "input_ids")) {
       assert_true(n < 256);
       ids[n++] = (tl_token)id->valueint;
     }
@@ -136,7 +144,8 @@ static void test_folders_to_gguf(void **state) {
     tl_batch b = {.n_tokens = n, .tokens = ids, .pos = pos, .logits = want};
     assert_int_equal(tl_decode(c, &b), TL_OK);
     float *ours = malloc(sizeof(float) * (size_t)n * nv);
-    for (int k = 0; k < n; k++) memcpy(ours + (size_t)k * nv, tl_get_logits(c, k), sizeof(float) * nv);
+    for (int k = 0; k < n; k++)
+      memcpy(ours + (size_t)k * nv, tl_get_logits(c, k), sizeof(float) * nv);
     double e = tl_test_rel_err(ours, ref, (size_t)n * nv);
     printf("%s folder -> Q8_0 GGUF -> logits rel err %.4f\n", archs[i], e);
     assert_true(e <= 1.1 * 0.02786 + 0.005);
@@ -161,9 +170,8 @@ static void test_bad_type(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_q4_k_m),
-      cmocka_unit_test(test_q8_0),
-      cmocka_unit_test(test_folders_to_gguf),
+      cmocka_unit_test(test_q4_k_m),   cmocka_unit_test(test_iq4_xs),
+      cmocka_unit_test(test_q8_0),     cmocka_unit_test(test_folders_to_gguf),
       cmocka_unit_test(test_bad_type),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

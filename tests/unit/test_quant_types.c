@@ -39,7 +39,9 @@ typedef struct {
   double max_abs;   /* largest absolute difference */
 } cmp_stats;
 
-static const char *const g_fixtures[] = {"q4_0", "q4_k_m", "q6_k", "q8_0"};
+static const char *const g_fixtures[] = {"q4_0",   "q4_k_m",  "q6_k",  "q8_0",    "iq4_nl",
+                                         "iq4_xs", "iq3_xxs", "iq3_s", "iq2_xxs", "iq2_xs",
+                                         "iq2_s",  "iq1_s",   "iq1_m"};
 
 static void test_fixture_dequant(void **state) {
   (void)state;
@@ -141,12 +143,25 @@ static const qtype_desc g_qtypes[] = {
     {TL_TYPE_Q4_K, 2, {offsetof(tl_block_q4_k, d), offsetof(tl_block_q4_k, dmin)}},
     {TL_TYPE_Q5_K, 2, {offsetof(tl_block_q5_k, d), offsetof(tl_block_q5_k, dmin)}},
     {TL_TYPE_Q6_K, 1, {offsetof(tl_block_q6_k, d)}},
+    /* the IQ types (d first; IQ1_M's scale is spread over its scale words:
+     * random bytes with bit 6 cleared keep it finite) */
+    {TL_TYPE_IQ4_NL, 1, {0}},
+    {TL_TYPE_IQ4_XS, 1, {0}},
+    {TL_TYPE_IQ2_XXS, 1, {0}},
+    {TL_TYPE_IQ2_XS, 1, {0}},
+    {TL_TYPE_IQ2_S, 1, {0}},
+    {TL_TYPE_IQ3_XXS, 1, {0}},
+    {TL_TYPE_IQ3_S, 1, {0}},
+    {TL_TYPE_IQ1_S, 1, {0}},
+    {TL_TYPE_IQ1_M, 0, {0}},
 };
 
 /* Random blocks: random bytes, then finite f16 scales of either sign. */
 static void random_blocks(const qtype_desc *q, uint8_t *dst, int64_t nblocks) {
   const tl_type_info *ti = tl_type_get(q->type);
   for (size_t i = 0; i < (size_t)nblocks * ti->type_size; i++) dst[i] = (uint8_t)(rng_next() >> 24);
+  if (q->type == TL_TYPE_IQ1_M)
+    for (size_t i = 0; i < (size_t)nblocks * ti->type_size; i++) dst[i] &= 0xbf;
   for (int64_t b = 0; b < nblocks; b++)
     for (int k = 0; k < q->n_f16; k++) {
       float v = frand() * 0.05f;
@@ -500,10 +515,13 @@ static void test_table(void **state) {
     uint32_t type;
     int64_t blck;
     size_t size;
-  } want[] = {{TL_TYPE_Q4_0, 32, 18},   {TL_TYPE_Q4_1, 32, 20},   {TL_TYPE_Q5_0, 32, 22},
-              {TL_TYPE_Q5_1, 32, 24},   {TL_TYPE_Q8_0, 32, 34},   {TL_TYPE_Q2_K, 256, 84},
-              {TL_TYPE_Q3_K, 256, 110}, {TL_TYPE_Q4_K, 256, 144}, {TL_TYPE_Q5_K, 256, 176},
-              {TL_TYPE_Q6_K, 256, 210}};
+  } want[] = {{TL_TYPE_Q4_0, 32, 18},     {TL_TYPE_Q4_1, 32, 20},    {TL_TYPE_Q5_0, 32, 22},
+              {TL_TYPE_Q5_1, 32, 24},     {TL_TYPE_Q8_0, 32, 34},    {TL_TYPE_Q2_K, 256, 84},
+              {TL_TYPE_Q3_K, 256, 110},   {TL_TYPE_Q4_K, 256, 144},  {TL_TYPE_Q5_K, 256, 176},
+              {TL_TYPE_Q6_K, 256, 210},   {TL_TYPE_IQ4_NL, 32, 18},  {TL_TYPE_IQ4_XS, 256, 136},
+              {TL_TYPE_IQ2_XXS, 256, 66}, {TL_TYPE_IQ2_XS, 256, 74}, {TL_TYPE_IQ2_S, 256, 82},
+              {TL_TYPE_IQ3_XXS, 256, 98}, {TL_TYPE_IQ3_S, 256, 110}, {TL_TYPE_IQ1_S, 256, 50},
+              {TL_TYPE_IQ1_M, 256, 56}};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     const tl_type_info *ti = tl_type_get(want[i].type);
     assert_non_null(ti);

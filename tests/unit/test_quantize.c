@@ -114,7 +114,10 @@ static void test_fixture_bytes(void **state) {
   } cases[] = {{"llama/model-q8_0.gguf", TL_FTYPE_Q8_0, TL_TYPE_Q8_0},
                {"llama/model-q4_0.gguf", TL_FTYPE_Q4_0, TL_TYPE_Q4_0},
                {"llama/model-q4_k_m.gguf", TL_FTYPE_Q4_K_M, TL_TYPE_Q4_K},
-               {"llama/model-q6_k.gguf", TL_FTYPE_Q6_K, TL_TYPE_Q6_K}};
+               {"llama/model-q6_k.gguf", TL_FTYPE_Q6_K, TL_TYPE_Q6_K},
+               /* made without an importance matrix (the other IQ fixtures had one) */
+               {"llama/model-iq4_nl-plain.gguf", TL_FTYPE_IQ4_NL, TL_TYPE_IQ4_NL},
+               {"llama/model-iq4_xs-plain.gguf", TL_FTYPE_IQ4_XS, TL_TYPE_IQ4_XS}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     char *rp = tl_test_fixture_or_skip(cases[c].file);
     if (!rp) continue;
@@ -160,7 +163,8 @@ static void test_fixture_bytes(void **state) {
     assert_non_null(rb);
     print_message("%-24s whole file %s (%zu bytes)\n", cases[c].file,
                   on == rn && memcmp(ob, rb, on) == 0 ? "byte-identical" : "DIFFERS", on);
-    if (cases[c].type == TL_TYPE_Q8_0 || cases[c].type == TL_TYPE_Q4_0) {
+    if (cases[c].type == TL_TYPE_Q8_0 || cases[c].type == TL_TYPE_Q4_0 ||
+        cases[c].type == TL_TYPE_IQ4_NL || cases[c].type == TL_TYPE_IQ4_XS) {
       assert_int_equal(on, rn);
       assert_memory_equal(ob, rb, on);
     }

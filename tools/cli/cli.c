@@ -81,8 +81,9 @@ typedef struct opt {
 #define ALL (LOAD | CLI_QUANTIZE | CLI_SYNTH | CLI_CONVERT)
 #define SPEC (CLI_RUN | CLI_CHAT | CLI_BENCH)
 #define AT(field) offsetof(cli_opts, field)
-#define FTYPES \
-  "(f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k)"
+#define FTYPES                                                                                  \
+  "(f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, q6_k, " \
+  "iq4_nl, iq4_xs)"
 
 static const opt_name kv_names[] = {
     {"f16", TL_KV_F16}, {"f32", TL_KV_F32}, {"q8_0", TL_KV_Q8_0}, {NULL, 0}};

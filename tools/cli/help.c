@@ -159,7 +159,7 @@ static void help_quantize(FILE *f, const cli_opts *d) {
           "usage: torchless quantize IN OUT TYPE [options]\n"
           "a model file in another weight type; Ctrl-C cancels (no OUT is left)\n"
           "  TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m\n"
-          "        q5_k_s q5_k_m q6_k (q3_k, q4_k, q5_k: the _m mixes)\n\n");
+          "        q5_k_s q5_k_m q6_k iq4_nl iq4_xs (q3_k, q4_k, q5_k: the _m mixes)\n\n");
   opt(f, "--mix q4_k_m|q5_k_m|q3_k_m", "the K-quant mix of TYPE (default: TYPE's own)");
   opt(f, "--pure", "every tensor in TYPE (no mix)");
   opt(f, "-t, --threads N", "threads (default: the number of physical cores)");

@@ -24,6 +24,7 @@
 #include <immintrin.h>
 
 #include "backend/cpu/qkernels.h"
+#include "quant/quant_iq.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
@@ -149,7 +150,9 @@ AVX2 INLINE void pf_next(const uint8_t *p, size_t ldw, int R, size_t bytes) {
 
 /* ---- 32-element blocks (Q8_32 activations) ----------------------------------- */
 
-typedef enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 } kind32;
+/* IQ4_NL: Q4_0's layout, the nibbles looked up (vpshufb) as int8 values,
+ * multiplied as Q8_0's int8 weights. */
+typedef enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0, K_IQ4NL } kind32;
 
 AVX2 INLINE size_t bsz32(kind32 k) {
   switch (k) {
@@ -161,6 +164,8 @@ AVX2 INLINE size_t bsz32(kind32 k) {
       return sizeof(tl_block_q5_0);
     case K_Q5_1:
       return sizeof(tl_block_q5_1);
+    case K_IQ4NL:
+      return sizeof(tl_block_iq4_nl);
     default:
       return sizeof(tl_block_q8_0);
   }
@@ -186,7 +191,13 @@ AVX2 INLINE __m256i fifth_bits(const uint8_t *qh) {
   return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
-/* Block b's 32 weights: Q8_0 as int8, the others as u8 without their offset
+/* 32 nibbles (element order) as the IQ4 non-linear int8 values. */
+AVX2 INLINE __m256i iq4_lookup(__m256i nib) {
+  const __m128i v = _mm_loadu_si128((const __m128i *)tl_iq4nl_values);
+  return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(v), nib);
+}
+
+/* Block b's 32 weights: Q8_0 and IQ4_NL as int8, the others as u8 without their offset
  * (Q4_0: q + 8, Q5_0: q + 16). */
 AVX2 INLINE __m256i load32(kind32 k, const uint8_t *b) {
   switch (k) {
@@ -200,6 +211,8 @@ AVX2 INLINE __m256i load32(kind32 k, const uint8_t *b) {
     case K_Q5_1:
       return _mm256_or_si256(nibbles32(b + offsetof(tl_block_q5_1, qs)),
                              fifth_bits(b + offsetof(tl_block_q5_1, qh)));
+    case K_IQ4NL:
+      return iq4_lookup(nibbles32(b + offsetof(tl_block_iq4_nl, qs)));
     default:
       return _mm256_loadu_si256((const __m256i *)(b + offsetof(tl_block_q8_0, qs)));
   }
@@ -210,7 +223,7 @@ AVX2 INLINE __m256i load32(kind32 k, const uint8_t *b) {
  * weights take the sign trick: |w| as u8, the signs moved onto a. */
 AVX2 INLINE void q32_tile(kind32 k, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
                           int64_t n, float *y, int64_t ldy, const int R, const int T) {
-  const bool q8 = k == K_Q8_0, mins = !q8;
+  const bool q8 = k == K_Q8_0 || k == K_IQ4NL, mins = !q8;
   const size_t bs = bsz32(k);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[4][4];
@@ -271,6 +284,7 @@ Q32_TILE(q4_1, K_Q4_1)
 Q32_TILE(q5_0, K_Q5_0)
 Q32_TILE(q5_1, K_Q5_1)
 Q32_TILE(q8_0, K_Q8_0)
+Q32_TILE(iq4_nl, K_IQ4NL)
 
 /* ---- K-quants (Q8_256 activations) ------------------------------------------ */
 
@@ -297,6 +311,8 @@ AVX2 INLINE size_t bszk(uint32_t type) {
       return sizeof(tl_block_q4_k);
     case TL_TYPE_Q5_K:
       return sizeof(tl_block_q5_k);
+    case TL_TYPE_IQ4_XS:
+      return sizeof(tl_block_iq4_xs);
     default:
       return sizeof(tl_block_q6_k);
   }
@@ -350,6 +366,18 @@ AVX2 INLINE void k_row(uint32_t type, const uint8_t *b, krow *o) {
       o->dmin = f16(b + 2);
       break;
     }
+    case TL_TYPE_IQ4_XS: {
+      /* sub-block j's 6-bit scale: nibble j % 2 of scales_l[j / 2], 2 bits at
+       * 2 j of scales_h; less 32; each for its two groups of 16 */
+      int8_t sc[8];
+      for (int j = 0; j < 8; j++) sc[j] = (int8_t)tl_iq4_xs_scale(b, j);
+      const __m128i s8 = _mm_loadl_epi64((const __m128i *)sc);
+      o->sc8 = _mm_unpacklo_epi8(s8, s8);
+      o->minv = _mm256_setzero_si256();
+      o->d = f16(b);
+      o->dmin = 0;
+      break;
+    }
     default: { /* Q6_K */
       o->sc8 = _mm_loadu_si128((const __m128i *)(b + offsetof(tl_block_q6_k, scales)));
       o->minv = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(o->sc8), _mm256_set1_epi16(-32));
@@ -366,9 +394,12 @@ AVX2 INLINE __m256i bit_to(__m256i v, int p, int q, int mask) {
   return _mm256_and_si256(s, _mm256_set1_epi8((char)mask));
 }
 
-/* Elements 32 s .. 32 s + 31 of a super-block as u8 (Q3_K: q + 4, Q6_K: q + 32). */
+/* Elements 32 s .. 32 s + 31 of a super-block as u8 (Q3_K: q + 4, Q6_K: q + 32;
+ * IQ4_XS: the int8 values). */
 AVX2 INLINE __m256i k_step(uint32_t type, const uint8_t *b, int s) {
   switch (type) {
+    case TL_TYPE_IQ4_XS:
+      return iq4_lookup(nibbles32(b + offsetof(tl_block_iq4_xs, qs) + 16 * s));
     case TL_TYPE_Q2_K: {
       const __m256i v =
           _mm256_loadu_si256((const __m256i *)(b + offsetof(tl_block_q2_k, qs) + 32 * (s / 4)));
@@ -411,7 +442,7 @@ AVX2 INLINE __m256i k_scales(__m128i sc8, int s) {
 AVX2 INLINE void kq_tile(uint32_t type, const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
                          int64_t n, float *y, int64_t ldy, const int R, const int T) {
   const size_t bsz = bszk(type);
-  const bool fold = k_fold(type);
+  const bool fold = k_fold(type), sgn = type == TL_TYPE_IQ4_XS, mins = !fold && !sgn;
   __m256 acc[4][4];
   _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
       _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
@@ -431,14 +462,19 @@ AVX2 INLINE void kq_tile(uint32_t type, const uint8_t *w, size_t ldw, const uint
     }
     _Pragma("GCC unroll 8") for (int s = 0; s < 8; s++) {
       __m256i wq[4], sv[4];
+      __m256i ws[4];
       _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-        wq[r] = k_step(type, w + r * ldw + (size_t)i * bsz, s);
+        ws[r] = k_step(type, w + r * ldw + (size_t)i * bsz, s);
+        /* IQ4_XS's int8 weights: |w| as u8, the signs moved onto a */
+        wq[r] = sgn ? _mm256_sign_epi8(ws[r], ws[r]) : ws[r];
         sv[r] = k_scales(kr[r].sc8, s);
       }
       _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
         const __m256i a = _mm256_loadu_si256((const __m256i *)(x + t * ldx + 256 * i + 32 * s));
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ia[r][t] =
-            _mm256_add_epi32(ia[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(wq[r], a), sv[r]));
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ia[r][t] = _mm256_add_epi32(
+            ia[r][t],
+            _mm256_madd_epi16(_mm256_maddubs_epi16(wq[r], sgn ? _mm256_sign_epi8(a, ws[r]) : a),
+                              sv[r]));
       }
     }
     _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
@@ -448,7 +484,7 @@ AVX2 INLINE void kq_tile(uint32_t type, const uint8_t *w, size_t ldw, const uint
       _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
         acc[r][t] =
             _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[r][t]), _mm256_set1_ps(kr[r].d * dx), acc[r][t]);
-        if (!fold)
+        if (mins)
           acc[r][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(kr[r].minv, bs)),
                                        _mm256_set1_ps(kr[r].dmin * dx), acc[r][t]);
       }
@@ -476,6 +512,7 @@ KQ_TILE(q3_k, TL_TYPE_Q3_K)
 KQ_TILE(q4_k, TL_TYPE_Q4_K)
 KQ_TILE(q5_k, TL_TYPE_Q5_K)
 KQ_TILE(q6_k, TL_TYPE_Q6_K)
+KQ_TILE(iq4_xs, TL_TYPE_IQ4_XS)
 
 /* ---- F32 / F16 / BF16 weights, f32 activations (prefill) -------------------- */
 
@@ -591,6 +628,8 @@ void tl_cpu_fill_avx2_gemm(tl_cpu_kernels *k) {
   k->gemm[TL_TYPE_Q4_K] = gemm_q4_k;
   k->gemm[TL_TYPE_Q5_K] = gemm_q5_k;
   k->gemm[TL_TYPE_Q6_K] = gemm_q6_k;
+  k->gemm[TL_TYPE_IQ4_NL] = gemm_iq4_nl;
+  k->gemm[TL_TYPE_IQ4_XS] = gemm_iq4_xs;
   k->gemm[TL_TYPE_F32] = gemm_f32;
   k->gemm[TL_TYPE_F16] = gemm_f16;
   k->gemm[TL_TYPE_BF16] = gemm_bf16;

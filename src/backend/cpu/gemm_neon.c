@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "backend/cpu/qkernels.h"
+#include "quant/quant_iq.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -35,7 +36,8 @@ INLINE float f16s(const uint8_t *p) {
 
 /* ---- 32-element blocks: two int8 vectors in element order ---------------------------- */
 
-typedef enum { K32_Q4_0, K32_Q4_1, K32_Q5_0, K32_Q5_1, K32_Q8_0 } kind32;
+/* IQ4_NL: Q4_0's layout, the nibbles looked up (TBL) as the int8 values. */
+typedef enum { K32_Q4_0, K32_Q4_1, K32_Q5_0, K32_Q5_1, K32_Q8_0, K32_IQ4NL } kind32;
 
 typedef struct w32 {
   int8x16_t q0, q1;
@@ -52,6 +54,8 @@ static inline size_t bsize32(kind32 k) {
       return sizeof(tl_block_q5_0);
     case K32_Q5_1:
       return sizeof(tl_block_q5_1);
+    case K32_IQ4NL:
+      return sizeof(tl_block_iq4_nl);
     default:
       return sizeof(tl_block_q8_0);
   }
@@ -103,6 +107,13 @@ INLINE void unpack32(kind32 k, const uint8_t *b, w32 *o) {
       o->q0 = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v, m4), h0));
       o->q1 = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v, 4), h1));
       break;
+    case K32_IQ4NL: {
+      const int8x16_t vals = vld1q_s8(tl_iq4nl_values);
+      v = vld1q_u8(b + offsetof(tl_block_iq4_nl, qs));
+      o->q0 = vqtbl1q_s8(vals, vandq_u8(v, m4));
+      o->q1 = vqtbl1q_s8(vals, vshrq_n_u8(v, 4));
+      break;
+    }
   }
 }
 
@@ -253,6 +264,47 @@ static void unpack_q6_k(const uint8_t *b, kblk *o) {
   o->d = f16s(b + offsetof(tl_block_q6_k, d));
   o->dmin = 0;
 }
+
+/* IQ4_XS: the nibbles looked up (TBL) as the int8 values; the 6-bit scales
+ * - 32 per 32, for both 16-halves. */
+static void unpack_iq4_xs(const uint8_t *b, kblk *o) {
+  const int8x16_t vals = vld1q_s8(tl_iq4nl_values);
+  const uint8x16_t m4 = vdupq_n_u8(15);
+  const uint8_t *qs = b + offsetof(tl_block_iq4_xs, qs);
+  int8_t sc[16];
+  for (int j = 0; j < 8; j++) {
+    const uint8x16_t v = vld1q_u8(qs + 16 * j);
+    vst1q_s8(o->q + 32 * j, vqtbl1q_s8(vals, vandq_u8(v, m4)));
+    vst1q_s8(o->q + 32 * j + 16, vqtbl1q_s8(vals, vshrq_n_u8(v, 4)));
+    sc[2 * j] = sc[2 * j + 1] = (int8_t)tl_iq4_xs_scale(b, j);
+  }
+  widen_s8_s32(vld1q_s8(sc), o->sc);
+  o->mn[0] = o->mn[1] = vdupq_n_s16(0);
+  o->d = f16s(b);
+  o->dmin = 0;
+}
+
+/* The other IQ types: the lattice lookups of the scalar reference's integer
+ * form (tl_iq_unpack: values f * sc[e / 16] * q[e]); the dot products in NEON. */
+INLINE void unpack_iq(uint32_t type, const uint8_t *b, kblk *o) {
+  int16_t sc[16];
+  o->d = tl_iq_unpack(type, b, o->q, sc);
+  widen_s8_s32(vmovn_high_s16(vmovn_s16(vld1q_s16(sc)), vld1q_s16(sc + 8)), o->sc);
+  o->mn[0] = o->mn[1] = vdupq_n_s16(0);
+  o->dmin = 0;
+}
+#define UNPACK_IQ(name, type)                            \
+  static void unpack_##name(const uint8_t *b, kblk *o) { \
+    unpack_iq(type, b, o);                               \
+  }
+UNPACK_IQ(iq2_xxs, TL_TYPE_IQ2_XXS)
+UNPACK_IQ(iq2_xs, TL_TYPE_IQ2_XS)
+UNPACK_IQ(iq2_s, TL_TYPE_IQ2_S)
+UNPACK_IQ(iq3_xxs, TL_TYPE_IQ3_XXS)
+UNPACK_IQ(iq3_s, TL_TYPE_IQ3_S)
+UNPACK_IQ(iq1_s, TL_TYPE_IQ1_S)
+UNPACK_IQ(iq1_m, TL_TYPE_IQ1_M)
+#undef UNPACK_IQ
 
 /* [sum of v[0], .., sum of v[T - 1]]: the per-token totals of a tile row
  * (T = 1: in every lane). The integer totals are exact, so a token's result

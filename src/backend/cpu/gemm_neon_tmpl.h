@@ -160,6 +160,7 @@ TL_NEON_GEMM32(q4_1, K32_Q4_1)
 TL_NEON_GEMM32(q5_0, K32_Q5_0)
 TL_NEON_GEMM32(q5_1, K32_Q5_1)
 TL_NEON_GEMM32(q8_0, K32_Q8_0)
+TL_NEON_GEMM32(iq4_nl, K32_IQ4NL)
 #undef TL_NEON_GEMM32
 
 #define TL_NEON_GEMMK(name, has_min)                                                           \
@@ -173,6 +174,14 @@ TL_NEON_GEMMK(q3_k, false)
 TL_NEON_GEMMK(q4_k, true)
 TL_NEON_GEMMK(q5_k, true)
 TL_NEON_GEMMK(q6_k, false)
+TL_NEON_GEMMK(iq4_xs, false)
+TL_NEON_GEMMK(iq2_xxs, false)
+TL_NEON_GEMMK(iq2_xs, false)
+TL_NEON_GEMMK(iq2_s, false)
+TL_NEON_GEMMK(iq3_xxs, false)
+TL_NEON_GEMMK(iq3_s, false)
+TL_NEON_GEMMK(iq1_s, false)
+TL_NEON_GEMMK(iq1_m, false)
 #undef TL_NEON_GEMMK
 
 static void SFX(fill_qgemm)(tl_cpu_kernels *k) {
@@ -186,4 +195,13 @@ static void SFX(fill_qgemm)(tl_cpu_kernels *k) {
   k->gemm[TL_TYPE_Q4_K] = SFX(gemm_q4_k);
   k->gemm[TL_TYPE_Q5_K] = SFX(gemm_q5_k);
   k->gemm[TL_TYPE_Q6_K] = SFX(gemm_q6_k);
+  k->gemm[TL_TYPE_IQ4_NL] = SFX(gemm_iq4_nl);
+  k->gemm[TL_TYPE_IQ4_XS] = SFX(gemm_iq4_xs);
+  k->gemm[TL_TYPE_IQ2_XXS] = SFX(gemm_iq2_xxs);
+  k->gemm[TL_TYPE_IQ2_XS] = SFX(gemm_iq2_xs);
+  k->gemm[TL_TYPE_IQ2_S] = SFX(gemm_iq2_s);
+  k->gemm[TL_TYPE_IQ3_XXS] = SFX(gemm_iq3_xxs);
+  k->gemm[TL_TYPE_IQ3_S] = SFX(gemm_iq3_s);
+  k->gemm[TL_TYPE_IQ1_S] = SFX(gemm_iq1_s);
+  k->gemm[TL_TYPE_IQ1_M] = SFX(gemm_iq1_m);
 }

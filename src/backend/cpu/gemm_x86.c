@@ -18,6 +18,7 @@
 #include <immintrin.h>
 
 #include "backend/cpu/qkernels.h"
+#include "quant/quant_iq.h"
 
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
@@ -193,22 +194,24 @@ VNNI INLINE void pf_next(const uint8_t *p, size_t ldw, int R, size_t bytes) {
  * block (s = dx * sum(q), stored in the activation row) in one lane of the
  * block. Lanes 0-7 hold the first block, 8-15 the second. */
 
-typedef enum { Q32_4_0, Q32_4_1, Q32_5_0, Q32_5_1, Q32_8_0 } q32_kind;
+/* IQ4_NL is laid out as Q4_0 (f16 d, 16 nibble bytes); its nibbles index the
+ * 16 non-linear values, looked up (vpshufb) as u8 value + 128, offset 128. */
+typedef enum { Q32_4_0, Q32_4_1, Q32_5_0, Q32_5_1, Q32_8_0, Q32_IQ4NL } q32_kind;
 
 INLINE size_t q32_bs(q32_kind k) {
-  return k == Q32_4_0   ? sizeof(tl_block_q4_0)
-         : k == Q32_4_1 ? sizeof(tl_block_q4_1)
-         : k == Q32_5_0 ? sizeof(tl_block_q5_0)
-         : k == Q32_5_1 ? sizeof(tl_block_q5_1)
-                        : sizeof(tl_block_q8_0);
+  return k == Q32_4_0 || k == Q32_IQ4NL ? sizeof(tl_block_q4_0)
+         : k == Q32_4_1                 ? sizeof(tl_block_q4_1)
+         : k == Q32_5_0                 ? sizeof(tl_block_q5_0)
+         : k == Q32_5_1                 ? sizeof(tl_block_q5_1)
+                                        : sizeof(tl_block_q8_0);
 }
 
 INLINE size_t q32_qs(q32_kind k) {
-  return k == Q32_4_0   ? offsetof(tl_block_q4_0, qs)
-         : k == Q32_4_1 ? offsetof(tl_block_q4_1, qs)
-         : k == Q32_5_0 ? offsetof(tl_block_q5_0, qs)
-         : k == Q32_5_1 ? offsetof(tl_block_q5_1, qs)
-                        : offsetof(tl_block_q8_0, qs);
+  return k == Q32_4_0 || k == Q32_IQ4NL ? offsetof(tl_block_q4_0, qs)
+         : k == Q32_4_1                 ? offsetof(tl_block_q4_1, qs)
+         : k == Q32_5_0                 ? offsetof(tl_block_q5_0, qs)
+         : k == Q32_5_1                 ? offsetof(tl_block_q5_1, qs)
+                                        : offsetof(tl_block_q8_0, qs);
 }
 
 INLINE size_t q32_qh(q32_kind k) {
@@ -224,7 +227,7 @@ INLINE bool q32_min(q32_kind k) {
 
 /* The offset subtracted from the u8 weights (0: none). */
 INLINE int q32_off(q32_kind k) {
-  return k == Q32_4_0 ? 8 : k == Q32_5_0 ? 16 : k == Q32_8_0 ? 128 : 0;
+  return k == Q32_4_0 ? 8 : k == Q32_5_0 ? 16 : k == Q32_8_0 || k == Q32_IQ4NL ? 128 : 0;
 }
 
 /* Word indices b .. b + 7, highest first (for _mm512_set_epi16). */
@@ -255,6 +258,11 @@ VNNI INLINE void q32_load2(q32_kind k, const uint8_t *b, bool two, __m512i *wq, 
   const __m512i sh = _mm512_set_epi16(REP8(4), REP8(0), REP8(4), REP8(0));
   const __m512i q = _mm512_srlv_epi16(_mm512_permutexvar_epi16(iq, v), sh);
   *wq = _mm512_and_si512(q, _mm512_set1_epi8(15));
+  if (k == Q32_IQ4NL)
+    *wq = _mm512_shuffle_epi8(
+        _mm512_broadcast_i32x4(_mm_add_epi8(_mm_loadu_si128((const __m128i *)tl_iq4nl_values),
+                                            _mm_set1_epi8((char)0x80))),
+        *wq);
   if (q32_five(k)) {
     const uint64_t hb =
         tl_rd_u32(b + q32_qh(k)) | (two ? (uint64_t)tl_rd_u32(b + bs + q32_qh(k)) << 32 : 0);
@@ -331,12 +339,13 @@ VNNI INLINE void q32_tile(q32_kind k, const uint8_t *w, size_t ldw, const uint8_
 /* Q4_0 decode (one token): a dedicated loop. The generic q32_step above gave
  * about two thirds of this loop's tokens/s on TinyLlama Q4_0 (tg32, 2
  * threads: 36-41 against 53-55 tok/s, measured side by side). */
-VNNI INLINE void q4_0_dec_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
-                               int64_t n, float *y, int64_t ldy, const int R, const int T) {
+VNNI INLINE void q4x_dec_tile(q32_kind k, const uint8_t *w, size_t ldw, const uint8_t *x,
+                              size_t ldx, int64_t n, float *y, int64_t ldy, const int R,
+                              const int T) {
   (void)ldx;
   (void)T;
   const size_t bs = sizeof(tl_block_q4_0);
-  const __m512i koff = _mm512_set1_epi8(8);
+  const __m512i koff = _mm512_set1_epi8((char)q32_off(k));
   __m512 acc[8];
   _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
   const int64_t nb = n / 32;
@@ -347,7 +356,7 @@ VNNI INLINE void q4_0_dec_tile(const uint8_t *w, size_t ldw, const uint8_t *x, s
     _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
       const uint8_t *b = w + r * ldw + (size_t)i * bs;
       pf_next(b, ldw, R, 2 * bs);
-      q32_load2(Q32_4_0, b, two, &wq[r], &dw[r], &mw);
+      q32_load2(k, b, two, &wq[r], &dw[r], &mw);
     }
     const __m512i a =
         two ? _mm512_loadu_si512(x + 32 * i) : _mm512_maskz_loadu_epi8(0xffffffffull, x + 32 * i);
@@ -361,6 +370,16 @@ VNNI INLINE void q4_0_dec_tile(const uint8_t *w, size_t ldw, const uint8_t *x, s
   }
   _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
   (void)ldy;
+}
+
+/* Q4_0 and IQ4_NL (the same layout, nibbles looked up) decode with it. */
+VNNI INLINE void q4_0_dec_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
+                               int64_t n, float *y, int64_t ldy, const int R, const int T) {
+  q4x_dec_tile(Q32_4_0, w, ldw, x, ldx, n, y, ldy, R, T);
+}
+VNNI INLINE void iq4_nl_dec_tile(const uint8_t *w, size_t ldw, const uint8_t *x, size_t ldx,
+                                 int64_t n, float *y, int64_t ldy, const int R, const int T) {
+  q4x_dec_tile(Q32_IQ4NL, w, ldw, x, ldx, n, y, ldy, R, T);
 }
 
 /* For several tokens, a tile's rows are unpacked once into an L1-resident
@@ -611,6 +630,7 @@ GEMM_Q32(q4_1, Q32_4_1, q32m_unp)
 GEMM_Q32(q5_0, Q32_5_0, q32_unp)
 GEMM_Q32(q5_1, Q32_5_1, q32m_unp)
 GEMM_Q32(q8_0, Q32_8_0, q32_unp)
+GEMM_Q32(iq4_nl, Q32_IQ4NL, q32_unp)
 
 /* ---- K-quants (Q2_K .. Q6_K): 256-blocks in four 64-element steps ---------------
  * Weights as u8 (Q2_K: 0..3; Q3_K: low 2 bits | high bit << 2; Q4_K: the
@@ -621,14 +641,19 @@ GEMM_Q32(q8_0, Q32_8_0, q32_unp)
  * (dmin * sum_g m_g * bsum_g); the offsets of Q3_K (4) and Q6_K (32) are
  * -off * sc_g * bsum_g, one more dpwssd that starts the int32 sum. */
 
-typedef enum { KQ_2, KQ_3, KQ_4, KQ_5, KQ_6 } kq_kind;
+/* IQ4_XS goes the same way with signed weights: maddubs takes |value| (u8,
+ * at most 127, so the pair sums do not saturate) and the activations negated
+ * where the value is negative (a byte mask per row and step, neg); its 6-bit
+ * scales - 32 act per 32 as Q4_K's. */
+typedef enum { KQ_2, KQ_3, KQ_4, KQ_5, KQ_6, KQ_IQ4XS } kq_kind;
 
 INLINE size_t kq_bs(kq_kind k) {
   return k == KQ_2   ? sizeof(tl_block_q2_k)
          : k == KQ_3 ? sizeof(tl_block_q3_k)
          : k == KQ_4 ? sizeof(tl_block_q4_k)
          : k == KQ_5 ? sizeof(tl_block_q5_k)
-                     : sizeof(tl_block_q6_k);
+         : k == KQ_6 ? sizeof(tl_block_q6_k)
+                     : sizeof(tl_block_iq4_xs);
 }
 
 /* Mins (times dmin and the bsums) or an offset (folded into the int32 sum). */
@@ -707,7 +732,27 @@ VNNI INLINE void q6k_row(const uint8_t *b, kq_row *o) {
   o->dmin = 0;
 }
 
+/* IQ4_XS's 8 scales (6 bits - 32, per 32) as int16, and d. */
+VNNI INLINE void iq4xs_row(const uint8_t *b, kq_row *o) {
+  const __m128i lo8 = _mm_cvtsi32_si128((int)tl_rd_u32(b + offsetof(tl_block_iq4_xs, scales_l)));
+  /* nibble j % 2 of byte j / 2, as 16-bit lanes j */
+  const __m128i lo16 = _mm_cvtepu8_epi16(lo8);
+  const __m128i lo = _mm_and_si128(
+      _mm_srlv_epi16(_mm_unpacklo_epi16(lo16, lo16), _mm_set_epi16(4, 0, 4, 0, 4, 0, 4, 0)),
+      _mm_set1_epi16(15));
+  const __m128i hi = _mm_and_si128(
+      _mm_srlv_epi16(_mm_set1_epi16((short)tl_rd_u16(b + offsetof(tl_block_iq4_xs, scales_h))),
+                     _mm_set_epi16(14, 12, 10, 8, 6, 4, 2, 0)),
+      _mm_set1_epi16(3));
+  const __m128i sc = _mm_sub_epi16(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi16(32));
+  o->sc16 = _mm512_castsi128_si512(sc);
+  o->minv = _mm512_setzero_si512();
+  o->d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(tl_rd_u16(b))));
+  o->dmin = 0;
+}
+
 VNNI INLINE void kq_row_load(kq_kind k, const uint8_t *b, kq_row *o) {
+  if (k == KQ_IQ4XS) iq4xs_row(b, o);
   if (k == KQ_2) q2k_row(b, o);
   if (k == KQ_3) q3k_row(b, o);
   if (k == KQ_4 || k == KQ_5) q4k_row(b, o);
@@ -752,9 +797,28 @@ VNNI INLINE __m512i sv16_step(const kq_row *o, int s) {
   return _mm512_permutexvar_epi16(idx, o->sc16);
 }
 
-/* Weights of step s (elements 64 s .. 64 s + 63) as u8, and their scales per int16 pair. */
+/* Weights of step s (elements 64 s .. 64 s + 63) as u8, and their scales per
+ * int16 pair; IQ4_XS: |value| and the mask of the negative ones in *neg. */
 VNNI INLINE void kq_step(kq_kind k, const uint8_t *b, const kq_row *o, int s, __m512i *wq,
-                         __m512i *sv) {
+                         __m512i *sv, __mmask64 *neg) {
+  if (k == KQ_IQ4XS) {
+    /* bytes 16 j .. 16 j + 15 of sub-block j: elements l (low nibble), l + 16 */
+    const __m256i v =
+        _mm256_loadu_si256((const __m256i *)(b + offsetof(tl_block_iq4_xs, qs) + 32 * s));
+    const __m256i m4 = _mm256_set1_epi8(15);
+    /* 128-bit lanes: elements 0..15 and 16..31 of sub-block 2 s (low nibbles, then
+     * high ones) in lanes 0 and 2, those of 2 s + 1 in lanes 1 and 3; the
+     * activations are put in the same order (kq_act) */
+    const __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m4)),
+                                           _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 1);
+    const __m128i vals = _mm_loadu_si128((const __m128i *)tl_iq4nl_values);
+    *wq = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_abs_epi8(vals)), nib);
+    *neg = _mm512_cmplt_epu8_mask(nib, _mm512_set1_epi8(8));
+    *sv = _mm512_permutexvar_epi16(
+        _mm512_set_epi16(REP8(2 * s + 1), REP8(2 * s), REP8(2 * s + 1), REP8(2 * s)), o->sc16);
+    return;
+  }
+  *neg = 0;
   if (k == KQ_2) {
     *wq = planes2_step(b + offsetof(tl_block_q2_k, qs), s);
   } else if (k == KQ_3) {
@@ -775,6 +839,18 @@ VNNI INLINE void kq_step(kq_kind k, const uint8_t *b, const kq_row *o, int s, __
     *wq = _mm512_or_si512(lo, _mm512_slli_epi16(hv, 4));
   }
   *sv = k == KQ_4 || k == KQ_5 ? sv32_step(o, s) : sv16_step(o, s);
+}
+
+/* The 64 activations of a step in the order of the weights (IQ4_XS: 128-bit
+ * lanes 0, 2, 1, 3; the others: as they are). */
+VNNI INLINE __m512i kq_act(kq_kind k, const uint8_t *p) {
+  const __m512i a = _mm512_loadu_si512(p);
+  return k == KQ_IQ4XS ? _mm512_shuffle_i64x2(a, a, _MM_SHUFFLE(3, 1, 2, 0)) : a;
+}
+
+/* The activations with the IQ4_XS signs applied (the others: a). */
+VNNI INLINE __m512i kq_sign(kq_kind k, __m512i a, __mmask64 neg) {
+  return k == KQ_IQ4XS ? _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a) : a;
 }
 
 /* The activation sums per 16 of block i. */
@@ -819,12 +895,13 @@ VNNI INLINE void kq_tile(kq_kind k, const uint8_t *w, size_t ldw, const uint8_t 
       }
       _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
         __m512i wq[4], sv[4];
+        __mmask64 neg[4];
         _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++)
-            kq_step(k, wh + r * ldw, &rw[r], s, &wq[r], &sv[r]);
+            kq_step(k, wh + r * ldw, &rw[r], s, &wq[r], &sv[r], &neg[r]);
         _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
-          const __m512i a = _mm512_loadu_si512(x + t * ldx + 256 * i + 64 * s);
-          _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++) ia[r][t] =
-              _mm512_dpwssd_epi32(ia[r][t], _mm512_maddubs_epi16(wq[r], a), sv[r]);
+          const __m512i a = kq_act(k, x + t * ldx + 256 * i + 64 * s);
+          _Pragma("GCC unroll 4") for (int r = 0; r < RH; r++) ia[r][t] = _mm512_dpwssd_epi32(
+              ia[r][t], _mm512_maddubs_epi16(wq[r], kq_sign(k, a, neg[r])), sv[r]);
         }
       }
       _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) {
@@ -843,7 +920,9 @@ VNNI INLINE void kq_tile(kq_kind k, const uint8_t *w, size_t ldw, const uint8_t 
  * and int16 scale vectors, the min / offset vector and d, dmin. */
 typedef struct kq_unp {
   __m512i wq[4], sv[4], minv;
-  float d, dmin, pad[14];
+  float d, dmin;
+  __mmask64 neg[4];
+  float pad[6];
 } kq_unp;
 
 VNNI INLINE void kq_unpack_row(kq_kind k, const uint8_t *b, int64_t n, kq_unp *u) {
@@ -851,7 +930,8 @@ VNNI INLINE void kq_unpack_row(kq_kind k, const uint8_t *b, int64_t n, kq_unp *u
   for (int64_t i = 0; i < n / 256; i++, b += bsz, u++) {
     kq_row rw;
     kq_row_load(k, b, &rw);
-    _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) kq_step(k, b, &rw, s, &u->wq[s], &u->sv[s]);
+    _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++)
+        kq_step(k, b, &rw, s, &u->wq[s], &u->sv[s], &u->neg[s]);
     u->minv = rw.minv;
     u->d = rw.d;
     u->dmin = rw.dmin;
@@ -872,10 +952,11 @@ VNNI INLINE void kq_utile(kq_kind k, const kq_unp *u, int64_t nsb, const uint8_t
     }
     for (int s = 0; s < 4; s++) {
       _Pragma("GCC unroll 6") for (int t = 0; t < T; t++) {
-        const __m512i a = _mm512_loadu_si512(x + t * ldx + 256 * i + 64 * s);
+        const __m512i a = kq_act(k, x + t * ldx + 256 * i + 64 * s);
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
           const kq_unp *ur = u + r * nsb + i;
-          ia[r][t] = _mm512_dpwssd_epi32(ia[r][t], _mm512_maddubs_epi16(ur->wq[s], a), ur->sv[s]);
+          ia[r][t] = _mm512_dpwssd_epi32(
+              ia[r][t], _mm512_maddubs_epi16(ur->wq[s], kq_sign(k, a, ur->neg[s])), ur->sv[s]);
         }
       }
     }
@@ -922,6 +1003,7 @@ GEMM_KQ(q3_k, KQ_3)
 GEMM_KQ(q4_k, KQ_4)
 GEMM_KQ(q5_k, KQ_5)
 GEMM_KQ(q6_k, KQ_6)
+GEMM_KQ(iq4_xs, KQ_IQ4XS)
 
 /* ---- F32 / F16 / BF16 weights, f32 activations ---------------------------------- */
 
@@ -1102,6 +1184,8 @@ void tl_cpu_fill_avx512vnni(tl_cpu_kernels *k) {
   k->gemm[TL_TYPE_Q4_K] = gemm_q4_k;
   k->gemm[TL_TYPE_Q5_K] = gemm_q5_k;
   k->gemm[TL_TYPE_Q6_K] = gemm_q6_k;
+  k->gemm[TL_TYPE_IQ4_NL] = gemm_iq4_nl;
+  k->gemm[TL_TYPE_IQ4_XS] = gemm_iq4_xs;
   k->gemm[TL_TYPE_F32] = gemm_f32;
   k->gemm[TL_TYPE_F16] = gemm_f16;
   k->gemm[TL_TYPE_BF16] = gemm_bf16;

@@ -263,6 +263,39 @@ static float dot_q6_k(const void *row, const float *x, int64_t n) {
   return sum;
 }
 
+/* The IQ types: each block's integer form (tl_iq_unpack, qact.c), then
+ * f * sum_g sc_g * sum(q * x) per block. */
+static inline float dot_iq(uint32_t type, const void *row, const float *x, int64_t n) {
+  const tl_type_info *ti = tl_type_get(type);
+  const uint8_t *b = row;
+  float sum = 0;
+  int8_t q[256];
+  int16_t sc[16];
+  for (int64_t i = 0; i < n / ti->blck; i++, b += ti->type_size) {
+    const float f = tl_iq_unpack(type, b, q, sc);
+    const float *xb = x + i * ti->blck;
+    float acc = 0;
+    for (int g = 0; g < ti->blck / 16; g++)
+      acc += (float)sc[g] * dot_i8(q + 16 * g, xb + 16 * g, 16);
+    sum += f * acc;
+  }
+  return sum;
+}
+
+#define DOT_IQ(name, type)                                              \
+  static float dot_##name(const void *row, const float *x, int64_t n) { \
+    return dot_iq(type, row, x, n);                                     \
+  }
+DOT_IQ(iq4_nl, TL_TYPE_IQ4_NL)
+DOT_IQ(iq4_xs, TL_TYPE_IQ4_XS)
+DOT_IQ(iq2_xxs, TL_TYPE_IQ2_XXS)
+DOT_IQ(iq2_xs, TL_TYPE_IQ2_XS)
+DOT_IQ(iq2_s, TL_TYPE_IQ2_S)
+DOT_IQ(iq3_xxs, TL_TYPE_IQ3_XXS)
+DOT_IQ(iq3_s, TL_TYPE_IQ3_S)
+DOT_IQ(iq1_s, TL_TYPE_IQ1_S)
+DOT_IQ(iq1_m, TL_TYPE_IQ1_M)
+
 /* Torchless .bin int8: groups of 64 values q / s. */
 static float dot_i8s(const int8_t *q, const float *scales, const float *x, int64_t n) {
   float sum = 0;
@@ -296,19 +329,17 @@ static const tl_cpu_kernels g_scalar = {
     .name = "scalar",
     .vec_dot =
         {
-            [TL_TYPE_F32] = dot_f32,
-            [TL_TYPE_F16] = dot_f16,
-            [TL_TYPE_BF16] = dot_bf16,
-            [TL_TYPE_Q8_0] = dot_q8_0,
-            [TL_TYPE_Q4_0] = dot_q4_0,
-            [TL_TYPE_Q4_1] = dot_q4_1,
-            [TL_TYPE_Q5_0] = dot_q5_0,
-            [TL_TYPE_Q5_1] = dot_q5_1,
-            [TL_TYPE_Q2_K] = dot_q2_k,
-            [TL_TYPE_Q3_K] = dot_q3_k,
-            [TL_TYPE_Q4_K] = dot_q4_k,
-            [TL_TYPE_Q5_K] = dot_q5_k,
-            [TL_TYPE_Q6_K] = dot_q6_k,
+            [TL_TYPE_F32] = dot_f32,         [TL_TYPE_F16] = dot_f16,
+            [TL_TYPE_BF16] = dot_bf16,       [TL_TYPE_Q8_0] = dot_q8_0,
+            [TL_TYPE_Q4_0] = dot_q4_0,       [TL_TYPE_Q4_1] = dot_q4_1,
+            [TL_TYPE_Q5_0] = dot_q5_0,       [TL_TYPE_Q5_1] = dot_q5_1,
+            [TL_TYPE_Q2_K] = dot_q2_k,       [TL_TYPE_Q3_K] = dot_q3_k,
+            [TL_TYPE_Q4_K] = dot_q4_k,       [TL_TYPE_Q5_K] = dot_q5_k,
+            [TL_TYPE_Q6_K] = dot_q6_k,       [TL_TYPE_IQ4_NL] = dot_iq4_nl,
+            [TL_TYPE_IQ4_XS] = dot_iq4_xs,   [TL_TYPE_IQ2_XXS] = dot_iq2_xxs,
+            [TL_TYPE_IQ2_XS] = dot_iq2_xs,   [TL_TYPE_IQ2_S] = dot_iq2_s,
+            [TL_TYPE_IQ3_XXS] = dot_iq3_xxs, [TL_TYPE_IQ3_S] = dot_iq3_s,
+            [TL_TYPE_IQ1_S] = dot_iq1_s,     [TL_TYPE_IQ1_M] = dot_iq1_m,
         },
     .axpy = {[TL_TYPE_F32] = axpy_f32, [TL_TYPE_F16] = axpy_f16},
     .vec_dot_i8s = dot_i8s,
@@ -316,16 +347,16 @@ static const tl_cpu_kernels g_scalar = {
     .silu = silu,
     .gemm =
         {
-            [TL_TYPE_Q4_0] = tl_gemm_q4_0_scalar,
-            [TL_TYPE_Q4_1] = tl_gemm_q4_1_scalar,
-            [TL_TYPE_Q5_0] = tl_gemm_q5_0_scalar,
-            [TL_TYPE_Q5_1] = tl_gemm_q5_1_scalar,
-            [TL_TYPE_Q8_0] = tl_gemm_q8_0_scalar,
-            [TL_TYPE_Q2_K] = tl_gemm_q2_k_scalar,
-            [TL_TYPE_Q3_K] = tl_gemm_q3_k_scalar,
-            [TL_TYPE_Q4_K] = tl_gemm_q4_k_scalar,
-            [TL_TYPE_Q5_K] = tl_gemm_q5_k_scalar,
-            [TL_TYPE_Q6_K] = tl_gemm_q6_k_scalar,
+            [TL_TYPE_Q4_0] = tl_gemm_q4_0_scalar,       [TL_TYPE_Q4_1] = tl_gemm_q4_1_scalar,
+            [TL_TYPE_Q5_0] = tl_gemm_q5_0_scalar,       [TL_TYPE_Q5_1] = tl_gemm_q5_1_scalar,
+            [TL_TYPE_Q8_0] = tl_gemm_q8_0_scalar,       [TL_TYPE_Q2_K] = tl_gemm_q2_k_scalar,
+            [TL_TYPE_Q3_K] = tl_gemm_q3_k_scalar,       [TL_TYPE_Q4_K] = tl_gemm_q4_k_scalar,
+            [TL_TYPE_Q5_K] = tl_gemm_q5_k_scalar,       [TL_TYPE_Q6_K] = tl_gemm_q6_k_scalar,
+            [TL_TYPE_IQ4_NL] = tl_gemm_iq4_nl_scalar,   [TL_TYPE_IQ4_XS] = tl_gemm_iq4_xs_scalar,
+            [TL_TYPE_IQ2_XXS] = tl_gemm_iq2_xxs_scalar, [TL_TYPE_IQ2_XS] = tl_gemm_iq2_xs_scalar,
+            [TL_TYPE_IQ2_S] = tl_gemm_iq2_s_scalar,     [TL_TYPE_IQ3_XXS] = tl_gemm_iq3_xxs_scalar,
+            [TL_TYPE_IQ3_S] = tl_gemm_iq3_s_scalar,     [TL_TYPE_IQ1_S] = tl_gemm_iq1_s_scalar,
+            [TL_TYPE_IQ1_M] = tl_gemm_iq1_m_scalar,
         },
     .quant_act = {[TL_ACT_Q8_32] = tl_qact_q8_32_scalar, [TL_ACT_Q8_256] = tl_qact_q8_256_scalar},
 };

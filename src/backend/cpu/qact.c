@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "backend/cpu/qkernels.h"
+#include "quant/quant_iq.h"
 
 tl_act_fmt tl_cpu_act_fmt(uint32_t type) {
   switch (type) {
@@ -16,12 +17,21 @@ tl_act_fmt tl_cpu_act_fmt(uint32_t type) {
     case TL_TYPE_Q5_0:
     case TL_TYPE_Q5_1:
     case TL_TYPE_Q8_0:
+    case TL_TYPE_IQ4_NL:
       return TL_ACT_Q8_32;
     case TL_TYPE_Q2_K:
     case TL_TYPE_Q3_K:
     case TL_TYPE_Q4_K:
     case TL_TYPE_Q5_K:
     case TL_TYPE_Q6_K:
+    case TL_TYPE_IQ4_XS:
+    case TL_TYPE_IQ2_XXS:
+    case TL_TYPE_IQ2_XS:
+    case TL_TYPE_IQ2_S:
+    case TL_TYPE_IQ3_XXS:
+    case TL_TYPE_IQ3_S:
+    case TL_TYPE_IQ1_S:
+    case TL_TYPE_IQ1_M:
       return TL_ACT_Q8_256;
     default:
       return TL_ACT_F32;
@@ -264,3 +274,192 @@ GEMMK(q3_k, TL_TYPE_Q3_K)
 GEMMK(q4_k, TL_TYPE_Q4_K)
 GEMMK(q5_k, TL_TYPE_Q5_K)
 GEMMK(q6_k, TL_TYPE_Q6_K)
+
+/* ---- IQ types -------------------------------------------------------------------
+ * Every IQ value is an integer times a per-16 integer scale times a float:
+ * x = f * sc[e / 16] * q[e] with
+ *   IQ4_NL (per 32: sc = 1), IQ4_XS: f = d, sc = ls - 32, q = the non-linear value;
+ *   IQ2_*: f = d / 8, sc = 2 s + 1, q = grid byte * sign;
+ *   IQ3_XXS: f = d / 4, sc = 2 s + 1; IQ3_S: f = d, sc = 2 s + 1;
+ *   IQ1_S / IQ1_M: f = d / 8, sc = 2 s + 1, q = 8 * grid +- 1 (the delta 1/8).
+ * These follow from ggml's dequantizers ((0.5 + s) * 0.25 = (2 s + 1) / 8 etc.,
+ * exact in binary); the unpacking is written from the block layouts
+ * independently of quant/quant_iq.c, whose dequantized rows the tests compare
+ * it with. */
+
+static inline int gbyte(uint64_t g, int j) {
+  return (int)((g >> (8 * j)) & 0xff);
+}
+
+/* 8 elements of an IQ2 grid row with a sign byte. */
+static inline void iq_put8(int8_t *q, uint64_t g, unsigned signs) {
+  for (int j = 0; j < 8; j++) q[j] = (int8_t)((signs >> j) & 1 ? -gbyte(g, j) : gbyte(g, j));
+}
+
+/* 4 + 4 elements of two IQ3 grid entries with a sign byte. */
+static inline void iq_put44(int8_t *q, uint32_t g1, uint32_t g2, unsigned signs) {
+  for (int j = 0; j < 4; j++) {
+    q[j] = (int8_t)((signs >> j) & 1 ? -gbyte(g1, j) : gbyte(g1, j));
+    q[j + 4] = (int8_t)((signs >> (j + 4)) & 1 ? -gbyte(g2, j) : gbyte(g2, j));
+  }
+}
+
+/* IQ1: 8 elements 8 * grid + (neg ? -1 : 1). */
+static inline void iq_put1(int8_t *q, uint64_t g, bool neg) {
+  for (int j = 0; j < 8; j++) q[j] = (int8_t)(8 * (int8_t)gbyte(g, j) + (neg ? -1 : 1));
+}
+
+float tl_iq_unpack(uint32_t type, const uint8_t *b, int8_t *q, int16_t *sc) {
+  switch (type) {
+    case TL_TYPE_IQ4_NL:
+      for (int j = 0; j < 16; j++) {
+        q[j] = tl_iq4nl_values[b[2 + j] & 15];
+        q[j + 16] = tl_iq4nl_values[b[2 + j] >> 4];
+      }
+      sc[0] = sc[1] = 1;
+      return rd_f16(b);
+    case TL_TYPE_IQ4_XS: {
+      const uint8_t *qs = b + offsetof(tl_block_iq4_xs, qs);
+      const unsigned sh = tl_rd_u16(b + 2);
+      for (int ib = 0; ib < 8; ib++) {
+        const int lo = (b[4 + ib / 2] >> (4 * (ib & 1))) & 15;
+        sc[2 * ib] = sc[2 * ib + 1] = (int16_t)((lo | ((sh >> (2 * ib)) & 3) << 4) - 32);
+        for (int j = 0; j < 16; j++) {
+          q[32 * ib + j] = tl_iq4nl_values[qs[16 * ib + j] & 15];
+          q[32 * ib + 16 + j] = tl_iq4nl_values[qs[16 * ib + j] >> 4];
+        }
+      }
+      return rd_f16(b);
+    }
+    case TL_TYPE_IQ2_XXS:
+      for (int ib = 0; ib < 8; ib++) {
+        const uint8_t *g = b + 2 + 8 * ib;
+        const uint32_t a = tl_rd_u32(g + 4);
+        sc[2 * ib] = sc[2 * ib + 1] = (int16_t)(2 * (a >> 28) + 1);
+        for (int l = 0; l < 4; l++)
+          iq_put8(q + 32 * ib + 8 * l, tl_iq2xxs_grid[g[l]], tl_iq_ksigns[(a >> (7 * l)) & 127]);
+      }
+      return rd_f16(b) * 0.125f;
+    case TL_TYPE_IQ2_XS:
+      for (int ib = 0; ib < 8; ib++) {
+        const uint8_t s = b[offsetof(tl_block_iq2_xs, scales) + ib];
+        sc[2 * ib] = (int16_t)(2 * (s & 15) + 1);
+        sc[2 * ib + 1] = (int16_t)(2 * (s >> 4) + 1);
+        for (int l = 0; l < 4; l++) {
+          const unsigned v = tl_rd_u16(b + 2 + 2 * (4 * ib + l));
+          iq_put8(q + 32 * ib + 8 * l, tl_iq2xs_grid[v & 511], tl_iq_ksigns[v >> 9]);
+        }
+      }
+      return rd_f16(b) * 0.125f;
+    case TL_TYPE_IQ2_S:
+      for (int ib = 0; ib < 8; ib++) {
+        const uint8_t s = b[offsetof(tl_block_iq2_s, scales) + ib];
+        const unsigned h = b[offsetof(tl_block_iq2_s, qh) + ib];
+        sc[2 * ib] = (int16_t)(2 * (s & 15) + 1);
+        sc[2 * ib + 1] = (int16_t)(2 * (s >> 4) + 1);
+        for (int l = 0; l < 4; l++) {
+          const unsigned idx = b[2 + 4 * ib + l] | (((h >> (2 * l)) & 3) << 8);
+          iq_put8(q + 32 * ib + 8 * l, tl_iq2s_grid[idx], b[2 + 32 + 4 * ib + l]);
+        }
+      }
+      return rd_f16(b) * 0.125f;
+    case TL_TYPE_IQ3_XXS:
+      for (int ib = 0; ib < 8; ib++) {
+        const uint8_t *g = b + 2 + 8 * ib;
+        const uint32_t a = tl_rd_u32(b + 2 + 64 + 4 * ib);
+        sc[2 * ib] = sc[2 * ib + 1] = (int16_t)(2 * (a >> 28) + 1);
+        for (int l = 0; l < 4; l++)
+          iq_put44(q + 32 * ib + 8 * l, tl_iq3xxs_grid[g[2 * l]], tl_iq3xxs_grid[g[2 * l + 1]],
+                   tl_iq_ksigns[(a >> (7 * l)) & 127]);
+      }
+      return rd_f16(b) * 0.25f;
+    case TL_TYPE_IQ3_S:
+      for (int ib = 0; ib < 8; ib++) {
+        const uint8_t *g = b + offsetof(tl_block_iq3_s, qs) + 8 * ib;
+        const unsigned h = b[offsetof(tl_block_iq3_s, qh) + ib];
+        const uint8_t s = b[offsetof(tl_block_iq3_s, scales) + ib / 2];
+        sc[2 * ib] = sc[2 * ib + 1] = (int16_t)(2 * ((s >> (4 * (ib & 1))) & 15) + 1);
+        for (int l = 0; l < 4; l++) {
+          const unsigned i1 = g[2 * l] | (((h >> (2 * l)) & 1) << 8);
+          const unsigned i2 = g[2 * l + 1] | (((h >> (2 * l + 1)) & 1) << 8);
+          iq_put44(q + 32 * ib + 8 * l, tl_iq3s_grid[i1], tl_iq3s_grid[i2],
+                   b[offsetof(tl_block_iq3_s, signs) + 4 * ib + l]);
+        }
+      }
+      return rd_f16(b);
+    case TL_TYPE_IQ1_S:
+      for (int ib = 0; ib < 8; ib++) {
+        const unsigned h = tl_rd_u16(b + offsetof(tl_block_iq1_s, qh) + 2 * ib);
+        sc[2 * ib] = sc[2 * ib + 1] = (int16_t)(2 * ((h >> 12) & 7) + 1);
+        for (int l = 0; l < 4; l++) {
+          const unsigned idx = b[2 + 4 * ib + l] | (((h >> (3 * l)) & 7) << 8);
+          iq_put1(q + 32 * ib + 8 * l, tl_iq1s_grid[idx], (h & 0x8000) != 0);
+        }
+      }
+      return rd_f16(b) * 0.125f;
+    case TL_TYPE_IQ1_M: {
+      const uint8_t *s8 = b + offsetof(tl_block_iq1_m, scales);
+      unsigned w[4];
+      for (int k = 0; k < 4; k++) w[k] = tl_rd_u16(s8 + 2 * k);
+      const uint16_t dh =
+          (uint16_t)((w[0] >> 12) | ((w[1] >> 8) & 0xf0) | ((w[2] >> 4) & 0xf00) | (w[3] & 0xf000));
+      for (int ib = 0; ib < 8; ib++) {
+        const unsigned sw = w[ib / 2] >> (6 * (ib & 1));
+        sc[2 * ib] = (int16_t)(2 * (sw & 7) + 1);
+        sc[2 * ib + 1] = (int16_t)(2 * ((sw >> 3) & 7) + 1);
+        for (int l = 0; l < 4; l++) {
+          const unsigned h = b[offsetof(tl_block_iq1_m, qh) + 2 * ib + l / 2] >> (4 * (l & 1));
+          const unsigned idx = b[4 * ib + l] | ((h & 7) << 8);
+          iq_put1(q + 32 * ib + 8 * l, tl_iq1s_grid[idx], (h & 8) != 0);
+        }
+      }
+      return tl_f16_to_f32(dh) * 0.125f;
+    }
+    default:
+      return 0;
+  }
+}
+
+/* IQ4_NL: 32-blocks on Q8_32 activations; the others: 256-blocks on Q8_256.
+ * Each weight block is unpacked once and used for up to 64 tokens. */
+static void gemm_iq(uint32_t type, const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
+                    int64_t nt, int64_t n, float *y, int64_t ldy) {
+  const tl_type_info *ti = tl_type_get(type);
+  const int64_t blk = ti->blck;
+  int8_t q[256];
+  int16_t sc[16];
+  float acc[64];
+  for (int64_t t0 = 0; t0 < nt; t0 += 64) {
+    const int64_t tn = nt - t0 < 64 ? nt - t0 : 64;
+    for (int64_t r = 0; r < nr; r++) {
+      const uint8_t *b = (const uint8_t *)w + r * ldw;
+      for (int64_t t = 0; t < tn; t++) acc[t] = 0;
+      for (int64_t i = 0; i < n / blk; i++) {
+        const float f = tl_iq_unpack(type, b + i * ti->type_size, q, sc);
+        for (int64_t t = 0; t < tn; t++) {
+          const uint8_t *xr = (const uint8_t *)x + (t0 + t) * ldx;
+          const int8_t *a = (const int8_t *)xr + blk * i;
+          int32_t tot = 0;
+          for (int g = 0; g < blk / 16; g++) tot += sc[g] * idot(q + 16 * g, a + 16 * g, 16);
+          acc[t] += f * tl_act_d(xr, n)[i] * (float)tot;
+        }
+      }
+      for (int64_t t = 0; t < tn; t++) y[(t0 + t) * ldy + r] = acc[t];
+    }
+  }
+}
+
+#define GEMMIQ(name, type)                                                                       \
+  void tl_gemm_##name##_scalar(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx, \
+                               int64_t nt, int64_t n, float *y, int64_t ldy) {                   \
+    gemm_iq(type, w, ldw, nr, x, ldx, nt, n, y, ldy);                                            \
+  }
+GEMMIQ(iq4_nl, TL_TYPE_IQ4_NL)
+GEMMIQ(iq4_xs, TL_TYPE_IQ4_XS)
+GEMMIQ(iq2_xxs, TL_TYPE_IQ2_XXS)
+GEMMIQ(iq2_xs, TL_TYPE_IQ2_XS)
+GEMMIQ(iq2_s, TL_TYPE_IQ2_S)
+GEMMIQ(iq3_xxs, TL_TYPE_IQ3_XXS)
+GEMMIQ(iq3_s, TL_TYPE_IQ3_S)
+GEMMIQ(iq1_s, TL_TYPE_IQ1_S)
+GEMMIQ(iq1_m, TL_TYPE_IQ1_M)

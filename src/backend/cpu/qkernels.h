@@ -29,6 +29,23 @@ void tl_gemm_q5_k_scalar(const void *w, size_t ldw, int64_t nr, const void *x, s
 void tl_gemm_q6_k_scalar(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx,
                          int64_t nt, int64_t n, float *y, int64_t ldy);
 
+/* The IQ types (qact.c): the 8-bit-activation scalar gemm, and the integer
+ * form of a block (32 elements for IQ4_NL, else 256): the block's values are
+ * f * sc[e / 16] * q[e]; returns f. */
+float tl_iq_unpack(uint32_t type, const uint8_t *block, int8_t *q, int16_t *sc);
+#define TL_IQ_GEMM_DECL(name)                                                                    \
+  void tl_gemm_##name##_scalar(const void *w, size_t ldw, int64_t nr, const void *x, size_t ldx, \
+                               int64_t nt, int64_t n, float *y, int64_t ldy);
+TL_IQ_GEMM_DECL(iq4_nl)
+TL_IQ_GEMM_DECL(iq4_xs)
+TL_IQ_GEMM_DECL(iq2_xxs)
+TL_IQ_GEMM_DECL(iq2_xs)
+TL_IQ_GEMM_DECL(iq2_s)
+TL_IQ_GEMM_DECL(iq3_xxs)
+TL_IQ_GEMM_DECL(iq3_s)
+TL_IQ_GEMM_DECL(iq1_s)
+TL_IQ_GEMM_DECL(iq1_m)
+
 /* AVX2 activation quantizers and integer gemm for every quantized type, and
  * the float types' prefill gemm (gemm_avx2.c, x86 only); tl_cpu_fill_avx2
  * calls it. */
