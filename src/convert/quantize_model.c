@@ -20,6 +20,11 @@
  *   Q3_K_M -> Q5_K for i < n/16, else Q4_K; Q3_K_L -> Q5_K;
  *   Q4_K_M, Q5_K_M -> Q6_K where use_more_bits(i, n); Q4_K_S -> Q5_K for i < n/8.
  * - attn_output.weight: Q2_K -> Q3_K; Q3_K_M -> Q4_K; Q3_K_L -> Q5_K.
+ * - With 8 experts (the router's rows): attn_v and attn_k Q8_0; attn_output
+ *   Q5_K for Q2_K, Q3_K_S/M, Q4_K_S/M (instead of the rule above). Stacked
+ *   experts (ffn_*_exps, 3-D) follow the ffn_* rules, counted per layer; the
+ *   router (ffn_gate_inp) stays as it is, F32 where it was 16-bit (as
+ *   llama.cpp's converter writes it).
  * - use_more_bits(i, n) = i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2.
  * - Fallback when the row length is not a multiple of the chosen type's
  *   block: Q2_K, Q3_K -> Q4_0 (llama.cpp of Feb 2025 used IQ4_NL, which
@@ -174,6 +179,7 @@ static bool use_more_bits(int i, int n) {
 
 typedef struct qstate {
   tl_ftype ftype;
+  int n_expert; /* from the router or the stacked experts' shape; 0: dense */
   bool falcon, is_70b, has_output;
   int n_gqa;
   int n_attention_wv, i_attention_wv;
@@ -202,7 +208,10 @@ static uint32_t mix_type(qstate *qs, uint32_t t, const char *name, int64_t nx, c
     else if (f == TL_FTYPE_Q4_K_S && i < 4)
       t = TL_TYPE_Q5_K;
     if (qs->is_70b && (t == TL_TYPE_Q3_K || t == TL_TYPE_Q4_K)) t = TL_TYPE_Q5_K;
+    if (qs->n_expert == 8) t = TL_TYPE_Q8_0; /* llama.cpp: "for the 8-expert model" */
     qs->i_attention_wv++;
+  } else if (c == CAT_ATTN_K) {
+    if (qs->n_expert == 8) t = TL_TYPE_Q8_0;
   } else if (c == CAT_FFN_DOWN) {
     int i = qs->i_ffn_down, n = qs->n_ffn_down;
     if (f == TL_FTYPE_Q2_K)
@@ -224,7 +233,11 @@ static uint32_t mix_type(qstate *qs, uint32_t t, const char *name, int64_t nx, c
       t = TL_TYPE_Q5_K;
     qs->i_ffn_down++;
   } else if (c == CAT_ATTN_OUTPUT) {
-    if (!qs->falcon) {
+    if (!qs->falcon && qs->n_expert == 8) {
+      if (f == TL_FTYPE_Q2_K || f == TL_FTYPE_Q3_K_S || f == TL_FTYPE_Q3_K_M ||
+          f == TL_FTYPE_Q4_K_S || f == TL_FTYPE_Q4_K_M)
+        t = TL_TYPE_Q5_K;
+    } else if (!qs->falcon) {
       if (f == TL_FTYPE_Q2_K)
         t = TL_TYPE_Q3_K;
       else if (f == TL_FTYPE_Q3_K_M)
@@ -291,12 +304,22 @@ tl_status tl_quant_choose_types(const char *arch, tl_ftype ftype, bool pure, int
     cat c = category(names[i]);
     if (cat_is_attn_v(c)) qs.n_attention_wv++;
     if (c == CAT_OUTPUT) qs.has_output = true;
+    /* the expert count (llama.cpp reads it from the metadata; the router's
+     * rows and the stacked experts' third dimension say the same) */
+    if (strstr(names[i], "ffn_gate_inp.weight"))
+      qs.n_expert = (int)ne[i][1];
+    else if (strstr(names[i], "_exps.weight") && !qs.n_expert)
+      qs.n_expert = (int)ne[i][2];
   }
   const bool quantized =
       fi->base != TL_TYPE_F32 && fi->base != TL_TYPE_F16 && fi->base != TL_TYPE_BF16;
   for (uint64_t i = 0; i < n; i++) {
     if (!allows_quantization(names[i], ne[i])) {
       out[i] = src_types[i];
+      /* llama.cpp's converter keeps the expert router in F32 */
+      if (strstr(names[i], "ffn_gate_inp.weight") &&
+          (src_types[i] == TL_TYPE_F16 || src_types[i] == TL_TYPE_BF16))
+        out[i] = TL_TYPE_F32;
       continue;
     }
     uint32_t t = fi->base;

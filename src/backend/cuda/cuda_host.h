@@ -11,7 +11,7 @@
 
 #include "backend/backend.h"
 
-#define TL_CUDA_ABI 2 /* 2: tl_backend.kv_io */
+#define TL_CUDA_ABI 3 /* 2: tl_backend.kv_io; 3: moe_route, matmul_id */
 #define TL_CUDA_ENTRY "tl_cuda_backend_create"
 #define TL_CUDA_LIBRARY "libtorchless-cuda.so"
 
