@@ -728,6 +728,12 @@ typedef struct preset {
   int32_t n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
   float rope_theta, norm_eps;
   bool qkv_bias;
+  /* head size where it is not n_embd / n_head; per-head q/k norms (Qwen 3) */
+  int32_t head_dim;
+  bool qk_norm;
+  /* mixture of experts: n_expert of width n_ff_exp, n_expert_used per token
+   * (n_ff: the dense width the metadata states, unused) */
+  int32_t n_expert, n_expert_used, n_ff_exp;
 } preset;
 
 /* Shapes and hyper-parameters from the models' config.json files. */
@@ -736,6 +742,9 @@ static const preset g_presets[] = {
     {"mistral-7b", "llama", "7B", 32, 4096, 14336, 32, 8, 32000, 32768, 1000000.0f, 1e-5f, false},
     {"llama3-8b", "llama", "8B", 32, 4096, 14336, 32, 8, 128256, 8192, 500000.0f, 1e-5f, false},
     {"qwen2.5-7b", "qwen2", "7B", 28, 3584, 18944, 28, 4, 152064, 32768, 1000000.0f, 1e-6f, true},
+    /* Qwen3-30B-A3B: 128 experts of 768, 8 per token, head_dim 128 */
+    {"qwen3-30b-a3b", "qwen3moe", "30B-A3B", 48, 2048, 6144, 32, 4, 151936, 40960, 1000000.0f,
+     1e-6f, false, 128, true, 128, 8, 768},
     /* a small shape for tests (vocabulary larger than the demo's 4096) */
     {"tiny", "llama", "10M", 2, 256, 512, 4, 2, 8192, 256, 10000.0f, 1e-5f, false},
 };
@@ -902,12 +911,16 @@ static tl_status copy_tokenizer(const tl_gguf *tok, int32_t n_vocab, kvlist *l, 
   return TL_OK;
 }
 
+static int32_t preset_head_dim(const preset *ps) {
+  return ps->head_dim > 0 ? ps->head_dim : ps->n_embd / ps->n_head;
+}
+
 static tl_status synth_tensors(const preset *ps, int32_t n_layer, stensor **out, uint64_t *n_out) {
-  uint64_t per = ps->qkv_bias ? 12 : 9;
+  uint64_t per = (ps->qkv_bias ? 12 : 9) + (ps->qk_norm ? 2 : 0) + (ps->n_expert > 0 ? 1 : 0);
   stensor *t = tl_calloc_array((size_t)(3 + per * (uint64_t)n_layer), sizeof *t);
   if (!t) return tl_fail(TL_ERR_NOMEM, "out of memory");
   uint64_t n = 0;
-  const int64_t d = ps->n_embd, hd = ps->n_embd / ps->n_head;
+  const int64_t d = ps->n_embd, hd = preset_head_dim(ps);
   const int64_t qd = hd * ps->n_head, kvd = hd * ps->n_head_kv;
 #define ADD(nm, kd, a, b_)                         \
   do {                                             \
@@ -934,8 +947,25 @@ static tl_status synth_tensors(const preset *ps, int32_t n_layer, stensor **out,
       ADD(L("attn_k.bias"), K_BIAS, kvd, 1);
       ADD(L("attn_v.bias"), K_BIAS, kvd, 1);
     }
+    if (ps->qk_norm) {
+      ADD(L("attn_q_norm.weight"), K_NORM, hd, 1);
+      ADD(L("attn_k_norm.weight"), K_NORM, hd, 1);
+    }
     ADD(L("attn_output.weight"), K_MATRIX, qd, d);
     ADD(L("ffn_norm.weight"), K_NORM, d, 1);
+    if (ps->n_expert > 0) { /* llama.cpp's stacked experts [cols, rows, n_expert] */
+      ADD(L("ffn_gate_inp.weight"), K_MATRIX, d, ps->n_expert);
+      ADD(L("ffn_gate_exps.weight"), K_MATRIX, d, ps->n_ff_exp);
+      t[n - 1].ne[2] = ps->n_expert;
+      t[n - 1].n_dims = 3;
+      ADD(L("ffn_up_exps.weight"), K_MATRIX, d, ps->n_ff_exp);
+      t[n - 1].ne[2] = ps->n_expert;
+      t[n - 1].n_dims = 3;
+      ADD(L("ffn_down_exps.weight"), K_MATRIX, ps->n_ff_exp, d);
+      t[n - 1].ne[2] = ps->n_expert;
+      t[n - 1].n_dims = 3;
+      continue;
+    }
     ADD(L("ffn_gate.weight"), K_MATRIX, d, ps->n_ff);
     ADD(L("ffn_up.weight"), K_MATRIX, d, ps->n_ff);
     ADD(L("ffn_down.weight"), K_MATRIX, ps->n_ff, d);
@@ -959,7 +989,8 @@ tl_status tl_synth_model(const char *out_path, const tl_synth_params *p) {
     if (name_ieq(p->preset, g_presets[i].name)) ps = &g_presets[i];
   if (!ps)
     return tl_fail(TL_ERR_INVALID_ARG,
-                   "unknown preset '%s' (tinyllama-1.1b, mistral-7b, llama3-8b, qwen2.5-7b)",
+                   "unknown preset '%s' (tinyllama-1.1b, mistral-7b, llama3-8b, qwen2.5-7b, "
+                   "qwen3-30b-a3b)",
                    p->preset);
   const ftype_info *fi = ftype_find(p->ftype);
   if (!fi) return tl_fail(TL_ERR_INVALID_ARG, "unknown file type %d", (int)p->ftype);
@@ -1012,7 +1043,7 @@ tl_status tl_synth_model(const char *out_path, const tl_synth_params *p) {
   /* metadata, in the order llama.cpp's converter writes it */
   char key[128], name[96];
   const char *a = ps->arch;
-  int32_t hd = ps->n_embd / ps->n_head;
+  int32_t hd = preset_head_dim(ps);
   snprintf(name, sizeof name, "synthetic %s", ps->name);
 #define AK(sfx) (snprintf(key, sizeof key, "%s." sfx, a), key)
   if ((s = kv_str(&kl, &b, "general.architecture", a)) ||
@@ -1031,6 +1062,10 @@ tl_status tl_synth_model(const char *out_path, const tl_synth_params *p) {
       (s = kv_u32(&kl, &b, AK("attention.value_length"), (uint32_t)hd)) ||
       (s = kv_u32(&kl, &b, AK("vocab_size"), (uint32_t)ps->n_vocab)) ||
       (s = kv_u32(&kl, &b, AK("rope.dimension_count"), (uint32_t)hd)) ||
+      (ps->n_expert > 0 &&
+       ((s = kv_u32(&kl, &b, AK("expert_count"), (uint32_t)ps->n_expert)) ||
+        (s = kv_u32(&kl, &b, AK("expert_used_count"), (uint32_t)ps->n_expert_used)) ||
+        (s = kv_u32(&kl, &b, AK("expert_feed_forward_length"), (uint32_t)ps->n_ff_exp)))) ||
       (s = copy_tokenizer(tok, ps->n_vocab, &kl, &b)) ||
       (s = kv_str(&kl, &b, "torchless.synth.preset", ps->name)) ||
       (s = kv_u32(&kl, &b, "general.quantization_version", 2)) ||
@@ -1060,7 +1095,7 @@ tl_status tl_synth_model(const char *out_path, const tl_synth_params *p) {
     uint64_t h = p->seed ^ 0x6a09e667f3bcc908ull;
     for (const char *c = t->name; *c; c++) h = (h ^ (uint8_t)*c) * 0x100000001b3ull;
     row_src rs = {.seed = h, .mean = t->kind == K_NORM ? 1.0f : 0.0f, .std = 0.02f};
-    if ((s = convert_rows(&conv, w, &rs, t->ne[0], t->ne[1], dt[i]))) {
+    if ((s = convert_rows(&conv, w, &rs, t->ne[0], t->ne[1] * t->ne[2], dt[i]))) {
       tl_fail_prefix(s, "tensor '%s'", t->name);
       goto done;
     }

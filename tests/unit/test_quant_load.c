@@ -26,7 +26,8 @@ static float *logits_of(tl_model *m) {
   assert_int_equal(tl_decode(c, &b), TL_OK);
   int nv = tl_model_n_vocab(m);
   float *out = malloc(sizeof(float) * (size_t)nv * N_IDS);
-  for (int i = 0; i < N_IDS; i++) memcpy(out + (size_t)i * nv, tl_get_logits(c, i), sizeof(float) * nv);
+  for (int i = 0; i < N_IDS; i++)
+    memcpy(out + (size_t)i * nv, tl_get_logits(c, i), sizeof(float) * nv);
   tl_context_free(c);
   return out;
 }
@@ -42,10 +43,9 @@ static float *load_and_eval(const char *path, int quant, int *nv) {
   return l;
 }
 
-static void check_type(const char *name, const char *llamacpp_file) {
+static void check_type_of(const char *folder, const char *name, const char *llamacpp_file) {
   tl_ftype ft;
   assert_int_equal(tl_ftype_from_name(name, &ft), TL_OK);
-  const char *folder = TL_TEST_DATA "/llama";
   int nv = 0, nv2 = 0;
   float *on_load = load_and_eval(folder, (int)ft, &nv);
 
@@ -59,7 +59,7 @@ static void check_type(const char *name, const char *llamacpp_file) {
   unlink(tmp);
   free(tmp);
 
-  char *ref = tl_test_fixture_or_skip(llamacpp_file);
+  char *ref = llamacpp_file ? tl_test_fixture_or_skip(llamacpp_file) : NULL;
   if (ref) {
     float *theirs = load_and_eval(ref, -1, &nv2);
     assert_memory_equal(on_load, theirs, sizeof(float) * (size_t)nv * N_IDS);
@@ -70,6 +70,31 @@ static void check_type(const char *name, const char *llamacpp_file) {
   }
   free(on_load);
   free(from_file);
+}
+
+static void check_type(const char *name, const char *llamacpp_file) {
+  check_type_of(TL_TEST_DATA "/llama", name, llamacpp_file);
+}
+
+/* Mixtures of experts (the Hub's per-expert tensors stacked into llama.cpp's
+ * ffn_*_exps): Mixtral's folder to Q8_0 gives llama.cpp's own Q8_0 file's
+ * logits bit for bit; Qwen3-MoE's to Q4_K_M the same while loading as from
+ * the file (fixtures from ../shared; skipped where absent). */
+static void test_moe(void **state) {
+  (void)state;
+  const char *archs[] = {"mixtral", "qwen3moe"};
+  for (int i = 0; i < 2; i++) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "%s/config.json", archs[i]);
+    char *cfg = tl_test_fixture_or_skip(rel);
+    if (!cfg) continue;
+    *strrchr(cfg, '/') = 0;
+    if (i == 0)
+      check_type_of(cfg, "q8_0", "mixtral/model-q8_0.gguf");
+    else
+      check_type_of(cfg, "q4_k_m", NULL);
+    free(cfg);
+  }
 }
 
 static void test_q4_k_m(void **state) {
@@ -88,7 +113,7 @@ static void test_q8_0(void **state) {
  * fixtures: 0.028 relative error, bound 1.1 x that + 0.005). */
 static void test_folders_to_gguf(void **state) {
   (void)state;
-  const char *archs[] = {"llama", "llama3", "mistral", "qwen2", "qwen3",
+  const char *archs[] = {"llama", "llama3", "mistral", "qwen2",  "qwen3",
                          "phi2",  "phi3",   "gemma",   "gemma2", "gemma3"};
   for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
     char folder[1024], refp[1100];
@@ -117,8 +142,9 @@ static void test_folders_to_gguf(void **state) {
     assert_non_null(j);
     tl_token ids[256];
     int n = 0;
-    cJSON_ArrayForEach(id, cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "prompts"), 0),
-                                               "input_ids")) {
+    cJSON_ArrayForEach(id,
+                       cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "prompts"), 0),
+                                           "input_ids")) {
       assert_true(n < 256);
       ids[n++] = (tl_token)id->valueint;
     }
@@ -139,7 +165,8 @@ static void test_folders_to_gguf(void **state) {
     tl_batch b = {.n_tokens = n, .tokens = ids, .pos = pos, .logits = want};
     assert_int_equal(tl_decode(c, &b), TL_OK);
     float *ours = malloc(sizeof(float) * (size_t)n * nv);
-    for (int k = 0; k < n; k++) memcpy(ours + (size_t)k * nv, tl_get_logits(c, k), sizeof(float) * nv);
+    for (int k = 0; k < n; k++)
+      memcpy(ours + (size_t)k * nv, tl_get_logits(c, k), sizeof(float) * nv);
     double e = tl_test_rel_err(ours, ref, (size_t)n * nv);
     printf("%s folder -> Q8_0 GGUF -> logits rel err %.4f\n", archs[i], e);
     assert_true(e <= 1.1 * 0.02786 + 0.005);
@@ -164,9 +191,8 @@ static void test_bad_type(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_q4_k_m),
-      cmocka_unit_test(test_q8_0),
-      cmocka_unit_test(test_folders_to_gguf),
+      cmocka_unit_test(test_q4_k_m),   cmocka_unit_test(test_q8_0),
+      cmocka_unit_test(test_moe),      cmocka_unit_test(test_folders_to_gguf),
       cmocka_unit_test(test_bad_type),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
