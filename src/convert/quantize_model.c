@@ -22,9 +22,10 @@
  * - attn_output.weight: Q2_K -> Q3_K; Q3_K_M -> Q4_K; Q3_K_L -> Q5_K.
  * - With 8 experts (the router's rows): attn_v and attn_k Q8_0; attn_output
  *   Q5_K for Q2_K, Q3_K_S/M, Q4_K_S/M (instead of the rule above). Stacked
- *   experts (ffn_*_exps, 3-D) follow the ffn_* rules, counted per layer; the
- *   router (ffn_gate_inp) stays as it is, F32 where it was 16-bit (as
- *   llama.cpp's converter writes it).
+ *   experts (ffn_*_exps, 3-D) follow the ffn_* rules, counted per layer.
+ * - Vectors (norms, biases) and the expert router (ffn_gate_inp) stay as they
+ *   are, but F32 where they were 16-bit (a Hugging Face folder's), as
+ *   llama.cpp's converter writes them.
  * - use_more_bits(i, n) = i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2.
  * - Fallback when the row length is not a multiple of the chosen type's
  *   block: Q2_K, Q3_K -> Q4_0 (llama.cpp of Feb 2025 used IQ4_NL, which
@@ -316,8 +317,11 @@ tl_status tl_quant_choose_types(const char *arch, tl_ftype ftype, bool pure, int
   for (uint64_t i = 0; i < n; i++) {
     if (!allows_quantization(names[i], ne[i])) {
       out[i] = src_types[i];
-      /* llama.cpp's converter keeps the expert router in F32 */
-      if (strstr(names[i], "ffn_gate_inp.weight") &&
+      /* llama.cpp's converter writes vectors (norms, biases) and the expert
+       * router in F32, and its CPU backend multiplies by no 16-bit norm: a
+       * Hugging Face view's 16-bit ones become F32 (llama.cpp's own files
+       * have none) */
+      if ((eff_dims(ne[i]) < 2 || strstr(names[i], "ffn_gate_inp.weight")) &&
           (src_types[i] == TL_TYPE_F16 || src_types[i] == TL_TYPE_BF16))
         out[i] = TL_TYPE_F32;
       continue;
@@ -631,8 +635,18 @@ tl_status tl_quantize_gguf(const tl_gguf *src, const char *out_path, const tl_qu
   /* metadata: the source's, minus split keys; quantization_version and
    * file_type moved to the end (as gguf's set_val does) */
   uint64_t nk = 0;
+  tl_str tok_model = {"", 0};
+  tl_gguf_get_str(src, "tokenizer.ggml.model", &tok_model);
+  const bool bpe = tl_str_eq(tok_model, "gpt2");
   for (uint64_t i = 0; i < src->n_kv; i++) {
     tl_str k = src->kv[i].key;
+    /* a Hugging Face view's "no such token" (-1, e.g. Qwen's absent BOS):
+     * llama.cpp's converter leaves the key out, and its loader refuses a
+     * signed id; for a byte-level BPE vocabulary, absent means none to both */
+    if (bpe && src->kv[i].val.type == TL_GGUF_I32 && (int32_t)(uint32_t)src->kv[i].val.v.u64 < 0 &&
+        k.len > 24 && !memcmp(k.ptr, "tokenizer.ggml.", 15) &&
+        !memcmp(k.ptr + k.len - 9, "_token_id", 9))
+      continue;
     if (tl_str_eq(k, "split.no") || tl_str_eq(k, "split.count") ||
         tl_str_eq(k, "split.tensors.count") || tl_str_eq(k, "general.quantization_version") ||
         tl_str_eq(k, "general.file_type") || (permute_qk && tl_str_eq(k, "torchless.rope.type")))
