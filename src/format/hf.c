@@ -667,8 +667,10 @@ static tl_status set_experts(hf *h) {
     return s;
   h->n_expert = ne;
   uint64_t n;
-  if (!tl_mul_u64((uint64_t)h->n_layer * 3, (uint64_t)ne, &n) ||
-      !(h->exps = tl_calloc_array((size_t)n, sizeof *h->exps)))
+  if (!tl_mul_u64((uint64_t)h->n_layer * 3, (uint64_t)ne, &n) || n > (1u << 24))
+    return tl_fail(TL_ERR_FORMAT, "'%s/config.json': %lld layers of %lld experts are too many",
+                   h->dir, (long long)h->n_layer, (long long)ne);
+  if (!(h->exps = tl_calloc_array((size_t)n, sizeof *h->exps)))
     return tl_fail(TL_ERR_NOMEM, "out of memory");
   return TL_OK;
 }

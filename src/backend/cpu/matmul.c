@@ -402,15 +402,20 @@ void tl_cpu_moe_route(const tl_moe_route_op *op) {
       if (l[e] > mx) mx = l[e];
     float sum = 0;
     for (int e = 0; e < op->n_expert; e++) sum += expf(l[e] - mx);
-    /* the k largest logits (the softmax keeps their order), ties to the lower index */
+    /* the k largest logits (the softmax keeps their order), ties to the lower
+     * index; O(n_expert * k) with a mark per expert (the loader allows 4096) */
+    uint8_t marks[4096];
+    const bool marked = op->n_expert <= 4096;
+    if (marked) memset(marks, 0, (size_t)op->n_expert);
     float chosen = 0;
     for (int j = 0; j < op->k; j++) {
       int best = -1;
       for (int e = 0; e < op->n_expert; e++) {
-        bool taken = false;
-        for (int i = 0; i < j && !taken; i++) taken = ids[i] == e;
+        bool taken = marked && marks[e];
+        for (int i = 0; i < j && !marked && !taken; i++) taken = ids[i] == e;
         if (!taken && (best < 0 || l[e] > l[best])) best = e;
       }
+      if (marked) marks[best] = 1;
       ids[j] = best;
       wt[j] = expf(l[best] - mx) / sum;
       chosen += wt[j];
