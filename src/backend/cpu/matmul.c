@@ -237,10 +237,20 @@ typedef struct mmid_task {
   const int32_t *cnt, *off, *active;
   int n_active;
   uint8_t *xa; /* [n * k] gathered rows */
+  uint8_t *xq; /* [n] each token's row quantized once (a shared input), or NULL */
   float *ys;   /* [n * k][rows] results in sorted order */
   int64_t units_per_expert;
   _Alignas(64) atomic_llong next;
 } mmid_task;
+
+/* A shared input's token rows quantized once, a share of the tokens per thread. */
+static void mmid_quant_tokens(void *arg, int ith, int nth) {
+  mmid_task *t = arg;
+  int64_t b, e;
+  tl_split(t->op->n, ith, nth, &b, &e);
+  for (int64_t i = b; i < e; i++)
+    t->quant(t->op->x + (size_t)i * (size_t)t->cols, t->xq + (size_t)i * t->ldx, t->cols);
+}
 
 /* Activation rows into sorted order, a share of the sorted positions per thread. */
 static void mmid_gather(void *arg, int ith, int nth) {
@@ -250,12 +260,14 @@ static void mmid_gather(void *arg, int ith, int nth) {
   tl_split((int64_t)op->n * op->k, ith, nth, &b, &e);
   for (int64_t i = b; i < e; i++) {
     const int32_t slot = t->slot_of[i];
-    const float *src = op->x + (size_t)(op->x_per_slot ? slot : slot / op->k) * (size_t)t->cols;
+    const int32_t row = op->x_per_slot ? slot : slot / op->k;
     uint8_t *dst = t->xa + (size_t)i * t->ldx;
-    if (t->quant)
-      t->quant(src, dst, t->cols);
+    if (t->xq)
+      memcpy(dst, t->xq + (size_t)row * t->ldx, t->ldx);
+    else if (t->quant)
+      t->quant(op->x + (size_t)row * (size_t)t->cols, dst, t->cols);
     else
-      memcpy(dst, src, (size_t)t->cols * sizeof(float));
+      memcpy(dst, op->x + (size_t)row * (size_t)t->cols, (size_t)t->cols * sizeof(float));
   }
 }
 
@@ -348,12 +360,17 @@ tl_status tl_cpu_matmul_id(tl_pool *pool, const tl_cpu_kernels *k, const tl_matm
   size_t ints = (size_t)(2 * slots + 3 * (int64_t)op->n_expert);
   size_t head = (ints * sizeof(int32_t) + 63) & ~(size_t)63;
   size_t xa_bytes = ((size_t)slots * t.ldx + 63) & ~(size_t)63;
-  uint8_t *buf = tl_pool_scratch(pool, head + xa_bytes + (size_t)slots * (size_t)t.rows * 4);
+  /* a shared input in 8 bits: each token quantized once for its k slots */
+  const bool once = !op->x_per_slot && t.quant && op->k > 1;
+  size_t xq_bytes = once ? ((size_t)op->n * t.ldx + 63) & ~(size_t)63 : 0;
+  uint8_t *buf =
+      tl_pool_scratch(pool, head + xa_bytes + xq_bytes + (size_t)slots * (size_t)t.rows * 4);
   if (!buf) return tl_fail(TL_ERR_NOMEM, "out of memory for the experts of %d tokens", op->n);
   int32_t *slot_of = (int32_t *)buf, *pos = slot_of + slots, *cnt = pos + slots;
   int32_t *off = cnt + op->n_expert, *active = off + op->n_expert;
   t.xa = buf + head;
-  t.ys = (float *)(buf + head + xa_bytes);
+  t.xq = once ? buf + head + xa_bytes : NULL;
+  t.ys = (float *)(buf + head + xa_bytes + xq_bytes);
   memset(cnt, 0, (size_t)op->n_expert * sizeof *cnt);
   for (int64_t i = 0; i < slots; i++) {
     const int32_t e = op->ids[i];
@@ -380,6 +397,10 @@ tl_status tl_cpu_matmul_id(tl_pool *pool, const tl_cpu_kernels *k, const tl_matm
   t.units_per_expert = (t.rows + MM_ROW_BLOCK - 1) / MM_ROW_BLOCK;
   atomic_init(&t.next, 0);
   const bool many = slots * t.cols >= 65536;
+  if (t.xq && (int64_t)op->n * t.cols >= 65536)
+    tl_pool_run(pool, mmid_quant_tokens, &t);
+  else if (t.xq)
+    mmid_quant_tokens(&t, 0, 1);
   if (many)
     tl_pool_run(pool, mmid_gather, &t);
   else
