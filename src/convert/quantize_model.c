@@ -642,8 +642,10 @@ tl_status tl_quantize_gguf(const tl_gguf *src, const char *out_path, const tl_qu
     tl_str k = src->kv[i].key;
     /* a Hugging Face view's "no such token" (-1, e.g. Qwen's absent BOS):
      * llama.cpp's converter leaves the key out, and its loader refuses a
-     * signed id; for a byte-level BPE vocabulary, absent means none to both */
-    if (bpe && src->kv[i].val.type == TL_GGUF_I32 && (int32_t)(uint32_t)src->kv[i].val.v.u64 < 0 &&
+     * signed id; for a byte-level BPE vocabulary (and any padding id),
+     * absent means none to both */
+    if ((bpe || tl_str_eq(k, "tokenizer.ggml.padding_token_id")) &&
+        src->kv[i].val.type == TL_GGUF_I32 && (int32_t)(uint32_t)src->kv[i].val.v.u64 < 0 &&
         k.len > 24 && !memcmp(k.ptr, "tokenizer.ggml.", 15) &&
         !memcmp(k.ptr + k.len - 9, "_token_id", 9))
       continue;
