@@ -136,6 +136,41 @@ typedef struct tl_attn_op {
   float scale, softcap;
 } tl_attn_op;
 
+/* Mixture of experts, routing: for each of the step's n tokens, the router
+ * logits [n][n_expert] (float32) through a softmax, the k largest
+ * probabilities (ties to the lower expert index) in descending order into
+ * ids [n][k] (int32) and weights [n][k], divided by their sum where norm.
+ * Computed on the device: the expert choice never reaches the host, so the
+ * step's operation sequence does not depend on it. */
+typedef struct tl_moe_route_op {
+  const float *logits;
+  int32_t *ids;
+  float *weights;
+  int32_t n, n_expert, k;
+  bool norm;
+} tl_moe_route_op;
+
+/* Mixture of experts, the indirect product: w holds n_expert matrices of
+ * w->rows / n_expert rows each, stacked (expert e's rows start at row
+ * e * w->rows / n_expert, as llama.cpp's ffn_*_exps tensors). For token t and
+ * slot j < k, with e = ids[t * k + j] and x_tj = x[t] (x_per_slot false:
+ * x is [n][cols]) or x[t * k + j] (true: x is [n][k][cols]):
+ *   weights NULL: y[t * k + j] = W_e x_tj        (y is [n][k][rows / n_expert])
+ *   else:         y[t] = sum_j weights[t * k + j] * W_e x_tj, summed in slot
+ *                 order                          (y is [n][rows / n_expert])
+ * A backend reads each chosen expert's weights once per step (the tokens
+ * routed to it grouped), and no expert that no token chose. */
+typedef struct tl_matmul_id_op {
+  const tl_weight *w;
+  int32_t n_expert;
+  const float *x;
+  bool x_per_slot;
+  const int32_t *ids;
+  const float *weights;
+  int32_t n, k;
+  float *y;
+} tl_matmul_id_op;
+
 typedef struct tl_backend tl_backend;
 
 /* The table a backend fills; one instance per context (priv is its state). */
@@ -183,6 +218,10 @@ struct tl_backend {
   void (*matmul)(tl_backend *be, const tl_weight *w, const float *bias, const float *x, int32_t n,
                  float *y, int64_t ldy);
   void (*rope)(tl_backend *be, const tl_rope_op *op);
+  /* Mixture of experts: the router's choice (ids, weights), and the
+   * experts' products on it (see tl_moe_route_op, tl_matmul_id_op). */
+  void (*moe_route)(tl_backend *be, const tl_moe_route_op *op);
+  void (*matmul_id)(tl_backend *be, const tl_matmul_id_op *op);
   /* The step's keys and values ([n][n_head_kv * head_dim] each) into the
    * cache of layer `layer`, at their tokens' sequences and positions; of two
    * tokens at one position, the later in the step stays. */

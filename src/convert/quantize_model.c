@@ -22,6 +22,12 @@
  *   Q4_K_M, Q5_K_M -> Q6_K where use_more_bits(i, n); Q4_K_S -> Q5_K for i < n/8;
  *   IQ4_NL, IQ4_XS -> Q5_K for i < n/8 (no importance matrix here).
  * - attn_output.weight: Q2_K -> Q3_K; Q3_K_M -> Q4_K; Q3_K_L -> Q5_K.
+ * - With 8 experts (the router's rows): attn_v and attn_k Q8_0; attn_output
+ *   Q5_K for Q2_K, Q3_K_S/M, Q4_K_S/M (instead of the rule above). Stacked
+ *   experts (ffn_*_exps, 3-D) follow the ffn_* rules, counted per layer.
+ * - Vectors (norms, biases) and the expert router (ffn_gate_inp) stay as they
+ *   are, but F32 where they were 16-bit (a Hugging Face folder's), as
+ *   llama.cpp's converter writes them.
  * - use_more_bits(i, n) = i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2.
  * - Fallback when the row length is not a multiple of the chosen type's
  *   block: Q2_K, Q3_K -> Q4_0 (llama.cpp of Feb 2025 used IQ4_NL, which
@@ -177,6 +183,7 @@ static bool use_more_bits(int i, int n) {
 
 typedef struct qstate {
   tl_ftype ftype;
+  int n_expert; /* from the router or the stacked experts' shape; 0: dense */
   bool falcon, is_70b, has_output;
   int n_gqa;
   int n_attention_wv, i_attention_wv;
@@ -207,7 +214,10 @@ static uint32_t mix_type(qstate *qs, uint32_t t, const char *name, int64_t nx, c
     else if (f == TL_FTYPE_Q4_K_S && i < 4)
       t = TL_TYPE_Q5_K;
     if (qs->is_70b && (t == TL_TYPE_Q3_K || t == TL_TYPE_Q4_K)) t = TL_TYPE_Q5_K;
+    if (qs->n_expert == 8) t = TL_TYPE_Q8_0; /* llama.cpp: "for the 8-expert model" */
     qs->i_attention_wv++;
+  } else if (c == CAT_ATTN_K) {
+    if (qs->n_expert == 8) t = TL_TYPE_Q8_0;
   } else if (c == CAT_FFN_DOWN) {
     int i = qs->i_ffn_down, n = qs->n_ffn_down;
     if (f == TL_FTYPE_Q2_K)
@@ -231,7 +241,11 @@ static uint32_t mix_type(qstate *qs, uint32_t t, const char *name, int64_t nx, c
       t = TL_TYPE_Q5_K;
     qs->i_ffn_down++;
   } else if (c == CAT_ATTN_OUTPUT) {
-    if (!qs->falcon) {
+    if (!qs->falcon && qs->n_expert == 8) {
+      if (f == TL_FTYPE_Q2_K || f == TL_FTYPE_Q3_K_S || f == TL_FTYPE_Q3_K_M ||
+          f == TL_FTYPE_Q4_K_S || f == TL_FTYPE_Q4_K_M)
+        t = TL_TYPE_Q5_K;
+    } else if (!qs->falcon) {
       if (f == TL_FTYPE_Q2_K)
         t = TL_TYPE_Q3_K;
       else if (f == TL_FTYPE_Q3_K_M)
@@ -301,12 +315,25 @@ tl_status tl_quant_choose_types(const char *arch, tl_ftype ftype, bool pure, int
     cat c = category(names[i]);
     if (cat_is_attn_v(c)) qs.n_attention_wv++;
     if (c == CAT_OUTPUT) qs.has_output = true;
+    /* the expert count (llama.cpp reads it from the metadata; the router's
+     * rows and the stacked experts' third dimension say the same) */
+    if (strstr(names[i], "ffn_gate_inp.weight"))
+      qs.n_expert = (int)ne[i][1];
+    else if (strstr(names[i], "_exps.weight") && !qs.n_expert)
+      qs.n_expert = (int)ne[i][2];
   }
   const bool quantized =
       fi->base != TL_TYPE_F32 && fi->base != TL_TYPE_F16 && fi->base != TL_TYPE_BF16;
   for (uint64_t i = 0; i < n; i++) {
     if (!allows_quantization(names[i], ne[i])) {
       out[i] = src_types[i];
+      /* llama.cpp's converter writes vectors (norms, biases) and the expert
+       * router in F32, and its CPU backend multiplies by no 16-bit norm: a
+       * Hugging Face view's 16-bit ones become F32 (llama.cpp's own files
+       * have none) */
+      if ((eff_dims(ne[i]) < 2 || strstr(names[i], "ffn_gate_inp.weight")) &&
+          (src_types[i] == TL_TYPE_F16 || src_types[i] == TL_TYPE_BF16))
+        out[i] = TL_TYPE_F32;
       continue;
     }
     uint32_t t = fi->base;
@@ -618,8 +645,20 @@ tl_status tl_quantize_gguf(const tl_gguf *src, const char *out_path, const tl_qu
   /* metadata: the source's, minus split keys; quantization_version and
    * file_type moved to the end (as gguf's set_val does) */
   uint64_t nk = 0;
+  tl_str tok_model = {"", 0};
+  tl_gguf_get_str(src, "tokenizer.ggml.model", &tok_model);
+  const bool bpe = tl_str_eq(tok_model, "gpt2");
   for (uint64_t i = 0; i < src->n_kv; i++) {
     tl_str k = src->kv[i].key;
+    /* a Hugging Face view's "no such token" (-1, e.g. Qwen's absent BOS):
+     * llama.cpp's converter leaves the key out, and its loader refuses a
+     * signed id; for a byte-level BPE vocabulary (and any padding id),
+     * absent means none to both */
+    if ((bpe || tl_str_eq(k, "tokenizer.ggml.padding_token_id")) &&
+        src->kv[i].val.type == TL_GGUF_I32 && (int32_t)(uint32_t)src->kv[i].val.v.u64 < 0 &&
+        k.len > 24 && !memcmp(k.ptr, "tokenizer.ggml.", 15) &&
+        !memcmp(k.ptr + k.len - 9, "_token_id", 9))
+      continue;
     if (tl_str_eq(k, "split.no") || tl_str_eq(k, "split.count") ||
         tl_str_eq(k, "split.tensors.count") || tl_str_eq(k, "general.quantization_version") ||
         tl_str_eq(k, "general.file_type") || (permute_qk && tl_str_eq(k, "torchless.rope.type")))
@@ -715,6 +754,12 @@ typedef struct preset {
   int32_t n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx;
   float rope_theta, norm_eps;
   bool qkv_bias;
+  /* head size where it is not n_embd / n_head; per-head q/k norms (Qwen 3) */
+  int32_t head_dim;
+  bool qk_norm;
+  /* mixture of experts: n_expert of width n_ff_exp, n_expert_used per token
+   * (n_ff: the dense width the metadata states, unused) */
+  int32_t n_expert, n_expert_used, n_ff_exp;
 } preset;
 
 /* Shapes and hyper-parameters from the models' config.json files. */
@@ -723,6 +768,9 @@ static const preset g_presets[] = {
     {"mistral-7b", "llama", "7B", 32, 4096, 14336, 32, 8, 32000, 32768, 1000000.0f, 1e-5f, false},
     {"llama3-8b", "llama", "8B", 32, 4096, 14336, 32, 8, 128256, 8192, 500000.0f, 1e-5f, false},
     {"qwen2.5-7b", "qwen2", "7B", 28, 3584, 18944, 28, 4, 152064, 32768, 1000000.0f, 1e-6f, true},
+    /* Qwen3-30B-A3B: 128 experts of 768, 8 per token, head_dim 128 */
+    {"qwen3-30b-a3b", "qwen3moe", "30B-A3B", 48, 2048, 6144, 32, 4, 151936, 40960, 1000000.0f,
+     1e-6f, false, 128, true, 128, 8, 768},
     /* a small shape for tests (vocabulary larger than the demo's 4096) */
     {"tiny", "llama", "10M", 2, 256, 512, 4, 2, 8192, 256, 10000.0f, 1e-5f, false},
 };
@@ -889,12 +937,16 @@ static tl_status copy_tokenizer(const tl_gguf *tok, int32_t n_vocab, kvlist *l, 
   return TL_OK;
 }
 
+static int32_t preset_head_dim(const preset *ps) {
+  return ps->head_dim > 0 ? ps->head_dim : ps->n_embd / ps->n_head;
+}
+
 static tl_status synth_tensors(const preset *ps, int32_t n_layer, stensor **out, uint64_t *n_out) {
-  uint64_t per = ps->qkv_bias ? 12 : 9;
+  uint64_t per = (ps->qkv_bias ? 12 : 9) + (ps->qk_norm ? 2 : 0) + (ps->n_expert > 0 ? 1 : 0);
   stensor *t = tl_calloc_array((size_t)(3 + per * (uint64_t)n_layer), sizeof *t);
   if (!t) return tl_fail(TL_ERR_NOMEM, "out of memory");
   uint64_t n = 0;
-  const int64_t d = ps->n_embd, hd = ps->n_embd / ps->n_head;
+  const int64_t d = ps->n_embd, hd = preset_head_dim(ps);
   const int64_t qd = hd * ps->n_head, kvd = hd * ps->n_head_kv;
 #define ADD(nm, kd, a, b_)                         \
   do {                                             \
@@ -921,8 +973,25 @@ static tl_status synth_tensors(const preset *ps, int32_t n_layer, stensor **out,
       ADD(L("attn_k.bias"), K_BIAS, kvd, 1);
       ADD(L("attn_v.bias"), K_BIAS, kvd, 1);
     }
+    if (ps->qk_norm) {
+      ADD(L("attn_q_norm.weight"), K_NORM, hd, 1);
+      ADD(L("attn_k_norm.weight"), K_NORM, hd, 1);
+    }
     ADD(L("attn_output.weight"), K_MATRIX, qd, d);
     ADD(L("ffn_norm.weight"), K_NORM, d, 1);
+    if (ps->n_expert > 0) { /* llama.cpp's stacked experts [cols, rows, n_expert] */
+      ADD(L("ffn_gate_inp.weight"), K_MATRIX, d, ps->n_expert);
+      ADD(L("ffn_gate_exps.weight"), K_MATRIX, d, ps->n_ff_exp);
+      t[n - 1].ne[2] = ps->n_expert;
+      t[n - 1].n_dims = 3;
+      ADD(L("ffn_up_exps.weight"), K_MATRIX, d, ps->n_ff_exp);
+      t[n - 1].ne[2] = ps->n_expert;
+      t[n - 1].n_dims = 3;
+      ADD(L("ffn_down_exps.weight"), K_MATRIX, ps->n_ff_exp, d);
+      t[n - 1].ne[2] = ps->n_expert;
+      t[n - 1].n_dims = 3;
+      continue;
+    }
     ADD(L("ffn_gate.weight"), K_MATRIX, d, ps->n_ff);
     ADD(L("ffn_up.weight"), K_MATRIX, d, ps->n_ff);
     ADD(L("ffn_down.weight"), K_MATRIX, ps->n_ff, d);
@@ -946,7 +1015,8 @@ tl_status tl_synth_model(const char *out_path, const tl_synth_params *p) {
     if (name_ieq(p->preset, g_presets[i].name)) ps = &g_presets[i];
   if (!ps)
     return tl_fail(TL_ERR_INVALID_ARG,
-                   "unknown preset '%s' (tinyllama-1.1b, mistral-7b, llama3-8b, qwen2.5-7b)",
+                   "unknown preset '%s' (tinyllama-1.1b, mistral-7b, llama3-8b, qwen2.5-7b, "
+                   "qwen3-30b-a3b)",
                    p->preset);
   const ftype_info *fi = ftype_find(p->ftype);
   if (!fi) return tl_fail(TL_ERR_INVALID_ARG, "unknown file type %d", (int)p->ftype);
@@ -999,7 +1069,7 @@ tl_status tl_synth_model(const char *out_path, const tl_synth_params *p) {
   /* metadata, in the order llama.cpp's converter writes it */
   char key[128], name[96];
   const char *a = ps->arch;
-  int32_t hd = ps->n_embd / ps->n_head;
+  int32_t hd = preset_head_dim(ps);
   snprintf(name, sizeof name, "synthetic %s", ps->name);
 #define AK(sfx) (snprintf(key, sizeof key, "%s." sfx, a), key)
   if ((s = kv_str(&kl, &b, "general.architecture", a)) ||
@@ -1018,6 +1088,10 @@ tl_status tl_synth_model(const char *out_path, const tl_synth_params *p) {
       (s = kv_u32(&kl, &b, AK("attention.value_length"), (uint32_t)hd)) ||
       (s = kv_u32(&kl, &b, AK("vocab_size"), (uint32_t)ps->n_vocab)) ||
       (s = kv_u32(&kl, &b, AK("rope.dimension_count"), (uint32_t)hd)) ||
+      (ps->n_expert > 0 &&
+       ((s = kv_u32(&kl, &b, AK("expert_count"), (uint32_t)ps->n_expert)) ||
+        (s = kv_u32(&kl, &b, AK("expert_used_count"), (uint32_t)ps->n_expert_used)) ||
+        (s = kv_u32(&kl, &b, AK("expert_feed_forward_length"), (uint32_t)ps->n_ff_exp)))) ||
       (s = copy_tokenizer(tok, ps->n_vocab, &kl, &b)) ||
       (s = kv_str(&kl, &b, "torchless.synth.preset", ps->name)) ||
       (s = kv_u32(&kl, &b, "general.quantization_version", 2)) ||
@@ -1047,7 +1121,7 @@ tl_status tl_synth_model(const char *out_path, const tl_synth_params *p) {
     uint64_t h = p->seed ^ 0x6a09e667f3bcc908ull;
     for (const char *c = t->name; *c; c++) h = (h ^ (uint8_t)*c) * 0x100000001b3ull;
     row_src rs = {.seed = h, .mean = t->kind == K_NORM ? 1.0f : 0.0f, .std = 0.02f};
-    if ((s = convert_rows(&conv, w, &rs, t->ne[0], t->ne[1], dt[i]))) {
+    if ((s = convert_rows(&conv, w, &rs, t->ne[0], t->ne[1] * t->ne[2], dt[i]))) {
       tl_fail_prefix(s, "tensor '%s'", t->name);
       goto done;
     }

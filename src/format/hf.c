@@ -23,6 +23,8 @@ typedef enum fam {
   F_GEMMA,
   F_GEMMA2,
   F_GEMMA3,
+  F_MIXTRAL,
+  F_QWEN3MOE,
 } fam;
 
 static const struct {
@@ -40,6 +42,8 @@ static const struct {
     {"gemma2", "gemma2", F_GEMMA2},
     {"gemma3_text", "gemma3", F_GEMMA3},
     {"gemma3", "gemma3", F_GEMMA3},
+    {"mixtral", "llama", F_MIXTRAL}, /* llama.cpp converts Mixtral to "llama" with experts */
+    {"qwen3_moe", "qwen3moe", F_QWEN3MOE},
 };
 
 typedef struct hf {
@@ -52,7 +56,15 @@ typedef struct hf {
   bool tied;
   int64_t n_layer, n_embd, n_head, n_head_kv, head_dim, n_rot;
   double rope_attn; /* YaRN / LongRoPE cos-sin magnitude, squared into the query scale */
+  /* mixture of experts: the Hub's one tensor per expert, [layer][gate, up,
+   * down][expert], stacked into llama.cpp's ffn_*_exps once all are read */
+  int64_t n_expert;
+  const tl_st_tensor **exps;
 } hf;
+
+static bool is_moe(fam f) {
+  return f == F_MIXTRAL || f == F_QWEN3MOE;
+}
 
 static bool is_gemma(fam f) {
   return f == F_GEMMA || f == F_GEMMA2 || f == F_GEMMA3;
@@ -507,11 +519,13 @@ static tl_status set_sliding(hf *h) {
       wanted = true;
       break;
     case F_MISTRAL:
+    case F_MIXTRAL:
     case F_PHI3:
       wanted = sw > 0;
       break;
     case F_QWEN2:
-    case F_QWEN3: {
+    case F_QWEN3:
+    case F_QWEN3MOE: {
       bool use;
       if ((s = cfg_bool(h, c, "use_sliding_window", false, &use))) return s;
       wanted = use && sw > 0;
@@ -561,7 +575,7 @@ static tl_status set_sliding(hf *h) {
       return s;
     }
     for (int64_t il = 0; il < n; il++) pat[il] = (il + 1) % p != 0;
-  } else if (h->f == F_QWEN2 || h->f == F_QWEN3) {
+  } else if (h->f == F_QWEN2 || h->f == F_QWEN3 || h->f == F_QWEN3MOE) {
     int64_t mwl;
     if ((s = cfg_int(h, c, "max_window_layers", false, 0, 0, INT32_MAX, &mwl))) {
       free(pat);
@@ -609,6 +623,57 @@ static tl_status set_gemma(hf *h) {
 }
 
 /* ---- hyper-parameters ------------------------------------------------------ */
+
+/* Mixture of experts: llama.cpp's keys from num_local_experts (Mixtral) or
+ * num_experts (Qwen3-MoE), num_experts_per_tok, moe_intermediate_size and
+ * norm_topk_prob (Qwen3-MoE; Mixtral always renormalizes). Only models whose
+ * every layer is sparse are taken. */
+static tl_status set_experts(hf *h) {
+  if (!is_moe(h->f)) return TL_OK;
+  const cJSON *c = h->c;
+  tl_status s;
+  int64_t ne, used, ff_exp = 0, step;
+  const char *nk =
+      h->f == F_QWEN3MOE && jget(c, "num_experts") ? "num_experts" : "num_local_experts";
+  if ((s = cfg_int(h, c, nk, true, 0, 1, 4096, &ne)) ||
+      (s = cfg_int(h, c, "num_experts_per_tok", true, 0, 1, 4096, &used)))
+    return s;
+  if (used > ne)
+    return tl_fail(TL_ERR_FORMAT,
+                   "'%s/config.json': num_experts_per_tok %lld is more than the %lld experts",
+                   h->dir, (long long)used, (long long)ne);
+  bool norm = true;
+  if (h->f == F_QWEN3MOE) {
+    const cJSON *mlo = jget(c, "mlp_only_layers");
+    if ((s = cfg_int(h, c, "moe_intermediate_size", true, 0, 1, 1 << 30, &ff_exp)) ||
+        (s = cfg_int(h, c, "decoder_sparse_step", false, 1, 1, 1 << 16, &step)) ||
+        (s = cfg_bool(h, c, "norm_topk_prob", false, &norm)))
+      return s;
+    if (mlo && (!cJSON_IsArray(mlo) || cJSON_GetArraySize(mlo) != 0))
+      return tl_fail(TL_ERR_UNSUPPORTED,
+                     "'%s/config.json': dense layers among the experts "
+                     "(mlp_only_layers) are not supported",
+                     h->dir);
+    if (step != 1)
+      return tl_fail(TL_ERR_UNSUPPORTED,
+                     "'%s/config.json': decoder_sparse_step %lld (dense layers "
+                     "among the experts) is not supported",
+                     h->dir, (long long)step);
+  }
+  char k[128];
+  if ((s = put_u32(h, "expert_count", ne)) || (s = put_u32(h, "expert_used_count", used)) ||
+      (ff_exp > 0 && (s = put_u32(h, "expert_feed_forward_length", ff_exp))) ||
+      (!norm && (s = tl_gguf_set_bool(h->g, akey(h, "expert_weights_norm", k, sizeof k), false))))
+    return s;
+  h->n_expert = ne;
+  uint64_t n;
+  if (!tl_mul_u64((uint64_t)h->n_layer * 3, (uint64_t)ne, &n) || n > (1u << 24))
+    return tl_fail(TL_ERR_FORMAT, "'%s/config.json': %lld layers of %lld experts are too many",
+                   h->dir, (long long)h->n_layer, (long long)ne);
+  if (!(h->exps = tl_calloc_array((size_t)n, sizeof *h->exps)))
+    return tl_fail(TL_ERR_NOMEM, "out of memory");
+  return TL_OK;
+}
 
 static tl_status set_hparams(hf *h) {
   const cJSON *c = h->c;
@@ -661,7 +726,8 @@ static tl_status set_hparams(hf *h) {
   if (h->c != h->root && (s = cfg_bool(h, h->c, "tie_word_embeddings", tied, &tied))) return s;
   h->tied = tied;
   if ((s = set_rope(h)) || (s = set_sliding(h)) || (s = set_gemma(h))) return s;
-  if (h->f == F_LLAMA || h->f == F_MISTRAL) {
+  if ((s = set_experts(h))) return s;
+  if (h->f == F_LLAMA || h->f == F_MISTRAL || h->f == F_MIXTRAL) {
     /* Hugging Face LLaMA weights rotate halves; llama.cpp's converter permutes
      * Q/K into adjacent pairs instead. The view keeps the HF layout. */
     if ((s = tl_gguf_set_str(h->g, "torchless.rope.type", "neox", 4))) return s;
@@ -694,6 +760,8 @@ static const struct {
     {"mlp.gate_up_proj", "ffn_up"},
     {"mlp.fc1", "ffn_up"},
     {"mlp.fc2", "ffn_down"},
+    {"block_sparse_moe.gate", "ffn_gate_inp"}, /* Mixtral's router */
+    {"mlp.gate", "ffn_gate_inp"},              /* Qwen3-MoE's router */
 };
 
 /* The GGUF name of a Hugging Face tensor; false when it has none. */
@@ -790,7 +858,94 @@ static tl_status add_tensor(hf *h, const char *gname, const tl_st_tensor *t) {
   return tl_gguf_add_tensor(h->g, gname, t->type, nd, ne, t->data, t->nbytes);
 }
 
+/* An expert's tensor, "model.layers.L.block_sparse_moe.experts.E.w1|w3|w2.weight"
+ * (Mixtral) or "model.layers.L.mlp.experts.E.gate_proj|up_proj|down_proj.weight"
+ * (Qwen3-MoE): its layer, which (0 gate, 1 up, 2 down) and expert. */
+static bool expert_of(const hf *h, const char *name, int64_t *il, int *which, int64_t *e) {
+  static const char lp[] = "model.layers.";
+  if (strncmp(name, lp, sizeof lp - 1) != 0) return false;
+  const char *p = name + sizeof lp - 1;
+  int64_t v[2];
+  const char *mid = h->f == F_MIXTRAL ? ".block_sparse_moe.experts." : ".mlp.experts.";
+  for (int i = 0; i < 2; i++) {
+    if (*p < '0' || *p > '9') return false;
+    v[i] = 0;
+    while (*p >= '0' && *p <= '9') {
+      v[i] = v[i] * 10 + (*p++ - '0');
+      if (v[i] > (1 << 20)) return false;
+    }
+    if (i == 0) {
+      if (strncmp(p, mid, strlen(mid)) != 0) return false;
+      p += strlen(mid);
+    }
+  }
+  static const char *const mixtral[3] = {".w1.weight", ".w3.weight", ".w2.weight"};
+  static const char *const qwen[3] = {".gate_proj.weight", ".up_proj.weight", ".down_proj.weight"};
+  for (int k = 0; k < 3; k++)
+    if (!strcmp(p, h->f == F_MIXTRAL ? mixtral[k] : qwen[k])) {
+      *il = v[0];
+      *which = k;
+      *e = v[1];
+      return true;
+    }
+  return false;
+}
+
+/* The experts of each layer stacked as llama.cpp's converter writes them:
+ * ffn_{gate,up,down}_exps of shape [cols, rows, n_expert] (a copy: the Hub
+ * keeps one tensor per expert). */
+static tl_status stack_experts(hf *h) {
+  static const char *const names[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+  for (int64_t il = 0; il < h->n_layer; il++)
+    for (int k = 0; k < 3; k++) {
+      const tl_st_tensor **ts = h->exps + (il * 3 + k) * h->n_expert;
+      for (int64_t e = 0; e < h->n_expert; e++) {
+        const tl_st_tensor *t = ts[e];
+        if (!t)
+          return tl_fail(TL_ERR_FORMAT, "'%s': layer %lld has no %s of expert %lld", h->dir,
+                         (long long)il,
+                         k == 0   ? "gate"
+                         : k == 1 ? "up"
+                                  : "down",
+                         (long long)e);
+        if (t->n_dims != 2 || t->type != ts[0]->type || t->shape[0] != ts[0]->shape[0] ||
+            t->shape[1] != ts[0]->shape[1])
+          return tl_fail(TL_ERR_FORMAT,
+                         "'%s': tensor '%s' is not a matrix of the shape and type of expert 0's",
+                         h->dir, t->name);
+      }
+      uint64_t bytes;
+      if (!tl_mul_u64(ts[0]->nbytes, (uint64_t)h->n_expert, &bytes) || bytes > SIZE_MAX)
+        return tl_fail(TL_ERR_FORMAT, "'%s': the experts of layer %lld are too large", h->dir,
+                       (long long)il);
+      uint8_t *buf = malloc(bytes ? (size_t)bytes : 1);
+      if (!buf)
+        return tl_fail(TL_ERR_NOMEM, "out of memory for the experts of layer %lld", (long long)il);
+      tl_status s = tl_gguf_own(h->g, buf, free);
+      if (s) return s;
+      for (int64_t e = 0; e < h->n_expert; e++)
+        memcpy(buf + (size_t)e * (size_t)ts[0]->nbytes, ts[e]->data, (size_t)ts[0]->nbytes);
+      int64_t ne[TL_GGUF_MAX_DIMS] = {(int64_t)ts[0]->shape[1], (int64_t)ts[0]->shape[0],
+                                      h->n_expert, 1};
+      char gname[128];
+      snprintf(gname, sizeof gname, "blk.%lld.%s.weight", (long long)il, names[k]);
+      if ((s = tl_gguf_add_tensor(h->g, gname, ts[0]->type, 3, ne, buf, bytes))) return s;
+    }
+  return TL_OK;
+}
+
 static tl_status add_hf_tensor(hf *h, const tl_st_tensor *t) {
+  int64_t il, e;
+  int which;
+  if (h->exps && expert_of(h, t->name, &il, &which, &e)) {
+    if (il >= h->n_layer || e >= h->n_expert)
+      return tl_fail(TL_ERR_FORMAT, "'%s': tensor '%s' is beyond %lld layers of %lld experts",
+                     h->dir, t->name, (long long)h->n_layer, (long long)h->n_expert);
+    const tl_st_tensor **slot = &h->exps[(il * 3 + which) * h->n_expert + e];
+    if (*slot) return tl_fail(TL_ERR_FORMAT, "'%s': tensor '%s' appears twice", h->dir, t->name);
+    *slot = t;
+    return TL_OK;
+  }
   char gname[256];
   if (!map_name(h, t->name, gname, sizeof gname)) {
     tl_log(TL_LOG_DEBUG, "'%s': ignoring tensor '%s'", h->dir, t->name);
@@ -917,6 +1072,7 @@ static tl_status load_weights(hf *h) {
   }
   free(single);
   free(index);
+  if (!s && h->exps) s = stack_experts(h);
   return s;
 }
 
@@ -970,6 +1126,7 @@ tl_status tl_hf_open(const char *dir, tl_gguf **out) {
   h.root = root;
   if (!(s = tl_gguf_new_virtual(&h.g))) s = build(&h);
   cJSON_Delete(root);
+  free(h.exps);
   if (s) {
     tl_gguf_free(h.g);
     return s;

@@ -75,6 +75,10 @@ static tl_status prepare_weights(tl_context *c, tl_part *P, bool first, bool las
     MAT(B->w_gate, L->w_gate);
     MAT(B->w_up, L->w_up);
     MAT(B->w_down, L->w_down);
+    MAT(B->w_gate_inp, L->w_gate_inp);
+    MAT(B->w_gate_exps, L->w_gate_exps);
+    MAT(B->w_up_exps, L->w_up_exps);
+    MAT(B->w_down_exps, L->w_down_exps);
     VEC(B->attn_norm, L->attn_norm, d);
     VEC(B->attn_norm_b, L->attn_norm_b, d);
     VEC(B->ffn_norm, L->ffn_norm, d);
@@ -97,8 +101,19 @@ static tl_status prepare_weights(tl_context *c, tl_part *P, bool first, bool las
 
 static void part_free(tl_part *P) {
   if (P->be) {
-    float *bufs[] = {P->x, P->xn,  P->xb,    P->q,     P->k,
-                     P->v, P->att, P->ffn_a, P->ffn_b, P->logits_dev};
+    float *bufs[] = {P->x,
+                     P->xn,
+                     P->xb,
+                     P->q,
+                     P->k,
+                     P->v,
+                     P->att,
+                     P->ffn_a,
+                     P->ffn_b,
+                     P->logits_dev,
+                     P->moe_w,
+                     P->moe_logits,
+                     (float *)P->moe_ids};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
       if (bufs[i]) P->be->buffer_free(P->be, bufs[i]);
     tl_backend_free(P->be);
@@ -126,6 +141,9 @@ static tl_status part_new(tl_context *c, tl_part *P, const char *backend,
                           .n_threads = p->n_threads};
   tl_backend_config_options(&bc, p);
   tl_status s = tl_backend_new(backend, &bc, &P->be);
+  if (!s && hp->n_expert > 0 && (!P->be->moe_route || !P->be->matmul_id))
+    s = tl_fail(TL_ERR_UNSUPPORTED, "the %s backend cannot run a mixture of experts yet",
+                P->be->name);
   if (!s) s = prepare_weights(c, P, first, last);
   if (s) return s;
   tl_backend *be = P->be;
@@ -139,9 +157,20 @@ static tl_status part_new(tl_context *c, tl_part *P, const char *backend,
   P->k = be->buffer_alloc(be, nb * hp->n_head_kv * hp->head_dim * fl);
   P->v = be->buffer_alloc(be, nb * hp->n_head_kv * hp->head_dim * fl);
   P->att = be->buffer_alloc(be, nb * hp->n_head * hp->head_dim * fl);
-  P->ffn_a = be->buffer_alloc(be, nb * hp->n_ff * fl);
-  P->ffn_b = be->buffer_alloc(be, nb * hp->n_ff * fl);
-  if (!P->x || !P->xn || !P->xb || !P->q || !P->k || !P->v || !P->att || !P->ffn_a || !P->ffn_b)
+  /* with experts, the MLP buffers hold each token's chosen experts */
+  size_t ff =
+      hp->n_expert > 0 ? (size_t)hp->n_expert_used * (size_t)hp->n_ff_exp : (size_t)hp->n_ff;
+  P->ffn_a = be->buffer_alloc(be, nb * ff * fl);
+  P->ffn_b = be->buffer_alloc(be, nb * ff * fl);
+  bool moe_ok = true;
+  if (hp->n_expert > 0) {
+    P->moe_logits = be->buffer_alloc(be, nb * (size_t)hp->n_expert * fl);
+    P->moe_w = be->buffer_alloc(be, nb * (size_t)hp->n_expert_used * fl);
+    P->moe_ids = be->buffer_alloc(be, nb * (size_t)hp->n_expert_used * sizeof(int32_t));
+    moe_ok = P->moe_logits && P->moe_w && P->moe_ids;
+  }
+  if (!P->x || !P->xn || !P->xb || !P->q || !P->k || !P->v || !P->att || !P->ffn_a || !P->ffn_b ||
+      !moe_ok)
     return tl_fail(TL_ERR_NOMEM,
                    "out of %s memory for the activations of a batch of %d tokens: use a smaller "
                    "batch (-b) or context (-c)",

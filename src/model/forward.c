@@ -89,6 +89,44 @@ static void mlp(tl_context *c, tl_part *P, int il, int n, const float *xn, float
   be->matmul(be, &L->w_down, L->b_down, P->ffn_a, n, out, m->hp.n_embd);
 }
 
+/* A mixture of experts on the normed input xn (result in out [n][d]): the
+ * router's logits, the top-k choice on the device (moe_route), then each
+ * token's chosen experts as gated MLPs through matmul_id, summed with the
+ * router's weights by the down projection. */
+static void moe(tl_context *c, tl_part *P, int il, int n, const float *xn, float *out) {
+  const tl_hparams *hp = &c->model->hp;
+  const tl_layer *L = &P->w.layers[il];
+  tl_backend *be = P->be;
+  const int32_t ne = hp->n_expert, k = hp->n_expert_used;
+  be->matmul(be, &L->w_gate_inp, NULL, xn, n, P->moe_logits, ne);
+  tl_moe_route_op r = {.logits = P->moe_logits,
+                       .ids = P->moe_ids,
+                       .weights = P->moe_w,
+                       .n = n,
+                       .n_expert = ne,
+                       .k = k,
+                       .norm = hp->expert_norm};
+  be->moe_route(be, &r);
+  tl_matmul_id_op op = {.w = &L->w_up_exps,
+                        .n_expert = ne,
+                        .x = xn,
+                        .ids = P->moe_ids,
+                        .n = n,
+                        .k = k,
+                        .y = P->ffn_b};
+  be->matmul_id(be, &op);
+  op.w = &L->w_gate_exps;
+  op.y = P->ffn_a;
+  be->matmul_id(be, &op);
+  be->act(be, c->model->arch->act, true, P->ffn_a, P->ffn_b, (int64_t)n * k * hp->n_ff_exp);
+  op.w = &L->w_down_exps;
+  op.x = P->ffn_a;
+  op.x_per_slot = true;
+  op.weights = P->moe_w;
+  op.y = out;
+  be->matmul_id(be, &op);
+}
+
 /* Room for n rows of logits in the last part's memory. */
 static tl_status logits_room(tl_context *c, tl_part *P, int32_t n) {
   if (n <= P->logits_dev_cap) return TL_OK;
@@ -156,7 +194,10 @@ tl_status tl_forward(tl_context *c, int32_t n, const tl_token *tokens, const int
       }
       if (L->post_attn_norm) norm(c, P, n, d, P->xb, NULL, NULL, L->post_attn_norm, NULL, P->xb);
       norm(c, P, n, d, P->x, P->xb, NULL, L->ffn_norm, L->ffn_norm_b, P->xn); /* x += attn; norm */
-      mlp(c, P, il, n, P->xn, P->xb);
+      if (hp->n_expert > 0)
+        moe(c, P, il, n, P->xn, P->xb);
+      else
+        mlp(c, P, il, n, P->xn, P->xb);
       if (L->post_ffn_norm) norm(c, P, n, d, P->xb, NULL, NULL, L->post_ffn_norm, NULL, P->xb);
       norm(c, P, n, d, P->x, P->xb, NULL, NULL, NULL, NULL);
       tl_lowmem_leave(c->lowmem, unit);

@@ -167,7 +167,9 @@ tl_status tl_lowmem_new(const tl_context *c, size_t budget, tl_lowmem **out) {
     lm->base[ip] = k;
     for (int il = 0; il < P->l1 - P->l0; il++, k++) {
       const tl_layer *L = &P->w.layers[il];
-      const tl_weight *w[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+      const tl_weight *w[] = {&L->wq,          &L->wk,        &L->wv,         &L->wo,
+                              &L->w_gate,      &L->w_up,      &L->w_down,     &L->w_gate_inp,
+                              &L->w_gate_exps, &L->w_up_exps, &L->w_down_exps};
       for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
         /* fused tensors (Phi-3's qkv_proj) are row ranges of one tensor:
          * each range once */

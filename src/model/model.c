@@ -190,6 +190,22 @@ static tl_status load_hparams(tl_model *m) {
   int32_t window;
   if ((s = get_u32(m, "attention.sliding_window", false, 0, &window))) return s;
   hp->swa_window = window;
+  /* mixture of experts */
+  if ((s = get_u32(m, "expert_count", false, 0, &hp->n_expert)) ||
+      (s = get_u32(m, "expert_used_count", false, 0, &hp->n_expert_used)))
+    return s;
+  if (hp->n_expert > 0 || hp->n_expert_used > 0) {
+    if (hp->n_expert < 1 || hp->n_expert > 4096 || hp->n_expert_used < 1 ||
+        hp->n_expert_used > hp->n_expert)
+      return tl_fail(TL_ERR_FORMAT,
+                     "%s.expert_used_count %d and expert_count %d: the experts used per token "
+                     "must be 1 to expert_count (at most 4096)",
+                     m->arch_name, hp->n_expert_used, hp->n_expert);
+    hp->expert_norm = m->arch->moe_norm;
+    if (tl_gguf_get(m->gguf, akey(m, "expert_weights_norm", key, sizeof key)) &&
+        !tl_gguf_get_bool(m->gguf, key, &hp->expert_norm))
+      return tl_fail(TL_ERR_FORMAT, "metadata '%s' is not a bool", key);
+  }
   return TL_OK;
 }
 
@@ -311,6 +327,35 @@ static tl_status bind_matrix(tl_model *m, const char *name, int64_t cols, int64_
   return TL_OK;
 }
 
+/* Stacked experts: a 3-D tensor [cols, rows, n_expert] as one weight of
+ * n_expert * rows rows (expert e's rows from e * rows). */
+static tl_status bind_experts(tl_model *m, const char *name, int64_t cols, int64_t rows,
+                              int64_t n_expert, tl_weight *w) {
+  const tl_gguf_tensor *t = tl_gguf_find_tensor(m->gguf, name);
+  if (!t) return tl_fail(TL_ERR_FORMAT, "missing tensor '%s'", name);
+  int64_t want[4] = {cols, rows, n_expert, 1};
+  for (int d = 0; d < 4; d++)
+    if (t->ne[d] != want[d])
+      return tl_fail(TL_ERR_FORMAT,
+                     "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, %lld]",
+                     name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                     (long long)t->ne[3], (long long)cols, (long long)rows, (long long)n_expert);
+  if (t->type == TL_TYPE_I8 || !tl_backend_type_supported(t->type))
+    return tl_fail(TL_ERR_UNSUPPORTED,
+                   "tensor '%s' has type %s, which is not supported for experts", name,
+                   tl_type_name(t->type));
+  uint64_t rb;
+  tl_type_row_size(t->type, cols, &rb); /* validated by the parser */
+  *w = (tl_weight){.type = t->type,
+                   .rows = rows * n_expert,
+                   .cols = cols,
+                   .row_bytes = (size_t)rb,
+                   .data = t->data};
+  m->n_params += (uint64_t)(rows * n_expert) * (uint64_t)cols;
+  m->weight_bytes += t->nbytes;
+  return TL_OK;
+}
+
 /* Rows [r0, r0 + n) of a weight, as a weight of its own (fused tensors). */
 static tl_weight row_range(const tl_weight *w, int64_t r0, int64_t n) {
   tl_weight v = *w;
@@ -384,14 +429,28 @@ static tl_status load_weights(tl_model *m) {
   hp->n_vocab = (int32_t)emb->ne[1];
   /* The MLP width comes from the tensors (some converters write a wrong
    * feed_forward_length, e.g. llama.cpp's for Phi-2). */
-  const tl_gguf_tensor *down = tl_gguf_find_tensor(m->gguf, "blk.0.ffn_down.weight");
-  if (!down) return tl_fail(TL_ERR_FORMAT, "missing tensor 'blk.0.ffn_down.weight'");
+  const bool moe = hp->n_expert > 0;
+  const char *down_name = moe ? "blk.0.ffn_down_exps.weight" : "blk.0.ffn_down.weight";
+  const tl_gguf_tensor *down = tl_gguf_find_tensor(m->gguf, down_name);
+  if (!down) return tl_fail(TL_ERR_FORMAT, "missing tensor '%s'", down_name);
   if (down->ne[0] < 1 || down->ne[0] > (1 << 24))
-    return tl_fail(TL_ERR_FORMAT, "blk.0.ffn_down.weight has an invalid shape");
-  if (hp->n_ff != 0 && hp->n_ff != down->ne[0])
-    tl_log(TL_LOG_WARN, "feed_forward_length says %d but the tensors are %lld wide; using %lld",
-           hp->n_ff, (long long)down->ne[0], (long long)down->ne[0]);
-  hp->n_ff = (int32_t)down->ne[0];
+    return tl_fail(TL_ERR_FORMAT, "%s has an invalid shape", down_name);
+  if (moe) {
+    /* the experts' width: the tensors', which the metadata must not contradict */
+    int32_t ffe;
+    if ((s = get_u32(m, "expert_feed_forward_length", false, (int32_t)down->ne[0], &ffe))) return s;
+    if (ffe != down->ne[0])
+      return tl_fail(TL_ERR_FORMAT,
+                     "%s.expert_feed_forward_length says %d but the experts are %lld wide",
+                     m->arch_name, ffe, (long long)down->ne[0]);
+    hp->n_ff_exp = ffe;
+    hp->n_ff = ffe; /* no dense MLP: only the experts' width */
+  } else {
+    if (hp->n_ff != 0 && hp->n_ff != down->ne[0])
+      tl_log(TL_LOG_WARN, "feed_forward_length says %d but the tensors are %lld wide; using %lld",
+             hp->n_ff, (long long)down->ne[0], (long long)down->ne[0]);
+    hp->n_ff = (int32_t)down->ne[0];
+  }
   int32_t d = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
   int32_t ff = hp->n_ff;
   if ((s = bind_matrix(m, "token_embd.weight", d, hp->n_vocab, true, &m->tok_embd))) return s;
@@ -463,12 +522,30 @@ static tl_status load_weights(tl_model *m) {
         (s = bind_vector(m, NAME("post_attention_norm.weight"), d, false, &L->post_attn_norm)) ||
         (s = bind_vector(m, NAME("post_ffw_norm.weight"), d, false, &L->post_ffn_norm)) ||
         (s = bind_vector(m, NAME("ffn_norm.weight"), d, A->ffn_norm, &L->ffn_norm)) ||
-        (s = bind_vector(m, NAME("ffn_norm.bias"), d, false, &L->ffn_norm_b)) ||
-        (s = bind_matrix(m, NAME("ffn_down.weight"), ff, d, true, &L->w_down)) ||
-        (s = bind_vector(m, NAME("ffn_down.bias"), d, false, &L->b_down)))
+        (s = bind_vector(m, NAME("ffn_norm.bias"), d, false, &L->ffn_norm_b)))
       return s;
     if ((L->q_norm == NULL) != (L->k_norm == NULL))
       return tl_fail(TL_ERR_FORMAT, "layer %d has only one of attn_q_norm and attn_k_norm", il);
+    if (moe) {
+      /* llama.cpp's stacked experts: [cols, rows, n_expert] each, and the router */
+      const int32_t ne = hp->n_expert;
+      if ((s = bind_matrix(m, NAME("ffn_gate_inp.weight"), d, ne, true, &L->w_gate_inp)) ||
+          (s = bind_experts(m, NAME("ffn_gate_exps.weight"), d, ff, ne, &L->w_gate_exps)) ||
+          (s = bind_experts(m, NAME("ffn_up_exps.weight"), d, ff, ne, &L->w_up_exps)) ||
+          (s = bind_experts(m, NAME("ffn_down_exps.weight"), ff, d, ne, &L->w_down_exps)))
+        return s;
+      if (!A->gated_ffn || A->parallel)
+        return tl_fail(TL_ERR_UNSUPPORTED, "experts in a %s model are not supported", m->arch_name);
+      continue;
+    }
+    if (tl_gguf_find_tensor(m->gguf, NAME("ffn_gate_inp.weight")))
+      return tl_fail(TL_ERR_FORMAT,
+                     "layer %d has a router (ffn_gate_inp) but %s.expert_count "
+                     "is not given",
+                     il, m->arch_name);
+    if ((s = bind_matrix(m, NAME("ffn_down.weight"), ff, d, true, &L->w_down)) ||
+        (s = bind_vector(m, NAME("ffn_down.bias"), d, false, &L->b_down)))
+      return s;
     const tl_gguf_tensor *up = tl_gguf_find_tensor(m->gguf, NAME("ffn_up.weight"));
     if (A->gated_ffn && !tl_gguf_find_tensor(m->gguf, NAME("ffn_gate.weight")) && up &&
         up->ne[1] == 2 * (int64_t)ff) {

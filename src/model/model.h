@@ -32,6 +32,10 @@ typedef struct tl_arch {
    * attention.scale (Gemma 2 27B: 46, Gemma 3 27B: 62); the file's
    * attention.scale, or an override of it, wins. 0: none. */
   int scale_by_embd_layers;
+  /* Mixture of experts: whether the router's top-k weights are divided by
+   * their sum when the file does not say (<arch>.expert_weights_norm). A
+   * layer is sparse when the file has its router (ffn_gate_inp). */
+  bool moe_norm;
 } tl_arch;
 
 const tl_arch *tl_arch_find(const char *name, size_t len);
@@ -52,6 +56,10 @@ typedef struct tl_hparams {
   float attn_softcap;       /* 0: off */
   float final_softcap;      /* 0: off */
   int32_t swa_window;       /* sliding window length for sliding layers */
+  /* mixture of experts (n_expert 0: a dense model): n_expert_used experts
+   * of n_ff_exp per token, their weights renormalized when expert_norm */
+  int32_t n_expert, n_expert_used, n_ff_exp;
+  bool expert_norm;
 } tl_hparams;
 
 typedef struct tl_layer {
@@ -63,6 +71,9 @@ typedef struct tl_layer {
   float *bq, *bk, *bv, *bo;
   tl_weight w_gate, w_up, w_down;
   float *b_up, *b_down;
+  /* mixture of experts: the router [n_expert][n_embd] and the experts
+   * stacked (rows n_expert * n_ff_exp, or n_expert * n_embd for down) */
+  tl_weight w_gate_inp, w_gate_exps, w_up_exps, w_down_exps;
   int32_t window; /* 0: full attention, else sliding window length */
   float rope_theta;
 } tl_layer;
@@ -113,6 +124,10 @@ typedef struct tl_part {
   int32_t l0, l1;
   tl_weights w;
   float *x, *xn, *xb, *q, *k, *v, *att, *ffn_a, *ffn_b;
+  /* mixture of experts: router logits [n_batch][n_expert], the choice
+   * (ids as int32) and weights [n_batch][n_expert_used] */
+  float *moe_logits, *moe_w;
+  int32_t *moe_ids;
   float *logits_dev; /* the wanted rows' logits (last part) */
   int32_t logits_dev_cap;
 } tl_part;

@@ -773,6 +773,174 @@ static void test_scale_softcap(void **state) {
   dev_close(&d);
 }
 
+/* ---- mixture of experts ------------------------------------------------------- */
+
+/* The router (moe_route: softmax, top-k, renormalized or not) on random
+ * logits, then the experts' products (matmul_id) on its choice: one output
+ * per slot from a shared input, and the weighted sum from per-slot inputs,
+ * against the double reference; a batch against the same tokens one at a
+ * time (bit for bit up to B_FLOAT). */
+static void test_moe(void **state) {
+  dev d;
+  tl_backend_config cfg = base_config();
+  cfg.n_batch = 64;
+  dev_open(&d, &cfg);
+  if (!d.be->moe_route || !d.be->matmul_id) {
+    printf("moe: %s backend has no mixture of experts\n", g_backend);
+    dev_close(&d);
+    return;
+  }
+  const int ntoks[] = {1, 3, 17, 40};
+  const int n_expert = 6, rows = 40;
+  for (size_t ti = 0; ti < N_TYPES; ti++) {
+    const uint32_t type = g_types[ti];
+    if (!d.be->supports_type(d.be, type)) continue;
+    const int64_t blck = tl_type_get(type)->blck;
+    const int64_t cols = blck >= 256 ? 512 : blck * 7;
+    void *data;
+    double *deq;
+    tl_weight hw = host_weight(type, (int64_t)n_expert * rows, cols, &data, &deq), w;
+    assert_int_equal(d.be->prepare_weight(d.be, &hw, &w), TL_OK);
+    for (int ni = 0; ni < 4; ni++) {
+      const int n = ntoks[ni], k = 1 + (ni + (int)ti) % 3;
+      const bool norm = (ni + ti) % 2 == 0;
+      float *hl = rand_floats((size_t)n * n_expert, 3);
+      float *hx = rand_floats((size_t)n * k * cols, 1);
+      float *logits = dev_floats(&d, hl, (size_t)n * n_expert);
+      float *wts = dev_floats(&d, NULL, (size_t)n * k);
+      int32_t *ids = (int32_t *)dev_floats(&d, NULL, (size_t)n * k);
+      float *x = dev_floats(&d, hx, (size_t)n * k * cols);
+      float *y = dev_floats(&d, NULL, (size_t)n * k * rows);
+      float *ysum = dev_floats(&d, NULL, (size_t)n * rows);
+      float *y1 = dev_floats(&d, NULL, (size_t)n * k * rows);
+      float *ysum1 = dev_floats(&d, NULL, (size_t)n * rows);
+      tl_token tok[64] = {0};
+      int32_t pos[64] = {0}, seq[64] = {0};
+      step(&d, n, tok, pos, seq, 0, NULL);
+      tl_moe_route_op r = {.logits = logits,
+                           .ids = ids,
+                           .weights = wts,
+                           .n = n,
+                           .n_expert = n_expert,
+                           .k = k,
+                           .norm = norm};
+      d.be->moe_route(d.be, &r);
+      tl_matmul_id_op op = {
+          .w = &w, .n_expert = n_expert, .x = x, .ids = ids, .n = n, .k = k, .y = y};
+      d.be->matmul_id(d.be, &op);
+      op.x_per_slot = true;
+      op.weights = wts;
+      op.y = ysum;
+      d.be->matmul_id(d.be, &op);
+      step_end(&d);
+      for (int t = 0; t < n && n > 1; t++) { /* one token at a time */
+        step(&d, 1, tok, pos, seq, 0, NULL);
+        tl_matmul_id_op o1 = {.w = &w,
+                              .n_expert = n_expert,
+                              .x = x + (size_t)t * cols,
+                              .ids = ids + t * k,
+                              .n = 1,
+                              .k = k,
+                              .y = y1 + (size_t)t * k * rows};
+        d.be->matmul_id(d.be, &o1);
+        o1.x = x + (size_t)t * k * cols;
+        o1.x_per_slot = true;
+        o1.weights = wts + t * k;
+        o1.y = ysum1 + (size_t)t * rows;
+        d.be->matmul_id(d.be, &o1);
+        step_end(&d);
+      }
+      float *got_w = dev_read(&d, wts, (size_t)n * k);
+      float *got_ids = dev_read(&d, (const float *)ids, (size_t)n * k);
+      float *got_y = dev_read(&d, y, (size_t)n * k * rows);
+      float *got_sum = dev_read(&d, ysum, (size_t)n * rows);
+      double *ref_w = malloc(sizeof(double) * (size_t)(n * k));
+      double *ref_y = malloc(sizeof(double) * (size_t)(n * k * rows));
+      double *ref_sum = malloc(sizeof(double) * (size_t)(n * rows));
+      assert_true(ref_w && ref_y && ref_sum);
+      int32_t *rid = malloc(sizeof(int32_t) * (size_t)(n * k));
+      for (int t = 0; t < n; t++) {
+        /* reference route: softmax in double, the k largest by repeated scans */
+        const float *l = hl + t * n_expert;
+        double mx = -INFINITY, sum = 0, chosen = 0;
+        for (int e = 0; e < n_expert; e++) mx = l[e] > mx ? l[e] : mx;
+        for (int e = 0; e < n_expert; e++) sum += exp(l[e] - mx);
+        for (int j = 0; j < k; j++) {
+          int best = -1;
+          for (int e = 0; e < n_expert; e++) {
+            bool taken = false;
+            for (int i = 0; i < j; i++) taken |= rid[t * k + i] == e;
+            if (!taken && (best < 0 || l[e] > l[best])) best = e;
+          }
+          rid[t * k + j] = best;
+          ref_w[t * k + j] = exp(l[best] - mx) / sum;
+          chosen += ref_w[t * k + j];
+        }
+        for (int j = 0; j < k && norm; j++) ref_w[t * k + j] /= chosen;
+        for (int j = 0; j < k; j++) {
+          int32_t gid;
+          memcpy(&gid, &got_ids[t * k + j], sizeof gid);
+          if (gid != rid[t * k + j])
+            fail_msg("moe_route: token %d slot %d chose expert %d, the reference %d", t, j, gid,
+                     rid[t * k + j]);
+        }
+        for (int64_t rr = 0; rr < rows; rr++) ref_sum[t * rows + rr] = 0;
+        for (int j = 0; j < k; j++) {
+          const double *we = deq + (size_t)rid[t * k + j] * rows * cols;
+          for (int64_t rr = 0; rr < rows; rr++) {
+            double a = 0, b = 0;
+            for (int64_t c = 0; c < cols; c++) {
+              a += we[rr * cols + c] * hx[(size_t)t * cols + c];
+              b += we[rr * cols + c] * hx[((size_t)t * k + j) * cols + c];
+            }
+            ref_y[((size_t)t * k + j) * rows + rr] = a;
+            ref_sum[t * rows + rr] += ref_w[t * k + j] * b;
+          }
+        }
+      }
+      const bool qact = type != TL_TYPE_F32 && type != TL_TYPE_F16 && type != TL_TYPE_BF16;
+      char what[128];
+      snprintf(what, sizeof what, "moe_route %d of %d experts, %d tokens%s", k, n_expert, n,
+               norm ? ", renormalized" : "");
+      check(what, got_w, ref_w, (size_t)(n * k), B_FLOAT);
+      snprintf(what, sizeof what, "matmul_id %s %d x %lld, %d tokens, %d of %d", tl_type_name(type),
+               rows, (long long)cols, n, k, n_expert);
+      check(what, got_y, ref_y, (size_t)(n * k * rows), qact ? B_QACT : B_FLOAT);
+      snprintf(what, sizeof what, "matmul_id_sum %s %d x %lld, %d tokens, %d of %d",
+               tl_type_name(type), rows, (long long)cols, n, k, n_expert);
+      check(what, got_sum, ref_sum, (size_t)(n * rows), qact ? B_QACT : B_FLOAT);
+      if (n > 1) {
+        float *a_y = dev_read(&d, y1, (size_t)n * k * rows);
+        float *a_sum = dev_read(&d, ysum1, (size_t)n * rows);
+        double *da = malloc(sizeof(double) * (size_t)(n * k * rows));
+        assert_non_null(da);
+        for (size_t i = 0; i < (size_t)(n * k * rows); i++) da[i] = a_y[i];
+        snprintf(what, sizeof what, "matmul_id batch vs alone %s, %d tokens", tl_type_name(type),
+                 n);
+        check(what, got_y, da, (size_t)(n * k * rows), B_FLOAT);
+        for (size_t i = 0; i < (size_t)(n * rows); i++) da[i] = a_sum[i];
+        check(what, got_sum, da, (size_t)(n * rows), B_FLOAT);
+        free(da);
+        free(a_y);
+        free(a_sum);
+      }
+      free(rid);
+      free(got_w);
+      free(got_ids);
+      free(got_y);
+      free(got_sum);
+      free(ref_w);
+      free(ref_y);
+      free(ref_sum);
+      free(hl);
+      free(hx);
+    }
+    free(deq);
+    free(data);
+  }
+  dev_close(&d);
+}
+
 static void test_errors(void **state) {
   /* an unknown backend is a status with a message, never a crash */
   tl_backend_config cfg = base_config();
@@ -812,6 +980,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_f16_kv),
       cmocka_unit_test(test_rope),       cmocka_unit_test(test_attention),
       cmocka_unit_test(test_act),        cmocka_unit_test(test_scale_softcap),
+      cmocka_unit_test(test_moe),
   };
   /* the CPU: every kernel set (or the one named) */
   const tl_cpu_kernels *sets[16];

@@ -45,6 +45,18 @@ for spec in "$ROOT/tests/data/llama|" "$ROOT/tests/data/llama|--quant q4_k_m" "$
     ok "$(basename "$M") $q: the same logits and greedy tokens with --mem-budget 1" ||
     bad "$(basename "$M") $q: the same logits and greedy tokens with --mem-budget 1: $(cat "$T/err")"
 done
+# a mixture of experts (the stacked expert tensors streamed), where the
+# shared fixtures are present
+MX=$ROOT/../shared/fixtures/models/mixtral/model-q8_0.gguf
+if [ -f "$MX" ]; then
+  "$TL" eval -m "$MX" --ids $sids --logits "$T/a.f32" --greedy 8 -t 2 >"$T/a.txt" 2>"$T/err" &&
+    "$TL" eval -m "$MX" --ids $sids --logits "$T/b.f32" --greedy 8 -t 2 --mem-budget 1 \
+      >"$T/b.txt" 2>"$T/err" && cmp -s "$T/a.f32" "$T/b.f32" && cmp -s "$T/a.txt" "$T/b.txt" &&
+    ok "mixtral q8_0 (experts): the same logits and greedy tokens with --mem-budget 1" ||
+    bad "mixtral q8_0 (experts) with --mem-budget 1: $(cat "$T/err")"
+else
+  echo "SKIPPED: --low-mem on a mixture of experts (no ../shared/fixtures/models/mixtral)"
+fi
 for v in 0 -5 abc 99999999999; do
   if "$TL" eval -m "$T/s.gguf" --ids $ids --mem-budget "$v" >/dev/null 2>"$T/err"; then
     bad "--mem-budget $v accepted"

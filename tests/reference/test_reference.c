@@ -23,7 +23,29 @@ typedef struct ref_case {
   /* the attention scores' magnification by a YaRN / LongRoPE cos-sin magnitude
    * (its square; 0: none): the 8-bit KV cache's error grows with it */
   double kv8_sharpen;
+  /* the Hugging Face folder quantized to `type` by the project's own quantize
+   * (a family llama.cpp's converter of the fixtures' commit does not know) */
+  bool own_quant;
 } ref_case;
+
+/* The case's model: the fixture, or (own_quant) the Hugging Face folder
+ * quantized into a temporary GGUF (*tmp set; the caller removes it). NULL:
+ * absent, the test skips. */
+static char *case_model(const ref_case *rc, bool *tmp) {
+  *tmp = false;
+  if (!rc->own_quant) return tl_test_model_path(rc->arch, rc->type);
+  char *dir = tl_test_model_path(rc->arch, "hf");
+  if (!dir) return NULL;
+  char *out = tl_test_tmpfile(".gguf");
+  tl_quantize_params qp = tl_quantize_default_params();
+  assert_int_equal(tl_ftype_from_name(rc->type, &qp.ftype), TL_OK);
+  qp.n_threads = 2;
+  if (tl_model_quantize(dir, out, &qp) != TL_OK)
+    fail_msg("quantizing %s to %s: %s", dir, rc->type, tl_last_error());
+  free(dir);
+  *tmp = true;
+  return out;
+}
 
 static tl_model *load_case(const ref_case *rc, const char *path) {
   const char *ov[2] = {rc->override, NULL};
@@ -35,10 +57,19 @@ static tl_model *load_case(const ref_case *rc, const char *path) {
   return m;
 }
 
+/* A mixture of experts: a small difference upstream (quantized weights, an
+ * 8-bit KV cache) can change a token's choice of experts, so its error on
+ * the same types is larger (llama.cpp's own on the mixtral Q8_0 file: 0.04 to
+ * 0.07, against at most 0.03 on the dense families). */
+static bool is_moe(const char *arch) {
+  return !strcmp(arch, "mixtral") || !strcmp(arch, "qwen3moe");
+}
+
 /* Where llama.cpp has no number for a file (it cannot run phi2, phi3 and
- * gemma2 GGUFs), the bound is its worst error on the same type over the other
- * fixtures. */
-static double worst_peer(const char *type) {
+ * gemma2 GGUFs, nor convert qwen3moe), the bound is its worst error on the
+ * same type over the other fixtures: the dense ones for a dense model, all
+ * (the mixtral file included) for a mixture of experts. */
+static double worst_peer(const char *type, bool moe) {
   char *path = tl_test_fixture("peer/llamacpp.json");
   assert_non_null(path);
   char *txt = tl_test_read_file(path, NULL);
@@ -48,6 +79,7 @@ static double worst_peer(const char *type) {
   double worst = -1;
   cJSON_ArrayForEach(arch, j) {
     if (!strcmp(arch->string, "llama3")) continue; /* its GGUF disagrees with its checkpoint */
+    if (!moe && is_moe(arch->string)) continue;
     cJSON *r;
     cJSON_ArrayForEach(r, cJSON_GetObjectItem(arch, type)) {
       double e = cJSON_GetObjectItem(r, "rel_err")->valuedouble;
@@ -119,7 +151,8 @@ static void run_greedy(tl_context *c, const tl_token *ids, int n, int steps, tl_
 static void check_case(void **state) {
   const ref_case *rc = *state;
   char rel[256];
-  char *model_path = tl_test_model_path(rc->arch, rc->type);
+  bool tmp_model;
+  char *model_path = case_model(rc, &tmp_model);
   if (!model_path) skip();
   snprintf(rel, sizeof rel, "%s/reference.safetensors", rc->arch);
   char *ref_path = tl_test_fixture(rel);
@@ -218,9 +251,9 @@ static void check_case(void **state) {
     while (same < p->n_greedy && gen[same] == p->greedy[same]) same++;
 
     const double kv8_cost =
-        0.5 * worst_peer("q8_0") * (rc->kv8_sharpen > 0 ? rc->kv8_sharpen : 1.0);
+        0.5 * worst_peer("q8_0", is_moe(rc->arch)) * (rc->kv8_sharpen > 0 ? rc->kv8_sharpen : 1.0);
     double peer = peer_err(rc->arch, rc->type, pi);
-    if (peer < 0) peer = worst_peer(rc->type);
+    if (peer < 0) peer = worst_peer(rc->type, is_moe(rc->arch));
     printf(
         "%s %s prompt %d: rel err prefill %.3g, full %.3g (argmax %.3f), cached %.3g, "
         "cached f16-kv %.3g (argmax %.3f), q8_0-kv %.3g (argmax %.3f), greedy %d/%d; "
@@ -235,9 +268,16 @@ static void check_case(void **state) {
       assert_true(agree16 >= 0.95);
       /* the 8-bit cache on exact weights: under half of what llama.cpp's Q8_0
        * weights cost */
-      if (c8) {
+      if (c8 && !is_moe(rc->arch)) {
         assert_true(e_cache8 <= kv8_cost);
         assert_true(agree8 >= 0.95);
+      } else if (c8) {
+        /* a mixture of experts: the 8-bit cache's rounding moves near-tied
+         * choices of experts as 8-bit weights do (0.007 to 0.07 here), so the
+         * bound is the one for llama.cpp's Q8_0 mixtral file, and its worst
+         * argmax agreement there (0.88) */
+        assert_true(e_cache8 <= 1.1 * worst_peer("q8_0", true) + 0.005);
+        assert_true(agree8 >= 0.88);
       }
       assert_int_equal(same, p->n_greedy);
     } else {
@@ -258,6 +298,7 @@ static void check_case(void **state) {
   tl_context_free(c8);
   tl_model_free(m);
   tl_test_st_free(st);
+  if (tmp_model) unlink(model_path);
   free(model_path);
 }
 
@@ -399,6 +440,8 @@ static ref_case g_cases[] = {
     {"gemma", "hf", true},
     {"gemma2", "hf", true},
     {"gemma3", "hf", true},
+    {"mixtral", "hf", true},
+    {"qwen3moe", "hf", true},
     {"llama", "f32", true},
     {"llama", "f16", false},
     {"llama", "bf16", false},
@@ -431,6 +474,11 @@ static ref_case g_cases[] = {
     {"phi2", "q8_0", false},
     {"phi3", "q8_0", false},
     {"gemma2", "q8_0", false, "gemma2.attention.scale=float:0.125"},
+    /* mixtures of experts: llama.cpp's Mixtral file (stacked experts), and
+     * Qwen3-MoE written in llama.cpp's layout by our own quantize */
+    {"mixtral", "q8_0", false},
+    {"qwen3moe", "q8_0", false, NULL, 0, true},
+    {"qwen3moe", "q4_k_m", false, NULL, 0, true},
 };
 
 /* The table for one backend (max >= 64); the attention shares are the CPU
@@ -450,7 +498,11 @@ static int make_tests(const char *backend, struct CMUnitTest *tests, int max) {
   static ref_case pvd[] = {{"llama", "f16", false},
                            {"llama", "q8_0", false},
                            {"demo", "q8_0", false},
-                           {"llama", "f32", true}};
+                           {"llama", "f32", true},
+                           /* float weights: a quantized MoE's 8-bit activations
+                            * round a batch and one token apart by an ulp, which can
+                            * change a near-tied choice of experts */
+                           {"qwen3moe", "hf", true}};
   for (size_t i = 0; i < sizeof pvd / sizeof pvd[0]; i++) {
     snprintf(names[n], 96, "prefill vs decode %s %s", pvd[i].arch, pvd[i].type);
     tests[n] = (struct CMUnitTest){names[n], check_prefill_vs_decode, NULL, NULL, &pvd[i]};

@@ -843,6 +843,19 @@ static void test_config_hostile(void **state) {
                     "{\"full_attention\": {\"rope_theta\": 1e6}, \"sliding_attention\": "
                     "{\"rope_type\": \"linear\", \"factor\": 2}}",
                     TL_ERR_UNSUPPORTED, "sliding");
+  /* mixtures of experts */
+  expect_edit_fails("mixtral", "num_experts_per_tok", "5", TL_ERR_FORMAT, "num_experts_per_tok");
+  expect_edit_fails("mixtral", "num_experts_per_tok", "0", TL_ERR_FORMAT, "num_experts_per_tok");
+  expect_edit_fails("mixtral", "num_local_experts", "0", TL_ERR_FORMAT, "num_local_experts");
+  expect_edit_fails("mixtral", "num_local_experts", "\"4\"", TL_ERR_FORMAT, "num_local_experts");
+  expect_edit_fails("mixtral", "num_local_experts", "5", TL_ERR_FORMAT, "expert 4");
+  expect_edit_fails("mixtral", "num_local_experts", "3", TL_ERR_FORMAT, "experts");
+  expect_edit_fails("qwen3moe", "mlp_only_layers", "[1]", TL_ERR_UNSUPPORTED, "mlp_only_layers");
+  expect_edit_fails("qwen3moe", "decoder_sparse_step", "2", TL_ERR_UNSUPPORTED,
+                    "decoder_sparse_step");
+  expect_edit_fails("qwen3moe", "norm_topk_prob", "1", TL_ERR_FORMAT, "norm_topk_prob");
+  expect_edit_fails("qwen3moe", "moe_intermediate_size", "-1", TL_ERR_FORMAT,
+                    "moe_intermediate_size");
   expect_edit_fails("phi2", "partial_rotary_factor", "\"half\"", TL_ERR_FORMAT,
                     "partial_rotary_factor");
   expect_edit_fails("phi2", "rope_parameters",

@@ -44,8 +44,15 @@ typedef struct spec {
   int n_merges;
 } spec;
 
-static const char *const k_tokens[8] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b",
-                                        "\xe2\x96\x81" "a", "ab"};
+static const char *const k_tokens[8] = {"<unk>",
+                                        "<s>",
+                                        "</s>",
+                                        "\xe2\x96\x81",
+                                        "a",
+                                        "b",
+                                        "\xe2\x96\x81"
+                                        "a",
+                                        "ab"};
 
 static void chk(tl_status s) {
   if (s != TL_OK) fail_msg("building the test model: %s", tl_last_error());
@@ -164,8 +171,8 @@ static void expect_load_fail_at(const char *path, tl_status want, const char *su
   print_message("  line %d: %s (%.3f s)\n", line, msg, dt);
   assert_null(m);
   if (want && s != want)
-    fail_msg("line %d: status %s, expected %s (%s)", line, tl_status_name(s),
-             tl_status_name(want), msg);
+    fail_msg("line %d: status %s, expected %s (%s)", line, tl_status_name(s), tl_status_name(want),
+             msg);
   if (sub1 && !strstr(msg, sub1)) fail_msg("line %d: '%s' lacks '%s'", line, msg, sub1);
   if (sub2 && !strstr(msg, sub2)) fail_msg("line %d: '%s' lacks '%s'", line, msg, sub2);
   if (dt > 5.0) fail_msg("line %d: rejecting took %.1f s", line, dt);
@@ -240,6 +247,45 @@ static void test_semantic(void **state) {
   tl_model_free(load_ok(p)); /* a fused qkv of the right shape loads */
   unlink(p);
   free(p);
+}
+
+/* ---- 1b. mixture-of-experts metadata against the tensors ---------------------- */
+
+/* llama.cpp's Mixtral file (4 experts, 2 per token) with its expert counts
+ * overridden: each contradiction is refused, naming what is wrong. */
+static void moe_expect_fail(const char *path, const char *ov, const char *sub1, const char *sub2) {
+  const char *ovs[2] = {ov, NULL};
+  tl_model_params mp = tl_model_default_params();
+  mp.kv_overrides = ovs;
+  tl_model *m = NULL;
+  tl_clear_error();
+  tl_status s = tl_model_load(path, &mp, &m);
+  if (s == TL_OK) {
+    tl_model_free(m);
+    fail_msg("%s with %s loaded", path, ov);
+  }
+  const char *msg = tl_last_error();
+  print_message("  %s: %s\n", ov, msg);
+  assert_int_equal(s, TL_ERR_FORMAT);
+  if (!strstr(msg, sub1)) fail_msg("'%s' lacks '%s'", msg, sub1);
+  if (sub2 && !strstr(msg, sub2)) fail_msg("'%s' lacks '%s'", msg, sub2);
+}
+
+static void test_moe_metadata(void **state) {
+  (void)state;
+  char *path = tl_test_fixture_or_skip("mixtral/model-q8_0.gguf");
+  if (!path) return;
+  tl_model_free(load_ok(path)); /* control */
+  moe_expect_fail(path, "llama.expert_used_count=int:5", "expert_used_count 5", "expert_count 4");
+  moe_expect_fail(path, "llama.expert_used_count=int:0", "expert_used_count 0", NULL);
+  moe_expect_fail(path, "llama.expert_count=int:0", "expert_count 0", NULL);
+  moe_expect_fail(path, "llama.expert_count=int:100000", "expert_count 100000", NULL);
+  moe_expect_fail(path, "llama.expert_count=int:8", "blk.0.ffn_gate_inp.weight", "shape");
+  moe_expect_fail(path, "llama.expert_count=int:3", "blk.0.ffn_gate_inp.weight", "shape");
+  moe_expect_fail(path, "llama.expert_feed_forward_length=int:128", "expert_feed_forward_length",
+                  "256 wide");
+  moe_expect_fail(path, "llama.expert_weights_norm=int:1", "expert_weights_norm", "bool");
+  free(path);
 }
 
 /* ---- 2. overlapping and misplaced tensor data -------------------------------- */
@@ -367,9 +413,8 @@ static void test_vocab_invalid_utf8(void **state) {
   (void)state;
   /* token texts that are not UTF-8: a lone continuation byte, a truncated
    * sequence, an overlong encoding, a surrogate */
-  static const char *const toks[10] = {"<unk>",    "<s>",    "</s>",         "\xe2\x96\x81",
-                                       "a",        "b",      "\x80",         "\xe2\x96",
-                                       "\xc0\xaf", "\xed\xa0\x80"};
+  static const char *const toks[10] = {"<unk>", "<s>",  "</s>",     "\xe2\x96\x81", "a",
+                                       "b",     "\x80", "\xe2\x96", "\xc0\xaf",     "\xed\xa0\x80"};
   spec sp = {.tokens = toks, .n_tokens = 10};
   char *p = write_model(&sp);
   tl_model *m = load_ok(p);
@@ -417,8 +462,7 @@ static void test_bpe_merges(void **state) {
   /* rules over strings that are not tokens are ignored (they can never
    * apply); the valid ones still work */
   static const char *const merges[5] = {"a b", "zz q", "ab c", "\xff \xfe", "q <|x|>"};
-  spec sp = {.tokens = toks, .n_tokens = 8, .tok_model = "gpt2", .merges = merges,
-             .n_merges = 5};
+  spec sp = {.tokens = toks, .n_tokens = 8, .tok_model = "gpt2", .merges = merges, .n_merges = 5};
   char *p = write_model(&sp);
   tl_model *m = load_ok(p);
   size_t n = 0;
@@ -485,8 +529,8 @@ static void expect_vocab_fail_at(const char *dir, tl_status want, const char *su
   }
   print_message("  line %d: %s\n", line, tl_last_error());
   if (want && s != want)
-    fail_msg("line %d: status %s, expected %s (%s)", line, tl_status_name(s),
-             tl_status_name(want), tl_last_error());
+    fail_msg("line %d: status %s, expected %s (%s)", line, tl_status_name(s), tl_status_name(want),
+             tl_last_error());
   if (sub && !strstr(tl_last_error(), sub))
     fail_msg("line %d: '%s' lacks '%s'", line, tl_last_error(), sub);
   if (dt > 5.0) fail_msg("line %d: rejecting took %.1f s", line, dt);
@@ -596,11 +640,17 @@ static void test_tokenizer_json_hostile(void **state) {
     const char *sub;
   } pm[] = {
       {"\x0a", 1, "malformed"},
-      {"\x0a\x05\x0a\x01" "a", 5, "malformed"},
+      {"\x0a\x05\x0a\x01"
+       "a",
+       5, "malformed"},
       {"\x0a\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 12, "malformed"},
       {"\x12\x02\x18\x02\x0a\x03\x0a\x01\xff", 9, "UTF-8"},
-      {"\x12\x02\x18\x02\x0a\x05\x0a\x01" "a\x18\x63", 11, "type"},
-      {"\x12\x02\x18\x01\x0a\x03\x0a\x01" "a", 9, "model type"},
+      {"\x12\x02\x18\x02\x0a\x05\x0a\x01"
+       "a\x18\x63",
+       11, "type"},
+      {"\x12\x02\x18\x01\x0a\x03\x0a\x01"
+       "a",
+       9, "model type"},
       {"\x12\x02\x18\x02", 4, "pieces"},
       {"\x0b", 1, "malformed"},
   };
@@ -764,6 +814,7 @@ static void test_context_too_big(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_semantic),
+      cmocka_unit_test(test_moe_metadata),
       cmocka_unit_test(test_tensor_data_placement),
       cmocka_unit_test(test_non_finite_weights),
       cmocka_unit_test(test_vocab_invalid_utf8),

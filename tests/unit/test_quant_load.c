@@ -4,6 +4,8 @@
 #include <cjson/cJSON.h>
 #include <unistd.h>
 
+#include "format/gguf.h"
+#include "quant/quant.h"
 #include "testutil.h"
 
 static const tl_token g_ids[] = {1, 300, 391, 394, 465, 320, 365, 386, 298, 305, 446};
@@ -43,10 +45,9 @@ static float *load_and_eval(const char *path, int quant, int *nv) {
   return l;
 }
 
-static void check_type(const char *name, const char *llamacpp_file) {
+static void check_type_of(const char *folder, const char *name, const char *llamacpp_file) {
   tl_ftype ft;
   assert_int_equal(tl_ftype_from_name(name, &ft), TL_OK);
-  const char *folder = TL_TEST_DATA "/llama";
   int nv = 0, nv2 = 0;
   float *on_load = load_and_eval(folder, (int)ft, &nv);
 
@@ -60,7 +61,7 @@ static void check_type(const char *name, const char *llamacpp_file) {
   unlink(tmp);
   free(tmp);
 
-  char *ref = tl_test_fixture_or_skip(llamacpp_file);
+  char *ref = llamacpp_file ? tl_test_fixture_or_skip(llamacpp_file) : NULL;
   if (ref) {
     float *theirs = load_and_eval(ref, -1, &nv2);
     assert_memory_equal(on_load, theirs, sizeof(float) * (size_t)nv * N_IDS);
@@ -71,6 +72,70 @@ static void check_type(const char *name, const char *llamacpp_file) {
   }
   free(on_load);
   free(from_file);
+}
+
+static void check_type(const char *name, const char *llamacpp_file) {
+  check_type_of(TL_TEST_DATA "/llama", name, llamacpp_file);
+}
+
+/* Two GGUF files hold the same tensors (names, types, shapes) and llama.cpp
+ * would read the same special-token keys (none signed). */
+static void same_layout(const char *ours, const char *theirs) {
+  tl_gguf *a = NULL, *b = NULL;
+  assert_int_equal(tl_gguf_open(ours, &a), TL_OK);
+  assert_int_equal(tl_gguf_open(theirs, &b), TL_OK);
+  assert_int_equal(a->n_tensors, b->n_tensors);
+  for (uint64_t i = 0; i < b->n_tensors; i++) {
+    const tl_gguf_tensor *tb = &b->tensors[i];
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)tb->name.len, tb->name.ptr);
+    const tl_gguf_tensor *ta = tl_gguf_find_tensor(a, name);
+    if (!ta) fail_msg("%s lacks llama.cpp's tensor %s", ours, name);
+    if (ta->type != tb->type || memcmp(ta->ne, tb->ne, sizeof ta->ne))
+      fail_msg("%s: %s [%lld, %lld, %lld] in type %s, llama.cpp's [%lld, %lld, %lld] in %s", ours,
+               name, (long long)ta->ne[0], (long long)ta->ne[1], (long long)ta->ne[2],
+               tl_type_name(ta->type), (long long)tb->ne[0], (long long)tb->ne[1],
+               (long long)tb->ne[2], tl_type_name(tb->type));
+  }
+  for (uint64_t i = 0; i < a->n_kv; i++)
+    if (a->kv[i].val.type == TL_GGUF_I32 && a->kv[i].key.len > 9 &&
+        !memcmp(a->kv[i].key.ptr + a->kv[i].key.len - 9, "_token_id", 9))
+      fail_msg("%s: a signed %.*s, which llama.cpp refuses", ours, (int)a->kv[i].key.len,
+               a->kv[i].key.ptr);
+  tl_gguf_free(a);
+  tl_gguf_free(b);
+}
+
+/* Mixtures of experts (the Hub's per-expert tensors stacked into llama.cpp's
+ * ffn_*_exps): Mixtral's folder to Q8_0 gives llama.cpp's own Q8_0 file's
+ * logits bit for bit; Qwen3-MoE's to Q4_K_M the same while loading as from
+ * the file (fixtures from ../shared; skipped where absent). */
+static void test_moe(void **state) {
+  (void)state;
+  const char *archs[] = {"mixtral", "qwen3moe"};
+  for (int i = 0; i < 2; i++) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "%s/config.json", archs[i]);
+    char *cfg = tl_test_fixture_or_skip(rel);
+    if (!cfg) continue;
+    *strrchr(cfg, '/') = 0;
+    if (i == 0) {
+      check_type_of(cfg, "q8_0", "mixtral/model-q8_0.gguf");
+      /* the same tensors as llama.cpp's converter and llama-quantize wrote */
+      char *ref = tl_test_fixture_or_skip("mixtral/model-q8_0.gguf");
+      char *tmp = tl_test_tmpfile(".gguf");
+      tl_quantize_params qp = tl_quantize_default_params();
+      qp.ftype = TL_FTYPE_Q8_0;
+      assert_int_equal(tl_model_quantize(cfg, tmp, &qp), TL_OK);
+      if (ref) same_layout(tmp, ref);
+      unlink(tmp);
+      free(tmp);
+      free(ref);
+    } else {
+      check_type_of(cfg, "q4_k_m", NULL);
+    }
+    free(cfg);
+  }
 }
 
 static void test_q4_k_m(void **state) {
@@ -170,8 +235,11 @@ static void test_bad_type(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_q4_k_m),   cmocka_unit_test(test_iq4_xs),
-      cmocka_unit_test(test_q8_0),     cmocka_unit_test(test_folders_to_gguf),
+      cmocka_unit_test(test_q4_k_m),
+      cmocka_unit_test(test_iq4_xs),
+      cmocka_unit_test(test_q8_0),
+      cmocka_unit_test(test_moe),
+      cmocka_unit_test(test_folders_to_gguf),
       cmocka_unit_test(test_bad_type),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -146,10 +146,11 @@ int cmd_synth(cli_opts *o) {
   const char *out = o->out, *arch = o->arch;
   if (!out) return cli_die("synth needs -o OUT.gguf");
   if (arch) {
-    bool qwen = !strncmp(sp.preset, "qwen", 4);
-    if (strcmp(arch, qwen ? "qwen2" : "llama") != 0)
-      return cli_die("preset '%s' has architecture %s, not '%s'", sp.preset,
-                     qwen ? "qwen2" : "llama", arch);
+    const char *pa = !strncmp(sp.preset, "qwen3-", 6) ? "qwen3moe"
+                     : !strncmp(sp.preset, "qwen", 4) ? "qwen2"
+                                                      : "llama";
+    if (strcmp(arch, pa) != 0)
+      return cli_die("preset '%s' has architecture %s, not '%s'", sp.preset, pa, arch);
   }
   sp.progress = progress_cb;
   progress_start();

@@ -36,6 +36,7 @@ typedef struct cpu_ctx {
   float *att_rates; /* per thread: attention work (query heads x positions) per ns, smoothed */
   int att_tile;     /* positions per tile: TL_ATT_TILE, or fewer (tests) */
   tl_step st;       /* the step being run */
+  tl_status err;    /* the step's first failed operation (step_end returns it) */
 } cpu_ctx;
 
 static cpu_ctx *cpu_of(tl_backend *be) {
@@ -660,11 +661,23 @@ static tl_status cpu_from_host(tl_backend *be, const float *src, float *dst, int
 
 static tl_status cpu_step_begin(tl_backend *be, const tl_step *st) {
   cpu_of(be)->st = *st;
+  cpu_of(be)->err = TL_OK;
   return TL_OK;
 }
 
 static tl_status cpu_step_end(tl_backend *be) {
-  return TL_OK;
+  return cpu_of(be)->err;
+}
+
+static void cpu_moe_route(tl_backend *be, const tl_moe_route_op *op) {
+  (void)be;
+  tl_cpu_moe_route(op);
+}
+
+static void cpu_matmul_id(tl_backend *be, const tl_matmul_id_op *op) {
+  cpu_ctx *c = cpu_of(be);
+  if (c->err) return;
+  c->err = tl_cpu_matmul_id(c->pool, c->kernels, op);
 }
 
 static bool cpu_supports_type(const tl_backend *be, uint32_t type) {
@@ -747,6 +760,8 @@ tl_status tl_backend_cpu_new(const tl_backend_config *cfg, tl_backend **out) {
       .norm = cpu_norm,
       .matmul = cpu_matmul,
       .rope = cpu_rope,
+      .moe_route = cpu_moe_route,
+      .matmul_id = cpu_matmul_id,
       .kv_store = cpu_kv_store,
       .attention = cpu_attention,
       .act = cpu_act,

@@ -128,12 +128,18 @@ bool tl_cpu_supports_type(uint32_t type);
 void tl_cpu_matmul(tl_pool *pool, const tl_cpu_kernels *k, const tl_weight *w, const float *x,
                    int64_t n_tok, float *y, int64_t ldy);
 
+/* Mixture of experts (backend.h's tl_matmul_id_op): the tokens routed to
+ * each expert grouped, each chosen expert's rows read once; an error only
+ * for an invalid op or no memory for the grouping. */
+tl_status tl_cpu_matmul_id(tl_pool *pool, const tl_cpu_kernels *k, const tl_matmul_id_op *op);
+/* The router's top-k (backend.h's tl_moe_route_op). */
+void tl_cpu_moe_route(const tl_moe_route_op *op);
+
 /* n halves to floats (vectorized when the CPU allows). */
 void tl_cpu_f16_to_f32(const void *src, float *dst, int64_t n);
 /* n values (a multiple of 32) of Q8_0 blocks to floats, bit-identical to
  * tl_dequant_q8_0 (vectorized when the CPU allows). */
 void tl_cpu_q8_0_to_f32(const void *src, float *dst, int64_t n);
-
 
 /* A CPU backend's per-thread attention speeds, n of them (tests set them to
  * check that uneven shares give the same logits). */
