@@ -1,7 +1,11 @@
 /* Backend selection: the backends this build has, by name. The CUDA
  * backend lives in its own shared object (cuda/cuda_host.h), opened on
  * first use, so that this library starts on machines without a GPU driver;
- * "auto" takes it when it opens and finds a device, else the CPU. */
+ * "auto" takes it when it opens and finds a device, else the CPU. The
+ * OpenCL backend (opencl/backend_opencl.c, which opens the ICD loader on
+ * first use) runs only when named: "auto" never picks it, as on a CPU
+ * device (PoCL) it is slower than the CPU backend, and a GPU with an
+ * OpenCL driver is better served by its own backend where there is one. */
 #include "backend/backend.h"
 
 #include <dlfcn.h>
@@ -15,11 +19,14 @@
 #include "backend/cuda/cuda_host.h"
 #include "core/core.h"
 
+static const char *const g_names[] = {"cpu",
 #ifdef TL_HAVE_CUDA
-static const char *const g_names[] = {"cpu", "cuda", NULL};
-#else
-static const char *const g_names[] = {"cpu", NULL};
+                                      "cuda",
 #endif
+#ifdef TL_HAVE_OPENCL
+                                      "opencl",
+#endif
+                                      NULL};
 
 const char *const *tl_backend_names(void) {
   return g_names;
@@ -75,22 +82,31 @@ tl_status tl_backend_new(const char *name, const tl_backend_config *cfg, tl_back
   if (!out || !cfg) return tl_fail(TL_ERR_INVALID_ARG, "tl_backend_new: invalid arguments");
   *out = NULL;
   if (!name || !*name || !strcmp(name, "auto")) {
+#ifdef TL_HAVE_OPENCL
+    /* never chosen by auto: PoCL on a CPU is slower than the CPU backend */
+    const char *ocl = "; opencl runs only when asked: --backend opencl";
+#else
+    const char *ocl = "";
+#endif
 #ifdef TL_HAVE_CUDA
     tl_status s = cuda_new(cfg, out);
     if (!s) {
       tl_log(TL_LOG_INFO, "backend auto: cuda");
       return s;
     }
-    tl_log(TL_LOG_INFO, "backend auto: cpu (%s)", tl_last_error());
+    tl_log(TL_LOG_INFO, "backend auto: cpu (%s%s)", tl_last_error(), ocl);
     tl_clear_error();
 #else
-    tl_log(TL_LOG_INFO, "backend auto: cpu (this build has no GPU backend)");
+    tl_log(TL_LOG_INFO, "backend auto: cpu (this build has no CUDA backend%s)", ocl);
 #endif
     return tl_backend_cpu_new(cfg, out);
   }
   if (!strcmp(name, "cpu")) return tl_backend_cpu_new(cfg, out);
 #ifdef TL_HAVE_CUDA
   if (!strcmp(name, "cuda")) return cuda_new(cfg, out);
+#endif
+#ifdef TL_HAVE_OPENCL
+  if (!strcmp(name, "opencl")) return tl_backend_opencl_new(cfg, out);
 #endif
   char have[128] = "auto";
   for (const char *const *b = g_names; *b; b++)

@@ -136,8 +136,8 @@ typedef struct tl_backend tl_backend;
 
 /* The table a backend fills; one instance per context (priv is its state). */
 struct tl_backend {
-  const char *name;    /* "cpu", "cuda" */
-  const char *detail;  /* e.g. the CPU kernel set or the GPU's name */
+  const char *name;   /* "cpu", "cuda" */
+  const char *detail; /* e.g. the CPU kernel set or the GPU's name */
   void *priv;
 
   /* Whether the backend can multiply weights of this type. */
@@ -209,7 +209,7 @@ void tl_backend_free(tl_backend *be);
 /* Bytes of one position's row of one kv head in a cache of this type
  * (kv_io's layout): head_dim floats, halves, or Q8_0 blocks. */
 static inline size_t tl_kv_row_bytes(tl_kv_type t, int32_t head_dim) {
-  return t == TL_KV_F32 ? 4 * (size_t)head_dim
+  return t == TL_KV_F32   ? 4 * (size_t)head_dim
          : t == TL_KV_F16 ? 2 * (size_t)head_dim
                           : (size_t)head_dim / 32 * 34;
 }
@@ -220,5 +220,10 @@ bool tl_backend_type_supported(uint32_t type);
 
 /* The CPU backend (src/backend/cpu/backend_cpu.c). */
 tl_status tl_backend_cpu_new(const tl_backend_config *cfg, tl_backend **out);
+
+/* The OpenCL backend (src/backend/opencl/backend_opencl.c; builds with
+ * TL_HAVE_OPENCL): TL_ERR_UNSUPPORTED, saying why, where the ICD loader or
+ * a device is missing or the kernels do not build. */
+tl_status tl_backend_opencl_new(const tl_backend_config *cfg, tl_backend **out);
 
 #endif
