@@ -45,16 +45,18 @@ extern const size_t tl_opencl_source_len;
 
 /* ---- the ICD loader, opened at run time -------------------------------------- */
 
-#define CL_FUNCS(X)                                                                       \
-  X(clGetPlatformIDs)                                                                     \
-  X(clGetPlatformInfo)                                                                    \
-  X(clGetDeviceIDs)                                                                       \
-  X(clGetDeviceInfo)                                                                      \
-  X(clCreateContext) X(clCreateCommandQueue) X(clReleaseCommandQueue) X(clCreateBuffer)   \
-      X(clReleaseMemObject) X(clCreateProgramWithSource) X(clBuildProgram)                \
-          X(clGetProgramBuildInfo) X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg) \
-              X(clEnqueueNDRangeKernel) X(clEnqueueReadBuffer) X(clEnqueueWriteBuffer)    \
-                  X(clEnqueueCopyBuffer) X(clFinish) X(clGetKernelWorkGroupInfo)
+#define CL_FUNCS(X)                                                                             \
+  X(clGetPlatformIDs)                                                                           \
+  X(clGetPlatformInfo)                                                                          \
+  X(clGetDeviceIDs)                                                                             \
+  X(clGetDeviceInfo)                                                                            \
+  X(clCreateContext)                                                                            \
+  X(clCreateCommandQueue)                                                                       \
+  X(clReleaseCommandQueue) X(clCreateBuffer) X(clReleaseMemObject) X(clCreateProgramWithSource) \
+      X(clBuildProgram) X(clGetProgramBuildInfo) X(clCreateKernel) X(clReleaseKernel)           \
+          X(clSetKernelArg) X(clEnqueueNDRangeKernel) X(clEnqueueReadBuffer)                    \
+              X(clEnqueueWriteBuffer) X(clEnqueueCopyBuffer) X(clFinish)                        \
+                  X(clGetKernelWorkGroupInfo)
 
 static struct {
 #define FIELD(f) __typeof__(f) *f;
@@ -77,11 +79,13 @@ static struct {
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 /* The kernels, by name (the kernel objects of one instance: k[K_...]). */
-#define KERNELS(X)                                                                            \
-  X(embed)                                                                                    \
-  X(select_out) X(norm) X(rope) X(kv_store) X(attention) X(act) X(scale) X(softcap) X(mm_f32) \
-      X(mm_f16) X(mm_bf16) X(mm_i8) X(mm_q8_0) X(mm_q4_0) X(mm_q4_1) X(mm_q5_0) X(mm_q5_1)    \
-          X(mm_q2_k) X(mm_q3_k) X(mm_q4_k) X(mm_q5_k) X(mm_q6_k)
+#define KERNELS(X)                                                                           \
+  X(embed)                                                                                   \
+  X(select_out)                                                                              \
+  X(norm)                                                                                    \
+  X(rope) X(kv_store) X(attention) X(act) X(scale) X(softcap) X(quant_x) X(mm_f32) X(mm_f16) \
+      X(mm_bf16) X(mm_i8) X(mm_q8_0) X(mm_q4_0) X(mm_q4_1) X(mm_q5_0) X(mm_q5_1) X(mm_q2_k)  \
+          X(mm_q3_k) X(mm_q4_k) X(mm_q5_k) X(mm_q6_k)
 enum {
 #define KENUM(n) K_##n,
   KERNELS(KENUM)
@@ -211,6 +215,16 @@ typedef struct ocl_ctx {
   size_t kv_row; /* bytes of one cached row (one position of one kv head) */
   int kv_code;   /* 0 f32, 1 f16, 2 Q8_0 */
   uint64_t bytes_now, bytes_peak;
+  /* 8-bit activations (quant_x) for the widest weight: int8 values, block
+   * scales, block sums (Q8_32), sums per 16 (Q8_256); and what they hold
+   * now (x, its tokens and block size; xq_src NULL: nothing), so that the
+   * products that share an input quantize it once */
+  cl_mem xq, xd, xs, xb;
+  int64_t xq_cols;
+  size_t xq_bytes[4];
+  const float *xq_src;
+  int64_t xq_cols_now;
+  int32_t xq_n, xq_blk;
   tl_step st;
   cl_int err;
   char err_where[64];
@@ -302,6 +316,7 @@ static region *region_of(ocl_ctx *c, const void *p) {
 static void region_free(ocl_ctx *c, void *p) {
   region *r = p ? region_of(c, p) : NULL;
   if (!r || r->base != (uintptr_t)p) return;
+  c->xq_src = NULL; /* (its addresses may be given out again) */
   dev_release(c, r->mem, r->bytes);
   munmap((void *)r->base, r->span);
   const int i = (int)(r - c->regs);
@@ -318,6 +333,7 @@ typedef struct kargs {
 } kargs;
 
 static kargs args(ocl_ctx *c, int kernel) {
+  if (kernel < K_quant_x) c->xq_src = NULL; /* an operation that may write the input */
   return (kargs){c, c->k[kernel], 0};
 }
 
@@ -443,6 +459,21 @@ static tl_status ocl_prepare_weight(tl_backend *be, const tl_weight *host, tl_we
   if (host->cols % (blck > 1 ? 32 : 1))
     return tl_fail(TL_ERR_UNSUPPORTED, "opencl: %lld columns of %s", (long long)host->cols,
                    tl_type_name(host->type));
+  if (!i8 && blck > 1 && host->cols > c->xq_cols) { /* the 8-bit activations' buffers */
+    const size_t e = (size_t)c->cfg.n_batch * (size_t)host->cols;
+    const size_t want[4] = {e, e / 32 * sizeof(float), e / 32 * sizeof(float),
+                            e / 16 * sizeof(int32_t)};
+    cl_mem *bufs[4] = {&c->xq, &c->xd, &c->xs, &c->xb};
+    for (int i = 0; i < 4; i++) {
+      dev_release(c, *bufs[i], c->xq_bytes[i]);
+      c->xq_bytes[i] = 0;
+      if (!(*bufs[i] = dev_alloc(c, want[i], NULL)))
+        return out_of_memory(c, want[i], "8-bit activations");
+      c->xq_bytes[i] = want[i];
+    }
+    c->xq_cols = host->cols;
+    c->xq_src = NULL;
+  }
   *out = *host;
   size_t bytes;
   if (!tl_mul_size(host->row_bytes, (size_t)host->rows, &bytes))
@@ -528,6 +559,7 @@ static tl_status ocl_step_begin(tl_backend *be, const tl_step *st) {
     return tl_fail(TL_ERR_INVALID_ARG, "opencl: a step of %d tokens (%d out), batches of %d", st->n,
                    st->n_out, c->cfg.n_batch);
   c->st = *st;
+  c->xq_src = NULL;
   const size_t n = sizeof(int32_t) * (size_t)st->n;
   if (n) {
     _Static_assert(sizeof(tl_token) == sizeof(cl_int), "tokens are 32-bit");
@@ -597,6 +629,29 @@ static void ocl_norm(tl_backend *be, const tl_norm_op *op) {
   run(&a, (size_t)op->rows * OCL_WG, 1, OCL_WG, "norm");
 }
 
+/* x's n rows of cols values as 8-bit blocks of blk (unless they are already) */
+static void quant_x(ocl_ctx *c, const float *x, int32_t n, int64_t cols, int blk) {
+  if (c->xq_src == x && c->xq_n >= n && c->xq_blk == blk && c->xq_cols_now == cols) return;
+  if (cols > c->xq_cols) {
+    note(c, CL_INVALID_BUFFER_SIZE, "matmul wider than its prepared weights");
+    return;
+  }
+  kargs a = args(c, K_quant_x);
+  a_ptr(&a, x);
+  a_int(&a, (int)cols);
+  a_int(&a, n);
+  a_int(&a, blk);
+  a_buf(&a, c->xq);
+  a_buf(&a, c->xd);
+  a_buf(&a, c->xs);
+  a_buf(&a, c->xb);
+  run(&a, (size_t)n * (size_t)(cols / blk), 1, 0, "quant_x");
+  c->xq_src = c->err ? NULL : x;
+  c->xq_n = n;
+  c->xq_blk = blk;
+  c->xq_cols_now = cols;
+}
+
 static void ocl_matmul(tl_backend *be, const tl_weight *w, const float *bias, const float *x,
                        int32_t n, float *y, int64_t ldy) {
   ocl_ctx *c = oc(be);
@@ -605,18 +660,29 @@ static void ocl_matmul(tl_backend *be, const tl_weight *w, const float *bias, co
     note(c, CL_INVALID_VALUE, "matmul of an unsupported type");
     return;
   }
+  const bool quant = k >= K_mm_q8_0;
+  if (quant) quant_x(c, x, n, w->cols, tl_type_get(w->type)->blck >= 256 ? 256 : 32);
   kargs a = args(c, k);
   a_ptr(&a, w->data);
   a_ulong(&a, w->row_bytes);
   a_int(&a, (int)w->cols);
-  a_ptr(&a, w->scales);
-  a_ptr(&a, x);
+  if (quant) {
+    a_buf(&a, c->xq);
+    a_buf(&a, c->xd);
+    a_buf(&a, c->xs);
+    a_buf(&a, c->xb);
+  } else {
+    a_ptr(&a, w->scales);
+    a_ptr(&a, x);
+  }
   a_ptr(&a, y);
   a_long(&a, ldy);
   a_ptr(&a, bias);
   a_int(&a, bias != NULL);
   a_int(&a, n);
   run(&a, (size_t)w->rows * OCL_WG, (size_t)(n + OCL_TT - 1) / OCL_TT, OCL_WG, "matmul");
+  /* y written: the activations stay valid unless y is in x's buffer */
+  if (c->xq_src && region_of(c, y) == region_of(c, x)) c->xq_src = NULL;
 }
 
 static void ocl_rope(tl_backend *be, const tl_rope_op *op) {
@@ -733,6 +799,7 @@ static tl_status ocl_to_host(tl_backend *be, const float *src, float *dst, int64
 }
 
 static tl_status ocl_from_host(tl_backend *be, const float *src, float *dst, int64_t n) {
+  oc(be)->xq_src = NULL;
   return copy_floats(oc(be), dst, (float *)src, n, true, "from_host");
 }
 
@@ -761,6 +828,8 @@ static void ocl_free(tl_backend *be) {
   dev_release(c, c->d_seq, nb);
   dev_release(c, c->d_out, nb);
   dev_release(c, c->dummy, 4);
+  cl_mem xbufs[4] = {c->xq, c->xd, c->xs, c->xb};
+  for (int i = 0; i < 4; i++) dev_release(c, xbufs[i], c->xq_bytes[i]);
   for (int i = 0; i < K_COUNT; i++)
     if (c->k[i]) cl.clReleaseKernel(c->k[i]);
   if (c->q) cl.clReleaseCommandQueue(c->q);

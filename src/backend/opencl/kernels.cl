@@ -244,9 +244,11 @@ __kernel void select_out(__global const float *x, ulong xo, __global float *y, u
 /* ---- matrix product ------------------------------------------------------------ */
 
 /* y[t][r] = sum_c W[r][c] x[t][c] (+ bias[r]): a work-group of WG per row r
- * and TT tokens; each work-item sums its chunks of 32 values (blocks), each
- * in order, then a tree over the work-group. A token's sum does not depend on
- * the other tokens of its group: a batch computes what one token alone does. */
+ * and TT tokens; each work-item sums its share of the row (values, or
+ * chunks of 32 of a block), each in order, then a tree over the work-group.
+ * A token's sum does not depend on the other tokens of its group: a batch
+ * computes what one token alone does. Float weights multiply float
+ * activations; quantized ones 8-bit activations, as the CPU backend's do. */
 #define REDUCE_STORE()                                                               \
   __local float red[TT][WG];                                                          \
   for (int tt = 0; tt < TT; tt++) red[tt][lid] = acc[tt];                             \
@@ -267,39 +269,191 @@ __kernel void select_out(__global const float *x, ulong xo, __global float *y, u
       ulong so, __global const float *x, ulong xo, __global float *y, ulong yo, long ldy, \
       __global const float *bias, ulong bo, int has_bias, int n
 
-/* quantized types: chunks of 32 (QK values, BYTES bytes per block) */
-#define MM_QUANT(NAME, QK, BYTES, DEQ)                                                 \
-  __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void NAME(MM_ARGS) {        \
-    const int lid = get_local_id(0), r = get_group_id(0), t0 = get_group_id(1) * TT;   \
-    __global const uchar *row = w + wo + (size_t)r * row_bytes;                        \
-    __global const float *xs = CPTR(float, x, xo);                                     \
-    float acc[TT];                                                                     \
-    for (int tt = 0; tt < TT; tt++) acc[tt] = 0.0f;                                    \
-    const int nch = cols / 32;                                                         \
-    for (int ch = lid; ch < nch; ch += WG) {                                           \
-      float v[32];                                                                     \
-      DEQ(row + (size_t)(ch / (QK / 32)) * BYTES, ch % (QK / 32), v);                  \
-      for (int tt = 0; tt < TT; tt++) {                                                \
-        if (t0 + tt >= n) break;                                                       \
-        __global const float *xr = xs + (size_t)(t0 + tt) * cols + 32 * ch;            \
-        float s = 0.0f;                                                                \
-        for (int i = 0; i < 32; i++) s += v[i] * xr[i];                                \
-        acc[tt] += s;                                                                  \
-      }                                                                                \
-    }                                                                                  \
-    REDUCE_STORE()                                                                     \
+/* ---- 8-bit activations (the CPU backend's, qact.c) ------------------------------- */
+
+/* x rows as int8 blocks: d = max|x| / 127, q = x / d rounded to nearest
+ * even. Q8_32 (blk 32) for the 32-value types, with s = d * sum(q) per
+ * block; Q8_256 (blk 256) for the K-quants, with the sums of q per 16. One
+ * work-item per block. */
+__kernel void quant_x(__global const float *x, ulong xo, int cols, int n, int blk,
+                      __global char *xq, __global float *xd, __global float *xs,
+                      __global int *xb) {
+  const size_t id = get_global_id(0);
+  const int per = cols / blk;
+  if (id >= (size_t)n * per) return;
+  __global const float *xr = CPTR(float, x, xo) + id * blk;
+  float amax = 0.0f;
+  for (int i = 0; i < blk; i++) amax = fmax(amax, fabs(xr[i]));
+  const float d = amax / 127.0f, inv = d != 0.0f ? 1.0f / d : 0.0f;
+  __global char *q = xq + id * blk;
+  int sum = 0;
+  for (int i = 0; i < blk; i++) {
+    const int v = (int)rint(xr[i] * inv);
+    q[i] = (char)v;
+    sum += v;
+    if (blk == 256 && i % 16 == 15) {
+      xb[id * 16 + i / 16] = sum;
+      sum = 0;
+    }
+  }
+  xd[id] = d;
+  if (blk == 32) xs[id] = d * (float)sum;
+}
+
+/* The integers of chunk j (32 values) of a block, and the block's scales:
+ * the chunk's value is d * dx * (sc0 * dot(q[0..16), a) + sc1 * dot(q[16..32), a))
+ * - dmin * dx * (m0 * bsum0 + m1 * bsum1) for the K-quants, d * dx * dot + m * s for
+ * the others (sc, m unused). */
+typedef struct qchunk {
+  char q[32];
+  int sc0, sc1, m0, m1;
+  float d, dmin;
+} qchunk;
+
+static inline void iq_q8_0(__global const uchar *b, int j, qchunk *c) {
+  c->d = ldh(b);
+  c->dmin = 0.0f;
+  for (int i = 0; i < 32; i++) c->q[i] = ((__global const char *)(b + 2))[i];
+}
+static inline void iq_q4_0(__global const uchar *b, int j, qchunk *c) {
+  c->d = ldh(b);
+  c->dmin = 0.0f;
+  for (int i = 0; i < 16; i++) {
+    c->q[i] = (char)((b[2 + i] & 15) - 8);
+    c->q[i + 16] = (char)((b[2 + i] >> 4) - 8);
+  }
+}
+static inline void iq_q4_1(__global const uchar *b, int j, qchunk *c) {
+  c->d = ldh(b);
+  c->dmin = ldh(b + 2);
+  for (int i = 0; i < 16; i++) {
+    c->q[i] = (char)(b[4 + i] & 15);
+    c->q[i + 16] = (char)(b[4 + i] >> 4);
+  }
+}
+static inline void iq_q5(__global const uchar *qh4, __global const uchar *qs, int off, qchunk *c) {
+  const uint h = q5_high(qh4);
+  for (int i = 0; i < 16; i++) {
+    c->q[i] = (char)(((qs[i] & 15) | (int)((h >> i) & 1) << 4) - off);
+    c->q[i + 16] = (char)(((qs[i] >> 4) | (int)((h >> (i + 16)) & 1) << 4) - off);
+  }
+}
+static inline void iq_q5_0(__global const uchar *b, int j, qchunk *c) {
+  c->d = ldh(b);
+  c->dmin = 0.0f;
+  iq_q5(b + 2, b + 6, 16, c);
+}
+static inline void iq_q5_1(__global const uchar *b, int j, qchunk *c) {
+  c->d = ldh(b);
+  c->dmin = ldh(b + 2);
+  iq_q5(b + 4, b + 8, 0, c);
+}
+static inline void iq_q2_k(__global const uchar *b, int j, qchunk *c) {
+  c->d = ldh(b + 80);
+  c->dmin = ldh(b + 82);
+  __global const uchar *q = b + 16 + (j / 4) * 32;
+  const int shift = 2 * (j % 4);
+  for (int l = 0; l < 32; l++) c->q[l] = (char)((q[l] >> shift) & 3);
+  c->sc0 = b[2 * j] & 15;
+  c->m0 = b[2 * j] >> 4;
+  c->sc1 = b[2 * j + 1] & 15;
+  c->m1 = b[2 * j + 1] >> 4;
+}
+static inline void iq_q3_k(__global const uchar *b, int j, qchunk *c) {
+  c->d = ldh(b + 108);
+  c->dmin = 0.0f;
+  __global const uchar *q = b + 32 + (j / 4) * 32;
+  const int shift = 2 * (j % 4);
+  for (int l = 0; l < 32; l++)
+    c->q[l] = (char)(((q[l] >> shift) & 3) - (((b[l] >> j) & 1) ? 0 : 4));
+  c->sc0 = q3_scale(b + 96, 2 * j);
+  c->sc1 = q3_scale(b + 96, 2 * j + 1);
+  c->m0 = c->m1 = 0;
+}
+static inline void iq_k45(__global const uchar *b, int j, bool five, qchunk *c) {
+  c->d = ldh(b);
+  c->dmin = ldh(b + 2);
+  float sc, m;
+  k4_scale_min(j, b + 4, &sc, &m);
+  c->sc0 = c->sc1 = (int)sc;
+  c->m0 = c->m1 = (int)m;
+  __global const uchar *qs = b + (five ? 48 : 16) + 32 * (j / 2), *qh = b + 16;
+  const int shift = 4 * (j % 2);
+  for (int l = 0; l < 32; l++)
+    c->q[l] = (char)(((qs[l] >> shift) & 15) | (five ? ((qh[l] >> j) & 1) << 4 : 0));
+}
+static inline void iq_q4_k(__global const uchar *b, int j, qchunk *c) {
+  iq_k45(b, j, false, c);
+}
+static inline void iq_q5_k(__global const uchar *b, int j, qchunk *c) {
+  iq_k45(b, j, true, c);
+}
+static inline void iq_q6_k(__global const uchar *b, int j, qchunk *c) {
+  c->d = ldh(b + 208);
+  c->dmin = 0.0f;
+  const int h = j / 4, k = j % 4;
+  __global const uchar *ql = b + 64 * h + 32 * (k % 2), *qh = b + 128 + 32 * h;
+  const int ns = k < 2 ? 0 : 4;
+  for (int l = 0; l < 32; l++)
+    c->q[l] = (char)((((ql[l] >> ns) & 15) | ((qh[l] >> (2 * k)) & 3) << 4) - 32);
+  __global const char *sc = (__global const char *)(b + 192);
+  c->sc0 = sc[2 * j];
+  c->sc1 = sc[2 * j + 1];
+  c->m0 = c->m1 = 0;
+}
+
+static inline int idot16(const char *q, __global const char *a) {
+  int s = 0;
+  for (int i = 0; i < 16; i++) s += (int)q[i] * (int)a[i];
+  return s;
+}
+
+/* y[t][r] = sum over the row's chunks of the integer dot products with the
+ * 8-bit activations (quant_x), scaled as the CPU's scalar kernels scale them
+ * (qact.c); the chunks summed per work-item, then a tree. */
+#define MM_QUANT(NAME, QK, BYTES, IQ)                                                      \
+  __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void NAME(                      \
+      __global const uchar *w, ulong wo, ulong row_bytes, int cols, __global const char *xq, \
+      __global const float *xd, __global const float *xs, __global const int *xb,          \
+      __global float *y, ulong yo, long ldy, __global const float *bias, ulong bo,          \
+      int has_bias, int n) {                                                                \
+    const int lid = get_local_id(0), r = get_group_id(0), t0 = get_group_id(1) * TT;       \
+    __global const uchar *row = w + wo + (size_t)r * row_bytes;                            \
+    float acc[TT];                                                                         \
+    for (int tt = 0; tt < TT; tt++) acc[tt] = 0.0f;                                        \
+    const int nch = cols / 32;                                                             \
+    for (int ch = lid; ch < nch; ch += WG) {                                               \
+      qchunk c;                                                                            \
+      IQ(row + (size_t)(ch / (QK / 32)) * BYTES, ch % (QK / 32), &c);                      \
+      for (int tt = 0; tt < TT; tt++) {                                                    \
+        if (t0 + tt >= n) break;                                                           \
+        const size_t xt = (size_t)(t0 + tt) * cols;                                        \
+        __global const char *a = xq + xt + 32 * ch;                                        \
+        if (QK == 32) {                                                                    \
+          const int dot = idot16(c.q, a) + idot16(c.q + 16, a + 16);                       \
+          acc[tt] += c.d * xd[xt / 32 + ch] * (float)dot + c.dmin * xs[xt / 32 + ch];      \
+        } else {                                                                           \
+          const float dx = xd[xt / 256 + ch / 8];                                          \
+          __global const int *bs = xb + xt / 16 + 2 * ch;                                  \
+          const int tot = c.sc0 * idot16(c.q, a) + c.sc1 * idot16(c.q + 16, a + 16);       \
+          const int mins = c.m0 * bs[0] + c.m1 * bs[1];                                    \
+          acc[tt] += c.d * dx * (float)tot - c.dmin * dx * (float)mins;                    \
+        }                                                                                  \
+      }                                                                                    \
+    }                                                                                      \
+    REDUCE_STORE()                                                                         \
   }
 
-MM_QUANT(mm_q8_0, 32, 34, deq_q8_0)
-MM_QUANT(mm_q4_0, 32, 18, deq_q4_0)
-MM_QUANT(mm_q4_1, 32, 20, deq_q4_1)
-MM_QUANT(mm_q5_0, 32, 22, deq_q5_0)
-MM_QUANT(mm_q5_1, 32, 24, deq_q5_1)
-MM_QUANT(mm_q2_k, 256, 84, deq_q2_k)
-MM_QUANT(mm_q3_k, 256, 110, deq_q3_k)
-MM_QUANT(mm_q4_k, 256, 144, deq_q4_k)
-MM_QUANT(mm_q5_k, 256, 176, deq_q5_k)
-MM_QUANT(mm_q6_k, 256, 210, deq_q6_k)
+MM_QUANT(mm_q8_0, 32, 34, iq_q8_0)
+MM_QUANT(mm_q4_0, 32, 18, iq_q4_0)
+MM_QUANT(mm_q4_1, 32, 20, iq_q4_1)
+MM_QUANT(mm_q5_0, 32, 22, iq_q5_0)
+MM_QUANT(mm_q5_1, 32, 24, iq_q5_1)
+MM_QUANT(mm_q2_k, 256, 84, iq_q2_k)
+MM_QUANT(mm_q3_k, 256, 110, iq_q3_k)
+MM_QUANT(mm_q4_k, 256, 144, iq_q4_k)
+MM_QUANT(mm_q5_k, 256, 176, iq_q5_k)
+MM_QUANT(mm_q6_k, 256, 210, iq_q6_k)
 
 /* float types and int8 with scales: values one at a time (any cols) */
 #define MM_FLOAT(NAME, LOAD)                                                           \
