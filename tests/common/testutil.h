@@ -93,9 +93,10 @@ void tl_test_prefill(tl_context *c, const tl_token *ids, int n, float *out, int 
 extern const char *tl_test_backend;
 /* tl_test_backend's name, "auto" when it is NULL. */
 const char *tl_test_backend_name(void);
-/* The backends to test: tl_backend_names(), or the comma-separated list of
- * the environment variable TL_TEST_BACKENDS (a GPU machine runs
- * TL_TEST_BACKENDS=cuda), less those that cannot make a context for the demo
+/* The backends to test: tl_backend_names() but opencl, or the
+ * comma-separated list of the environment variable TL_TEST_BACKENDS (a GPU
+ * machine runs TL_TEST_BACKENDS=cuda; ctest's *_opencl tests
+ * TL_TEST_BACKENDS=opencl), less those that cannot make a context for the demo
  * model (tests/data/demo/model-q8_0.gguf), which are reported as
  * "SKIPPED: backend NAME: <tl_last_error()>". At most max names into names;
  * returns their count. */

@@ -52,11 +52,12 @@ extern const size_t tl_opencl_source_len;
   X(clGetDeviceInfo)                                                                            \
   X(clCreateContext)                                                                            \
   X(clCreateCommandQueue)                                                                       \
-  X(clReleaseCommandQueue) X(clCreateBuffer) X(clReleaseMemObject) X(clCreateProgramWithSource) \
-      X(clBuildProgram) X(clGetProgramBuildInfo) X(clCreateKernel) X(clReleaseKernel)           \
-          X(clSetKernelArg) X(clEnqueueNDRangeKernel) X(clEnqueueReadBuffer)                    \
-              X(clEnqueueWriteBuffer) X(clEnqueueCopyBuffer) X(clFinish)                        \
-                  X(clGetKernelWorkGroupInfo)
+  X(clReleaseCommandQueue)                                                                      \
+  X(clCreateBuffer)                                                                             \
+  X(clReleaseMemObject) X(clCreateProgramWithSource) X(clBuildProgram) X(clGetProgramBuildInfo) \
+      X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg) X(clEnqueueNDRangeKernel)          \
+          X(clEnqueueReadBuffer) X(clEnqueueWriteBuffer) X(clEnqueueCopyBuffer) X(clFinish)     \
+              X(clGetKernelWorkGroupInfo)
 
 static struct {
 #define FIELD(f) __typeof__(f) *f;
@@ -74,18 +75,21 @@ static struct {
   char name[256], version[128];
   size_t max_wg;
   cl_ulong mem;
+  bool mm_row;    /* matrix products one row per work-item (CPU devices) */
   char why[4096]; /* why there is none */
 } g;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 /* The kernels, by name (the kernel objects of one instance: k[K_...]). */
-#define KERNELS(X)                                                                           \
-  X(embed)                                                                                   \
-  X(select_out)                                                                              \
-  X(norm)                                                                                    \
-  X(rope) X(kv_store) X(attention) X(act) X(scale) X(softcap) X(quant_x) X(mm_f32) X(mm_f16) \
-      X(mm_bf16) X(mm_i8) X(mm_q8_0) X(mm_q4_0) X(mm_q4_1) X(mm_q5_0) X(mm_q5_1) X(mm_q2_k)  \
-          X(mm_q3_k) X(mm_q4_k) X(mm_q5_k) X(mm_q6_k)
+#define KERNELS(X)                                                                            \
+  X(embed)                                                                                    \
+  X(select_out)                                                                               \
+  X(norm)                                                                                     \
+  X(rope)                                                                                     \
+  X(kv_store)                                                                                 \
+  X(attention) X(act) X(scale) X(softcap) X(quant_x) X(mm_f32) X(mm_f16) X(mm_bf16) X(mm_i8)  \
+      X(mm_q8_0) X(mm_q4_0) X(mm_q4_1) X(mm_q5_0) X(mm_q5_1) X(mm_q2_k) X(mm_q3_k) X(mm_q4_k) \
+          X(mm_q5_k) X(mm_q6_k)
 enum {
 #define KENUM(n) K_##n,
   KERNELS(KENUM)
@@ -178,9 +182,16 @@ static void open_opencl(void) {
    * scales then round as the CPU's do */
   cl_device_fp_config fp = 0;
   cl.clGetDeviceInfo(pick, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
+  /* the matrix products' shape: a row per work-group (GPUs) or per
+   * work-item (CPU devices); TL_OPENCL_MM=group|row chooses */
+  cl_device_type dt = 0;
+  cl.clGetDeviceInfo(pick, CL_DEVICE_TYPE, sizeof dt, &dt, NULL);
+  const char *mm = getenv("TL_OPENCL_MM");
+  g.mm_row = mm && *mm ? !strcmp(mm, "row") : (dt & CL_DEVICE_TYPE_CPU) != 0;
   char opts[256];
   snprintf(
-      opts, sizeof opts, "-cl-std=CL1.2 -DWG=%d -DTT=%d -DHDMAX=%d%s", OCL_WG, OCL_TT, OCL_HDMAX,
+      opts, sizeof opts, "-cl-std=CL1.2 -DWG=%d -DTT=%d -DHDMAX=%d -DMM_ROW=%d%s", OCL_WG, OCL_TT,
+      OCL_HDMAX, g.mm_row ? 1 : 0,
       fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
   e = cl.clBuildProgram(g.prog, 1, &pick, opts, NULL, NULL);
   if (e != CL_SUCCESS) {
@@ -680,7 +691,11 @@ static void ocl_matmul(tl_backend *be, const tl_weight *w, const float *bias, co
   a_ptr(&a, bias);
   a_int(&a, bias != NULL);
   a_int(&a, n);
-  run(&a, (size_t)w->rows * OCL_WG, (size_t)(n + OCL_TT - 1) / OCL_TT, OCL_WG, "matmul");
+  const size_t tiles = (size_t)(n + OCL_TT - 1) / OCL_TT;
+  if (g.mm_row)
+    run(&a, (size_t)w->rows, tiles, 0, "matmul");
+  else
+    run(&a, (size_t)w->rows * OCL_WG, tiles, OCL_WG, "matmul");
   /* y written: the activations stay valid unless y is in x's buffer */
   if (c->xq_src && region_of(c, y) == region_of(c, x)) c->xq_src = NULL;
 }

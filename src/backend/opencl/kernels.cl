@@ -264,6 +264,29 @@ __kernel void select_out(__global const float *x, ulong xo, __global float *y, u
     GPTR(float, y, yo)[(size_t)(t0 + lid) * ldy + r] = s;                             \
   }
 
+
+/* MM_ROW=1 (CPU devices): one work-item per row and TT tokens, the whole
+ * row in order, no work-group (PoCL runs work-groups with barriers as loops
+ * over the work-items, which costs more than the sums here). */
+#if MM_ROW
+#define MM_ATTR
+#define MM_LID 0
+#define MM_STEP 1
+#define MM_R ((int)get_global_id(0))
+#define MM_STORE()                                                    \
+  for (int tt = 0; tt < TT && t0 + tt < n; tt++) {                    \
+    float s = acc[tt];                                                \
+    if (has_bias) s += CPTR(float, bias, bo)[r];                      \
+    GPTR(float, y, yo)[(size_t)(t0 + tt) * ldy + r] = s;              \
+  }
+#else
+#define MM_ATTR __attribute__((reqd_work_group_size(WG, 1, 1)))
+#define MM_LID ((int)get_local_id(0))
+#define MM_STEP WG
+#define MM_R ((int)get_group_id(0))
+#define MM_STORE() REDUCE_STORE()
+#endif
+
 #define MM_ARGS                                                                          \
   __global const uchar *w, ulong wo, ulong row_bytes, int cols, __global const float *sc, \
       ulong so, __global const float *x, ulong xo, __global float *y, ulong yo, long ldy, \
@@ -412,17 +435,17 @@ static inline int idot16(const char *q, __global const char *a) {
  * 8-bit activations (quant_x), scaled as the CPU's scalar kernels scale them
  * (qact.c); the chunks summed per work-item, then a tree. */
 #define MM_QUANT(NAME, QK, BYTES, IQ)                                                      \
-  __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void NAME(                      \
+  __kernel MM_ATTR void NAME(                                                              \
       __global const uchar *w, ulong wo, ulong row_bytes, int cols, __global const char *xq, \
       __global const float *xd, __global const float *xs, __global const int *xb,          \
       __global float *y, ulong yo, long ldy, __global const float *bias, ulong bo,          \
       int has_bias, int n) {                                                                \
-    const int lid = get_local_id(0), r = get_group_id(0), t0 = get_group_id(1) * TT;       \
+    const int lid = MM_LID, r = MM_R, t0 = (int)get_global_id(1) * TT;       \
     __global const uchar *row = w + wo + (size_t)r * row_bytes;                            \
     float acc[TT];                                                                         \
     for (int tt = 0; tt < TT; tt++) acc[tt] = 0.0f;                                        \
     const int nch = cols / 32;                                                             \
-    for (int ch = lid; ch < nch; ch += WG) {                                               \
+    for (int ch = lid; ch < nch; ch += MM_STEP) {                                               \
       qchunk c;                                                                            \
       IQ(row + (size_t)(ch / (QK / 32)) * BYTES, ch % (QK / 32), &c);                      \
       for (int tt = 0; tt < TT; tt++) {                                                    \
@@ -441,7 +464,7 @@ static inline int idot16(const char *q, __global const char *a) {
         }                                                                                  \
       }                                                                                    \
     }                                                                                      \
-    REDUCE_STORE()                                                                         \
+    MM_STORE()                                                                             \
   }
 
 MM_QUANT(mm_q8_0, 32, 34, iq_q8_0)
@@ -457,21 +480,21 @@ MM_QUANT(mm_q6_k, 256, 210, iq_q6_k)
 
 /* float types and int8 with scales: values one at a time (any cols) */
 #define MM_FLOAT(NAME, LOAD)                                                           \
-  __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void NAME(MM_ARGS) {        \
-    const int lid = get_local_id(0), r = get_group_id(0), t0 = get_group_id(1) * TT;   \
+  __kernel MM_ATTR void NAME(MM_ARGS) {                                                \
+    const int lid = MM_LID, r = MM_R, t0 = (int)get_global_id(1) * TT;   \
     __global const uchar *row = w + wo + (size_t)r * row_bytes;                        \
     __global const float *xs = CPTR(float, x, xo);                                     \
     __global const float *srow = CPTR(float, sc, so) + (size_t)r * (cols / 64);        \
     float acc[TT];                                                                     \
     for (int tt = 0; tt < TT; tt++) acc[tt] = 0.0f;                                    \
-    for (int c = lid; c < cols; c += WG) {                                             \
+    for (int c = lid; c < cols; c += MM_STEP) {                                             \
       const float v = LOAD;                                                            \
       for (int tt = 0; tt < TT; tt++) {                                                \
         if (t0 + tt >= n) break;                                                       \
         acc[tt] += v * xs[(size_t)(t0 + tt) * cols + c];                               \
       }                                                                                \
     }                                                                                  \
-    REDUCE_STORE()                                                                     \
+    MM_STORE()                                                                         \
   }
 
 MM_FLOAT(mm_f32, ld_f32(row, c))
