@@ -8,6 +8,10 @@
  * written with vload_half / vstore_half (core OpenCL, no cl_khr_fp16);
  * RoPE's angles and the norms' sums are in double where the device has
  * cl_khr_fp64, as the CPU backend computes them. */
+/* no fused multiply-adds the source does not write: the CPU backend's C
+ * (ISO C17) does not contract either, so that the sums match its scalar
+ * kernels' */
+#pragma OPENCL FP_CONTRACT OFF
 #ifdef cl_khr_fp64
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 typedef double acc_t;
