@@ -45,19 +45,19 @@ extern const size_t tl_opencl_source_len;
 
 /* ---- the ICD loader, opened at run time -------------------------------------- */
 
-#define CL_FUNCS(X)                                                                             \
-  X(clGetPlatformIDs)                                                                           \
-  X(clGetPlatformInfo)                                                                          \
-  X(clGetDeviceIDs)                                                                             \
-  X(clGetDeviceInfo)                                                                            \
-  X(clCreateContext)                                                                            \
-  X(clCreateCommandQueue)                                                                       \
-  X(clReleaseCommandQueue)                                                                      \
-  X(clCreateBuffer)                                                                             \
-  X(clReleaseMemObject) X(clCreateProgramWithSource) X(clBuildProgram) X(clGetProgramBuildInfo) \
-      X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg) X(clEnqueueNDRangeKernel)          \
-          X(clEnqueueReadBuffer) X(clEnqueueWriteBuffer) X(clEnqueueCopyBuffer) X(clFinish)     \
-              X(clGetKernelWorkGroupInfo)
+#define CL_FUNCS(X)                                                                         \
+  X(clGetPlatformIDs)                                                                       \
+  X(clGetPlatformInfo)                                                                      \
+  X(clGetDeviceIDs)                                                                         \
+  X(clGetDeviceInfo)                                                                        \
+  X(clCreateContext)                                                                        \
+  X(clCreateCommandQueue)                                                                   \
+  X(clReleaseCommandQueue)                                                                  \
+  X(clCreateBuffer)                                                                         \
+  X(clReleaseMemObject)                                                                     \
+  X(clCreateProgramWithSource) X(clBuildProgram) X(clGetProgramBuildInfo) X(clCreateKernel) \
+      X(clReleaseKernel) X(clSetKernelArg) X(clEnqueueNDRangeKernel) X(clEnqueueReadBuffer) \
+          X(clEnqueueWriteBuffer) X(clEnqueueCopyBuffer) X(clFinish) X(clGetKernelWorkGroupInfo)
 
 static struct {
 #define FIELD(f) __typeof__(f) *f;
@@ -87,9 +87,10 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
   X(norm)                                                                                     \
   X(rope)                                                                                     \
   X(kv_store)                                                                                 \
-  X(attention) X(act) X(scale) X(softcap) X(quant_x) X(mm_f32) X(mm_f16) X(mm_bf16) X(mm_i8)  \
-      X(mm_q8_0) X(mm_q4_0) X(mm_q4_1) X(mm_q5_0) X(mm_q5_1) X(mm_q2_k) X(mm_q3_k) X(mm_q4_k) \
-          X(mm_q5_k) X(mm_q6_k)
+  X(attention)                                                                                \
+  X(act) X(scale) X(softcap) X(quant_x) X(mm_f32) X(mm_f16) X(mm_bf16) X(mm_i8) X(mm_q8_0)    \
+      X(mm_q4_0) X(mm_q4_1) X(mm_q5_0) X(mm_q5_1) X(mm_q2_k) X(mm_q3_k) X(mm_q4_k) X(mm_q5_k) \
+          X(mm_q6_k)
 enum {
 #define KENUM(n) K_##n,
   KERNELS(KENUM)
@@ -188,11 +189,15 @@ static void open_opencl(void) {
   cl.clGetDeviceInfo(pick, CL_DEVICE_TYPE, sizeof dt, &dt, NULL);
   const char *mm = getenv("TL_OPENCL_MM");
   g.mm_row = mm && *mm ? !strcmp(mm, "row") : (dt & CL_DEVICE_TYPE_CPU) != 0;
-  char opts[256];
+  char opts[512];
   snprintf(
       opts, sizeof opts, "-cl-std=CL1.2 -DWG=%d -DTT=%d -DHDMAX=%d -DMM_ROW=%d%s", OCL_WG, OCL_TT,
       OCL_HDMAX, g.mm_row ? 1 : 0,
       fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT ? " -cl-fp32-correctly-rounded-divide-sqrt" : "");
+  /* TL_OPENCL_OPTIONS: more build options (e.g. -cl-fast-relaxed-math to
+   * compare, or a broken define to see a driver's build log) */
+  const char *more = getenv("TL_OPENCL_OPTIONS");
+  if (more && *more) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " %s", more);
   e = cl.clBuildProgram(g.prog, 1, &pick, opts, NULL, NULL);
   if (e != CL_SUCCESS) {
     int n = snprintf(g.why, sizeof g.why,
