@@ -45,19 +45,30 @@ extern const size_t tl_opencl_source_len;
 
 /* ---- the ICD loader, opened at run time -------------------------------------- */
 
-#define CL_FUNCS(X)                                                                         \
-  X(clGetPlatformIDs)                                                                       \
-  X(clGetPlatformInfo)                                                                      \
-  X(clGetDeviceIDs)                                                                         \
-  X(clGetDeviceInfo)                                                                        \
-  X(clCreateContext)                                                                        \
-  X(clCreateCommandQueue)                                                                   \
-  X(clReleaseCommandQueue)                                                                  \
-  X(clCreateBuffer)                                                                         \
-  X(clReleaseMemObject)                                                                     \
-  X(clCreateProgramWithSource) X(clBuildProgram) X(clGetProgramBuildInfo) X(clCreateKernel) \
-      X(clReleaseKernel) X(clSetKernelArg) X(clEnqueueNDRangeKernel) X(clEnqueueReadBuffer) \
-          X(clEnqueueWriteBuffer) X(clEnqueueCopyBuffer) X(clFinish) X(clGetKernelWorkGroupInfo)
+/* clang-format off */
+#define CL_FUNCS(X) \
+  X(clGetPlatformIDs) \
+  X(clGetPlatformInfo) \
+  X(clGetDeviceIDs) \
+  X(clGetDeviceInfo) \
+  X(clCreateContext) \
+  X(clCreateCommandQueue) \
+  X(clReleaseCommandQueue) \
+  X(clCreateBuffer) \
+  X(clReleaseMemObject) \
+  X(clCreateProgramWithSource) \
+  X(clBuildProgram) \
+  X(clGetProgramBuildInfo) \
+  X(clCreateKernel) \
+  X(clReleaseKernel) \
+  X(clSetKernelArg) \
+  X(clEnqueueNDRangeKernel) \
+  X(clEnqueueReadBuffer) \
+  X(clEnqueueWriteBuffer) \
+  X(clEnqueueCopyBuffer) \
+  X(clFinish) \
+  X(clGetKernelWorkGroupInfo)
+/* clang-format on */
 
 static struct {
 #define FIELD(f) __typeof__(f) *f;
@@ -81,16 +92,12 @@ static struct {
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 /* The kernels, by name (the kernel objects of one instance: k[K_...]). */
-#define KERNELS(X)                                                                            \
-  X(embed)                                                                                    \
-  X(select_out)                                                                               \
-  X(norm)                                                                                     \
-  X(rope)                                                                                     \
-  X(kv_store)                                                                                 \
-  X(attention)                                                                                \
-  X(act) X(scale) X(softcap) X(quant_x) X(mm_f32) X(mm_f16) X(mm_bf16) X(mm_i8) X(mm_q8_0)    \
-      X(mm_q4_0) X(mm_q4_1) X(mm_q5_0) X(mm_q5_1) X(mm_q2_k) X(mm_q3_k) X(mm_q4_k) X(mm_q5_k) \
-          X(mm_q6_k)
+/* clang-format off */
+#define KERNELS(X) \
+  X(embed) X(select_out) X(norm) X(rope) X(kv_store) X(attention) X(act) X(scale) \
+  X(softcap) X(quant_x) X(mm_f32) X(mm_f16) X(mm_bf16) X(mm_i8) X(mm_q8_0) X(mm_q4_0) \
+  X(mm_q4_1) X(mm_q5_0) X(mm_q5_1) X(mm_q2_k) X(mm_q3_k) X(mm_q4_k) X(mm_q5_k) X(mm_q6_k)
+/* clang-format on */
 enum {
 #define KENUM(n) K_##n,
   KERNELS(KENUM)
