@@ -33,6 +33,11 @@ if [ "${1:-}" = "--neon" ]; then
 fi
 # chromium (headless): the browser test of the chat page of `torchless serve`
 if [ "$FUZZ" = 0 ] && [ "$NEON" = 0 ] && [ "$HIP" = 0 ]; then PKGS="$PKGS chromium"; fi
+# OpenCL: the headers to build the OpenCL backend, the ICD loader it opens at
+# run time, and PoCL's CPU device that its tests run on
+if [ "$FUZZ" = 0 ] && [ "$NEON" = 0 ] && [ "$HIP" = 0 ]; then
+  PKGS="$PKGS opencl-c-headers ocl-icd-opencl-dev pocl-opencl-icd"
+fi
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

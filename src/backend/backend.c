@@ -3,7 +3,11 @@
  * first use, so that this library starts on machines without a GPU driver:
  * "cuda" (libtorchless-cuda.so) and "hip" (libtorchless-hip.so, the same
  * sources built by hipcc for AMD GPUs). "auto" takes the first that opens
- * and finds a device, else the CPU. */
+ * and finds a device, else the CPU.
+ * The OpenCL backend (opencl/backend_opencl.c, which opens the ICD loader on
+ * first use) runs only when named: "auto" never picks it, as on a CPU
+ * device (PoCL) it is slower than the CPU backend, and a GPU with an
+ * OpenCL driver is better served by its own backend where there is one. */
 #include "backend/backend.h"
 
 #include <dlfcn.h>
@@ -23,6 +27,9 @@ static const char *const g_names[] = {"cpu",
 #endif
 #ifdef TL_HAVE_HIP
                                       "hip",
+#endif
+#ifdef TL_HAVE_OPENCL
+                                      "opencl",
 #endif
                                       NULL};
 
@@ -117,6 +124,7 @@ tl_status tl_backend_new(const char *name, const tl_backend_config *cfg, tl_back
     /* the GPU backends in the order of g_names, then the CPU */
     char why[512] = "this build has no GPU backend";
     for (const char *const *b = g_names + 1; *b; b++) {
+      if (!strcmp(*b, "opencl")) continue; /* only when asked */
       tl_status s = gpu_by_name(*b, cfg, out, &known);
       if (!s) {
         tl_log(TL_LOG_INFO, "backend auto: %s", *b);
@@ -125,10 +133,18 @@ tl_status tl_backend_new(const char *name, const tl_backend_config *cfg, tl_back
       snprintf(why, sizeof why, "%s", tl_last_error());
       tl_clear_error();
     }
+#ifdef TL_HAVE_OPENCL
+    tl_log(TL_LOG_INFO, "backend auto: cpu (%s; opencl runs only when asked: --backend opencl)",
+           why);
+#else
     tl_log(TL_LOG_INFO, "backend auto: cpu (%s)", why);
+#endif
     return tl_backend_cpu_new(cfg, out);
   }
   if (!strcmp(name, "cpu")) return tl_backend_cpu_new(cfg, out);
+#ifdef TL_HAVE_OPENCL
+  if (!strcmp(name, "opencl")) return tl_backend_opencl_new(cfg, out);
+#endif
   tl_status s = gpu_by_name(name, cfg, out, &known);
   if (known) return s;
   char have[128] = "auto";

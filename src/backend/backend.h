@@ -264,4 +264,9 @@ bool tl_backend_type_supported(uint32_t type);
 /* The CPU backend (src/backend/cpu/backend_cpu.c). */
 tl_status tl_backend_cpu_new(const tl_backend_config *cfg, tl_backend **out);
 
+/* The OpenCL backend (src/backend/opencl/backend_opencl.c; builds with
+ * TL_HAVE_OPENCL): TL_ERR_UNSUPPORTED, saying why, where the ICD loader or
+ * a device is missing or the kernels do not build. */
+tl_status tl_backend_opencl_new(const tl_backend_config *cfg, tl_backend **out);
+
 #endif

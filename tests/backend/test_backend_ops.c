@@ -699,6 +699,79 @@ static void test_attention(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attention_case(&cases[i]);
 }
 
+/* kv_io: the keys and values kv_store put in the cache, read out in the
+ * interface's one layout (per layer, per kv head: the keys' rows, then the
+ * values'), each row as the cache type holds it: f32, f16 (tl_f32_to_f16)
+ * or Q8_0 blocks (tl_quant_q8_0), byte for byte; written into another
+ * sequence and read back unchanged. */
+static void test_kv_io(void **state) {
+  const tl_kv_type kvs[] = {TL_KV_F32, TL_KV_F16, TL_KV_Q8_0};
+  for (size_t ki = 0; ki < 3; ki++) {
+    tl_backend_config cfg = base_config();
+    cfg.kv_type = kvs[ki];
+    cfg.head_dim = 64;
+    dev d;
+    memset(&d, 0, sizeof d);
+    tl_status st = tl_backend_new(g_backend, &cfg, &d.be);
+    if (st == TL_ERR_UNSUPPORTED) {
+      printf("kv_io, kv %s: skipped: %s\n", tl_kv_type_name(kvs[ki]), tl_last_error());
+      continue;
+    }
+    if (st) fail_msg("backend %s: %s", g_backend, tl_last_error());
+    const int n = 7, p0 = 2, nkv = cfg.n_head_kv, hd = cfg.head_dim;
+    const size_t kvd = (size_t)nkv * hd, rb = tl_kv_row_bytes(kvs[ki], hd);
+    tl_token tok[7] = {0};
+    int32_t pos[7], seq[7];
+    for (int i = 0; i < n; i++) pos[i] = p0 + i, seq[i] = 1;
+    float *hk[2], *hv[2];
+    for (int l = 0; l < cfg.n_layer; l++) {
+      hk[l] = rand_floats((size_t)n * kvd, 1);
+      hv[l] = rand_floats((size_t)n * kvd, 1);
+      float *k = dev_floats(&d, hk[l], (size_t)n * kvd),
+            *v = dev_floats(&d, hv[l], (size_t)n * kvd);
+      step(&d, n, tok, pos, seq, 0, NULL);
+      d.be->kv_store(d.be, l, k, v);
+      step_end(&d);
+    }
+    const size_t bytes = (size_t)cfg.n_layer * nkv * 2 * n * rb;
+    uint8_t *want = malloc(bytes), *got = malloc(bytes), *back = malloc(bytes);
+    assert_true(want && got && back);
+    uint8_t *w = want;
+    for (int l = 0; l < cfg.n_layer; l++)
+      for (int h = 0; h < nkv; h++)
+        for (int which = 0; which < 2; which++)
+          for (int t = 0; t < n; t++, w += rb) {
+            const float *x = (which ? hv[l] : hk[l]) + t * kvd + (size_t)h * hd;
+            if (kvs[ki] == TL_KV_F32) {
+              memcpy(w, x, rb);
+            } else if (kvs[ki] == TL_KV_F16) {
+              for (int i = 0; i < hd; i++) {
+                const uint16_t hb = tl_f32_to_f16(x[i]);
+                memcpy(w + 2 * i, &hb, 2);
+              }
+            } else {
+              tl_quant_q8_0(x, w, hd);
+            }
+          }
+    assert_int_equal(d.be->kv_io(d.be, 1, p0, p0 + n, got, false), TL_OK);
+    if (memcmp(got, want, bytes))
+      fail_msg("kv_io, kv %s: the cache's rows differ from the stored values",
+               tl_kv_type_name(kvs[ki]));
+    assert_int_equal(d.be->kv_io(d.be, 2, 10, 10 + n, want, true), TL_OK);
+    assert_int_equal(d.be->kv_io(d.be, 2, 10, 10 + n, back, false), TL_OK);
+    if (memcmp(back, want, bytes))
+      fail_msg("kv_io, kv %s: written rows read back differently", tl_kv_type_name(kvs[ki]));
+    for (int l = 0; l < cfg.n_layer; l++) {
+      free(hk[l]);
+      free(hv[l]);
+    }
+    free(want);
+    free(got);
+    free(back);
+    dev_close(&d);
+  }
+}
+
 /* ---- activations, scale, soft-cap ----------------------------------------------- */
 
 static double act_ref(tl_act_kind k, double x) {
@@ -975,12 +1048,12 @@ int main(int argc, char **argv) {
   }
   tl_backend_free(probe);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_errors),     cmocka_unit_test(test_embed),
-      cmocka_unit_test(test_select_out), cmocka_unit_test(test_norm),
-      cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_f16_kv),
-      cmocka_unit_test(test_rope),       cmocka_unit_test(test_attention),
-      cmocka_unit_test(test_act),        cmocka_unit_test(test_scale_softcap),
-      cmocka_unit_test(test_moe),
+      cmocka_unit_test(test_errors),        cmocka_unit_test(test_embed),
+      cmocka_unit_test(test_select_out),    cmocka_unit_test(test_norm),
+      cmocka_unit_test(test_matmul),        cmocka_unit_test(test_matmul_f16_kv),
+      cmocka_unit_test(test_rope),          cmocka_unit_test(test_attention),
+      cmocka_unit_test(test_kv_io),         cmocka_unit_test(test_act),
+      cmocka_unit_test(test_scale_softcap), cmocka_unit_test(test_moe),
   };
   /* the CPU: every kernel set (or the one named) */
   const tl_cpu_kernels *sets[16];

@@ -85,6 +85,11 @@ tl_model *tl_test_load_model(const char *path);
 tl_context_params tl_test_ctx_params(void);
 /* tl_context_new; fails the test on an error. */
 tl_context *tl_test_ctx(tl_model *m, const tl_context_params *cp);
+/* Whether the backend under test refuses this model for what it lacks (a
+ * weight type without kernels, a mixture of experts) with its message:
+ * then prints SKIPPED with `what` and returns true (the caller frees and
+ * skips). Any other failure, or any on the CPU, fails the test. */
+bool tl_test_backend_refuses(tl_model *m, const char *what);
 /* A context of n_ctx tokens, 2 threads, KV cache kv, on tl_test_backend;
  * fails the test on an error. */
 tl_context *tl_test_new_ctx(tl_model *m, tl_kv_type kv, int n_ctx);
@@ -99,9 +104,10 @@ void tl_test_prefill(tl_context *c, const tl_token *ids, int n, float *out, int 
 extern const char *tl_test_backend;
 /* tl_test_backend's name, "auto" when it is NULL. */
 const char *tl_test_backend_name(void);
-/* The backends to test: tl_backend_names(), or the comma-separated list of
- * the environment variable TL_TEST_BACKENDS (a GPU machine runs
- * TL_TEST_BACKENDS=cuda), less those that cannot make a context for the demo
+/* The backends to test: tl_backend_names() but opencl, or the
+ * comma-separated list of the environment variable TL_TEST_BACKENDS (a GPU
+ * machine runs TL_TEST_BACKENDS=cuda; ctest's *_opencl tests
+ * TL_TEST_BACKENDS=opencl), less those that cannot make a context for the demo
  * model (tests/data/demo/model-q8_0.gguf), which are reported as
  * "SKIPPED: backend NAME: <tl_last_error()>". At most max names into names;
  * returns their count. */

@@ -33,6 +33,12 @@ static tl_model *load(const seq_case *sc, int *nv) {
   if (!path) skip();
   tl_model *m = tl_test_load_model(path);
   free(path);
+  char what[96];
+  snprintf(what, sizeof what, "%s %s", sc->arch, sc->type);
+  if (tl_test_backend_refuses(m, what)) {
+    tl_model_free(m);
+    skip();
+  }
   *nv = tl_model_n_vocab(m);
   return m;
 }
@@ -532,8 +538,31 @@ static void check_state(void **state) {
       cp.backend = "cpu";
       tl_context *cc = tl_test_ctx(m, &cp);
       assert_int_equal(tl_state_seq_load_file(cc, path, 0, got, MAX_TOK, &nn), TL_OK);
+      /* the CPU saves what it loaded as the same bytes */
+      char *again = tl_test_tmpfile(".state");
+      assert_non_null(again);
+      assert_int_equal(tl_state_seq_save_file(cc, again, 0, a, (size_t)n), TL_OK);
+      size_t sz1 = 0, sz2 = 0;
+      char *f1 = tl_test_read_file(path, &sz1), *f2 = tl_test_read_file(again, &sz2);
+      assert_true(f1 && f2);
+      if (sz1 != sz2 || memcmp(f1, f2, sz1))
+        fail_msg("%s kv %s: the cpu saved another file than the %s one it loaded", sc->arch,
+                 tl_kv_type_name(kvs[ki]), tl_context_backend(c2));
+      free(f1);
+      free(f2);
+      unlink(again);
+      free(again);
+      /* and continues as the backend did: within 1e-4 on float weights. On
+       * quantized weights the 8-bit activations round the two backends' sums
+       * (equal to about 1e-7) to different steps now and then, and the logits
+       * move by 1e-3 to 1e-2: measured 1.85e-2 (opencl against the avx512
+       * set, demo q8_0), as far as the CPU's own scalar and avx512 sets are
+       * from each other (1.1e-2 on 8 decode steps of the demo); the argmax
+       * must agree. */
+      const bool qw =
+          strcmp(sc->type, "f16") && strcmp(sc->type, "f32") && strcmp(sc->type, "bf16");
       assert_close_b(decode(cc, 0, &next, n, 1), orig, nv, "on the cpu, restored sequence", 0,
-                     1e-4);
+                     qw ? 5e-2 : 1e-4);
       tl_context_free(cc);
     }
 
