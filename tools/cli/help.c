@@ -33,7 +33,8 @@ static void model_opts(FILE *f, const cli_opts *d, unsigned bit) {
   opt(f, "-t, --threads N", "CPU threads (default: the number of physical cores)");
   if (gen) opt(f, "-c, --ctx N", "context size in tokens (default: the model's training context)");
   opt(f, "--kv f16|f32|q8_0", "KV cache type (default: %s)", tl_kv_type_name((tl_kv_type)d->kv));
-  opt(f, "--backend auto|cpu|cuda", "compute backend (default: %s; this build: see --version)",
+  opt(f, "--backend NAME",
+      "compute backend: auto, cpu, cuda, hip, opencl (default: %s; this build: see --version)",
       d->backend);
   opt(f, "-ngl, --gpu-layers N",
       "with a GPU backend, the first N layers on the GPU (default: all)");
