@@ -12,7 +12,8 @@
 
 #include "backend/backend.h"
 
-#define TL_CUDA_ABI 4 /* 2: tl_backend.kv_io; 3: moe_route, matmul_id; 4: tl_backend_config.low_mem */
+/* 2: tl_backend.kv_io; 3: moe_route, matmul_id; 4: tl_backend_config.low_mem */
+#define TL_CUDA_ABI 4
 #define TL_CUDA_ENTRY "tl_cuda_backend_create"
 #define TL_CUDA_LIBRARY "libtorchless-cuda.so"
 #define TL_HIP_LIBRARY "libtorchless-hip.so"
