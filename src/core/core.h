@@ -141,15 +141,13 @@ typedef struct tl_mmap {
 
 tl_status tl_mmap_open(const char *path, tl_mmap *out);
 void tl_mmap_close(tl_mmap *m);
+/* Whether [p, p + n) lies wholly inside m, a file mapping. */
+bool tl_mmap_holds(const tl_mmap *m, const void *p, size_t n);
 /* Drops the pages wholly inside [p, p + n) of a file mapping from the
  * process (touched again, they are read again from the file): a GPU
  * backend's weights, once uploaded, then have no second copy in RAM.
  * Nothing where m is not a file mapping or the range is not inside it. */
 void tl_mmap_release(const tl_mmap *m, const void *p, size_t n);
-/* Asks for the pages of [p, p + n) of a file mapping ahead (MADV_WILLNEED,
- * a hint; with now, mapped at once, MADV_POPULATE_READ where the kernel has
- * it: cheaper than a fault per page); nothing outside the mapping. */
-void tl_mmap_willneed(const tl_mmap *m, const void *p, size_t n, bool now);
 /* Bytes of the mapping not in memory now (mincore; 0 when unknown). */
 uint64_t tl_mmap_absent(const tl_mmap *m);
 /* Read the mapping's absent pages into memory, in order, 32 MiB a time:

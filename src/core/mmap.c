@@ -71,23 +71,16 @@ tl_status tl_mmap_open(const char *path, tl_mmap *out) {
   return TL_OK;
 }
 
-void tl_mmap_release(const tl_mmap *m, const void *p, size_t n) {
+bool tl_mmap_holds(const tl_mmap *m, const void *p, size_t n) {
   const uintptr_t a = (uintptr_t)p, base = (uintptr_t)m->data;
-  if (!m->mapped || !m->data || a < base || n > m->size || a - base > m->size - n) return;
-  const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-  const uintptr_t lo = (a + pg - 1) / pg * pg, hi = (a + n) / pg * pg;
-  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* a hint: failure changes nothing */
+  return m->mapped && m->data && a >= base && n <= m->size && a - base <= m->size - n;
 }
 
-void tl_mmap_willneed(const tl_mmap *m, const void *p, size_t n, bool now) {
-  const uintptr_t a = (uintptr_t)p, base = (uintptr_t)m->data;
-  if (!m->mapped || !m->data || a < base || n > m->size || a - base > m->size - n) return;
-  const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-  const uintptr_t lo = a / pg * pg, hi = (a + n + pg - 1) / pg * pg;
-#ifdef MADV_POPULATE_READ
-  if (now && madvise((void *)lo, hi - lo, MADV_POPULATE_READ) == 0) return;
-#endif
-  madvise((void *)lo, hi - lo, MADV_WILLNEED); /* a hint: failure changes nothing */
+void tl_mmap_release(const tl_mmap *m, const void *p, size_t n) {
+  if (!tl_mmap_holds(m, p, n)) return;
+  const uintptr_t a = (uintptr_t)p, pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+  const uintptr_t lo = (a + pg - 1) / pg * pg, hi = (a + n) / pg * pg;
+  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* a hint: failure changes nothing */
 }
 
 /* absent pages of [p, p + n) (page aligned) */

@@ -552,16 +552,11 @@ tl_status tl_gguf_own_map(tl_gguf *g, void *p, void (*free_fn)(void *), const tl
   return s;
 }
 
-static bool map_holds(const tl_mmap *m, const void *p, size_t n) {
-  const uintptr_t a = (uintptr_t)p, base = (uintptr_t)m->data;
-  return m->mapped && m->data && a >= base && n <= m->size && a - base <= m->size - n;
-}
-
 const tl_mmap *tl_gguf_map_of(const tl_gguf *g, const void *p, size_t n) {
   if (!g || !p) return NULL;
-  if (map_holds(&g->map, p, n)) return &g->map;
+  if (tl_mmap_holds(&g->map, p, n)) return &g->map;
   for (const tl_gguf_blob *b = g->blobs; b; b = b->next)
-    if (b->map && map_holds(b->map, p, n)) return b->map;
+    if (b->map && tl_mmap_holds(b->map, p, n)) return b->map;
   return NULL;
 }
 
